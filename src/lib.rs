@@ -1,0 +1,29 @@
+//! metricsstream: a kernel-bypass metrics-ingestion appliance.
+//!
+//! DPDK poll-mode workers pull bursts of frames from NIC queues, classify
+//! them, run a userspace TCP/IP stack with an HTTP/1.1 server on top, parse
+//! metric batches, apply per-client lock-free token-bucket limits, and hand
+//! accepted records to a writer core that persists them durably.
+//!
+//! Module map (one module owns one thing):
+//! - [`dpdk`]: the only safe wrappers over `dpdk-sys` (EAL, ports, mempools,
+//!   mbufs, lcores). The only module allowed to use `unsafe`.
+//! - [`net`]: checked, zero-copy frame classification and L2 handling.
+//! - [`limit`]: lock-free CAS token buckets and the bounded keyed table.
+//! - [`ingest`]: the record model and the sans-IO metric parsers.
+//! - [`writer`]: batches, hand-off channels, the segment log, recovery, sinks.
+//! - [`stats`]: per-worker counters, aggregation, stats line and JSON report.
+//! - [`config`]: TOML profiles and appliance configuration.
+//! - [`pcap`]: pcap file reading/writing and the synthetic traffic generator.
+//! - [`worker`]: the poll-mode loop that ties the above together.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod dpdk;
+pub mod ingest;
+pub mod limit;
+pub mod net;
+pub mod pcap;
+pub mod stats;
+pub mod worker;
+pub mod writer;
