@@ -1,0 +1,104 @@
+//! The record model shared by the parsers (producers) and the writer (consumer).
+//!
+//! Parsers are zero-copy: text borrows from the input buffer (`Cow::Borrowed`)
+//! and is only owned when the input had escapes that had to be undone. A parser
+//! hands each record to a [`RecordSink`] as a [`RecordRef`] whose tag and field
+//! slices live in the parser's reusable scratch space, so the steady state
+//! allocates nothing per record. The writer encodes what it is handed into
+//! recycled batch buffers; [`Record`] is the owned form for tests, `dump` and
+//! decoding.
+
+use std::borrow::Cow;
+
+/// A typed field value, as in InfluxDB line protocol.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FieldValue<'a> {
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Bool(bool),
+    Str(Cow<'a, str>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tag<'a> {
+    pub key: Cow<'a, str>,
+    pub value: Cow<'a, str>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Field<'a> {
+    pub key: Cow<'a, str>,
+    pub value: FieldValue<'a>,
+}
+
+/// One record, borrowed. Invariants a producer guarantees: `tags` sorted by key
+/// (byte order) with no duplicate keys, `fields` non-empty, measurement non-empty,
+/// `timestamp_ns` resolved (the parser applies precision and the caller's `now`).
+#[derive(Clone, Copy, Debug)]
+pub struct RecordRef<'r, 'a> {
+    pub measurement: &'r Cow<'a, str>,
+    pub tags: &'r [Tag<'a>],
+    pub fields: &'r [Field<'a>],
+    pub timestamp_ns: i64,
+}
+
+/// One record, owned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    pub measurement: Cow<'static, str>,
+    pub tags: Vec<Tag<'static>>,
+    pub fields: Vec<Field<'static>>,
+    pub timestamp_ns: i64,
+}
+
+impl Record {
+    pub fn as_ref(&self) -> RecordRef<'_, 'static> {
+        RecordRef { measurement: &self.measurement, tags: &self.tags, fields: &self.fields, timestamp_ns: self.timestamp_ns }
+    }
+}
+
+impl RecordRef<'_, '_> {
+    pub fn to_owned_record(&self) -> Record {
+        fn own(c: &Cow<'_, str>) -> Cow<'static, str> {
+            Cow::Owned(c.to_string())
+        }
+        Record {
+            measurement: own(self.measurement),
+            tags: self.tags.iter().map(|t| Tag { key: own(&t.key), value: own(&t.value) }).collect(),
+            fields: self
+                .fields
+                .iter()
+                .map(|f| Field {
+                    key: own(&f.key),
+                    value: match &f.value {
+                        FieldValue::Int(v) => FieldValue::Int(*v),
+                        FieldValue::UInt(v) => FieldValue::UInt(*v),
+                        FieldValue::Float(v) => FieldValue::Float(*v),
+                        FieldValue::Bool(v) => FieldValue::Bool(*v),
+                        FieldValue::Str(s) => FieldValue::Str(own(s)),
+                    },
+                })
+                .collect(),
+            timestamp_ns: self.timestamp_ns,
+        }
+    }
+}
+
+/// Where parsers put records. `Err` means the sink cannot take more (a full
+/// batch/channel): the parser stops and reports how far it got.
+pub trait RecordSink {
+    fn push(&mut self, record: &RecordRef<'_, '_>) -> Result<(), SinkFull>;
+}
+
+/// The sink refused a record because it has no room (backpressure).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SinkFull;
+
+/// A sink that keeps owned copies; for tests and tools, not the datapath.
+impl RecordSink for Vec<Record> {
+    fn push(&mut self, record: &RecordRef<'_, '_>) -> Result<(), SinkFull> {
+        Vec::push(self, record.to_owned_record());
+        Ok(())
+    }
+}
