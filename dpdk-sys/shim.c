@@ -32,3 +32,12 @@ unsigned int ms_lcore_id(void) { return rte_lcore_id(); }
 int ms_errno(void) { return rte_errno; }
 uint64_t ms_rdtsc(void) { return rte_rdtsc(); }
 const char *ms_version(void) { return rte_version(); }
+uint64_t ms_rss_hf_ip_tcp_udp(void) { return RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP; }
+int ms_link_get(uint16_t port, uint32_t *speed_mbps, int *up) {
+    struct rte_eth_link link;
+    int rc = rte_eth_link_get_nowait(port, &link);
+    if (rc != 0) return rc;
+    *speed_mbps = link.link_speed;
+    *up = link.link_status == RTE_ETH_LINK_UP;
+    return 0;
+}

@@ -38,5 +38,9 @@ unsigned int ms_lcore_id(void);
 int ms_errno(void);
 uint64_t ms_rdtsc(void);
 const char *ms_version(void);
+/* RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP: function-like macros bindgen cannot evaluate. */
+uint64_t ms_rss_hf_ip_tcp_udp(void);
+/* Link status without blocking: 0 on success. */
+int ms_link_get(uint16_t port, uint32_t *speed_mbps, int *up);
 
 #endif

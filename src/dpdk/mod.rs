@@ -1,2 +1,35 @@
+//! The only safe layer over `dpdk-sys`: EAL start-up and clean-up, mbuf pools,
+//! owned mbufs and bursts, ports with their RX/TX queues, and launching
+//! workers on lcores. Every other module is safe code; every `unsafe` block in
+//! here carries a `// SAFETY:` comment saying why it holds.
+//!
+//! Lifetimes: [`Eal`] is a shared guard; pools and ports hold a clone of it,
+//! so `rte_eal_cleanup` runs only after the last port and pool is gone.
 #![allow(unsafe_code)]
-pub fn version() -> String { unsafe { std::ffi::CStr::from_ptr(dpdk_sys::ms_version()).to_string_lossy().into_owned() } }
+
+mod eal;
+mod error;
+mod lcore;
+mod mbuf;
+mod mempool;
+mod port;
+
+pub use eal::Eal;
+pub use error::DpdkError;
+pub use lcore::{current_lcore, LcoreJob};
+pub use mbuf::{Mbuf, RxBurst, TxBurst, BURST_SIZE};
+pub use mempool::Mempool;
+pub use port::{Link, Port, PortConfig, PortStats, RxQueue, TxQueue};
+
+/// The DPDK version the binary runs against, e.g. "DPDK 22.11.11".
+pub fn version() -> String {
+    // SAFETY: rte_version returns a pointer to a static NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(dpdk_sys::ms_version()) }.to_string_lossy().into_owned()
+}
+
+/// Reads the time-stamp counter; cheap, for per-worker loop accounting only.
+#[inline]
+pub fn rdtsc() -> u64 {
+    // SAFETY: rdtsc has no preconditions.
+    unsafe { dpdk_sys::ms_rdtsc() }
+}
