@@ -70,7 +70,7 @@ fn main() {
         .opaque_type("rte_gtp_psc_.*_hdr")
         .opaque_type("rte_arp_hdr|rte_arp_ipv4")
         .derive_default(true)
-        .layout_tests(false)
+        .layout_tests(true)
         .generate_comments(false)
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
         .generate()

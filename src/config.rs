@@ -1,1 +1,105 @@
-//! (to be written)
+//! DPDK profiles: which EAL arguments and port settings a run uses
+//! (`dpdk-config/*.toml`). Unknown keys are errors, so a typo cannot
+//! silently fall back to a default.
+
+use serde::Deserialize;
+use std::path::Path;
+
+/// The profile `replay` uses when none is given: `--no-huge`, no NIC.
+pub const DEFAULT_REPLAY_PROFILE: &str = include_str!("../dpdk-config/pcap-replay.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    #[serde(default)]
+    pub eal: EalSection,
+    #[serde(default)]
+    pub port: PortSection,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EalSection {
+    /// EAL arguments; command-line arguments after `--` are appended.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortSection {
+    /// DPDK port to serve (replay uses its own pcap port).
+    pub port_id: u16,
+    /// RX/TX queue pairs = workers, unless `--workers` says otherwise.
+    pub rx_queues: u16,
+    pub rx_desc: u16,
+    pub tx_desc: u16,
+    /// Mbufs in the pool, beyond what a pcap replay needs to hold its file.
+    pub mbufs: u32,
+    pub mbuf_cache: u32,
+}
+
+impl Default for PortSection {
+    fn default() -> Self {
+        PortSection { port_id: 0, rx_queues: 1, rx_desc: 1024, tx_desc: 1024, mbufs: 8191, mbuf_cache: 256 }
+    }
+}
+
+impl Profile {
+    pub fn parse(text: &str, origin: &str) -> Result<Profile, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_string(), message: one_line(&e.to_string()) })
+    }
+
+    pub fn load(path: &Path) -> Result<Profile, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Profile::parse(&text, &path.display().to_string())
+    }
+
+    /// Whether the EAL arguments already choose lcores.
+    pub fn sets_lcores(args: &[String]) -> bool {
+        args.iter().any(|a| a == "-l" || a == "-c" || a.starts_with("--lcores") || a.starts_with("-l") && a.len() > 2)
+    }
+}
+
+/// toml's messages span several lines (with a source excerpt); errors here
+/// are one line.
+fn one_line(message: &str) -> String {
+    message.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('|')).collect::<Vec<_>>().join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_profile_parses() {
+        let p = Profile::parse(DEFAULT_REPLAY_PROFILE, "default").unwrap();
+        assert!(p.eal.args.iter().any(|a| a == "--no-huge"));
+        assert_eq!(p.port.rx_queues, 1);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_on_one_line() {
+        let e = Profile::parse("[port]\nrx_queue = 2\n", "x.toml").unwrap_err().to_string();
+        assert!(e.contains("rx_queue"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn lcore_arguments_are_detected() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(Profile::sets_lcores(&v(&["-l", "0-1"])));
+        assert!(Profile::sets_lcores(&v(&["-l0-3"])));
+        assert!(Profile::sets_lcores(&v(&["--lcores=0@0,1@1"])));
+        assert!(!Profile::sets_lcores(&v(&["--no-huge", "-m", "512"])));
+    }
+}

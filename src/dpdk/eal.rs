@@ -75,6 +75,15 @@ impl Eal {
         unsafe { dpdk_sys::rte_eth_dev_count_avail() }
     }
 
+    /// The port id of a probed device by its name (e.g. `net_pcap0`).
+    pub fn port_by_name(&self, name: &str) -> Option<u16> {
+        let cname = CString::new(name).ok()?;
+        let mut id = 0u16;
+        // SAFETY: the EAL is initialised; valid C string and out-parameter.
+        let rc = unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) };
+        (rc == 0).then_some(id)
+    }
+
     /// TSC ticks per second, as measured by the EAL at start-up.
     pub fn tsc_hz(&self) -> u64 {
         // SAFETY: the EAL is initialised.

@@ -68,11 +68,16 @@ impl Drop for Mbuf {
     }
 }
 
+/// The first segment's bytes, read straight from the mbuf header (bindgen's
+/// layout of `struct rte_mbuf`, checked by dpdk-sys's layout tests) rather
+/// than through a shim call: this runs for every packet.
+///
 /// # Safety
 /// `raw` must be a valid mbuf that outlives the returned slice.
 #[inline]
 unsafe fn segment<'a>(raw: *mut dpdk_sys::rte_mbuf) -> &'a [u8] {
-    std::slice::from_raw_parts(dpdk_sys::ms_pktmbuf_data(raw), dpdk_sys::ms_pktmbuf_data_len(raw) as usize)
+    let m = &*raw;
+    std::slice::from_raw_parts((m.buf_addr as *const u8).add(usize::from(m.data_off)), usize::from(m.data_len))
 }
 
 /// Up to [`BURST_SIZE`] received mbufs, owned. Read packets in place, then
@@ -100,28 +105,44 @@ impl RxBurst {
         self.len == 0
     }
 
-    /// Packet `i` (first segment), `i < len()`.
+    /// Packet `i` (first segment), `i < len()`; empty if it was taken.
     #[inline]
     pub fn packet(&self, i: usize) -> &[u8] {
         assert!(i < self.len, "packet index out of the burst");
-        // SAFETY: slots below len hold valid mbufs owned by this burst.
-        unsafe { segment(self.mbufs[i]) }
+        let raw = self.mbufs[i];
+        if raw.is_null() {
+            return &[];
+        }
+        // SAFETY: non-null slots below len hold valid mbufs owned by this burst.
+        unsafe { segment(raw) }
     }
 
     /// Whether packet `i` spans several segments (only the first is visible).
     #[inline]
     pub fn is_chained(&self, i: usize) -> bool {
         assert!(i < self.len, "packet index out of the burst");
-        // SAFETY: as in packet().
-        unsafe { dpdk_sys::ms_pktmbuf_nb_segs(self.mbufs[i]) > 1 }
+        // SAFETY: as in packet(); null (taken) slots read as not chained.
+        unsafe { self.mbufs[i].as_ref() }.is_some_and(|m| m.nb_segs > 1)
     }
 
     /// Hints the CPU to fetch packet `i`'s first cache line.
     #[inline]
     pub fn prefetch(&self, i: usize) {
         if i < self.len {
-            // SAFETY: a valid mbuf; prefetch never faults.
-            unsafe { dpdk_sys::ms_prefetch0(dpdk_sys::ms_pktmbuf_data(self.mbufs[i]) as *const _) };
+            // SAFETY: slot i holds a valid mbuf (or null if taken: skipped).
+            if let Some(m) = unsafe { self.mbufs[i].as_ref() } {
+                let p = m.buf_addr as *const u8;
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: prefetch is a hint and never faults, whatever the address.
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch(p.wrapping_add(usize::from(m.data_off)) as *const i8, std::arch::x86_64::_MM_HINT_T0)
+                };
+                #[cfg(not(target_arch = "x86_64"))]
+                // SAFETY: as above, through DPDK's rte_prefetch0.
+                unsafe {
+                    dpdk_sys::ms_prefetch0(p.wrapping_add(usize::from(m.data_off)) as *const _)
+                };
+            }
         }
     }
 

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Replay Mpps of metricsstream against dpdk-testpmd --forward-mode=rxonly, in
+# one run, on the same pcap, the same vdev (net_pcap, infinite_rx=1) and the
+# same lcore. Rounds alternate between the two so that background load hits
+# both alike; the medians and their ratio are printed.
+#
+#   scripts/bench-replay.sh [--pcap FILE] [--kind udp-line|udp-statsd|http]
+#                           [--seconds S] [--rounds N] [--json OUT]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+kind=udp-line seconds=5 rounds=3 pcap="" json=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --pcap) pcap=$2; shift 2 ;;
+        --kind) kind=$2; shift 2 ;;
+        --seconds) seconds=$2; shift 2 ;;
+        --rounds) rounds=$2; shift 2 ;;
+        --json) json=$2; shift 2 ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd missing: run scripts/setup.sh (package dpdk-dev)" >&2; exit 1; }
+cargo build --release --quiet
+bin=target/release/metricsstream
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+if [ -z "$pcap" ]; then
+    pcap=$tmp/load.pcap
+    "$bin" gen-pcap --kind "$kind" --out "$pcap" --packets 65536 --seed 42 >/dev/null
+fi
+packets=$(python3 - "$pcap" <<'PY'
+import struct, sys
+with open(sys.argv[1], 'rb') as f:
+    magic = f.read(24)[:4]
+    end = '<' if magic in (b'\xd4\xc3\xb2\xa1', b'\x4d\x3c\xb2\xa1') else '>'
+    n = 0
+    while True:
+        h = f.read(16)
+        if len(h) < 16:
+            break
+        f.seek(struct.unpack(end + 'IIII', h)[2], 1)
+        n += 1
+print(n)
+PY
+)
+eal=(--no-huge -m 1024 --no-shconf --no-pci -l 0-1 --log-level '*:error')
+
+testpmd_mpps() {
+    # testpmd prints Rx-pps every second; average all but the first (warm-up).
+    # (timeout's SIGINT ends it; its exit status 124 is expected.)
+    { timeout -s INT "$((seconds + 1))" dpdk-testpmd "${eal[@]}" \
+        --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" -- \
+        --forward-mode=rxonly --stats-period 1 --total-num-mbufs=$((packets + 16384)) \
+        </dev/null 2>/dev/null || true; } | awk '/Rx-pps:/ { n++; if (n > 1) { s += $2; k++ } } END { if (k) printf "%.3f", s / k / 1e6; else print "0" }'
+}
+
+replay_mpps() {
+    "$bin" replay --pcap "$pcap" --duration "$seconds" --stats-interval 0 --report "$tmp/r.json" >/dev/null 2>&1
+    python3 -c 'import json,sys; print("%.3f" % json.load(open(sys.argv[1]))["rx_mpps"])' "$tmp/r.json"
+}
+
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+t=() r=()
+for i in $(seq "$rounds"); do
+    t+=("$(testpmd_mpps)")
+    r+=("$(replay_mpps)")
+    echo "round $i: testpmd rxonly ${t[-1]} Mpps, metricsstream replay ${r[-1]} Mpps"
+done
+tm=$(median "${t[@]}") rm_=$(median "${r[@]}")
+ratio=$(awk -v a="$rm_" -v b="$tm" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+frame=$(( $(stat -c %s "$pcap") / packets - 16 ))
+echo "pcap: $pcap ($packets frames, ~$frame B avg), 1 worker lcore, ${seconds}s x $rounds rounds, nproc $(nproc), load avg $(cut -d' ' -f1 /proc/loadavg)"
+echo "testpmd rxonly: $tm Mpps (median)"
+echo "metricsstream replay: $rm_ Mpps (median)"
+echo "ratio replay/testpmd: $ratio (goal >= 0.8)"
+if [ -n "$json" ]; then
+    printf '{"pcap_frames": %s, "avg_frame_bytes": %s, "testpmd_mpps": %s, "replay_mpps": %s, "ratio": %s}\n' \
+        "$packets" "$frame" "$tm" "$rm_" "$ratio" > "$json"
+fi
