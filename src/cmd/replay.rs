@@ -36,6 +36,10 @@ pub struct ReplayArgs {
     /// DPDK profile (TOML) [default: dpdk-config/pcap-replay.toml, built in: --no-huge, no NIC].
     #[arg(long)]
     profile: Option<PathBuf>,
+    /// Replay the file once (no loop) and stop when every packet has been received;
+    /// for checking a capture's composition rather than speed.
+    #[arg(long)]
+    once: bool,
     /// Seconds between stats lines on stderr (0: none).
     #[arg(long, default_value_t = 1.0)]
     stats_interval: f64,
@@ -75,9 +79,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     }
     let rx_pcaps: Vec<String> = (0..workers).map(|_| format!("rx_pcap={pcap}")).collect();
     eal_args.push("--vdev".into());
-    eal_args.push(format!("{PCAP_PORT},{},infinite_rx=1", rx_pcaps.join(",")));
+    let looping = if args.once { "" } else { ",infinite_rx=1" };
+    eal_args.push(format!("{PCAP_PORT},{}{looping}", rx_pcaps.join(",")));
 
-    let eal = Eal::init(&eal_args).context("EAL initialisation failed (check the EAL arguments)")?;
+    let eal = Eal::init(&eal_args).context("EAL initialisation failed (see the EAL message above; EAL options: https://doc.dpdk.org/guides-22.11/linux_gsg/linux_eal_parameters.html)")?;
     let lcores = eal.worker_lcores();
     if lcores.len() < usize::from(workers) {
         bail!("{workers} workers need {workers} worker lcores, the EAL has {} (set -l 0-{workers})", lcores.len());
@@ -86,7 +91,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
 
     // infinite_rx keeps a copy of the whole file per queue in mbufs.
     let p = &profile.port;
-    let per_queue = packets as u64 + u64::from(p.rx_desc) + 2 * BURST_SIZE as u64;
+    let held = if args.once { 0 } else { packets };
+    let per_queue = held + u64::from(p.rx_desc) + 2 * BURST_SIZE as u64;
     let pool_size = u64::from(workers) * per_queue + u64::from(p.mbufs) + u64::from(p.mbuf_cache) * (u64::from(workers) + 1);
     let pool_size = u32::try_from(pool_size).context("the pcap is too large to hold in an mbuf pool")?;
     let pool = Arc::new(
@@ -121,6 +127,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         &lcores[..usize::from(workers)],
         match args.duration {
             Some(d) => format!("{d} s"),
+            None if args.once => "once".into(),
             None => "until Ctrl-C".into(),
         }
     );
@@ -145,7 +152,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         if stop.load(Ordering::Relaxed) {
             break now;
         }
-        if deadline.is_some_and(|d| now >= d) {
+        let all_received = args.once && total(&counters).rx_packets >= packets * u64::from(workers);
+        if all_received || deadline.is_some_and(|d| now >= d) {
             stop.store(true, Ordering::Relaxed);
             break now;
         }
@@ -165,7 +173,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
                 next_tick = Some(tick + i);
             }
         }
-        let mut wake = now + Duration::from_millis(50);
+        let mut wake = now + Duration::from_millis(if args.once { 5 } else { 50 });
         for t in [deadline, next_tick].into_iter().flatten() {
             wake = wake.min(t);
         }

@@ -43,8 +43,12 @@ impl Eal {
         let owned: &'static [CString] = Box::leak(owned.into_boxed_slice());
         let argv: &'static mut [*mut c_char] =
             Box::leak(owned.iter().map(|s| s.as_ptr() as *mut c_char).collect::<Vec<_>>().into_boxed_slice());
+        // On a bad argument the EAL prints its whole usage (~100 lines) to
+        // stdout; the reason itself goes to stderr. Keep stdout for our output.
+        let _quiet = StdoutSilenced::new();
         // SAFETY: argv holds argc valid NUL-terminated strings that are never freed.
         let rc = unsafe { dpdk_sys::rte_eal_init(argv.len() as c_int, argv.as_mut_ptr()) };
+        drop(_quiet);
         if rc < 0 {
             return Err(DpdkError::from_errno("rte_eal_init"));
         }
@@ -88,5 +92,46 @@ impl Eal {
     pub fn tsc_hz(&self) -> u64 {
         // SAFETY: the EAL is initialised.
         unsafe { dpdk_sys::rte_get_tsc_hz() }
+    }
+}
+
+/// Points fd 1 at /dev/null until dropped (best effort: if anything fails,
+/// stdout is simply left alone).
+struct StdoutSilenced {
+    saved: c_int,
+}
+
+impl StdoutSilenced {
+    fn new() -> Option<StdoutSilenced> {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        // SAFETY: plain fd syscalls on fds we own or on fd 1; failures are checked.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if null < 0 {
+                return None;
+            }
+            let saved = libc::dup(1);
+            if saved < 0 || libc::dup2(null, 1) < 0 {
+                libc::close(null);
+                if saved >= 0 {
+                    libc::close(saved);
+                }
+                return None;
+            }
+            libc::close(null);
+            Some(StdoutSilenced { saved })
+        }
+    }
+}
+
+impl Drop for StdoutSilenced {
+    fn drop(&mut self) {
+        // SAFETY: restores fd 1 from the duplicate we made and closes it.
+        unsafe {
+            libc::fflush(std::ptr::null_mut());
+            libc::dup2(self.saved, 1);
+            libc::close(self.saved);
+        }
     }
 }
