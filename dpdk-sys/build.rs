@@ -9,9 +9,11 @@ const MIN_VERSION: (u32, u32) = (22, 11);
 const INSTALL_HINT: &str = "install DPDK's development files: `sudo apt-get install libdpdk-dev dpdk dpdk-dev pkg-config clang libclang-dev` (or run scripts/setup.sh)";
 
 fn pkg_config(args: &[&str]) -> String {
-    let out = Command::new("pkg-config").args(args).arg("libdpdk").output().unwrap_or_else(|e| {
-        panic!("dpdk-sys: cannot run pkg-config ({e}); {INSTALL_HINT}")
-    });
+    let out = Command::new("pkg-config")
+        .args(args)
+        .arg("libdpdk")
+        .output()
+        .unwrap_or_else(|e| panic!("dpdk-sys: cannot run pkg-config ({e}); {INSTALL_HINT}"));
     if !out.status.success() {
         panic!(
             "dpdk-sys: pkg-config does not find libdpdk ({}); {INSTALL_HINT}",

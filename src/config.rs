@@ -55,7 +55,8 @@ impl Default for PortSection {
 
 impl Profile {
     pub fn parse(text: &str, origin: &str) -> Result<Profile, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_string(), message: one_line(&e.to_string()) })
+        toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: origin.to_string(), message: one_line(&e.to_string()) })
     }
 
     pub fn load(path: &Path) -> Result<Profile, ConfigError> {

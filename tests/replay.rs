@@ -89,7 +89,16 @@ fn known_composition_gives_exact_counts() {
 
     let _dpdk = dpdk_lock();
     let out = run(
-        &["replay", "--pcap", pcap.to_str().unwrap(), "--once", "--duration", "20", "--report", report.to_str().unwrap()],
+        &[
+            "replay",
+            "--pcap",
+            pcap.to_str().unwrap(),
+            "--once",
+            "--duration",
+            "20",
+            "--report",
+            report.to_str().unwrap(),
+        ],
         Duration::from_secs(60),
     );
     assert!(out.status.success(), "replay failed: {}", text(&out.stderr));

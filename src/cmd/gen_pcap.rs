@@ -34,7 +34,8 @@ pub fn run(args: GenPcapArgs) -> anyhow::Result<()> {
         Some(t) => t,
         None => SystemTime::now().duration_since(UNIX_EPOCH).context("system clock before 1970")?.as_nanos() as u64,
     };
-    let params = Params { kind: args.kind, packets: args.packets, clients: args.clients, seed: args.seed, base_time_ns };
+    let params =
+        Params { kind: args.kind, packets: args.packets, clients: args.clients, seed: args.seed, base_time_ns };
     let mut writer = PcapWriter::create(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut bytes = 0u64;
     let frames = generate(&params, |ts, frame| {

@@ -93,13 +93,14 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let p = &profile.port;
     let held = if args.once { 0 } else { packets };
     let per_queue = held + u64::from(p.rx_desc) + 2 * BURST_SIZE as u64;
-    let pool_size = u64::from(workers) * per_queue + u64::from(p.mbufs) + u64::from(p.mbuf_cache) * (u64::from(workers) + 1);
+    let pool_size =
+        u64::from(workers) * per_queue + u64::from(p.mbufs) + u64::from(p.mbuf_cache) * (u64::from(workers) + 1);
     let pool_size = u32::try_from(pool_size).context("the pcap is too large to hold in an mbuf pool")?;
     let pool = Arc::new(
         Mempool::new(&eal, "ms_rx_pool", pool_size, p.mbuf_cache, Mempool::DEFAULT_DATA_ROOM).with_context(|| {
             format!(
                 "cannot allocate {pool_size} mbufs (~{} MiB) to hold {packets} packets x {workers} queue(s); raise -m after `--` or replay a smaller pcap",
-                u64::from(pool_size) * 2560 >> 20
+                (u64::from(pool_size) * 2560) >> 20
             )
         })?,
     );
@@ -138,7 +139,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         t
     };
     let dropped = |port: &Port| {
-        port.stats().map(|s| Dropped { imissed: s.imissed, nombuf: s.rx_nombuf, ierrors: s.ierrors }).unwrap_or_default()
+        port.stats()
+            .map(|s| Dropped { imissed: s.imissed, nombuf: s.rx_nombuf, ierrors: s.ierrors })
+            .unwrap_or_default()
     };
 
     let start = Instant::now();
@@ -166,7 +169,12 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
                 for (d, p) in delta.classes.iter_mut().zip(prev.classes) {
                     *d -= p;
                 }
-                let line = stats::stats_line((now - start).as_secs_f64(), &delta, (now - prev_at).as_secs_f64(), &dropped(&port));
+                let line = stats::stats_line(
+                    (now - start).as_secs_f64(),
+                    &delta,
+                    (now - prev_at).as_secs_f64(),
+                    &dropped(&port),
+                );
                 eprintln!("{line}");
                 prev = t;
                 prev_at = now;

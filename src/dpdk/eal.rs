@@ -36,7 +36,8 @@ impl Eal {
         let mut owned = vec![CString::new("metricsstream").expect("static name")];
         for arg in args {
             let arg = arg.as_ref();
-            owned.push(CString::new(arg).map_err(|_| DpdkError::Invalid(format!("EAL argument {arg:?} contains NUL")))?);
+            owned
+                .push(CString::new(arg).map_err(|_| DpdkError::Invalid(format!("EAL argument {arg:?} contains NUL")))?);
         }
         // rte_eal_init may permute argv and keep pointers into it (device
         // arguments), so the strings live for the rest of the process.

@@ -32,7 +32,9 @@ impl Mbuf {
     pub fn data_mut(&mut self) -> &mut [u8] {
         let raw = self.0.as_ptr();
         // SAFETY: as data(), and &mut self gives exclusive access.
-        unsafe { std::slice::from_raw_parts_mut(dpdk_sys::ms_pktmbuf_data(raw), dpdk_sys::ms_pktmbuf_data_len(raw) as usize) }
+        unsafe {
+            std::slice::from_raw_parts_mut(dpdk_sys::ms_pktmbuf_data(raw), dpdk_sys::ms_pktmbuf_data_len(raw) as usize)
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -135,7 +137,10 @@ impl RxBurst {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: prefetch is a hint and never faults, whatever the address.
                 unsafe {
-                    std::arch::x86_64::_mm_prefetch(p.wrapping_add(usize::from(m.data_off)) as *const i8, std::arch::x86_64::_MM_HINT_T0)
+                    std::arch::x86_64::_mm_prefetch(
+                        p.wrapping_add(usize::from(m.data_off)) as *const i8,
+                        std::arch::x86_64::_MM_HINT_T0,
+                    )
                 };
                 #[cfg(not(target_arch = "x86_64"))]
                 // SAFETY: as above, through DPDK's rte_prefetch0.

@@ -108,7 +108,9 @@ impl Port {
             conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
         }
         // SAFETY: valid port, conf outlives the call.
-        check("rte_eth_dev_configure", unsafe { dpdk_sys::rte_eth_dev_configure(id, config.queues, config.queues, &conf) })?;
+        check("rte_eth_dev_configure", unsafe {
+            dpdk_sys::rte_eth_dev_configure(id, config.queues, config.queues, &conf)
+        })?;
 
         // SAFETY: valid port.
         let socket = unsafe { dpdk_sys::rte_eth_dev_socket_id(id) };

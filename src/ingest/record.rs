@@ -54,13 +54,18 @@ pub struct Record {
 
 impl Record {
     pub fn as_ref(&self) -> RecordRef<'_, 'static> {
-        RecordRef { measurement: &self.measurement, tags: &self.tags, fields: &self.fields, timestamp_ns: self.timestamp_ns }
+        RecordRef {
+            measurement: &self.measurement,
+            tags: &self.tags,
+            fields: &self.fields,
+            timestamp_ns: self.timestamp_ns,
+        }
     }
 }
 
 impl RecordRef<'_, '_> {
     pub fn to_owned_record(&self) -> Record {
-        fn own(c: &Cow<'_, str>) -> Cow<'static, str> {
+        fn own(c: &str) -> Cow<'static, str> {
             Cow::Owned(c.to_string())
         }
         Record {

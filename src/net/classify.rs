@@ -36,7 +36,8 @@ pub enum Malformed {
 }
 
 impl Malformed {
-    pub const ALL: [Malformed; 4] = [Malformed::Runt, Malformed::Truncated, Malformed::BadChecksum, Malformed::BadHeader];
+    pub const ALL: [Malformed; 4] =
+        [Malformed::Runt, Malformed::Truncated, Malformed::BadChecksum, Malformed::BadHeader];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -52,17 +53,34 @@ impl Malformed {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
     /// An ARP packet (Ethernet/IPv4 sized), starting at the ARP header.
-    Arp { arp: &'a [u8] },
+    Arp {
+        arp: &'a [u8],
+    },
     /// An IPv4 packet carrying TCP, trimmed to its total length.
-    Ipv4Tcp { ip: &'a [u8] },
+    Ipv4Tcp {
+        ip: &'a [u8],
+    },
     /// An IPv4 UDP datagram; `payload` is trimmed to the UDP length.
-    Ipv4Udp { src: Ipv4Address, dst: Ipv4Address, src_port: u16, dst_port: u16, payload: &'a [u8] },
+    Ipv4Udp {
+        src: Ipv4Address,
+        dst: Ipv4Address,
+        src_port: u16,
+        dst_port: u16,
+        payload: &'a [u8],
+    },
     /// IPv4 with another protocol (ICMP, ...) or a non-first fragment.
-    Ipv4Other { protocol: u8, ip: &'a [u8] },
+    Ipv4Other {
+        protocol: u8,
+        ip: &'a [u8],
+    },
     /// Any IPv6 packet, trimmed to its length.
-    Ipv6 { ip: &'a [u8] },
+    Ipv6 {
+        ip: &'a [u8],
+    },
     /// Another ethertype.
-    Other { ethertype: u16 },
+    Other {
+        ethertype: u16,
+    },
     Malformed(Malformed),
 }
 

@@ -148,41 +148,41 @@ pub fn line_protocol_line(rng: &mut SplitMix64, ts_ns: u64, out: &mut String) {
     let host = rng.pick(&HOSTS);
     let region = rng.pick(&REGIONS);
     let _ = match rng.below(5) {
-        0 => write!(
+        0 => writeln!(
             out,
-            "cpu,host={host},region={region},cpu=cpu{} usage_user={:.3},usage_system={:.3},usage_idle={:.3},throttled=false {ts_ns}\n",
+            "cpu,host={host},region={region},cpu=cpu{} usage_user={:.3},usage_system={:.3},usage_idle={:.3},throttled=false {ts_ns}",
             rng.below(16),
             rng.below(100_000) as f64 / 1000.0,
             rng.below(30_000) as f64 / 1000.0,
             rng.below(100_000) as f64 / 1000.0
         ),
-        1 => write!(
+        1 => writeln!(
             out,
-            "mem,host={host},region={region} used={}i,free={}i,available_percent={:.2},swap_used={}u {ts_ns}\n",
+            "mem,host={host},region={region} used={}i,free={}i,available_percent={:.2},swap_used={}u {ts_ns}",
             rng.below(1 << 34),
             rng.below(1 << 33),
             rng.below(10_000) as f64 / 100.0,
             rng.below(1 << 30)
         ),
-        2 => write!(
+        2 => writeln!(
             out,
-            "http_requests,host={host},service={},method=POST,status={} count={}i,latency_ms={:.2},path=\"/api/v1/{}\" {ts_ns}\n",
+            "http_requests,host={host},service={},method=POST,status={} count={}i,latency_ms={:.2},path=\"/api/v1/{}\" {ts_ns}",
             rng.pick(&SERVICES),
             rng.pick(&[200, 201, 204, 400, 429, 500]),
             rng.below(5000),
             rng.below(250_000) as f64 / 100.0,
             rng.pick(&SERVICES)
         ),
-        3 => write!(
+        3 => writeln!(
             out,
-            "disk,host={host},region={region},device=nvme{}n1,path=/data used_percent={:.2},inodes_free={}i,read_only=false {ts_ns}\n",
+            "disk,host={host},region={region},device=nvme{}n1,path=/data used_percent={:.2},inodes_free={}i,read_only=false {ts_ns}",
             rng.below(4),
             rng.below(10_000) as f64 / 100.0,
             rng.below(10_000_000)
         ),
-        _ => write!(
+        _ => writeln!(
             out,
-            "net,host={host},region={region},interface=eth{} bytes_recv={}u,bytes_sent={}u,err_in={}i,up=true {ts_ns}\n",
+            "net,host={host},region={region},interface=eth{} bytes_recv={}u,bytes_sent={}u,err_in={}i,up=true {ts_ns}",
             rng.below(2),
             rng.below(1 << 40),
             rng.below(1 << 40),

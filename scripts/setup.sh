@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs what metricsstream needs on Debian 12 / Ubuntu 22.04+, idempotently:
+# DPDK 22.11 (libdpdk-dev, dpdk, dpdk-dev), clang for bindgen, build tools,
+# kernel clients for the veth tests, and a Rust toolchain if there is none.
+#
+#   scripts/setup.sh            runtime + build
+#   scripts/setup.sh --tests    also what the test suite uses (shellcheck, ruby,
+#                               victoria-metrics, ...)
+# Uses sudo when not root.
+set -euo pipefail
+
+tests=0
+for a in "$@"; do
+    case "$a" in
+        --tests) tests=1 ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $a" >&2; exit 2 ;;
+    esac
+done
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "setup.sh: run as root or install sudo" >&2; exit 1; }
+    sudo=sudo
+fi
+
+packages=(libdpdk-dev dpdk dpdk-dev pkg-config clang libclang-dev build-essential python3
+          ethtool iproute2 curl wrk)
+if [ "$tests" = 1 ]; then
+    packages+=(shellcheck ruby victoria-metrics)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup.sh: installing ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+version=$(pkg-config --modversion libdpdk)
+case "$version" in
+    2[2-9].*|[3-9][0-9].*) ;;
+    *) echo "setup.sh: libdpdk $version is too old; metricsstream needs DPDK >= 22.11 (Debian 12, Ubuntu 23.04+)" >&2; exit 1 ;;
+esac
+
+if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null; then
+    echo "setup.sh: no Rust toolchain; installing rustup (stable)"
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component rustfmt,clippy
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if command -v rustup >/dev/null; then
+    rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+fi
+echo "setup.sh: DPDK $version, $(cargo --version)"
