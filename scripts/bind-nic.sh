@@ -4,6 +4,7 @@
 #   scripts/bind-nic.sh [--driver auto|vfio-pci|uio_pci_generic] [--force] [--dry-run] IFACE|PCI
 #   scripts/bind-nic.sh --unbind PCI [--dry-run]
 #   scripts/bind-nic.sh --status
+#   scripts/bind-nic.sh --candidates
 #   scripts/bind-nic.sh --help
 #
 # Refuses, always (no --force): the interface of a default route (IPv4 or IPv6,
@@ -19,6 +20,9 @@
 # The kernel driver in use is recorded in $MS_STATE_DIR (/run/metricsstream)
 # so that --unbind restores it. --dry-run prints the commands (prefixed "+ ")
 # instead of running them and still exits non-zero when it would refuse.
+# --candidates lists bindable devices, one per line: "IFACE PCI DRIVER" for
+# kernel-owned PCI NICs that are not protected, "- PCI DRIVER" for devices
+# already on a DPDK driver.
 # On success the last line on stdout is the PCI address for the profile's
 # EAL allow-list (-a ADDRESS).
 #
@@ -38,7 +42,7 @@ DRY_RUN=0
 MODE=bind
 TARGET=""
 
-usage() { sed -n '2,27s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,31s/^# \{0,1\}//p' "$0"; }
 log() { printf 'bind-nic: %s\n' "$*" >&2; }
 die() { local code=$1; shift; log "$*"; exit "$code"; }
 
@@ -68,6 +72,7 @@ while [[ $# -gt 0 ]]; do
         --force) FORCE=1; shift ;;
         --dry-run) DRY_RUN=1; shift ;;
         --status) MODE=status; shift ;;
+        --candidates) MODE=candidates; shift ;;
         --unbind) MODE=unbind; TARGET=${2:?--unbind needs a PCI address}; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         -*) usage >&2; die 1 "unknown option: $1" ;;
@@ -289,7 +294,28 @@ do_bind() {
     profile_hint "$pci"
 }
 
+do_candidates() {
+    local d iface pci drv
+    find_protected
+    for d in "$SYSFS"/class/net/*; do
+        iface=${d##*/}
+        pci=$(pci_of_iface "$iface") || continue
+        if [[ -n ${PROTECTED[$iface]:-} ]]; then
+            log "not a candidate: $iface ($pci) ${PROTECTED[$iface]}"
+            continue
+        fi
+        printf '%s %s %s\n' "$iface" "$pci" "$(driver_of_pci "$pci")"
+    done
+    for d in "$SYSFS"/bus/pci/devices/*; do
+        [[ -e $d/class && $(<"$d/class") == 0x02* ]] || continue
+        drv=$(driver_of_pci "${d##*/}")
+        [[ $DPDK_DRIVERS == *" $drv "* && -n $drv ]] && printf -- '- %s %s\n' "${d##*/}" "$drv"
+    done
+    return 0
+}
+
 case $MODE in
+    candidates) do_candidates ;;
     status) do_status ;;
     unbind) do_unbind ;;
     bind) do_bind ;;
