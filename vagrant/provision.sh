@@ -139,6 +139,9 @@ log "installing helpers and profile"
 run install -d "$LIBDIR" "$ETC"
 run install -m 0755 "$REPO/scripts/bind-nic.sh" "$LIBDIR/bind-nic.sh"
 run install -m 0755 "$REPO/hugepages/setup.sh" "$LIBDIR/hugepages-setup.sh"
+if [[ -f $REPO/docs/operations.md ]]; then
+    run install -D -m 0644 "$REPO/docs/operations.md" /usr/local/share/doc/metricsstream/operations.md
+fi
 if [[ $DRY_RUN -eq 1 ]]; then
     printf '+ sed s/0000:00:08.0/%s/g %q > %q\n' "$pci" "$REPO/dpdk-config/virtio.toml" "$ETC/virtio.toml"
     printf '+ write %q (MS_DATA_NIC=%s MS_DPDK_DRIVER=%s MS_HUGEPAGES=%s)\n' "$ETC/metricsstream.env" "$pci" "$DRIVER" "$PAGES"
