@@ -270,8 +270,8 @@ do_bind() {
             die 4 "REFUSED: $iface ${PROTECTED[$iface]}; binding it would cut this host off (cannot be forced)"
         fi
         local up=0 addrs
-        ip -o link show dev "$iface" 2>/dev/null | grep -qE '<([^>]*,)?UP[,>]' && up=1
-        addrs=$(ip -o addr show dev "$iface" scope global 2>/dev/null | awk '{ print $4 }' | tr '\n' ' ')
+        if ip -o link show dev "$iface" 2>/dev/null | grep -qE '<([^>]*,)?UP[,>]'; then up=1; fi
+        addrs=$(ip -o addr show dev "$iface" scope global 2>/dev/null | awk '{ print $4 }' | tr '\n' ' ') || addrs=""
         if [[ $up -eq 1 && -n $addrs ]]; then
             [[ $FORCE -eq 1 ]] || die 5 "REFUSED: $iface is up with addresses ${addrs}(--force takes it down and flushes them)"
             log "--force: taking $iface down and flushing ${addrs}"
