@@ -184,6 +184,32 @@ if [[ $EUID -eq 0 ]] && ip netns add "$NS" 2>/dev/null; then
     out=$(nsrun env SSH_CONNECTION="198.18.0.9 50022 198.18.0.5 22" bash scripts/bind-nic.sh --dry-run --force ens8 2>&1); rc=$?
     [[ $rc -eq 4 ]] && has "$out" "SSH session"; check "ns: \$SSH_CONNECTION interface refused even with --force (exit 4)" $? "$out"
 
+    # A live TCP session on port 22 (what ss sees), IPv4 and v4-mapped IPv6.
+    ip -n "$NS" link set lo up
+    ip -n "$NS" link set ens8p up
+    ip -n "$NS" addr add 198.18.0.6/24 dev ens8p
+    ip netns exec "$NS" python3 -c '
+import socket, time
+s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::", 22)); s.listen(1); c, _ = s.accept(); time.sleep(30)' &
+    PIDS+=("$!")
+    ip netns exec "$NS" python3 -c '
+import socket, time
+for _ in range(100):
+    try:
+        c = socket.create_connection(("198.18.0.5", 22), source_address=("198.18.0.6", 0)); break
+    except OSError:
+        time.sleep(0.1)
+time.sleep(30)' &
+    PIDS+=("$!")
+    n=0; while [[ $n -lt 100 && -z $(ip netns exec "$NS" ss -tnH state established '( sport = :22 )') ]]; do sleep 0.1; n=$((n + 1)); done
+    out=$(nsrun bash scripts/bind-nic.sh --dry-run --force ens8 2>&1); rc=$?
+    [[ $rc -eq 4 ]] && has "$out" "carries an SSH session to 198.18.0.5:22"
+    check "ns: interface with an established :22 session (ss) refused even with --force (exit 4)" $? \
+        "$out$(printf '\n'; ip netns exec "$NS" ss -tnH state established)"
+    kill "${PIDS[@]: -2}" 2>/dev/null; wait "${PIDS[@]: -2}" 2>/dev/null
+    ip -n "$NS" addr flush dev ens8p; ip -n "$NS" link set ens8p down
+
     ip -n "$NS" route add default via 198.18.0.1 dev ens8
     out=$(nsrun bash scripts/bind-nic.sh --dry-run --force ens8 2>&1); rc=$?
     [[ $rc -eq 4 ]] && has "$out" "default route"; check "ns: IPv4 default-route interface refused with --force (exit 4)" $? "$out"
