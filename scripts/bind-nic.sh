@@ -258,6 +258,10 @@ do_bind() {
             profile_hint "$pci"; return 0 ;;
     esac
 
+    if [[ $DRIVER == auto && -n $cur && $DPDK_DRIVERS == *" $cur "* ]]; then
+        log "$pci already bound to DPDK driver $cur"
+        profile_hint "$pci"; return 0
+    fi
     drv=$(pick_driver)
     if [[ $cur == "$drv" ]]; then
         log "$pci already bound to $drv"

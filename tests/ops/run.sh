@@ -256,6 +256,9 @@ time.sleep(30)' &
     out=$(nsrun bash scripts/bind-nic.sh --dry-run --driver vfio-pci 0000:00:08.0 2>&1); rc=$?
     [[ $rc -eq 0 ]] && has "$out" "already bound to vfio-pci" && ! grep -q '^+ ' <<<"$out"
     check "ns: already bound is a no-op (service ExecStartPre re-run)" $? "$out"
+    out=$(nsrun bash scripts/bind-nic.sh --dry-run --driver auto 0000:00:08.0 2>&1); rc=$?
+    [[ $rc -eq 0 ]] && has "$out" "already bound to DPDK driver vfio-pci" && ! grep -q '^+ ' <<<"$out"
+    check "ns: --driver auto keeps whichever DPDK driver is bound" $? "$out"
     out=$(nsrun bash scripts/bind-nic.sh --dry-run --unbind 0000:00:08.0 2>&1); rc=$?
     [[ $rc -eq 0 ]] && has "$out" "+ dpdk-devbind.py --bind=virtio-pci 0000:00:08.0"
     check "ns: --unbind restores the recorded kernel driver" $? "$out"
