@@ -15,6 +15,8 @@
 # - dpdk-testpmd: vhost-user <-> virtio_user with the profile's flags (no-huge,
 #   and hugepages + --single-file-segments), and the pcap replay generator
 #   command of docs/operations.md (net_pcap -> net_null / tx_pcap, MAC rewrite)
+# - when target/release/metricsstream exists (or $MS_BIN): both profiles load
+#   and run in `metricsstream replay` (virtio.toml on real hugepages)
 # Never touches a real interface: binding is only ever run with --dry-run.
 # Last line: "N passed, N failed"; exit status 1 when anything failed.
 set -uo pipefail
@@ -383,6 +385,32 @@ EOF
         fi
     else
         skip "generator" "python3 missing"
+    fi
+fi
+
+# ------------------------------------- the profiles in the appliance binary itself
+BIN=${MS_BIN:-$REPO/target/release/metricsstream}
+if [[ -n ${MS_OPS_SKIP_DPDK:-} ]]; then
+    skip "profiles in metricsstream replay" "MS_OPS_SKIP_DPDK set"
+elif [[ ! -x $BIN ]]; then
+    skip "profiles in metricsstream replay" "no $BIN (cargo build --release first)"
+elif ! "$BIN" gen-pcap --kind udp-line --packets 4096 --out "$TMP/ms.pcap" >/dev/null 2>&1; then
+    not_ok "metricsstream gen-pcap"
+else
+    out=$(timeout -s INT 60 "$BIN" replay --pcap "$TMP/ms.pcap" --duration 1 --profile dpdk-config/vhost-user.toml 2>&1)
+    grep -qE '^replay: .* [1-9][0-9]* packets' <<<"$out"
+    check "metricsstream replay accepts dpdk-config/vhost-user.toml (--no-huge)" $? "$out"
+    if [[ $EUID -eq 0 && -w $HP ]]; then
+        old=$(<"$HP"); was_mounted=0
+        awk '$2 == "/dev/hugepages" && $3 == "hugetlbfs" { f = 1 } END { exit !f }' /proc/mounts && was_mounted=1
+        bash hugepages/setup.sh --pages $((old + 512)) >/dev/null 2>&1
+        before=$(find /dev/hugepages -maxdepth 1 -type f | wc -l)
+        out=$(timeout -s INT 60 "$BIN" replay --pcap "$TMP/ms.pcap" --duration 1 --profile dpdk-config/virtio.toml 2>&1)
+        after=$(find /dev/hugepages -maxdepth 1 -type f | wc -l)
+        grep -qE '^replay: .* [1-9][0-9]* packets' <<<"$out" && [[ $after -eq $before ]]
+        check "metricsstream replay accepts dpdk-config/virtio.toml on hugepages, --in-memory leaves no files" $? "$out"
+        bash hugepages/setup.sh --pages "$old" --no-mount >/dev/null 2>&1
+        if [[ $was_mounted -eq 0 ]] && [[ -z $(ls -A /dev/hugepages 2>/dev/null) ]]; then umount /dev/hugepages; fi
     fi
 fi
 
