@@ -77,6 +77,17 @@ if [[ $DO_SETUP -eq 1 ]]; then
     fi
 fi
 
+# Tools the ops scripts call: lspci (dpdk-devbind.py), modprobe, ss/ip.
+if [[ $DO_SETUP -eq 1 ]]; then
+    need=()
+    command -v lspci >/dev/null || need+=(pciutils)
+    command -v modprobe >/dev/null || need+=(kmod)
+    command -v ss >/dev/null || need+=(iproute2)
+    if [[ ${#need[@]} -gt 0 ]]; then
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}"
+    fi
+fi
+
 # 2. Hugepages, persistent across reboots.
 log "hugepages: $PAGES x 2 MiB"
 # It uses sudo itself when needed; under --dry-run it prints its own commands.
@@ -126,6 +137,8 @@ fi
 # 5. Build the release binary.
 if [[ $DO_BUILD -eq 1 ]]; then
     log "building target/release/metricsstream"
+    # scripts/setup.sh installs rustup's toolchain into ~/.cargo when the
+    # distribution's is missing.
     if [[ -r $HOME/.cargo/env ]]; then
         # shellcheck disable=SC1091
         . "$HOME/.cargo/env"
