@@ -17,6 +17,11 @@
 # metricsstream.env} and, for the appliance, metricsstream.service.
 set -euo pipefail
 
+# Provisioning writes /etc and /usr/local: run it as root (a dry run needs no root).
+if [[ $EUID -ne 0 && " $* " != *" --dry-run "* ]]; then
+    exec sudo bash "$0" "$@"
+fi
+
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROLE=""
 DATA_MAC=""
