@@ -20,6 +20,8 @@ enum Command {
     /// Replay a pcap through DPDK at full speed and report Mpps and per-class counts
     /// (no NIC, no hugepages by default).
     Replay(cmd::replay::ReplayArgs),
+    /// Receive, classify and count on any DPDK port (a bound NIC, virtio, vhost, AF_PACKET) and report Mpps.
+    Rx(cmd::rx::RxArgs),
     /// Write synthetic metric traffic (UDP line protocol, StatsD, HTTP conversations) to a pcap.
     GenPcap(cmd::gen_pcap::GenPcapArgs),
 }
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => cmd::replay::run(args),
+        Command::Rx(args) => cmd::rx::run(args),
         Command::GenPcap(args) => cmd::gen_pcap::run(args),
     };
     match result {

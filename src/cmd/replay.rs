@@ -2,19 +2,17 @@
 //! PMD with `infinite_rx=1`) into the workers, prints a stats line every
 //! interval and a summary, and writes the JSON report.
 
+use super::receive::{self, RunOptions};
 use anyhow::{bail, Context};
 use clap::Args;
 use metricsstream::config::{Profile, DEFAULT_REPLAY_PROFILE};
-use metricsstream::dpdk::{self, Eal, LcoreJob, Mempool, Port, PortConfig, BURST_SIZE};
+use metricsstream::dpdk::{Eal, Mempool, Port, PortConfig, BURST_SIZE};
 use metricsstream::pcap::count_packets;
-use metricsstream::stats::{
-    self, Dropped, MbufReport, PortReport, ReplayReport, RxCounters, SharedRxCounters, WorkerReport,
-};
-use metricsstream::worker;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+
+/// Context of an EAL start-up failure; the EAL printed its reason above.
+pub const EAL_FAILED: &str = "EAL initialisation failed (see the EAL message above; EAL options: https://doc.dpdk.org/guides-22.11/linux_gsg/linux_eal_parameters.html)";
 
 /// Name of the pcap port replay creates.
 const PCAP_PORT: &str = "net_pcap0";
@@ -82,7 +80,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let looping = if args.once { "" } else { ",infinite_rx=1" };
     eal_args.push(format!("{PCAP_PORT},{}{looping}", rx_pcaps.join(",")));
 
-    let eal = Eal::init(&eal_args).context("EAL initialisation failed (see the EAL message above; EAL options: https://doc.dpdk.org/guides-22.11/linux_gsg/linux_eal_parameters.html)")?;
+    let eal = Eal::init(&eal_args).context(EAL_FAILED)?;
     let lcores = eal.worker_lcores();
     if lcores.len() < usize::from(workers) {
         bail!("{workers} workers need {workers} worker lcores, the EAL has {} (set -l 0-{workers})", lcores.len());
@@ -105,151 +103,23 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         })?,
     );
     let config = PortConfig { queues: workers, rx_desc: p.rx_desc, tx_desc: p.tx_desc, promiscuous: true };
-    let mut port = Port::open(&eal, port_id, &config, pool.clone())?;
+    let port = Port::open(&eal, port_id, &config, pool.clone())?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    // A second SIGINT/SIGTERM while stopping exits at once.
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
-        signal_hook::flag::register(sig, stop.clone())?;
-    }
-
-    let counters: Vec<Arc<SharedRxCounters>> = (0..workers).map(|_| Arc::new(SharedRxCounters::default())).collect();
-    let mut jobs = Vec::new();
-    for ((rx, _tx), (lcore, shared)) in port.take_queues().into_iter().zip(lcores.iter().zip(&counters)) {
-        let (shared, stop) = (shared.clone(), stop.clone());
-        jobs.push(LcoreJob::launch(&eal, *lcore, move || worker::run_classify(rx, shared, stop))?);
-    }
-    eprintln!(
-        "replaying {pcap} ({packets} packets) on {} ({} queue(s), RSS {}) with {workers} worker(s) on lcores {:?}; {}",
+    let banner = format!(
+        "replaying {pcap} ({packets} packets) on {} with {workers} worker(s); {}",
         port.name(),
-        port.queues(),
-        if port.rss() { "on" } else { "off" },
-        &lcores[..usize::from(workers)],
-        match args.duration {
-            Some(d) => format!("{d} s"),
-            None if args.once => "once".into(),
-            None => "until Ctrl-C".into(),
+        match (args.duration, args.once) {
+            (Some(d), _) => format!("{d} s"),
+            (None, true) => "once".into(),
+            (None, false) => "until Ctrl-C".into(),
         }
     );
-
-    let total = |cs: &[Arc<SharedRxCounters>]| {
-        let mut t = RxCounters::default();
-        cs.iter().for_each(|c| t.add(&c.snapshot()));
-        t
+    let run = RunOptions {
+        label: "replay",
+        duration: args.duration,
+        stats_interval: args.stats_interval,
+        stop_after_packets: args.once.then(|| packets * u64::from(workers)),
+        report: args.report.clone(),
     };
-    let dropped = |port: &Port| {
-        port.stats()
-            .map(|s| Dropped { imissed: s.imissed, nombuf: s.rx_nombuf, ierrors: s.ierrors })
-            .unwrap_or_default()
-    };
-
-    let start = Instant::now();
-    let deadline = args.duration.map(|d| start + Duration::from_secs_f64(d));
-    let interval = (args.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.stats_interval));
-    let mut next_tick = interval.map(|i| start + i);
-    let mut prev = RxCounters::default();
-    let mut prev_at = start;
-    let stopped_at = loop {
-        let now = Instant::now();
-        if stop.load(Ordering::Relaxed) {
-            break now;
-        }
-        let all_received = args.once && total(&counters).rx_packets >= packets * u64::from(workers);
-        if all_received || deadline.is_some_and(|d| now >= d) {
-            stop.store(true, Ordering::Relaxed);
-            break now;
-        }
-        if let (Some(tick), Some(i)) = (next_tick, interval) {
-            if now >= tick {
-                let t = total(&counters);
-                let mut delta = t;
-                delta.rx_packets -= prev.rx_packets;
-                delta.rx_bytes -= prev.rx_bytes;
-                for (d, p) in delta.classes.iter_mut().zip(prev.classes) {
-                    *d -= p;
-                }
-                let line = stats::stats_line(
-                    (now - start).as_secs_f64(),
-                    &delta,
-                    (now - prev_at).as_secs_f64(),
-                    &dropped(&port),
-                );
-                eprintln!("{line}");
-                prev = t;
-                prev_at = now;
-                next_tick = Some(tick + i);
-            }
-        }
-        let mut wake = now + Duration::from_millis(if args.once { 5 } else { 50 });
-        for t in [deadline, next_tick].into_iter().flatten() {
-            wake = wake.min(t);
-        }
-        std::thread::sleep(wake.saturating_duration_since(now));
-    };
-    for job in jobs {
-        job.join()?;
-    }
-    let elapsed = (stopped_at - start).as_secs_f64();
-
-    let t = total(&counters);
-    if !t.balances() {
-        bail!("internal error: per-class counters do not add up to rx_packets");
-    }
-    let port_stats = port.stats()?;
-    let (rx_mpps, rx_gbps) = stats::rates(t.rx_packets, t.rx_bytes, elapsed);
-    let report = ReplayReport {
-        duration_s: elapsed,
-        rx_packets: t.rx_packets,
-        rx_bytes: t.rx_bytes,
-        rx_mpps,
-        rx_gbps,
-        classes: ReplayReport::class_map(&t),
-        malformed: ReplayReport::malformed_map(&t),
-        vlan_tagged: t.vlan_tagged,
-        dropped: dropped(&port),
-        workers: counters
-            .iter()
-            .enumerate()
-            .map(|(q, c)| {
-                let s = c.snapshot();
-                WorkerReport {
-                    lcore: lcores[q],
-                    queue: q as u16,
-                    rx_packets: s.rx_packets,
-                    rx_mpps: stats::rates(s.rx_packets, 0, elapsed).0,
-                    rx_bursts: s.rx_bursts,
-                    empty_polls: s.empty_polls,
-                }
-            })
-            .collect(),
-        port: PortReport {
-            id: port.id(),
-            name: port.name().to_string(),
-            queues: port.queues(),
-            rss: port.rss(),
-            ipackets: port_stats.ipackets,
-            ibytes: port_stats.ibytes,
-        },
-        mbufs: MbufReport { pool_size: pool.size(), in_use_at_stop: pool.in_use() },
-        dpdk_version: dpdk::version(),
-    };
-    drop(port);
-
-    println!(
-        "replay: {:.2} s, {} packets, {:.3} Mpps, {:.2} Gbps over {} worker(s)",
-        report.duration_s, report.rx_packets, report.rx_mpps, report.rx_gbps, workers
-    );
-    let classes: Vec<String> = report.classes.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!("  classes: {}", classes.join(", "));
-    println!(
-        "  dropped: imissed {}, nombuf {}, ierrors {}",
-        report.dropped.imissed, report.dropped.nombuf, report.dropped.ierrors
-    );
-    if let Some(path) = &args.report {
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
-            .with_context(|| format!("cannot write the report to {}", path.display()))?;
-        println!("  report: {}", path.display());
-    }
-    Ok(())
+    receive::run(&eal, port, pool, &lcores[..usize::from(workers)], &run, &banner)
 }

@@ -1,0 +1,183 @@
+//! The receive-and-count run shared by `replay` (pcap port) and `rx` (any
+//! port): launches one classify worker per queue, prints the stats line every
+//! interval, stops on a signal, a deadline or a packet count, and writes the
+//! summary and the JSON report.
+
+use anyhow::{bail, Context};
+use metricsstream::dpdk::{self, Eal, LcoreJob, Mempool, Port};
+use metricsstream::stats::{
+    self, Dropped, MbufReport, PortReport, ReplayReport, RxCounters, SharedRxCounters, WorkerReport,
+};
+use metricsstream::worker;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// When and how a receive run ends and reports.
+pub struct RunOptions {
+    /// Names the run in the summary ("replay", "rx").
+    pub label: &'static str,
+    pub duration: Option<f64>,
+    /// Seconds between stats lines (0: none).
+    pub stats_interval: f64,
+    /// Stop once this many packets have arrived (a pcap replayed once).
+    pub stop_after_packets: Option<u64>,
+    pub report: Option<PathBuf>,
+}
+
+/// Runs classify workers on `lcores` (one per queue of `port`) until the run ends.
+pub fn run(
+    eal: &Eal,
+    mut port: Port,
+    pool: Arc<Mempool>,
+    lcores: &[u32],
+    run: &RunOptions,
+    banner: &str,
+) -> anyhow::Result<()> {
+    let eal = eal.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    // A second SIGINT/SIGTERM while stopping exits at once.
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+
+    let workers = lcores.len();
+    let counters: Vec<Arc<SharedRxCounters>> = (0..workers).map(|_| Arc::new(SharedRxCounters::default())).collect();
+    let mut jobs = Vec::new();
+    for ((rx, _tx), (lcore, shared)) in port.take_queues().into_iter().zip(lcores.iter().zip(&counters)) {
+        let (shared, stop) = (shared.clone(), stop.clone());
+        jobs.push(LcoreJob::launch(&eal, *lcore, move || worker::run_classify(rx, shared, stop))?);
+    }
+    eprintln!(
+        "{banner}: {} queue(s), RSS {}, worker lcores {lcores:?}",
+        port.queues(),
+        if port.rss() { "on" } else { "off" }
+    );
+
+    let total = |cs: &[Arc<SharedRxCounters>]| {
+        let mut t = RxCounters::default();
+        cs.iter().for_each(|c| t.add(&c.snapshot()));
+        t
+    };
+    let dropped = |port: &Port| {
+        port.stats()
+            .map(|s| Dropped { imissed: s.imissed, nombuf: s.rx_nombuf, ierrors: s.ierrors })
+            .unwrap_or_default()
+    };
+
+    let start = Instant::now();
+    let deadline = run.duration.map(|d| start + Duration::from_secs_f64(d));
+    let interval = (run.stats_interval > 0.0).then(|| Duration::from_secs_f64(run.stats_interval));
+    let mut next_tick = interval.map(|i| start + i);
+    let mut prev = RxCounters::default();
+    let mut prev_at = start;
+    let stopped_at = loop {
+        let now = Instant::now();
+        if stop.load(Ordering::Relaxed) {
+            break now;
+        }
+        let all_received = run.stop_after_packets.is_some_and(|n| total(&counters).rx_packets >= n);
+        if all_received || deadline.is_some_and(|d| now >= d) {
+            stop.store(true, Ordering::Relaxed);
+            break now;
+        }
+        if let (Some(tick), Some(i)) = (next_tick, interval) {
+            if now >= tick {
+                let t = total(&counters);
+                let mut delta = t;
+                delta.rx_packets -= prev.rx_packets;
+                delta.rx_bytes -= prev.rx_bytes;
+                for (d, p) in delta.classes.iter_mut().zip(prev.classes) {
+                    *d -= p;
+                }
+                let line = stats::stats_line(
+                    (now - start).as_secs_f64(),
+                    &delta,
+                    (now - prev_at).as_secs_f64(),
+                    &dropped(&port),
+                );
+                eprintln!("{line}");
+                prev = t;
+                prev_at = now;
+                next_tick = Some(tick + i);
+            }
+        }
+        let mut wake = now + Duration::from_millis(if run.stop_after_packets.is_some() { 5 } else { 50 });
+        for t in [deadline, next_tick].into_iter().flatten() {
+            wake = wake.min(t);
+        }
+        std::thread::sleep(wake.saturating_duration_since(now));
+    };
+    for job in jobs {
+        job.join()?;
+    }
+    let elapsed = (stopped_at - start).as_secs_f64();
+
+    let t = total(&counters);
+    if !t.balances() {
+        bail!("internal error: per-class counters do not add up to rx_packets");
+    }
+    let port_stats = port.stats()?;
+    let (rx_mpps, rx_gbps) = stats::rates(t.rx_packets, t.rx_bytes, elapsed);
+    let report = ReplayReport {
+        duration_s: elapsed,
+        rx_packets: t.rx_packets,
+        rx_bytes: t.rx_bytes,
+        rx_mpps,
+        rx_gbps,
+        classes: ReplayReport::class_map(&t),
+        malformed: ReplayReport::malformed_map(&t),
+        vlan_tagged: t.vlan_tagged,
+        dropped: dropped(&port),
+        workers: counters
+            .iter()
+            .enumerate()
+            .map(|(q, c)| {
+                let s = c.snapshot();
+                WorkerReport {
+                    lcore: lcores[q],
+                    queue: q as u16,
+                    rx_packets: s.rx_packets,
+                    rx_mpps: stats::rates(s.rx_packets, 0, elapsed).0,
+                    rx_bursts: s.rx_bursts,
+                    empty_polls: s.empty_polls,
+                }
+            })
+            .collect(),
+        port: PortReport {
+            id: port.id(),
+            name: port.name().to_string(),
+            queues: port.queues(),
+            rss: port.rss(),
+            ipackets: port_stats.ipackets,
+            ibytes: port_stats.ibytes,
+        },
+        mbufs: MbufReport { pool_size: pool.size(), in_use_at_stop: pool.in_use() },
+        dpdk_version: dpdk::version(),
+    };
+    drop(port);
+
+    println!(
+        "{}: {:.2} s, {} packets, {:.3} Mpps, {:.2} Gbps over {} worker(s)",
+        run.label,
+        report.duration_s,
+        report.rx_packets,
+        report.rx_mpps,
+        report.rx_gbps,
+        workers
+    );
+    let classes: Vec<String> = report.classes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("  classes: {}", classes.join(", "));
+    println!(
+        "  dropped: imissed {}, nombuf {}, ierrors {}",
+        report.dropped.imissed, report.dropped.nombuf, report.dropped.ierrors
+    );
+    if let Some(path) = &run.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+        println!("  report: {}", path.display());
+    }
+    Ok(())
+}
