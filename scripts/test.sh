@@ -16,5 +16,9 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --release --all-targets --quiet -- -D warnings
 
+step "ops scripts: shellcheck, Vagrantfile, bind-nic/provision dry runs, hugepages, testpmd commands"
+cargo build --release --quiet
+MS_BIN=target/release/metricsstream bash tests/ops/run.sh
+
 step "cargo test (unit, property and DPDK integration tests)"
 cargo test --release --workspace
