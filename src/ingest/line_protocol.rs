@@ -771,13 +771,13 @@ fn scan_string<'a>(cursor: &mut Cursor<'a>) -> Result<Cow<'a, str>, LineErrorRea
 }
 
 /// `-?digits`, nothing else (no `+`, no spaces).
-fn is_integer_literal(digits: &[u8]) -> bool {
+pub(crate) fn is_integer_literal(digits: &[u8]) -> bool {
     let digits = digits.strip_prefix(b"-").unwrap_or(digits);
     !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
 }
 
 /// InfluxDB float syntax: `-?(digits[.digits*]|.digits)([eE][+-]?digits)?`.
-fn is_float_literal(token: &[u8]) -> bool {
+pub(crate) fn is_float_literal(token: &[u8]) -> bool {
     let rest = token.strip_prefix(b"-").unwrap_or(token);
     let int_len = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     let rest = rest.get(int_len..).unwrap_or(&[]);

@@ -4,6 +4,7 @@
 pub mod json;
 pub mod line_protocol;
 pub mod record;
+pub mod statsd;
 
 pub use json::{JsonBatchError, JsonBatchParser, JsonLimits, JsonSummary, JsonSyntaxError};
 pub use line_protocol::{
@@ -11,3 +12,4 @@ pub use line_protocol::{
     LineProtocolParser, ParseSummary, Precision,
 };
 pub use record::{Field, FieldValue, Record, RecordRef, RecordSink, SinkFull, Tag};
+pub use statsd::{StatsdError, StatsdErrorReason, StatsdLimits, StatsdParser, StatsdSummary};
