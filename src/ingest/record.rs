@@ -54,12 +54,7 @@ pub struct Record {
 
 impl Record {
     pub fn as_ref(&self) -> RecordRef<'_, 'static> {
-        RecordRef {
-            measurement: &self.measurement,
-            tags: &self.tags,
-            fields: &self.fields,
-            timestamp_ns: self.timestamp_ns,
-        }
+        RecordRef { measurement: &self.measurement, tags: &self.tags, fields: &self.fields, timestamp_ns: self.timestamp_ns }
     }
 }
 
@@ -70,14 +65,7 @@ impl RecordRef<'_, '_> {
         }
         Record {
             measurement: own(self.measurement),
-            tags: self
-                .tags
-                .iter()
-                .map(|t| Tag {
-                    key: own(&t.key),
-                    value: own(&t.value),
-                })
-                .collect(),
+            tags: self.tags.iter().map(|t| Tag { key: own(&t.key), value: own(&t.value) }).collect(),
             fields: self
                 .fields
                 .iter()
