@@ -64,25 +64,15 @@ fn json_body() -> Vec<u8> {
             )
         })
         .collect();
-    format!(
-        r#"{{"client_id":"bench-client","metrics":[{}]}}"#,
-        metrics.join(",")
-    )
-    .into_bytes()
+    format!(r#"{{"client_id":"bench-client","metrics":[{}]}}"#, metrics.join(",")).into_bytes()
 }
 
 fn statsd_datagram() -> Vec<u8> {
     let mut datagram = Vec::new();
     for i in 0..20 {
         let line = match i % 4 {
-            0 => format!(
-                "api.requests:{}|c|@0.5|#service:api,host:web{:02},env:prod\n",
-                i, i
-            ),
-            1 => format!(
-                "api.latency:{}.5:12:13|ms|#service:api,route:/v1/items\n",
-                i
-            ),
+            0 => format!("api.requests:{}|c|@0.5|#service:api,host:web{:02},env:prod\n", i, i),
+            1 => format!("api.latency:{}.5:12:13|ms|#service:api,route:/v1/items\n", i),
             2 => format!("queue.depth:{}|g|#queue:ingest\n", i * 3),
             _ => format!("users.online:user{}|s|#env:prod\n", i),
         };
@@ -128,26 +118,17 @@ fn main() {
     let line_protocol = line_protocol_body();
     let mut lp = LineProtocolParser::new();
     measure("line_protocol", &line_protocol, |sink| {
-        let summary = lp.parse_into(
-            black_box(&line_protocol),
-            Precision::Nanoseconds,
-            NOW_NS,
-            sink,
-        );
+        let summary = lp.parse_into(black_box(&line_protocol), Precision::Nanoseconds, NOW_NS, sink);
         assert_eq!(summary.invalid, 0);
         summary.records
     });
     measure("lp validate", &line_protocol, |_| {
-        black_box(lp.validate(black_box(&line_protocol), Precision::Nanoseconds, NOW_NS))
-            .unwrap_or(0)
+        black_box(lp.validate(black_box(&line_protocol), Precision::Nanoseconds, NOW_NS)).unwrap_or(0)
     });
 
     let json = json_body();
     let mut js = JsonBatchParser::new();
-    measure("json", &json, |sink| {
-        js.parse_into(black_box(&json), NOW_NS, sink)
-            .map_or(0, |summary| summary.records)
-    });
+    measure("json", &json, |sink| js.parse_into(black_box(&json), NOW_NS, sink).map_or(0, |summary| summary.records));
 
     let datagram = statsd_datagram();
     let mut sd = StatsdParser::new();

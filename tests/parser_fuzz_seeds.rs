@@ -16,25 +16,17 @@ use proptest::prelude::*;
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 3] = [
-    ("line_protocol", fuzz_checks::line_protocol),
-    ("json", fuzz_checks::json),
-    ("statsd", fuzz_checks::statsd),
-];
+const TARGETS: [(&str, Check); 3] =
+    [("line_protocol", fuzz_checks::line_protocol), ("json", fuzz_checks::json), ("statsd", fuzz_checks::statsd)];
 
 fn seeds(target: &str) -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/seeds")
-        .join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds").join(target);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("seed dir {}: {e}", dir.display()))
         .map(|entry| entry.expect("dir entry").path())
         .collect();
     files.sort();
-    let seeds: Vec<_> = files
-        .iter()
-        .map(|path| std::fs::read(path).expect("seed file"))
-        .collect();
+    let seeds: Vec<_> = files.iter().map(|path| std::fs::read(path).expect("seed file")).collect();
     assert!(!seeds.is_empty(), "no seeds for {target}");
     seeds
 }
@@ -42,12 +34,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
 fn run_bounded(check: Check, input: &[u8]) {
     let started = Instant::now();
     check(input);
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "input of {} bytes took {:?}",
-        input.len(),
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "input of {} bytes took {:?}", input.len(), started.elapsed());
 }
 
 #[test]
@@ -77,11 +64,7 @@ fn mutated(seed: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
     const INTERESTING: &[u8] = b"\\\"=, :|#@\n\r\t{}[]-+.eEiutTfF0123456789\xff\x00";
     let mut out = seed.to_vec();
     for &(position, kind, byte) in edits {
-        let at = if out.is_empty() {
-            0
-        } else {
-            position % (out.len() + 1)
-        };
+        let at = if out.is_empty() { 0 } else { position % (out.len() + 1) };
         let byte = INTERESTING[byte as usize % INTERESTING.len()];
         match kind % 4 {
             0 if at < out.len() => out[at] = byte,
@@ -143,11 +126,7 @@ fn large_inputs_stay_linear() {
     run_bounded(fuzz_checks::line_protocol, &line);
     let body = b"cpu,host=a,dc=b usage=1.5,idle=2i 1\n".repeat(10_000);
     run_bounded(fuzz_checks::line_protocol, &body);
-    let deep = format!(
-        "{{\"metrics\":[],\"x\":{}{}}}",
-        "[".repeat(200),
-        "]".repeat(200)
-    );
+    let deep = format!("{{\"metrics\":[],\"x\":{}{}}}", "[".repeat(200), "]".repeat(200));
     run_bounded(fuzz_checks::json, deep.as_bytes());
     let datagram = b"a:1:2:3:4:5|ms|#a:b,c|@0.5\n".repeat(2_000);
     run_bounded(fuzz_checks::statsd, &datagram);

@@ -9,8 +9,8 @@
 //! protocol) emit a record that does not survive encode → parse unchanged.
 
 use metricsstream::ingest::{
-    write_line_protocol, JsonBatchError, JsonBatchParser, LineProtocolParser, Precision, Record,
-    RecordRef, RecordSink, SinkFull, StatsdParser,
+    write_line_protocol, JsonBatchError, JsonBatchParser, LineProtocolParser, Precision, Record, RecordRef, RecordSink,
+    SinkFull, StatsdParser,
 };
 
 const NOW_NS: i64 = 1_700_000_000_000_000_000;
@@ -26,10 +26,7 @@ impl RecordSink for CheckingSink {
         assert!(!record.measurement.is_empty(), "empty measurement");
         assert!(!record.fields.is_empty(), "no fields");
         assert!(
-            record
-                .tags
-                .windows(2)
-                .all(|w| w[0].key.as_bytes() < w[1].key.as_bytes()),
+            record.tags.windows(2).all(|w| w[0].key.as_bytes() < w[1].key.as_bytes()),
             "tags unsorted or duplicated"
         );
         self.records.push(record.to_owned_record());
@@ -50,10 +47,7 @@ pub fn line_protocol(data: &[u8]) {
         Ok(records) => assert_eq!((records, summary.invalid), (summary.records, 0)),
         Err(err) => {
             assert_eq!(Some(err.first_line), summary.first_error.map(|e| e.line));
-            assert_eq!(
-                (err.bad_lines, err.valid_lines),
-                (summary.invalid, summary.records)
-            );
+            assert_eq!((err.bad_lines, err.valid_lines), (summary.invalid, summary.records));
         }
     }
     for precision in [Precision::Seconds, Precision::Hours] {
@@ -62,19 +56,12 @@ pub fn line_protocol(data: &[u8]) {
 
     let mut encoded = Vec::new();
     for record in &sink.records {
-        write_line_protocol(&record.as_ref(), &mut encoded)
-            .expect("a parsed record must be encodable");
+        write_line_protocol(&record.as_ref(), &mut encoded).expect("a parsed record must be encodable");
     }
     let mut reparsed = CheckingSink::default();
     let again = parser.parse_into(&encoded, Precision::Nanoseconds, NOW_NS, &mut reparsed);
-    assert_eq!(
-        again.first_error, None,
-        "encoded form of parsed records does not parse"
-    );
-    assert_eq!(
-        reparsed.records, sink.records,
-        "encode → parse changed a record"
-    );
+    assert_eq!(again.first_error, None, "encoded form of parsed records does not parse");
+    assert_eq!(reparsed.records, sink.records, "encode → parse changed a record");
 }
 
 /// JSON: invariants, and validate agrees with parse_into.

@@ -161,12 +161,7 @@ pub fn run(
 
     println!(
         "{}: {:.2} s, {} packets, {:.3} Mpps, {:.2} Gbps over {} worker(s)",
-        run.label,
-        report.duration_s,
-        report.rx_packets,
-        report.rx_mpps,
-        report.rx_gbps,
-        workers
+        run.label, report.duration_s, report.rx_packets, report.rx_mpps, report.rx_gbps, workers
     );
     let classes: Vec<String> = report.classes.iter().map(|(k, v)| format!("{k} {v}")).collect();
     println!("  classes: {}", classes.join(", "));

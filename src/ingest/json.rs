@@ -47,10 +47,7 @@ pub struct JsonLimits {
 
 impl Default for JsonLimits {
     fn default() -> Self {
-        JsonLimits {
-            max_metrics: 100_000,
-            max_tags_per_metric: 64,
-        }
+        JsonLimits { max_metrics: 100_000, max_tags_per_metric: 64 }
     }
 }
 
@@ -117,18 +114,11 @@ impl JsonBatchParser {
     }
 
     pub fn with_limits(limits: JsonLimits) -> Self {
-        JsonBatchParser {
-            limits,
-            ..Self::default()
-        }
+        JsonBatchParser { limits, ..Self::default() }
     }
 
     /// Pass one for HTTP: checks the whole body, returns the record count and `client_id`.
-    pub fn validate<'a>(
-        &mut self,
-        body: &'a [u8],
-        now_ns: i64,
-    ) -> Result<JsonSummary<'a>, JsonBatchError> {
+    pub fn validate<'a>(&mut self, body: &'a [u8], now_ns: i64) -> Result<JsonSummary<'a>, JsonBatchError> {
         self.run(body, now_ns, &mut DiscardSink)
     }
 
@@ -162,17 +152,10 @@ impl JsonBatchParser {
             client_id: None,
         };
         let mut deserializer = serde_json::Deserializer::from_slice(body);
-        let result = BatchSeed(&mut state)
-            .deserialize(&mut deserializer)
-            .and_then(|()| deserializer.end());
+        let result = BatchSeed(&mut state).deserialize(&mut deserializer).and_then(|()| deserializer.end());
         let outcome = match result {
-            Ok(()) => Ok(JsonSummary {
-                client_id: state.client_id.take(),
-                records: state.records,
-            }),
-            Err(_) if state.sink_full => Err(JsonBatchError::SinkFull {
-                records: state.records,
-            }),
+            Ok(()) => Ok(JsonSummary { client_id: state.client_id.take(), records: state.records }),
+            Err(_) if state.sink_full => Err(JsonBatchError::SinkFull { records: state.records }),
             Err(err) => Err(JsonBatchError::Invalid(JsonSyntaxError {
                 line: err.line(),
                 column: err.column(),
@@ -238,9 +221,7 @@ impl<'de> de::Deserialize<'de> for NumberValue {
                 Ok(NumberValue(FieldValue::Int(v)))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(NumberValue(
-                    i64::try_from(v).map_or(FieldValue::UInt(v), FieldValue::Int),
-                ))
+                Ok(NumberValue(i64::try_from(v).map_or(FieldValue::UInt(v), FieldValue::Int)))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
                 if !v.is_finite() {
@@ -388,10 +369,7 @@ impl<'de, S: RecordSink + ?Sized> Visitor<'de> for MetricSeed<'_, '_, 'de, S> {
                     if std::mem::replace(&mut seen_tags, true) {
                         return Err(de::Error::duplicate_field("tags"));
                     }
-                    map.next_value_seed(TagsSeed {
-                        tags: &mut *state.tags,
-                        max: state.limits.max_tags_per_metric,
-                    })?;
+                    map.next_value_seed(TagsSeed { tags: &mut *state.tags, max: state.limits.max_tags_per_metric })?;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -404,22 +382,12 @@ impl<'de, S: RecordSink + ?Sized> Visitor<'de> for MetricSeed<'_, '_, 'de, S> {
         }
         let value = value.ok_or_else(|| de::Error::missing_field("value"))?;
         let timestamp_ns = match timestamp_ms.flatten() {
-            Some(ms) => ms
-                .checked_mul(1_000_000)
-                .ok_or_else(|| de::Error::custom("timestamp out of range"))?,
+            Some(ms) => ms.checked_mul(1_000_000).ok_or_else(|| de::Error::custom("timestamp out of range"))?,
             None => state.now_ns,
         };
         sort_tags_last_wins(state.tags);
-        let fields = [Field {
-            key: Cow::Borrowed("value"),
-            value,
-        }];
-        let record = RecordRef {
-            measurement: &name,
-            tags: state.tags.as_slice(),
-            fields: &fields,
-            timestamp_ns,
-        };
+        let fields = [Field { key: Cow::Borrowed("value"), value }];
+        let record = RecordRef { measurement: &name, tags: state.tags.as_slice(), fields: &fields, timestamp_ns };
         if state.sink.push(&record).is_err() {
             state.sink_full = true;
             return Err(de::Error::custom("sink full"));
@@ -431,10 +399,7 @@ impl<'de, S: RecordSink + ?Sized> Visitor<'de> for MetricSeed<'_, '_, 'de, S> {
 
 /// Stable sort by key, then keep the last of each run of equal keys.
 fn sort_tags_last_wins(tags: &mut Vec<Tag<'_>>) {
-    if tags
-        .windows(2)
-        .any(|w| w[0].key.as_bytes() >= w[1].key.as_bytes())
-    {
+    if tags.windows(2).any(|w| w[0].key.as_bytes() >= w[1].key.as_bytes()) {
         tags.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
         // `later` is removed; move its value into the kept earlier element.
         tags.dedup_by(|later, earlier| {
@@ -488,15 +453,9 @@ impl<'de> Visitor<'de> for TagsSeed<'_, 'de> {
                 continue;
             }
             if self.tags.len() >= self.max {
-                return Err(de::Error::custom(format_args!(
-                    "more than {} tags",
-                    self.max
-                )));
+                return Err(de::Error::custom(format_args!("more than {} tags", self.max)));
             }
-            self.tags.push(Tag {
-                key: key.0,
-                value: value.0,
-            });
+            self.tags.push(Tag { key: key.0, value: value.0 });
         }
         Ok(())
     }
@@ -525,10 +484,7 @@ mod tests {
     }
 
     fn tag(key: &str, value: &str) -> Tag<'static> {
-        Tag {
-            key: Cow::Owned(key.into()),
-            value: Cow::Owned(value.into()),
-        }
+        Tag { key: Cow::Owned(key.into()), value: Cow::Owned(value.into()) }
     }
 
     #[test]
@@ -576,18 +532,14 @@ mod tests {
                 Ok(())
             }
         }
-        let summary = JsonBatchParser::new()
-            .parse_into(body, NOW, &mut Check)
-            .expect("ok");
+        let summary = JsonBatchParser::new().parse_into(body, NOW, &mut Check).expect("ok");
         assert!(matches!(summary.client_id, Some(Cow::Borrowed("c"))));
     }
 
     #[test]
     fn duplicate_tags_last_wins_and_empty_values_dropped() {
-        let (records, _) = parse(
-            r#"{"metrics":[{"name":"m","value":1,"tags":{"b":"1","a":"x","b":"2","e":""}}]}"#,
-        )
-        .expect("ok");
+        let (records, _) =
+            parse(r#"{"metrics":[{"name":"m","value":1,"tags":{"b":"1","a":"x","b":"2","e":""}}]}"#).expect("ok");
         assert_eq!(records[0].tags, vec![tag("a", "x"), tag("b", "2")]);
     }
 
@@ -596,64 +548,28 @@ mod tests {
         let e = invalid(r#"{"metrics":[{"name":"a","value":1},{"name":"b","value":"x"}]}"#);
         assert_eq!(e.metric_index, Some(1));
         assert_eq!(e.line, 1);
-        assert!(
-            e.to_string()
-                .starts_with("metrics[1]: invalid type: string \"x\", expected a number"),
-            "{e}"
-        );
-        assert!(invalid(r#"{"metrics":[{"value":1}]}"#)
+        assert!(e.to_string().starts_with("metrics[1]: invalid type: string \"x\", expected a number"), "{e}");
+        assert!(invalid(r#"{"metrics":[{"value":1}]}"#).message.contains("missing field `name`"));
+        assert!(invalid(r#"{"metrics":[{"name":"m"}]}"#).message.contains("missing field `value`"));
+        assert!(invalid(r#"{"metrics":[{"name":"","value":1}]}"#).message.contains("empty metric name"));
+        assert!(invalid(r#"{"metrics":[{"name":"m","value":1,"value":2}]}"#).message.contains("duplicate field"));
+        assert!(invalid(r#"{"metrics":[{"name":"m","value":1,"timestamp":1.5}]}"#).message.contains("invalid type"));
+        assert!(invalid(r#"{"metrics":[{"name":"m","value":1,"timestamp":9223372036854775807}]}"#)
             .message
-            .contains("missing field `name`"));
-        assert!(invalid(r#"{"metrics":[{"name":"m"}]}"#)
-            .message
-            .contains("missing field `value`"));
-        assert!(invalid(r#"{"metrics":[{"name":"","value":1}]}"#)
-            .message
-            .contains("empty metric name"));
-        assert!(invalid(r#"{"metrics":[{"name":"m","value":1,"value":2}]}"#)
-            .message
-            .contains("duplicate field"));
-        assert!(
-            invalid(r#"{"metrics":[{"name":"m","value":1,"timestamp":1.5}]}"#)
-                .message
-                .contains("invalid type")
-        );
-        assert!(
-            invalid(r#"{"metrics":[{"name":"m","value":1,"timestamp":9223372036854775807}]}"#)
-                .message
-                .contains("timestamp out of range")
-        );
-        assert!(
-            invalid(r#"{"metrics":[{"name":"m","value":1,"tags":{"":"x"}}]}"#)
-                .message
-                .contains("empty tag key")
-        );
-        assert!(
-            invalid(r#"{"metrics":[{"name":"m","value":1,"tags":{"a":1}}]}"#)
-                .message
-                .contains("invalid type")
-        );
-        assert!(invalid(r#"{"metrics":[{"name":"m","value":1e999}]}"#)
-            .message
-            .contains("out of range"));
-        assert!(invalid(r#"{"client_id":"x"}"#)
-            .message
-            .contains("missing field `metrics`"));
+            .contains("timestamp out of range"));
+        assert!(invalid(r#"{"metrics":[{"name":"m","value":1,"tags":{"":"x"}}]}"#).message.contains("empty tag key"));
+        assert!(invalid(r#"{"metrics":[{"name":"m","value":1,"tags":{"a":1}}]}"#).message.contains("invalid type"));
+        assert!(invalid(r#"{"metrics":[{"name":"m","value":1e999}]}"#).message.contains("out of range"));
+        assert!(invalid(r#"{"client_id":"x"}"#).message.contains("missing field `metrics`"));
         assert_eq!(invalid(r#"{"metrics":[]} x"#).metric_index, None);
-        assert_eq!(
-            invalid(r#"{"metrics":[{"name":"m","value":1},"#).metric_index,
-            Some(1)
-        );
+        assert_eq!(invalid(r#"{"metrics":[{"name":"m","value":1},"#).metric_index, Some(1));
         assert!(invalid("[]").message.contains("expected a batch object"));
         assert_eq!(invalid("").line, 1);
     }
 
     #[test]
     fn limits_are_enforced() {
-        let mut parser = JsonBatchParser::with_limits(JsonLimits {
-            max_metrics: 2,
-            max_tags_per_metric: 1,
-        });
+        let mut parser = JsonBatchParser::with_limits(JsonLimits { max_metrics: 2, max_tags_per_metric: 1 });
         let two = br#"{"metrics":[{"name":"a","value":1},{"name":"b","value":1}]}"#;
         assert_eq!(parser.validate(two, NOW).map(|s| s.records), Ok(2));
         let three = br#"{"metrics":[{"name":"a","value":1},{"name":"b","value":1},{"name":"c","value":1}]}"#;

@@ -207,10 +207,7 @@ pub struct LineProtocolLimits {
 
 impl Default for LineProtocolLimits {
     fn default() -> Self {
-        LineProtocolLimits {
-            max_tags_per_line: 256,
-            max_fields_per_line: 1024,
-        }
+        LineProtocolLimits { max_tags_per_line: 256, max_fields_per_line: 1024 }
     }
 }
 
@@ -247,27 +244,13 @@ impl LineProtocolParser {
     }
 
     pub fn with_limits(limits: LineProtocolLimits) -> Self {
-        LineProtocolParser {
-            limits,
-            ..Self::default()
-        }
+        LineProtocolParser { limits, ..Self::default() }
     }
 
     /// Pass one for HTTP: parses every line without a sink. `Ok(records)` if all
     /// lines are valid, else the first bad line, its reason and the bad-line count.
-    pub fn validate(
-        &mut self,
-        body: &[u8],
-        precision: Precision,
-        now_ns: i64,
-    ) -> Result<usize, BatchError> {
-        let summary = self.parse_from(
-            body,
-            BodyPosition::START,
-            precision,
-            now_ns,
-            &mut CountingSink,
-        );
+    pub fn validate(&mut self, body: &[u8], precision: Precision, now_ns: i64) -> Result<usize, BatchError> {
+        let summary = self.parse_from(body, BodyPosition::START, precision, now_ns, &mut CountingSink);
         match summary.first_error {
             None => Ok(summary.records),
             Some(first) => Err(BatchError {
@@ -311,20 +294,13 @@ impl LineProtocolParser {
             limits: self.limits,
         };
         let mut summary = ParseSummary::default();
-        let mut cursor = Cursor {
-            body,
-            pos: start.offset.min(body.len()),
-            line: start.line,
-        };
+        let mut cursor = Cursor { body, pos: start.offset.min(body.len()), line: start.line };
         loop {
             cursor.skip_blank_and_comments();
             if cursor.at_end() {
                 break;
             }
-            let line_start = BodyPosition {
-                offset: cursor.pos,
-                line: cursor.line,
-            };
+            let line_start = BodyPosition { offset: cursor.pos, line: cursor.line };
             scratch.tags.clear();
             scratch.fields.clear();
             match parse_line(&mut cursor, &mut scratch, precision, now_ns) {
@@ -344,10 +320,7 @@ impl LineProtocolParser {
                 Err(reason) => {
                     summary.invalid += 1;
                     if summary.first_error.is_none() {
-                        summary.first_error = Some(LineError {
-                            line: line_start.line,
-                            reason,
-                        });
+                        summary.first_error = Some(LineError { line: line_start.line, reason });
                     }
                     // Resume at the next physical line after the error.
                     cursor.skip_past_newline();
@@ -490,18 +463,12 @@ impl Element {
 
 /// Scans an identifier up to its first unescaped terminator and unescapes it
 /// (borrowed unless an escape was present).
-fn scan_identifier<'a>(
-    cursor: &mut Cursor<'a>,
-    element: Element,
-) -> Result<Cow<'a, str>, LineErrorReason> {
+fn scan_identifier<'a>(cursor: &mut Cursor<'a>, element: Element) -> Result<Cow<'a, str>, LineErrorReason> {
     let start = cursor.pos;
     let mut escaped = false;
     while let Some(b) = cursor.peek() {
         if b == b'\\' {
-            if cursor
-                .peek_at(1)
-                .is_some_and(|next| element.is_escapable(next))
-            {
+            if cursor.peek_at(1).is_some_and(|next| element.is_escapable(next)) {
                 escaped = true;
                 cursor.pos += 2;
             } else {
@@ -516,9 +483,7 @@ fn scan_identifier<'a>(
     }
     let raw = cursor.slice(start, cursor.pos);
     if !escaped {
-        return std::str::from_utf8(raw)
-            .map(Cow::Borrowed)
-            .map_err(|_| LineErrorReason::InvalidUtf8);
+        return std::str::from_utf8(raw).map(Cow::Borrowed).map_err(|_| LineErrorReason::InvalidUtf8);
     }
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
@@ -535,9 +500,7 @@ fn scan_identifier<'a>(
         out.push(b);
         i += 1;
     }
-    String::from_utf8(out)
-        .map(Cow::Owned)
-        .map_err(|_| LineErrorReason::InvalidUtf8)
+    String::from_utf8(out).map(Cow::Owned).map_err(|_| LineErrorReason::InvalidUtf8)
 }
 
 fn parse_line<'a>(
@@ -616,9 +579,7 @@ fn parse_line<'a>(
             let start = cursor.pos;
             cursor.skip_while(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
             let timestamp = parse_timestamp(cursor.slice(start, cursor.pos))?;
-            timestamp_ns = precision
-                .to_nanos(timestamp)
-                .ok_or(LineErrorReason::TimestampOutOfRange)?;
+            timestamp_ns = precision.to_nanos(timestamp).ok_or(LineErrorReason::TimestampOutOfRange)?;
             cursor.skip_while(|b| b == b' ' || b == b'\t');
         }
     }
@@ -626,19 +587,13 @@ fn parse_line<'a>(
         return Err(LineErrorReason::TrailingGarbage);
     }
     cursor.consume_line_end();
-    Ok(ParsedLine {
-        measurement,
-        timestamp_ns,
-    })
+    Ok(ParsedLine { measurement, timestamp_ns })
 }
 
 /// Sorts tags by key (byte order); telegraf already sends them sorted, so check first.
 fn sort_tags(tags: &mut [Tag<'_>]) -> Result<(), LineErrorReason> {
     let by_key = |a: &Tag<'_>, b: &Tag<'_>| a.key.as_bytes().cmp(b.key.as_bytes());
-    if !tags
-        .windows(2)
-        .all(|w| by_key(&w[0], &w[1]) != Ordering::Greater)
-    {
+    if !tags.windows(2).all(|w| by_key(&w[0], &w[1]) != Ordering::Greater) {
         tags.sort_unstable_by(by_key);
     }
     if tags.windows(2).any(|w| w[0].key == w[1].key) {
@@ -662,11 +617,8 @@ fn dedup_fields_last_wins(scratch: &mut LineScratch<'_, '_>) {
     let mut any_dead = false;
     if n <= 16 {
         for i in 0..n {
-            let later_same = fields
-                .get(i + 1..)
-                .unwrap_or(&[])
-                .iter()
-                .any(|f| fields.get(i).is_some_and(|g| g.key == f.key));
+            let later_same =
+                fields.get(i + 1..).unwrap_or(&[]).iter().any(|f| fields.get(i).is_some_and(|g| g.key == f.key));
             if later_same {
                 if let Some(d) = dead.get_mut(i) {
                     *d = true;
@@ -678,12 +630,7 @@ fn dedup_fields_last_wins(scratch: &mut LineScratch<'_, '_>) {
         let order = &mut *scratch.field_order;
         order.clear();
         order.extend((0..n).filter_map(|i| u32::try_from(i).ok()));
-        let key_of = |i: u32| {
-            fields
-                .get(i as usize)
-                .map(|f| f.key.as_bytes())
-                .unwrap_or(&[])
-        };
+        let key_of = |i: u32| fields.get(i as usize).map(|f| f.key.as_bytes()).unwrap_or(&[]);
         // Stable: equal keys keep input order, so the last of a run is the survivor.
         order.sort_by(|&a, &b| key_of(a).cmp(key_of(b)));
         for w in order.windows(2) {
@@ -748,9 +695,7 @@ fn scan_string<'a>(cursor: &mut Cursor<'a>) -> Result<Cow<'a, str>, LineErrorRea
     cursor.pos += 1; // closing quote
     cursor.line += newlines;
     if !escaped {
-        return std::str::from_utf8(raw)
-            .map(Cow::Borrowed)
-            .map_err(|_| LineErrorReason::InvalidUtf8);
+        return std::str::from_utf8(raw).map(Cow::Borrowed).map_err(|_| LineErrorReason::InvalidUtf8);
     }
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
@@ -765,9 +710,7 @@ fn scan_string<'a>(cursor: &mut Cursor<'a>) -> Result<Cow<'a, str>, LineErrorRea
         out.push(b);
         i += 1;
     }
-    String::from_utf8(out)
-        .map(Cow::Owned)
-        .map_err(|_| LineErrorReason::InvalidUtf8)
+    String::from_utf8(out).map(Cow::Owned).map_err(|_| LineErrorReason::InvalidUtf8)
 }
 
 /// `-?digits`, nothing else (no `+`, no spaces).
@@ -795,10 +738,7 @@ pub(crate) fn is_float_literal(token: &[u8]) -> bool {
         None => true,
         Some(b'e' | b'E') => {
             let exp = rest.get(1..).unwrap_or(&[]);
-            let exp = exp
-                .strip_prefix(b"+")
-                .or_else(|| exp.strip_prefix(b"-"))
-                .unwrap_or(exp);
+            let exp = exp.strip_prefix(b"+").or_else(|| exp.strip_prefix(b"-")).unwrap_or(exp);
             !exp.is_empty() && exp.iter().all(u8::is_ascii_digit)
         }
         Some(_) => false,
@@ -822,26 +762,18 @@ fn parse_unquoted_value<'a>(token: &[u8]) -> Result<FieldValue<'a>, LineErrorRea
         if !is_integer_literal(digits) {
             return Err(LineErrorReason::InvalidFieldValue);
         }
-        return as_str(digits)?
-            .parse::<i64>()
-            .map(FieldValue::Int)
-            .map_err(|_| LineErrorReason::IntegerOutOfRange);
+        return as_str(digits)?.parse::<i64>().map(FieldValue::Int).map_err(|_| LineErrorReason::IntegerOutOfRange);
     }
     if let Some(digits) = token.strip_suffix(b"u") {
         if digits.first() == Some(&b'-') || !is_integer_literal(digits) {
             return Err(LineErrorReason::InvalidFieldValue);
         }
-        return as_str(digits)?
-            .parse::<u64>()
-            .map(FieldValue::UInt)
-            .map_err(|_| LineErrorReason::IntegerOutOfRange);
+        return as_str(digits)?.parse::<u64>().map(FieldValue::UInt).map_err(|_| LineErrorReason::IntegerOutOfRange);
     }
     if !is_float_literal(token) {
         return Err(LineErrorReason::InvalidFieldValue);
     }
-    let value: f64 = as_str(token)?
-        .parse()
-        .map_err(|_| LineErrorReason::InvalidFieldValue)?;
+    let value: f64 = as_str(token)?.parse().map_err(|_| LineErrorReason::InvalidFieldValue)?;
     if !value.is_finite() {
         return Err(LineErrorReason::FloatOutOfRange);
     }
@@ -892,10 +824,7 @@ fn write_escaped(out: &mut Vec<u8>, text: &str, element: Element) -> Result<(), 
 /// Appends `record` as one line (with `\n`) of line protocol, escaped so that
 /// [`LineProtocolParser`] reads back the same record; the timestamp is always
 /// written, in nanoseconds. On error `out` is left as it was.
-pub fn write_line_protocol(
-    record: &RecordRef<'_, '_>,
-    out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
+pub fn write_line_protocol(record: &RecordRef<'_, '_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start_len = out.len();
     let result = write_line_protocol_inner(record, out);
     if result.is_err() {
@@ -904,10 +833,7 @@ pub fn write_line_protocol(
     result
 }
 
-fn write_line_protocol_inner(
-    record: &RecordRef<'_, '_>,
-    out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
+fn write_line_protocol_inner(record: &RecordRef<'_, '_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     use std::io::Write as _;
     if matches!(record.measurement.as_bytes().first(), Some(b'#' | b'\t')) {
         return Err(EncodeError::AmbiguousMeasurementStart);
@@ -980,38 +906,23 @@ mod tests {
 
     fn parse_one(body: &[u8]) -> Record {
         let (records, summary) = parse_all(body);
-        assert_eq!(
-            summary.first_error,
-            None,
-            "body {:?}",
-            String::from_utf8_lossy(body)
-        );
+        assert_eq!(summary.first_error, None, "body {:?}", String::from_utf8_lossy(body));
         assert_eq!(records.len(), 1);
         records.into_iter().next().expect("one record")
     }
 
     fn reason(body: &[u8]) -> LineErrorReason {
         let (records, summary) = parse_all(body);
-        assert!(
-            records.is_empty(),
-            "body {:?} parsed",
-            String::from_utf8_lossy(body)
-        );
+        assert!(records.is_empty(), "body {:?} parsed", String::from_utf8_lossy(body));
         summary.first_error.expect("an error").reason
     }
 
     fn tag(key: &str, value: &str) -> Tag<'static> {
-        Tag {
-            key: Cow::Owned(key.into()),
-            value: Cow::Owned(value.into()),
-        }
+        Tag { key: Cow::Owned(key.into()), value: Cow::Owned(value.into()) }
     }
 
     fn field(key: &str, value: FieldValue<'static>) -> Field<'static> {
-        Field {
-            key: Cow::Owned(key.into()),
-            value,
-        }
+        Field { key: Cow::Owned(key.into()), value }
     }
 
     #[test]
@@ -1024,16 +935,10 @@ mod tests {
             //                                                                ^ timestamp, ns
         );
         assert_eq!(record.measurement, "cpu");
-        assert_eq!(
-            record.tags,
-            vec![tag("host", "server01"), tag("region", "us-west")]
-        );
+        assert_eq!(record.tags, vec![tag("host", "server01"), tag("region", "us-west")]);
         assert_eq!(
             record.fields,
-            vec![
-                field("usage_idle", FieldValue::Float(98.5)),
-                field("usage_user", FieldValue::Float(1.25))
-            ]
+            vec![field("usage_idle", FieldValue::Float(98.5)), field("usage_user", FieldValue::Float(1.25))]
         );
         assert_eq!(record.timestamp_ns, 1_434_055_562_000_000_000);
     }
@@ -1061,13 +966,7 @@ mod tests {
     #[test]
     fn duplicate_field_key_last_wins() {
         let record = parse_one(b"m a=1i,b=2i,a=3i");
-        assert_eq!(
-            record.fields,
-            vec![
-                field("b", FieldValue::Int(2)),
-                field("a", FieldValue::Int(3))
-            ]
-        );
+        assert_eq!(record.fields, vec![field("b", FieldValue::Int(2)), field("a", FieldValue::Int(3))]);
         // Large field sets take the sorted-index path.
         let mut line = b"m ".to_vec();
         for i in 0..40 {
@@ -1082,8 +981,7 @@ mod tests {
 
     #[test]
     fn field_value_types() {
-        let record =
-            parse_one(b"m i=-42i,u=42u,f=-1.5E-2,e=1e3,d=.5,p=3.,s=\"hi\",t=t,T=TRUE,F=False");
+        let record = parse_one(b"m i=-42i,u=42u,f=-1.5E-2,e=1e3,d=.5,p=3.,s=\"hi\",t=t,T=TRUE,F=False");
         //                       ^ signed int  ^ unsigned ^ exponent forms ^ leading/trailing dot
         assert_eq!(
             record.fields,
@@ -1124,26 +1022,11 @@ mod tests {
 
     #[test]
     fn integer_ranges_are_checked() {
-        assert_eq!(
-            parse_one(b"m v=9223372036854775807i").fields[0].value,
-            FieldValue::Int(i64::MAX)
-        );
-        assert_eq!(
-            parse_one(b"m v=-9223372036854775808i").fields[0].value,
-            FieldValue::Int(i64::MIN)
-        );
-        assert_eq!(
-            reason(b"m v=9223372036854775808i"),
-            LineErrorReason::IntegerOutOfRange
-        );
-        assert_eq!(
-            parse_one(b"m v=18446744073709551615u").fields[0].value,
-            FieldValue::UInt(u64::MAX)
-        );
-        assert_eq!(
-            reason(b"m v=18446744073709551616u"),
-            LineErrorReason::IntegerOutOfRange
-        );
+        assert_eq!(parse_one(b"m v=9223372036854775807i").fields[0].value, FieldValue::Int(i64::MAX));
+        assert_eq!(parse_one(b"m v=-9223372036854775808i").fields[0].value, FieldValue::Int(i64::MIN));
+        assert_eq!(reason(b"m v=9223372036854775808i"), LineErrorReason::IntegerOutOfRange);
+        assert_eq!(parse_one(b"m v=18446744073709551615u").fields[0].value, FieldValue::UInt(u64::MAX));
+        assert_eq!(reason(b"m v=18446744073709551616u"), LineErrorReason::IntegerOutOfRange);
         assert_eq!(reason(b"m v=-1u"), LineErrorReason::InvalidFieldValue);
         assert_eq!(reason(b"m v=+1i"), LineErrorReason::InvalidFieldValue);
         assert_eq!(reason(b"m v=1.5i"), LineErrorReason::InvalidFieldValue);
@@ -1168,9 +1051,7 @@ mod tests {
         assert_eq!(record.measurement, "my meas,ure=x");
         assert_eq!(record.tags, vec![tag("tag key,=", "tag val,=")]);
         assert_eq!(record.fields, vec![field("field k,=", FieldValue::Int(1))]);
-        assert!(
-            matches!(record.measurement, Cow::Owned(_)) || record.measurement == "my meas,ure=x"
-        );
+        assert!(matches!(record.measurement, Cow::Owned(_)) || record.measurement == "my meas,ure=x");
     }
 
     #[test]
@@ -1188,10 +1069,7 @@ mod tests {
     #[test]
     fn string_field_escapes_and_specials() {
         let record = parse_one(br#"m s="a \"quoted\" \\ back, comma = eq \n kept""#);
-        assert_eq!(
-            record.fields[0].value,
-            FieldValue::Str(r#"a "quoted" \ back, comma = eq \n kept"#.into())
-        );
+        assert_eq!(record.fields[0].value, FieldValue::Str(r#"a "quoted" \ back, comma = eq \n kept"#.into()));
     }
 
     #[test]
@@ -1202,14 +1080,8 @@ mod tests {
         impl RecordSink for CheckBorrowed {
             fn push(&mut self, r: &RecordRef<'_, '_>) -> Result<(), SinkFull> {
                 assert!(matches!(r.measurement, Cow::Borrowed(_)));
-                assert!(r
-                    .tags
-                    .iter()
-                    .all(|t| matches!((&t.key, &t.value), (Cow::Borrowed(_), Cow::Borrowed(_)))));
-                assert!(matches!(
-                    r.fields[1].value,
-                    FieldValue::Str(Cow::Borrowed(_))
-                ));
+                assert!(r.tags.iter().all(|t| matches!((&t.key, &t.value), (Cow::Borrowed(_), Cow::Borrowed(_)))));
+                assert!(matches!(r.fields[1].value, FieldValue::Str(Cow::Borrowed(_))));
                 Ok(())
             }
         }
@@ -1222,17 +1094,8 @@ mod tests {
         let (records, summary) = parse_all(b"m s=\"two\nlines\" 1\nbad\nm v=2");
         //                                   ^ line 1-2: one record   ^ line 3: bad ^ line 4
         assert_eq!(records.len(), 2);
-        assert_eq!(
-            records[0].fields[0].value,
-            FieldValue::Str("two\nlines".into())
-        );
-        assert_eq!(
-            summary.first_error,
-            Some(LineError {
-                line: 3,
-                reason: LineErrorReason::MissingFields
-            })
-        );
+        assert_eq!(records[0].fields[0].value, FieldValue::Str("two\nlines".into()));
+        assert_eq!(summary.first_error, Some(LineError { line: 3, reason: LineErrorReason::MissingFields }));
     }
 
     #[test]
@@ -1265,19 +1128,13 @@ mod tests {
         assert_eq!(reason(b"m,=1 v=1"), LineErrorReason::EmptyTagKey);
         assert_eq!(reason(b"m,t= v=1"), LineErrorReason::MissingTagValue);
         assert_eq!(reason(b"m,t v=1"), LineErrorReason::TagWithoutEquals);
-        assert_eq!(
-            reason(b"m,t=a=b v=1"),
-            LineErrorReason::UnescapedEqualsInTagValue
-        );
+        assert_eq!(reason(b"m,t=a=b v=1"), LineErrorReason::UnescapedEqualsInTagValue);
         assert_eq!(reason(b"m =1"), LineErrorReason::EmptyFieldKey);
         assert_eq!(reason(b"m v"), LineErrorReason::FieldWithoutEquals);
         assert_eq!(reason(b"m v="), LineErrorReason::MissingFieldValue);
         assert_eq!(reason(b"m v=1,"), LineErrorReason::EmptyFieldKey);
         assert_eq!(reason(b"m s=\"open"), LineErrorReason::UnterminatedString);
-        assert_eq!(
-            reason(b"m s=\"ends in escape\\\""),
-            LineErrorReason::UnterminatedString
-        );
+        assert_eq!(reason(b"m s=\"ends in escape\\\""), LineErrorReason::UnterminatedString);
         assert_eq!(reason(b"m\\"), LineErrorReason::MissingFields);
         assert_eq!(reason(b"m\xff v=1"), LineErrorReason::InvalidUtf8);
     }
@@ -1298,19 +1155,12 @@ mod tests {
             assert_eq!(records[0].timestamp_ns, expected, "{precision}");
         }
         assert_eq!(parser.validate(b"m v=1 -7", Precision::Seconds, NOW), Ok(1));
-        let err = parser
-            .validate(b"m v=1 9223372036854775807", Precision::Seconds, NOW)
-            .unwrap_err();
+        let err = parser.validate(b"m v=1 9223372036854775807", Precision::Seconds, NOW).unwrap_err();
         assert_eq!(err.first_reason, LineErrorReason::TimestampOutOfRange);
-        let err = parser
-            .validate(b"m v=1 99999999999999999999", Precision::Nanoseconds, NOW)
-            .unwrap_err();
+        let err = parser.validate(b"m v=1 99999999999999999999", Precision::Nanoseconds, NOW).unwrap_err();
         assert_eq!(err.first_reason, LineErrorReason::TimestampOutOfRange);
         assert_eq!("us".parse::<Precision>(), Ok(Precision::Microseconds));
-        assert_eq!(
-            Precision::from_query_value("u"),
-            Some(Precision::Microseconds)
-        );
+        assert_eq!(Precision::from_query_value("u"), Some(Precision::Microseconds));
         assert!("x".parse::<Precision>().is_err());
     }
 
@@ -1318,26 +1168,13 @@ mod tests {
     fn validate_reports_first_bad_line_and_count() {
         let mut parser = LineProtocolParser::new();
         let body = b"ok v=1\nbad\nok v=2\n\nm v=zz\nok v=3\n";
-        let err = parser
-            .validate(body, Precision::Nanoseconds, NOW)
-            .unwrap_err();
+        let err = parser.validate(body, Precision::Nanoseconds, NOW).unwrap_err();
         assert_eq!(
             err,
-            BatchError {
-                first_line: 2,
-                first_reason: LineErrorReason::MissingFields,
-                bad_lines: 2,
-                valid_lines: 3
-            }
+            BatchError { first_line: 2, first_reason: LineErrorReason::MissingFields, bad_lines: 2, valid_lines: 3 }
         );
-        assert_eq!(
-            err.to_string(),
-            "line 2: missing fields (2 invalid line(s), 3 valid)"
-        );
-        assert_eq!(
-            parser.validate(b"a v=1\nb v=2", Precision::Nanoseconds, NOW),
-            Ok(2)
-        );
+        assert_eq!(err.to_string(), "line 2: missing fields (2 invalid line(s), 3 valid)");
+        assert_eq!(parser.validate(b"a v=1\nb v=2", Precision::Nanoseconds, NOW), Ok(2));
     }
 
     #[test]
@@ -1368,34 +1205,19 @@ mod tests {
         assert_eq!(resume, BodyPosition { offset: 6, line: 2 });
         sink.0 = 10;
         let second = parser.parse_from(body, resume, Precision::Nanoseconds, NOW, &mut sink);
-        assert_eq!(
-            (second.records, second.invalid, second.resume_at),
-            (2, 1, None)
-        );
-        assert_eq!(
-            second.first_error,
-            Some(LineError {
-                line: 3,
-                reason: LineErrorReason::MissingFields
-            })
-        );
+        assert_eq!((second.records, second.invalid, second.resume_at), (2, 1, None));
+        assert_eq!(second.first_error, Some(LineError { line: 3, reason: LineErrorReason::MissingFields }));
         let names: Vec<_> = sink.1.iter().map(|r| r.measurement.to_string()).collect();
         assert_eq!(names, ["a", "b", "c"]);
     }
 
     #[test]
     fn limits_bound_tags_and_fields() {
-        let mut parser = LineProtocolParser::with_limits(LineProtocolLimits {
-            max_tags_per_line: 2,
-            max_fields_per_line: 2,
-        });
-        let err = parser
-            .validate(b"m,a=1,b=2,c=3 v=1", Precision::Nanoseconds, NOW)
-            .unwrap_err();
+        let mut parser =
+            LineProtocolParser::with_limits(LineProtocolLimits { max_tags_per_line: 2, max_fields_per_line: 2 });
+        let err = parser.validate(b"m,a=1,b=2,c=3 v=1", Precision::Nanoseconds, NOW).unwrap_err();
         assert_eq!(err.first_reason, LineErrorReason::TooManyTags);
-        let err = parser
-            .validate(b"m a=1,b=2,c=3", Precision::Nanoseconds, NOW)
-            .unwrap_err();
+        let err = parser.validate(b"m a=1,b=2,c=3", Precision::Nanoseconds, NOW).unwrap_err();
         assert_eq!(err.first_reason, LineErrorReason::TooManyFields);
     }
 
@@ -1407,10 +1229,7 @@ mod tests {
         assert!(parser.tags.capacity() >= 2 && parser.fields.capacity() >= 2);
         let body = String::from("m,a=1,b=2 v=1,w=2");
         let _ = parser.validate(body.as_bytes(), Precision::Nanoseconds, NOW);
-        assert_eq!(
-            (parser.tags.as_ptr(), parser.fields.as_ptr()),
-            (tags_ptr, fields_ptr)
-        );
+        assert_eq!((parser.tags.as_ptr(), parser.fields.as_ptr()), (tags_ptr, fields_ptr));
     }
 
     #[test]
@@ -1446,23 +1265,14 @@ mod tests {
             timestamp_ns: 0,
         };
         let mut out = b"keep".to_vec();
-        assert_eq!(
-            write_line_protocol(&record.as_ref(), &mut out),
-            Err(EncodeError::AmbiguousMeasurementStart)
-        );
+        assert_eq!(write_line_protocol(&record.as_ref(), &mut out), Err(EncodeError::AmbiguousMeasurementStart));
         assert_eq!(out, b"keep");
         record.measurement = Cow::Borrowed("m");
         record.fields[0].value = FieldValue::Float(f64::NAN);
-        assert_eq!(
-            write_line_protocol(&record.as_ref(), &mut out),
-            Err(EncodeError::NonFiniteFloat)
-        );
+        assert_eq!(write_line_protocol(&record.as_ref(), &mut out), Err(EncodeError::NonFiniteFloat));
         record.fields[0].value = FieldValue::Float(1.0);
         record.tags.push(tag("a\nb", "x"));
-        assert_eq!(
-            write_line_protocol(&record.as_ref(), &mut out),
-            Err(EncodeError::NewlineInName)
-        );
+        assert_eq!(write_line_protocol(&record.as_ref(), &mut out), Err(EncodeError::NewlineInName));
         assert_eq!(out, b"keep");
     }
 
@@ -1472,17 +1282,14 @@ mod tests {
 
         fn name() -> impl Strategy<Value = String> {
             // Printable text plus every character the escaping rules care about.
-            "[a-zA-Z0-9 ,=\\\\\"#\t\r_é.-]{1,12}"
-                .prop_filter("encodable", |s| !s.starts_with(['#', '\t']))
+            "[a-zA-Z0-9 ,=\\\\\"#\t\r_é.-]{1,12}".prop_filter("encodable", |s| !s.starts_with(['#', '\t']))
         }
 
         fn field_value() -> impl Strategy<Value = FieldValue<'static>> {
             prop_oneof![
                 any::<i64>().prop_map(FieldValue::Int),
                 any::<u64>().prop_map(FieldValue::UInt),
-                any::<f64>()
-                    .prop_filter("finite", |f| f.is_finite())
-                    .prop_map(FieldValue::Float),
+                any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(FieldValue::Float),
                 any::<bool>().prop_map(FieldValue::Bool),
                 "[a-z \"\\\\\n,=\r]{0,12}".prop_map(|s| FieldValue::Str(Cow::Owned(s))),
             ]

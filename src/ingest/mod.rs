@@ -8,8 +8,8 @@ pub mod statsd;
 
 pub use json::{JsonBatchError, JsonBatchParser, JsonLimits, JsonSummary, JsonSyntaxError};
 pub use line_protocol::{
-    write_line_protocol, BatchError, BodyPosition, LineError, LineErrorReason, LineProtocolLimits,
-    LineProtocolParser, ParseSummary, Precision,
+    write_line_protocol, BatchError, BodyPosition, LineError, LineErrorReason, LineProtocolLimits, LineProtocolParser,
+    ParseSummary, Precision,
 };
 pub use record::{Field, FieldValue, Record, RecordRef, RecordSink, SinkFull, Tag};
 pub use statsd::{StatsdError, StatsdErrorReason, StatsdLimits, StatsdParser, StatsdSummary};

@@ -101,10 +101,7 @@ pub struct StatsdLimits {
 
 impl Default for StatsdLimits {
     fn default() -> Self {
-        StatsdLimits {
-            max_tags_per_metric: 64,
-            max_values_per_metric: 1024,
-        }
+        StatsdLimits { max_tags_per_metric: 64, max_values_per_metric: 1024 }
     }
 }
 
@@ -165,19 +162,11 @@ impl StatsdParser {
     }
 
     pub fn with_limits(limits: StatsdLimits) -> Self {
-        StatsdParser {
-            limits,
-            ..Self::default()
-        }
+        StatsdParser { limits, ..Self::default() }
     }
 
     /// Parses a datagram: valid lines go to `sink`, invalid ones are counted.
-    pub fn parse_into<S: RecordSink + ?Sized>(
-        &mut self,
-        datagram: &[u8],
-        now_ns: i64,
-        sink: &mut S,
-    ) -> StatsdSummary {
+    pub fn parse_into<S: RecordSink + ?Sized>(&mut self, datagram: &[u8], now_ns: i64, sink: &mut S) -> StatsdSummary {
         let mut tags: Vec<Tag<'_>> = recycle_vec(std::mem::take(&mut self.tags));
         let mut summary = StatsdSummary::default();
         'lines: for (index, raw_line) in datagram.split(|&b| b == b'\n').enumerate() {
@@ -191,10 +180,7 @@ impl StatsdParser {
                 Err(reason) => {
                     summary.invalid += 1;
                     if summary.first_error.is_none() {
-                        summary.first_error = Some(StatsdError {
-                            line: index + 1,
-                            reason,
-                        });
+                        summary.first_error = Some(StatsdError { line: index + 1, reason });
                     }
                     continue;
                 }
@@ -204,14 +190,8 @@ impl StatsdParser {
                 let Ok((value, is_delta)) = parse_value(text, line.metric_type) else {
                     continue;
                 };
-                let delta = || Field {
-                    key: Cow::Borrowed("delta"),
-                    value: FieldValue::Bool(true),
-                };
-                let rate = |r: f64| Field {
-                    key: Cow::Borrowed("sample_rate"),
-                    value: FieldValue::Float(r),
-                };
+                let delta = || Field { key: Cow::Borrowed("delta"), value: FieldValue::Bool(true) };
+                let rate = |r: f64| Field { key: Cow::Borrowed("sample_rate"), value: FieldValue::Float(r) };
                 // Fields present, in order: value, delta (gauge deltas), sample_rate (if given).
                 let (second, third, count) = match (is_delta, line.sample_rate) {
                     (false, None) => (delta(), rate(1.0), 1),
@@ -219,14 +199,7 @@ impl StatsdParser {
                     (false, Some(r)) => (rate(r), delta(), 2),
                     (true, Some(r)) => (delta(), rate(r), 3),
                 };
-                let fields = [
-                    Field {
-                        key: Cow::Borrowed("value"),
-                        value,
-                    },
-                    second,
-                    third,
-                ];
+                let fields = [Field { key: Cow::Borrowed("value"), value }, second, third];
                 let record = RecordRef {
                     measurement: &Cow::Borrowed(line.name),
                     tags: &tags,
@@ -256,9 +229,7 @@ fn parse_line<'a>(
     if line.starts_with("_e{") || line.starts_with("_sc|") {
         return Err(StatsdErrorReason::Unsupported);
     }
-    let (name, rest) = line
-        .split_once(':')
-        .ok_or(StatsdErrorReason::MissingValue)?;
+    let (name, rest) = line.split_once(':').ok_or(StatsdErrorReason::MissingValue)?;
     if name.is_empty() {
         return Err(StatsdErrorReason::EmptyName);
     }
@@ -290,14 +261,8 @@ fn parse_line<'a>(
             if !is_integer_literal(seconds.as_bytes()) {
                 return Err(StatsdErrorReason::InvalidTimestamp);
             }
-            let seconds: i64 = seconds
-                .parse()
-                .map_err(|_| StatsdErrorReason::TimestampOutOfRange)?;
-            timestamp_ns = Some(
-                seconds
-                    .checked_mul(1_000_000_000)
-                    .ok_or(StatsdErrorReason::TimestampOutOfRange)?,
-            );
+            let seconds: i64 = seconds.parse().map_err(|_| StatsdErrorReason::TimestampOutOfRange)?;
+            timestamp_ns = Some(seconds.checked_mul(1_000_000_000).ok_or(StatsdErrorReason::TimestampOutOfRange)?);
         } else if section.starts_with("c:") || section.starts_with("e:") {
             // DogStatsD container ID / external data: not part of the record.
         } else {
@@ -307,10 +272,7 @@ fn parse_line<'a>(
 
     // The protocol's type tag wins over a user tag of the same name.
     tags.retain(|t| t.key != "type");
-    tags.push(Tag {
-        key: Cow::Borrowed("type"),
-        value: Cow::Borrowed(metric_type.tag_value()),
-    });
+    tags.push(Tag { key: Cow::Borrowed("type"), value: Cow::Borrowed(metric_type.tag_value()) });
     sort_tags_last_wins(tags);
 
     let mut count = 0;
@@ -321,13 +283,7 @@ fn parse_line<'a>(
         }
         parse_value(text, metric_type)?;
     }
-    Ok(StatsdLine {
-        name,
-        values,
-        metric_type,
-        sample_rate,
-        timestamp_ns: timestamp_ns.unwrap_or(now_ns),
-    })
+    Ok(StatsdLine { name, values, metric_type, sample_rate, timestamp_ns: timestamp_ns.unwrap_or(now_ns) })
 }
 
 fn parse_sample_rate(text: &str) -> Result<f64, StatsdErrorReason> {
@@ -340,11 +296,7 @@ fn parse_sample_rate(text: &str) -> Result<f64, StatsdErrorReason> {
     }
 }
 
-fn parse_tags<'a>(
-    list: &'a str,
-    tags: &mut Vec<Tag<'a>>,
-    limits: StatsdLimits,
-) -> Result<(), StatsdErrorReason> {
+fn parse_tags<'a>(list: &'a str, tags: &mut Vec<Tag<'a>>, limits: StatsdLimits) -> Result<(), StatsdErrorReason> {
     for entry in list.split(',') {
         if entry.is_empty() {
             continue;
@@ -358,20 +310,14 @@ fn parse_tags<'a>(
         if tags.len() + 1 >= limits.max_tags_per_metric.max(1) {
             return Err(StatsdErrorReason::TooManyTags);
         }
-        tags.push(Tag {
-            key: Cow::Borrowed(key),
-            value: Cow::Borrowed(value),
-        });
+        tags.push(Tag { key: Cow::Borrowed(key), value: Cow::Borrowed(value) });
     }
     Ok(())
 }
 
 /// Stable sort by key, keeping the last of each run of equal keys.
 fn sort_tags_last_wins(tags: &mut Vec<Tag<'_>>) {
-    if tags
-        .windows(2)
-        .any(|w| w[0].key.as_bytes() >= w[1].key.as_bytes())
-    {
+    if tags.windows(2).any(|w| w[0].key.as_bytes() >= w[1].key.as_bytes()) {
         tags.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
         tags.dedup_by(|later, earlier| {
             let same = later.key == earlier.key;
@@ -384,23 +330,15 @@ fn sort_tags_last_wins(tags: &mut Vec<Tag<'_>>) {
 }
 
 /// One value of a line: `(value, is_gauge_delta)`.
-fn parse_value(
-    text: &str,
-    metric_type: MetricType,
-) -> Result<(FieldValue<'_>, bool), StatsdErrorReason> {
+fn parse_value(text: &str, metric_type: MetricType) -> Result<(FieldValue<'_>, bool), StatsdErrorReason> {
     if text.is_empty() {
         return Err(StatsdErrorReason::InvalidValue);
     }
     if metric_type == MetricType::Set {
         return Ok((FieldValue::Str(Cow::Borrowed(text)), false));
     }
-    let is_delta =
-        metric_type == MetricType::Gauge && (text.starts_with('+') || text.starts_with('-'));
-    let number = if metric_type == MetricType::Gauge {
-        text.strip_prefix('+').unwrap_or(text)
-    } else {
-        text
-    };
+    let is_delta = metric_type == MetricType::Gauge && (text.starts_with('+') || text.starts_with('-'));
+    let number = if metric_type == MetricType::Gauge { text.strip_prefix('+').unwrap_or(text) } else { text };
     Ok((parse_number(number)?, is_delta))
 }
 
@@ -435,12 +373,7 @@ mod tests {
 
     fn parse_one(datagram: &[u8]) -> Record {
         let (records, summary) = parse(datagram);
-        assert_eq!(
-            summary.first_error,
-            None,
-            "{}",
-            String::from_utf8_lossy(datagram)
-        );
+        assert_eq!(summary.first_error, None, "{}", String::from_utf8_lossy(datagram));
         assert_eq!(records.len(), 1);
         records.into_iter().next().expect("one")
     }
@@ -452,17 +385,11 @@ mod tests {
     }
 
     fn tag(key: &str, value: &str) -> Tag<'static> {
-        Tag {
-            key: Cow::Owned(key.into()),
-            value: Cow::Owned(value.into()),
-        }
+        Tag { key: Cow::Owned(key.into()), value: Cow::Owned(value.into()) }
     }
 
     fn field(key: &str, value: FieldValue<'static>) -> Field<'static> {
-        Field {
-            key: Cow::Owned(key.into()),
-            value,
-        }
+        Field { key: Cow::Owned(key.into()), value }
     }
 
     #[test]
@@ -493,9 +420,7 @@ mod tests {
 
     #[test]
     fn dogstatsd_sections() {
-        let record = parse_one(
-            b"req.latency:12.5|h|@0.5|#env:prod,flag,url:http://x,b:1,b:2|T1700000000|c:abc",
-        );
+        let record = parse_one(b"req.latency:12.5|h|@0.5|#env:prod,flag,url:http://x,b:1,b:2|T1700000000|c:abc");
         //                      ^ name      ^ value ^ rate ^ tags: bare flag, ':' in value, dup b ^ ts ^ container id
         assert_eq!(
             record.tags,
@@ -509,10 +434,7 @@ mod tests {
         );
         assert_eq!(
             record.fields,
-            vec![
-                field("value", FieldValue::Float(12.5)),
-                field("sample_rate", FieldValue::Float(0.5))
-            ]
+            vec![field("value", FieldValue::Float(12.5)), field("sample_rate", FieldValue::Float(0.5))]
         );
         assert_eq!(record.timestamp_ns, 1_700_000_000_000_000_000);
     }
@@ -521,10 +443,7 @@ mod tests {
     fn gauge_deltas_are_flagged() {
         assert_eq!(
             parse_one(b"g:+4|g").fields,
-            vec![
-                field("value", FieldValue::Int(4)),
-                field("delta", FieldValue::Bool(true))
-            ]
+            vec![field("value", FieldValue::Int(4)), field("delta", FieldValue::Bool(true))]
         );
         assert_eq!(
             parse_one(b"g:-4|g|@0.1").fields,
@@ -534,10 +453,7 @@ mod tests {
                 field("sample_rate", FieldValue::Float(0.1))
             ]
         );
-        assert_eq!(
-            parse_one(b"g:4|g").fields,
-            vec![field("value", FieldValue::Int(4))]
-        );
+        assert_eq!(parse_one(b"g:4|g").fields, vec![field("value", FieldValue::Int(4))]);
         // '+' is only a gauge thing.
         assert_eq!(reason(b"c:+4|c"), StatsdErrorReason::InvalidValue);
     }
@@ -546,25 +462,10 @@ mod tests {
     fn multi_value_and_multi_line() {
         let (records, summary) = parse(b"t:1:2.5:3|ms|@0.5\r\n\nbad\nc:1|c|#type:mine\n");
         assert_eq!((summary.records, summary.invalid), (4, 1));
-        assert_eq!(
-            summary.first_error,
-            Some(StatsdError {
-                line: 3,
-                reason: StatsdErrorReason::MissingValue
-            })
-        );
+        assert_eq!(summary.first_error, Some(StatsdError { line: 3, reason: StatsdErrorReason::MissingValue }));
         let values: Vec<_> = records.iter().map(|r| r.fields[0].value.clone()).collect();
-        assert_eq!(
-            values[..3],
-            [
-                FieldValue::Int(1),
-                FieldValue::Float(2.5),
-                FieldValue::Int(3)
-            ]
-        );
-        assert!(records[..3]
-            .iter()
-            .all(|r| r.fields[1] == field("sample_rate", FieldValue::Float(0.5))));
+        assert_eq!(values[..3], [FieldValue::Int(1), FieldValue::Float(2.5), FieldValue::Int(3)]);
+        assert!(records[..3].iter().all(|r| r.fields[1] == field("sample_rate", FieldValue::Float(0.5))));
         // The protocol's type tag beats a user tag called `type`.
         assert_eq!(records[3].tags, vec![tag("type", "counter")]);
     }
@@ -573,13 +474,7 @@ mod tests {
     fn a_bad_value_rejects_the_whole_line() {
         let (records, summary) = parse(b"t:1:x:3|ms\nok:1|c");
         assert_eq!(records.len(), 1);
-        assert_eq!(
-            summary.first_error,
-            Some(StatsdError {
-                line: 1,
-                reason: StatsdErrorReason::InvalidValue
-            })
-        );
+        assert_eq!(summary.first_error, Some(StatsdError { line: 1, reason: StatsdErrorReason::InvalidValue }));
     }
 
     #[test]
@@ -597,41 +492,22 @@ mod tests {
         assert_eq!(reason(b"a:1|c|@x"), StatsdErrorReason::InvalidSampleRate);
         assert_eq!(reason(b"a:1|c|@0.5|@0.5"), StatsdErrorReason::BadSection);
         assert_eq!(reason(b"a:1|c|Tx"), StatsdErrorReason::InvalidTimestamp);
-        assert_eq!(
-            reason(b"a:1|c|T99999999999999999"),
-            StatsdErrorReason::TimestampOutOfRange
-        );
+        assert_eq!(reason(b"a:1|c|T99999999999999999"), StatsdErrorReason::TimestampOutOfRange);
         assert_eq!(reason(b"a:1|c|#:v"), StatsdErrorReason::EmptyTagKey);
         assert_eq!(reason(b"a:1|c|zzz"), StatsdErrorReason::BadSection);
         assert_eq!(reason(b"a:1|c|"), StatsdErrorReason::BadSection);
-        assert_eq!(
-            reason(b"_e{5,4}:title|text"),
-            StatsdErrorReason::Unsupported
-        );
+        assert_eq!(reason(b"_e{5,4}:title|text"), StatsdErrorReason::Unsupported);
         assert_eq!(reason(b"_sc|svc|0"), StatsdErrorReason::Unsupported);
         assert_eq!(reason(b"a\xff:1|c"), StatsdErrorReason::InvalidUtf8);
     }
 
     #[test]
     fn limits() {
-        let mut parser = StatsdParser::with_limits(StatsdLimits {
-            max_tags_per_metric: 2,
-            max_values_per_metric: 2,
-        });
+        let mut parser = StatsdParser::with_limits(StatsdLimits { max_tags_per_metric: 2, max_values_per_metric: 2 });
         let mut records = Vec::new();
-        let s = parser.parse_into(
-            b"a:1:2:3|ms\nb:1|c|#x:1,y:2\nc:1:2|ms|#x:1",
-            NOW,
-            &mut records,
-        );
+        let s = parser.parse_into(b"a:1:2:3|ms\nb:1|c|#x:1,y:2\nc:1:2|ms|#x:1", NOW, &mut records);
         assert_eq!((s.records, s.invalid), (2, 2));
-        assert_eq!(
-            s.first_error,
-            Some(StatsdError {
-                line: 1,
-                reason: StatsdErrorReason::TooManyValues
-            })
-        );
+        assert_eq!(s.first_error, Some(StatsdError { line: 1, reason: StatsdErrorReason::TooManyValues }));
     }
 
     #[test]
