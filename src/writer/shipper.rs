@@ -247,6 +247,15 @@ impl ShipLoop {
         }
     }
 
+    /// Lag = durable records not yet acknowledged by VictoriaMetrics
+    /// (including the batch being posted).
+    fn update_lag(&self, checkpoint: u64) {
+        if let Some(d) = &self.durable_record_id {
+            let lag = d.load(Ordering::Acquire).saturating_sub(checkpoint);
+            self.stats.shipper_lag_records.store(lag, Ordering::Relaxed);
+        }
+    }
+
     fn run(&mut self) -> Result<ShipperSummary, ShipperError> {
         let mut summary = ShipperSummary {
             checkpoint: read_checkpoint(&self.data_dir),
@@ -292,11 +301,7 @@ impl ShipLoop {
                 summary.checkpoint = tail.position();
                 write_checkpoint(&self.data_dir, summary.checkpoint)?;
             }
-            if limit != u64::MAX {
-                self.stats
-                    .shipper_lag_records
-                    .store(limit.saturating_sub(tail.position()), Ordering::Relaxed);
-            }
+            self.update_lag(summary.checkpoint);
             if n == 0 {
                 self.sleep(poll);
             }
@@ -312,6 +317,7 @@ impl ShipLoop {
             if self.stopped() {
                 return PostOutcome::Stopped;
             }
+            self.update_lag(summary.checkpoint);
             summary.posts += 1;
             let why = match http_request(&self.endpoint, "POST", "/write", body, timeout) {
                 Ok(r) if (200..300).contains(&r.status) => return PostOutcome::Accepted,
