@@ -144,7 +144,6 @@ fn write_samples(h: &mut WriterHandle, range: std::ops::Range<u64>, base_ms: i64
         while i < range.end && b.push(&sample(i, base_ms).as_ref()).is_ok() {
             i += 1;
         }
-        let mut b = b;
         loop {
             match h.submit(b) {
                 Ok(t) => {

@@ -517,7 +517,6 @@ mod tests {
                             b.push(&rec(i).as_ref()).unwrap();
                             i += 1;
                         }
-                        let mut b = b;
                         loop {
                             match h.submit(b) {
                                 Ok(t) => {
