@@ -16,6 +16,7 @@
 //! covers; an `ack = durable` worker holds its response until
 //! `durable_seq() >= ticket.seq`.
 
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -265,15 +266,33 @@ impl Writer {
             empty_txs.push(empty_tx);
         }
 
+        let publisher = DurablePublisher {
+            durable,
+            durable_record_id: Arc::clone(&durable_record_id),
+            stats: Arc::clone(&stats),
+        };
+        let (sync_tx, sync_rx) = bounded::<SyncJob>(1);
+        let (done_tx, done_rx) = bounded::<Result<SyncJob, SegmentError>>(1);
+        let syncer_publisher = publisher.clone();
+        let syncer = std::thread::Builder::new()
+            .name("ms-writer-sync".into())
+            .spawn(move || run_syncer(sync_rx, done_tx, syncer_publisher))
+            .map_err(WriterError::Spawn)?;
         let lp = WriterLoop {
             seg,
             config: config.clone(),
             full_rxs,
             empty_txs,
-            durable,
             pending: vec![0; n_workers],
-            durable_record_id: Arc::clone(&durable_record_id),
-            stats: Arc::clone(&stats),
+            publisher,
+            sync_tx: Some(sync_tx),
+            done_rx,
+            spare_job: Some(SyncJob {
+                file: None,
+                pending: vec![0; n_workers],
+                next_record_id: 0,
+            }),
+            syncer: Some(syncer),
             stop: Arc::clone(&stop),
         };
         let thread = std::thread::Builder::new()
@@ -292,16 +311,81 @@ impl Writer {
     }
 }
 
+/// Publishes what an fsync covered: per-worker durable batch sequence
+/// numbers and the log-wide durable record id.
+#[derive(Clone, Debug)]
+struct DurablePublisher {
+    durable: Arc<[PaddedU64]>,
+    durable_record_id: Arc<AtomicU64>,
+    stats: Arc<WriterStats>,
+}
+
+impl DurablePublisher {
+    fn publish(&self, pending: &[u64], next_record_id: u64, fsync_took: Duration) {
+        self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .fsync_ns
+            .fetch_add(fsync_took.as_nanos() as u64, Ordering::Relaxed);
+        for (w, &seq) in pending.iter().enumerate() {
+            // Monotone: syncs complete in order, one at a time.
+            self.durable[w].0.store(seq, Ordering::Release);
+        }
+        self.durable_record_id
+            .store(next_record_id, Ordering::Release);
+    }
+}
+
+/// One fsync request: a dup of the active segment's descriptor, the
+/// per-worker sequence numbers and the record id it covers. Recycled.
+#[derive(Debug)]
+struct SyncJob {
+    file: Option<File>,
+    pending: Vec<u64>,
+    next_record_id: u64,
+}
+
+/// The sync thread: fdatasyncs while the writer keeps appending (pipelined
+/// group commit: the writer never waits for the disk), then publishes.
+fn run_syncer(
+    jobs: Receiver<SyncJob>,
+    done: Sender<Result<SyncJob, SegmentError>>,
+    publisher: DurablePublisher,
+) {
+    for mut job in jobs {
+        let t = Instant::now();
+        let result = match job.file.take() {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
+        };
+        let reply = match result {
+            Ok(()) => {
+                publisher.publish(&job.pending, job.next_record_id, t.elapsed());
+                Ok(job)
+            }
+            Err(source) => Err(SegmentError::Io {
+                path: PathBuf::from("<active segment>"),
+                source,
+            }),
+        };
+        if done.send(reply).is_err() {
+            return;
+        }
+    }
+}
+
 struct WriterLoop {
     seg: SegmentWriter,
     config: WriterConfig,
     full_rxs: Vec<Receiver<Batch>>,
     empty_txs: Vec<Sender<Batch>>,
-    durable: Arc<[PaddedU64]>,
     /// Per worker: highest seq appended (published after the next fsync).
     pending: Vec<u64>,
-    durable_record_id: Arc<AtomicU64>,
-    stats: Arc<WriterStats>,
+    publisher: DurablePublisher,
+    sync_tx: Option<Sender<SyncJob>>,
+    done_rx: Receiver<Result<SyncJob, SegmentError>>,
+    /// `None` while a sync is in flight.
+    spare_job: Option<SyncJob>,
+    syncer: Option<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -314,20 +398,60 @@ const RETENTION_CHECK: Duration = Duration::from_secs(60);
 impl WriterLoop {
     fn run(mut self) -> Result<WriterSummary, WriterError> {
         let result = self.run_inner();
-        if result.is_err() {
-            // Make every handle see `WriterStopped` instead of filling up.
+        if let Err(e) = &result {
+            // Nothing acknowledged after this point: durable sequence numbers
+            // stop advancing and handles see `WriterStopped` once the
+            // receivers are gone (when this thread returns).
+            log::error!("writer stopped: {e}");
             self.full_rxs.clear();
         }
+        self.sync_tx = None;
+        if let Some(t) = self.syncer.take() {
+            let _ = t.join();
+        }
         result
+    }
+
+    /// Collects a finished sync, if any; `block` waits for it.
+    fn reap_sync(&mut self, block: bool) -> Result<(), WriterError> {
+        if self.spare_job.is_some() {
+            return Ok(());
+        }
+        let r = if block {
+            self.done_rx.recv().map_err(|_| WriterError::Panicked)?
+        } else {
+            match self.done_rx.try_recv() {
+                Ok(r) => r,
+                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Disconnected) => return Err(WriterError::Panicked),
+            }
+        };
+        self.spare_job = Some(r?);
+        Ok(())
+    }
+
+    /// Hands everything appended so far to the sync thread.
+    fn start_sync(&mut self) -> Result<(), WriterError> {
+        let Some(mut job) = self.spare_job.take() else {
+            return Ok(());
+        };
+        job.file = Some(self.seg.prepare_sync()?);
+        job.pending.copy_from_slice(&self.pending);
+        job.next_record_id = self.seg.next_record_id();
+        let tx = self.sync_tx.as_ref().ok_or(WriterError::Panicked)?;
+        tx.send(job).map_err(|_| WriterError::Panicked)
     }
 
     fn run_inner(&mut self) -> Result<WriterSummary, WriterError> {
         let interval = Duration::from_millis(self.config.fsync_interval_ms);
         let rxs = self.full_rxs.clone();
+        let done_rx = self.done_rx.clone();
         let mut sel = Select::new();
         for rx in &rxs {
             sel.recv(rx);
         }
+        // Wakes the loop when a sync completes.
+        sel.recv(&done_rx);
         let mut connected = vec![true; rxs.len()];
         let mut n_connected = rxs.len();
         let mut unsynced_since: Option<Instant> = None;
@@ -361,14 +485,22 @@ impl WriterLoop {
                 }
                 occupancy += rx.len() as u64;
             }
-            self.stats
-                .channel_occupancy
-                .store(occupancy, Ordering::Relaxed);
+            let stats = &self.publisher.stats;
+            stats.channel_occupancy.store(occupancy, Ordering::Relaxed);
+            let durable_id = self.publisher.durable_record_id.load(Ordering::Relaxed);
+            stats.durable_lag_records.store(
+                self.seg.next_record_id().saturating_sub(durable_id),
+                Ordering::Relaxed,
+            );
 
+            self.reap_sync(false)?;
             let now = Instant::now();
             if let Some(since) = unsynced_since {
-                if self.seg.unsynced_bytes() >= self.config.fsync_bytes || now >= since + interval {
-                    self.sync_and_publish(&mut summary)?;
+                let due =
+                    self.seg.unsynced_bytes() >= self.config.fsync_bytes || now >= since + interval;
+                if due && self.spare_job.is_some() {
+                    self.start_sync()?;
+                    summary.fsyncs += 1;
                     unsynced_since = None;
                 }
             }
@@ -381,7 +513,10 @@ impl WriterLoop {
                 let n = self
                     .seg
                     .enforce_retention(self.config.retention_bytes, self.config.retention_hours)?;
-                self.stats.segments_deleted.fetch_add(n, Ordering::Relaxed);
+                self.publisher
+                    .stats
+                    .segments_deleted
+                    .fetch_add(n, Ordering::Relaxed);
             }
 
             if got > 0 {
@@ -392,24 +527,29 @@ impl WriterLoop {
             }
             let stopping = stop_seen.is_some_and(|t| now.duration_since(t) >= STOP_GRACE);
             if n_connected == 0 || stopping {
-                // Channels are empty (got == 0): final sync and exit.
-                self.sync_and_publish(&mut summary)?;
+                // Channels are empty (got == 0): wait for the sync in
+                // flight, then a final synchronous sync, and exit.
+                self.reap_sync(true)?;
+                let t = Instant::now();
+                self.seg.sync()?;
+                summary.fsyncs += 1;
+                self.publisher
+                    .publish(&self.pending, self.seg.next_record_id(), t.elapsed());
                 summary.next_record_id = self.seg.next_record_id();
                 return Ok(summary);
             }
             // Idle: hand buffered frames to the kernel (a process crash then
-            // loses nothing) and wait for work or the fsync deadline.
+            // loses nothing) and wait for work, a finished sync or the
+            // fsync deadline.
             self.seg.flush()?;
             let timeout = match unsynced_since {
-                Some(since) => (since + interval).saturating_duration_since(now),
-                None if stop_seen.is_some() => Duration::from_millis(10),
-                None => IDLE_TICK,
+                Some(since) if self.spare_job.is_some() => {
+                    (since + interval).saturating_duration_since(now)
+                }
+                _ if stop_seen.is_some() => Duration::from_millis(10),
+                _ => IDLE_TICK,
             };
-            if n_connected > 0 {
-                let _ = sel.ready_timeout(timeout);
-            } else {
-                std::thread::sleep(timeout);
-            }
+            let _ = sel.ready_timeout(timeout);
         }
     }
 
@@ -427,42 +567,18 @@ impl WriterLoop {
             let recs = b.len() as u64;
             summary.records_written += recs;
             summary.batches_written += 1;
-            self.stats
-                .records_written
-                .fetch_add(recs, Ordering::Relaxed);
-            self.stats.bytes_written.fetch_add(bytes, Ordering::Relaxed);
-            self.stats.batches_written.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .durable_lag_records
-                .fetch_add(recs, Ordering::Relaxed);
-            unsynced_since.get_or_insert_with(Instant::now);
-            self.pending[w] = b.seq;
-        } else if unsynced_since.is_none() {
-            // Nothing of this worker is waiting for an fsync: an empty batch
-            // is durable right away.
-            self.durable[w].0.store(b.seq, Ordering::Release);
-        } else {
-            self.pending[w] = b.seq;
+            let stats = &self.publisher.stats;
+            stats.records_written.fetch_add(recs, Ordering::Relaxed);
+            stats.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+            stats.batches_written.fetch_add(1, Ordering::Relaxed);
         }
+        // Even an empty batch waits for the next sync: its seq being durable
+        // implies every earlier batch of this worker is, and those may still
+        // be in a sync in flight.
+        self.pending[w] = b.seq;
+        unsynced_since.get_or_insert_with(Instant::now);
         b.clear();
         let _ = self.empty_txs[w].try_send(b);
-        Ok(())
-    }
-
-    fn sync_and_publish(&mut self, summary: &mut WriterSummary) -> Result<(), WriterError> {
-        let t = Instant::now();
-        self.seg.sync()?;
-        summary.fsyncs += 1;
-        self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .fsync_ns
-            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        self.stats.durable_lag_records.store(0, Ordering::Relaxed);
-        for (w, &seq) in self.pending.iter().enumerate() {
-            self.durable[w].0.store(seq, Ordering::Release);
-        }
-        self.durable_record_id
-            .store(self.seg.next_record_id(), Ordering::Release);
         Ok(())
     }
 }
@@ -566,6 +682,61 @@ mod tests {
         for c in ["a", "b"] {
             assert_eq!(per_client[c], (0..1000).collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn log_tail_follows_a_growing_rotating_log_up_to_the_durable_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, mut hs) = Writer::start(cfg(dir.path(), AckMode::Durable), 1).unwrap();
+        let durable = rt.durable_record_id();
+        let mut h = hs.pop().unwrap();
+        let producer = std::thread::spawn(move || {
+            let mut i = 0i64;
+            while i < 3000 {
+                let Some(mut b) = h.take_batch() else {
+                    std::thread::yield_now();
+                    continue;
+                };
+                for _ in 0..30 {
+                    b.push(&rec(i).as_ref()).unwrap();
+                    i += 1;
+                }
+                while let Err(bp) = h.submit(b) {
+                    b = bp.batch;
+                    std::thread::yield_now();
+                }
+            }
+        });
+        let mut tail = LogTail::new(dir.path(), 1);
+        let mut seen = Vec::new();
+        let t0 = Instant::now();
+        while seen.len() < 3000 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "tail stuck at {}",
+                seen.len()
+            );
+            let limit = durable.load(Ordering::Acquire);
+            match tail.poll(limit).unwrap() {
+                Ok(f) => {
+                    assert!(
+                        f.first_record_id + f.records.len() as u64 <= limit,
+                        "read past the durable bound"
+                    );
+                    seen.extend(f.records.into_iter().map(|r| r.timestamp_ns));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        producer.join().unwrap();
+        rt.shutdown().unwrap();
+        assert_eq!(seen, (0..3000).collect::<Vec<_>>());
+        assert!(
+            crate::writer::segment::list_segments(dir.path())
+                .unwrap()
+                .len()
+                > 3
+        );
     }
 
     #[test]

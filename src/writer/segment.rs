@@ -585,6 +585,16 @@ impl SegmentWriter {
         Ok(())
     }
 
+    /// For a sync on another thread: flushes, and returns a duplicate of
+    /// the active file's descriptor whose `sync_data` makes everything
+    /// appended so far durable (earlier segments were synced on rotation).
+    pub fn prepare_sync(&mut self) -> Result<File, SegmentError> {
+        self.flush()?;
+        let f = self.file.try_clone().at(&self.path)?;
+        self.unsynced_bytes = 0;
+        Ok(f)
+    }
+
     fn rotate(&mut self) -> Result<(), SegmentError> {
         self.sync()?;
         let (path, file) = Self::create_segment(&self.dir, self.next_record_id)?;
@@ -822,23 +832,39 @@ impl LogTail {
                     self.position = f.end_record_id();
                     return Ok(Ok(frame));
                 }
-                FrameRead::End | FrameRead::Torn { .. } => {
-                    let torn = !matches!(reader.next_frame()?, FrameRead::End);
+                read @ (FrameRead::End | FrameRead::Torn { .. }) => {
+                    let torn = matches!(read, FrameRead::Torn { .. });
+                    let current_first = reader.first_record_id();
                     reader.rewind(offset, next_id)?;
-                    // A newer segment means this one is finished.
+                    // A newer segment means this one is finished (the
+                    // writer only creates one after syncing the old one).
                     let newer = list_segments(&self.dir)?
                         .into_iter()
-                        .any(|s| s.first_record_id > reader.first_record_id());
-                    if newer && next_id >= self.position {
-                        self.position = self.position.max(next_id);
-                        self.reader = None;
-                        continue;
+                        .find(|s| s.first_record_id > current_first);
+                    let Some(newer) = newer else {
+                        return Ok(Err(if torn {
+                            TailIdle::TornTail { path, offset }
+                        } else {
+                            TailIdle::CaughtUp
+                        }));
+                    };
+                    if torn {
+                        return Err(SegmentError::CorruptFrame {
+                            path,
+                            offset,
+                            reason: "torn frame in a finished segment".into(),
+                        });
                     }
-                    return Ok(Err(if torn {
-                        TailIdle::TornTail { path, offset }
-                    } else {
-                        TailIdle::CaughtUp
-                    }));
+                    // Continue in the next segment; a gap in ids (which
+                    // verify reports) is skipped rather than looped on.
+                    if newer.first_record_id > self.position.max(next_id) {
+                        self.skipped_records += newer.first_record_id - self.position.max(next_id);
+                    }
+                    self.position = self.position.max(newer.first_record_id);
+                    self.reader = SegmentReader::open(&newer.path, newer.first_record_id)?;
+                    if self.reader.is_none() {
+                        return Ok(Err(TailIdle::CaughtUp));
+                    }
                 }
                 FrameRead::Corrupt { offset, reason } => {
                     return Err(SegmentError::CorruptFrame {
