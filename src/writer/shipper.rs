@@ -187,7 +187,11 @@ impl Shipper {
                     stats,
                     stop: stop2,
                 };
-                lp.run()
+                let r = lp.run();
+                if let Err(e) = &r {
+                    log::error!("shipper stopped: {e}");
+                }
+                r
             })
             .map_err(ShipperError::Spawn)?;
         Ok(Self {
