@@ -263,3 +263,40 @@ fn enqueued_loss_is_bounded_and_measured() {
         "enqueued: measured loss {total_lost} of {total_acked} acked records over 6 SIGKILLs"
     );
 }
+
+#[test]
+fn verify_exits_non_zero_on_a_flipped_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["write-load", "--data-dir"])
+        .arg(dir.path())
+        .args(["--records", "5000", "--batch-records", "100"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = verify_ok(dir.path());
+    assert_eq!(text.trim(), "records=5000 frames=50 segments=1 corrupt=0");
+
+    let seg = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .unwrap();
+    let mut data = std::fs::read(&seg).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0x10;
+    std::fs::write(&seg, &data).unwrap();
+
+    let out = Command::new(BIN)
+        .args(["verify", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "verify must fail on corruption: {text}"
+    );
+    assert!(text.contains("corrupt=1"), "{text}");
+    assert!(text.contains("checksum mismatch"), "{text}");
+}
