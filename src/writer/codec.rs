@@ -50,11 +50,21 @@ const TYPE_STR: u8 = 5;
 
 #[inline]
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
+    if v < 0x80 {
+        // Lengths and counts: the common one-byte case.
+        out.push(v as u8);
+        return;
     }
-    out.push(v as u8);
+    // Build in a stack buffer: one capacity check instead of one per byte.
+    let mut tmp = [0u8; 10];
+    let mut n = 0;
+    while v >= 0x80 {
+        tmp[n] = (v as u8) | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    tmp[n] = v as u8;
+    out.extend_from_slice(&tmp[..=n]);
 }
 
 #[inline]
