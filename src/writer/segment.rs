@@ -1042,6 +1042,52 @@ mod tests {
     }
 
     #[test]
+    fn age_retention_deletes_old_sealed_segments_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Record {
+            measurement: "cpu".into(),
+            tags: vec![],
+            fields: vec![crate::ingest::record::Field {
+                key: "v".into(),
+                value: crate::ingest::record::FieldValue::Int(1),
+            }],
+            timestamp_ns: 1,
+        };
+        let batches: Vec<Vec<Record>> = (0..100).map(|_| vec![r.clone(); 20]).collect();
+        write_log(dir.path(), &batches, 4096);
+        let segs = list_segments(dir.path()).unwrap();
+        assert!(segs.len() >= 4);
+        // The two oldest are two days old; the rest are fresh.
+        let old = SystemTime::now() - Duration::from_secs(48 * 3600);
+        for s in &segs[..2] {
+            File::options()
+                .write(true)
+                .open(&s.path)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        let (mut w, _) = SegmentWriter::open(dir.path(), 4096).unwrap();
+        assert_eq!(w.enforce_retention(0, 24).unwrap(), 2);
+        let left = list_segments(dir.path()).unwrap();
+        assert_eq!(left.len(), segs.len() - 2);
+        assert_eq!(left[0].first_record_id, segs[2].first_record_id);
+        // Even an old active segment is never deleted.
+        for s in &left {
+            File::options()
+                .write(true)
+                .open(&s.path)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        w.enforce_retention(0, 24).unwrap();
+        let last = list_segments(dir.path()).unwrap();
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].path, w.active_path());
+    }
+
+    #[test]
     fn torn_header_is_rewritten() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(segment_file_name(1)), b"MSSEG").unwrap();
