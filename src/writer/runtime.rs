@@ -561,9 +561,9 @@ impl WriterLoop {
         summary: &mut WriterSummary,
     ) -> Result<(), WriterError> {
         if !b.is_empty() {
-            let before = self.seg.unsynced_bytes();
+            let before = self.seg.appended_bytes();
             self.seg.append(&b)?;
-            let bytes = self.seg.unsynced_bytes().saturating_sub(before);
+            let bytes = self.seg.appended_bytes() - before;
             let recs = b.len() as u64;
             summary.records_written += recs;
             summary.batches_written += 1;

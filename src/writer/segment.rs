@@ -478,6 +478,8 @@ pub struct SegmentWriter {
     unsynced_bytes: u64,
     /// Bytes handed to write(2) since creation (for stats).
     written_bytes: u64,
+    /// Frame bytes appended since creation (monotonic, for stats).
+    appended_bytes: u64,
 }
 
 impl SegmentWriter {
@@ -509,6 +511,7 @@ impl SegmentWriter {
             segment_bytes,
             unsynced_bytes: 0,
             written_bytes: 0,
+            appended_bytes: 0,
         };
         Ok((w, rec))
     }
@@ -542,6 +545,11 @@ impl SegmentWriter {
         self.written_bytes
     }
 
+    /// Frame bytes appended since open (buffered or written).
+    pub fn appended_bytes(&self) -> u64 {
+        self.appended_bytes
+    }
+
     /// Appends `batch` as one frame; returns the id of its first record.
     /// Rotates first if the frame would overflow the active segment (which
     /// syncs the old segment; the caller still publishes durability only
@@ -559,6 +567,7 @@ impl SegmentWriter {
         let n = (self.buf.len() - before) as u64;
         self.len += n;
         self.unsynced_bytes += n;
+        self.appended_bytes += n;
         self.next_record_id += u64::from(batch.records);
         if self.buf.len() >= WRITE_CHUNK_BYTES {
             self.flush()?;
