@@ -3,6 +3,7 @@
 mod cmd;
 
 use clap::{Parser, Subcommand};
+use metricsstream::writer::cli;
 use std::process::ExitCode;
 
 /// Kernel-bypass metrics-ingestion appliance: DPDK poll-mode workers, userspace
@@ -24,6 +25,12 @@ enum Command {
     Rx(cmd::rx::RxArgs),
     /// Write synthetic metric traffic (UDP line protocol, StatsD, HTTP conversations) to a pcap.
     GenPcap(cmd::gen_pcap::GenPcapArgs),
+    /// Print the log's records (line protocol or JSON), in log order.
+    Dump(cli::DumpArgs),
+    /// Check every frame of the log; exit non-zero on corruption.
+    Verify(cli::VerifyArgs),
+    /// Push synthetic records through the writer (crash test, writer benchmark).
+    WriteLoad(cli::WriteLoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +40,9 @@ fn main() -> ExitCode {
         Command::Replay(args) => cmd::replay::run(args),
         Command::Rx(args) => cmd::rx::run(args),
         Command::GenPcap(args) => cmd::gen_pcap::run(args),
+        Command::Dump(args) => cli::dump(&args, &mut std::io::stdout().lock()).map(drop).map_err(Into::into),
+        Command::Verify(args) => cli::verify(&args, &mut std::io::stdout().lock()).map_err(Into::into),
+        Command::WriteLoad(args) => cli::write_load(&args, &mut std::io::stdout().lock()).map(drop).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
