@@ -312,10 +312,31 @@ impl Batch {
         self.seq = 0;
     }
 
+    /// Where the batch is now; [`rollback`](Self::rollback) returns to it.
+    pub fn mark(&self) -> BatchMark {
+        BatchMark { bytes: self.buf.len(), records: self.records }
+    }
+
+    /// Drops every record pushed since `mark` was taken, e.g. a datagram the
+    /// limiter refused after it was parsed into the batch.
+    pub fn rollback(&mut self, mark: BatchMark) {
+        if mark.records <= self.records && mark.bytes <= self.buf.len() {
+            self.buf.truncate(mark.bytes);
+            self.records = mark.records;
+        }
+    }
+
     /// Decodes the batch's records (tests and tools; allocates).
     pub fn decode(&self) -> Result<Vec<Record>, DecodeError> {
         decode_records(&self.buf, self.records)
     }
+}
+
+/// A position in a [`Batch`] (bytes and records), from [`Batch::mark`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchMark {
+    bytes: usize,
+    records: u32,
 }
 
 impl RecordSink for Batch {

@@ -41,7 +41,7 @@ pub mod segment;
 pub mod shipper;
 pub mod stats;
 
-pub use codec::{Batch, DecodeError};
+pub use codec::{Batch, BatchMark, DecodeError};
 pub use config::{AckMode, ConfigError, VictoriaMetricsConfig, WriterConfig};
 pub use runtime::{
     Backpressure, BackpressureReason, Ticket, Writer, WriterError, WriterHandle, WriterRuntime, WriterSummary,
