@@ -295,9 +295,10 @@ impl TokenBucket {
         Quota::unpack(self.quota.load(Ordering::Relaxed)).0
     }
 
-    /// Replace the quota, keeping the state: the debt already accumulated is
-    /// re-interpreted under the new rate (a raised burst is available at once,
-    /// a lowered one applies to the next call).
+    /// Replace the quota, keeping the state. GCRA state is a time (when the
+    /// bucket is full again), so that time is kept: a client that drained its
+    /// bucket is full again at the same instant under the new quota, and in
+    /// between refills at the new rate.
     pub fn set_quota(&self, quota: Quota) {
         self.quota.store(quota.pack(false), Ordering::Relaxed);
     }

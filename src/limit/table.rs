@@ -66,7 +66,8 @@
 //! generation, then rewrites the quota word of every occupied slot. An
 //! inserter that read the old policies re-reads them after publishing if the
 //! generation moved. Bucket state (TAT) is never touched, so unchanged
-//! clients keep their state and changed ones keep their debt.
+//! clients keep their state and changed ones stay drained until the same
+//! instant (GCRA state is "full again at"), refilling at the new rate.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
