@@ -36,6 +36,10 @@
 //!    its owner clears it to EMPTY and retries);
 //! 4. CAS PENDING -> LIVE; failure means we were killed: retry.
 //!
+//! Retries are bounded (`INSERT_ATTEMPTS`): a call that cannot complete an
+//! insertion without waiting for another thread is decided by the overflow
+//! policy, so no worker ever waits for another.
+//!
 //! # Reclamation (`sweep`) and why stale slot indices are harmless
 //! A slot is reclaimed when its bucket has been full for `idle` (its TAT is
 //! `<= now - idle`); a full bucket is indistinguishable from a fresh one, so
@@ -79,6 +83,10 @@ use super::bucket::{
 };
 use super::config::{LimitsConfig, LimitsConfigError, Overflow};
 use super::sync::{AtomicU64, Ordering};
+
+/// Claim attempts per insertion before the call falls to the overflow
+/// policy (tiny under loom so models stay finite).
+const INSERT_ATTEMPTS: usize = if cfg!(loom) { 2 } else { 64 };
 
 const EMPTY: u64 = 0;
 const KILLED: u64 = 1;
@@ -148,7 +156,8 @@ pub struct LimiterStats {
     pub inserted: u64,
     /// Slots reclaimed by `sweep`.
     pub reclaimed: u64,
-    /// Decisions for keys without a slot, taken on the shared overflow bucket.
+    /// Decisions for keys without a slot (probe window full, or an insertion
+    /// race not settled within the retry budget), taken on the shared bucket.
     pub overflowed: u64,
     /// Decisions for keys without a slot refused (`Overflow::Refuse`).
     pub refused: u64,
@@ -351,7 +360,12 @@ impl KeyedLimiter {
         let live = key.live_word();
         let pending = key.pending_word();
         let offset_of = |index: usize| index.wrapping_sub(home) & self.mask;
-        'retry: loop {
+        // Bounded: a claimant that keeps losing (e.g. another worker is
+        // mid-way through inserting the same key and has not yet published)
+        // decides this one call by the overflow policy instead of waiting,
+        // which keeps insertion lock-free. In practice the competitor
+        // publishes within a few hundred ns, well inside the retry budget.
+        'retry: for _ in 0..INSERT_ATTEMPTS {
             // 1. Scan: an existing LIVE slot wins; else the first EMPTY one.
             let mut first_empty = None;
             for (index, slot) in self.window(home) {
@@ -441,6 +455,7 @@ impl KeyedLimiter {
             }
             return Insert::Slot(mine);
         }
+        Insert::NoRoom
     }
 
     /// Give up our PENDING claim (or clear it if a competitor KILLED it).
