@@ -399,3 +399,26 @@ fn reload_keeps_state_of_unchanged_clients_and_applies_new_quotas() {
         .decision
         .is_allowed());
 }
+
+#[test]
+fn burst_api_decides_exactly_like_sequential_calls() {
+    let cfg = config(1_000, 3, 8, 4);
+    let sequential = KeyedLimiter::new(&cfg).expect("valid");
+    let burst = KeyedLimiter::new(&cfg).expect("valid");
+    // 12 keys on 8 slots: repeats, limits and overflow all occur.
+    let requests: Vec<(ClientKey, u64)> = (0..32u64)
+        .map(|i| (ClientKey::from_hash((i * 7 % 12) << 2), 1 + i % 2))
+        .collect();
+    let expected: Vec<_> = requests
+        .iter()
+        .map(|(key, n)| sequential.try_acquire(*key, *n, SEC))
+        .collect();
+    let mut verdicts = expected.clone();
+    for v in verdicts.iter_mut() {
+        v.decision = Decision::NoCapacity;
+    }
+    burst.try_acquire_burst(&requests, SEC, &mut verdicts);
+    assert_eq!(verdicts, expected);
+    assert!(expected.iter().any(|v| v.scope == QuotaScope::Overflow));
+    assert!(expected.iter().any(|v| !v.decision.is_allowed()));
+}
