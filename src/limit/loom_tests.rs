@@ -133,3 +133,34 @@ fn reused_slot_is_not_charged_by_a_stale_worker() {
         ));
     });
 }
+
+#[test]
+fn two_first_sight_inserts_racing_a_sweep_admit_exactly_burst() {
+    let mut builder = loom::model::Builder::new();
+    // Three threads: one preemption keeps the model under a minute.
+    builder.preemption_bound = Some(1);
+    builder.check(|| {
+        let limiter = Arc::new(table(2, 2, 1, Overflow::Refuse));
+        let key = key_at(0, 1);
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let limiter = Arc::clone(&limiter);
+                thread::spawn(move || limiter.try_acquire(key, 1, SEC).decision.is_allowed())
+            })
+            .collect();
+        let sweeper = {
+            let limiter = Arc::clone(&limiter);
+            // idle 0: a fresh (full) slot may be reclaimed before its first use
+            thread::spawn(move || limiter.sweep(SEC, 0).reclaimed)
+        };
+        let mut admitted = workers
+            .into_iter()
+            .map(|h| u64::from(h.join().expect("join")))
+            .sum::<u64>();
+        let _ = sweeper.join().expect("join");
+        // Quiescent now: the key has (or gets) one slot; burst 1 in total.
+        admitted += u64::from(limiter.try_acquire(key, 1, SEC).decision.is_allowed());
+        assert_eq!(admitted, 1);
+        assert!(limiter.live_slots() <= 1);
+    });
+}
