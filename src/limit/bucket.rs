@@ -178,7 +178,8 @@ fn step(tat: u64, now_t: u64, n: u64, quota: Quota) -> Result<(u64, Decision), D
         .and_then(|used| used.checked_add(need))
         .is_some_and(|total| total <= capacity);
     if admitted {
-        let new_tat = (base + need.div_ceil(rate)).min(MAX_TICK);
+        // Saturates only ~18 years after the epoch with a huge burst/rate.
+        let new_tat = base.saturating_add(need.div_ceil(rate)).min(MAX_TICK);
         let new_debt = new_tat - now_t;
         let remaining = capacity.saturating_sub(new_debt.saturating_mul(rate)) / TICKS_PER_SEC;
         Ok((
@@ -385,6 +386,19 @@ mod tests {
         assert!(!bucket.try_acquire(1, 0).is_allowed());
         assert!(!bucket.try_acquire(1, 100 * SEC).is_allowed());
         assert!(bucket.try_acquire(1, 101 * SEC).is_allowed());
+    }
+
+    #[test]
+    fn extreme_quotas_and_times_never_overflow() {
+        let max = u64::from(MAX_RATE_OR_BURST);
+        for (rate, burst) in [(1, max), (max, max), (max, 1), (1, 1)] {
+            let bucket = TokenBucket::new(quota(rate, burst));
+            for now in [0, 1, u64::MAX / 16, u64::MAX / 8, u64::MAX - 1, u64::MAX] {
+                let _ = bucket.try_acquire(burst, now);
+                let _ = bucket.try_acquire(1, now);
+                let _ = bucket.try_acquire(0, now);
+            }
+        }
     }
 
     #[test]
