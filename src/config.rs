@@ -104,3 +104,63 @@ mod tests {
         assert!(!Profile::sets_lcores(&v(&["--no-huge", "-m", "512"])));
     }
 }
+
+/// The appliance configuration shared by `serve` and `replay --config`
+/// (example: `dpdk-config/metricsstream.toml`). Every table is optional and
+/// every key has a default; unknown keys are errors.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppConfig {
+    pub udp: crate::udp::UdpConfig,
+    pub writer: crate::writer::WriterConfig,
+    pub limits: crate::limit::LimitsConfig,
+    pub sink: SinkConfig,
+}
+
+/// `[sink.*]`: where the log is forwarded (at-least-once, from the log).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinkConfig {
+    pub victoriametrics: Option<crate::writer::VictoriaMetricsConfig>,
+}
+
+impl AppConfig {
+    pub fn parse(text: &str, origin: &str) -> Result<AppConfig, ConfigError> {
+        let config: AppConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: origin.to_string(), message: one_line(&e.to_string()) })?;
+        config
+            .writer
+            .validate()
+            .map_err(|e| ConfigError::Parse { path: origin.to_string(), message: e.to_string() })?;
+        config
+            .limits
+            .validate()
+            .map_err(|e| ConfigError::Parse { path: origin.to_string(), message: e.to_string() })?;
+        Ok(config)
+    }
+
+    pub fn load(path: &Path) -> Result<AppConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        AppConfig::parse(&text, &path.display().to_string())
+    }
+}
+
+#[cfg(test)]
+mod app_config_tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_empty_is_default() {
+        let example = include_str!("../dpdk-config/metricsstream.toml");
+        let c = AppConfig::parse(example, "example").unwrap();
+        assert_eq!(c.udp.line_port, 8089);
+        assert_eq!(AppConfig::parse("", "empty").unwrap(), AppConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_invalid_values_are_errors() {
+        assert!(AppConfig::parse("[udp]\nline_prot = 1\n", "x").unwrap_err().to_string().contains("line_prot"));
+        assert!(AppConfig::parse("[limits]\ndefault_rate = 0\n", "x").is_err());
+    }
+}

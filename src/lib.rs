@@ -15,6 +15,7 @@
 //! - [`stats`]: per-worker counters, aggregation, stats line and JSON report.
 //! - [`config`]: TOML profiles and appliance configuration.
 //! - [`pcap`]: pcap file reading/writing and the synthetic traffic generator.
+//! - [`udp`]: the UDP ingestion stage (parse, limit, batch to the writer).
 //! - [`worker`]: the poll-mode loop that ties the above together.
 #![deny(unsafe_code)]
 
@@ -25,5 +26,6 @@ pub mod limit;
 pub mod net;
 pub mod pcap;
 pub mod stats;
+pub mod udp;
 pub mod worker;
 pub mod writer;

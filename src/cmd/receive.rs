@@ -4,11 +4,17 @@
 //! summary and the JSON report.
 
 use anyhow::{bail, Context};
+use metricsstream::config::AppConfig;
 use metricsstream::dpdk::{self, Eal, LcoreJob, Mempool, Port};
+use metricsstream::limit::{KeyedLimiter, MonotonicClock};
+use metricsstream::net::FrameClass;
+use metricsstream::stats::IngestReport;
 use metricsstream::stats::{
     self, Dropped, MbufReport, PortReport, ReplayReport, RxCounters, SharedRxCounters, WorkerReport,
 };
+use metricsstream::udp::{SharedUdpCounters, UdpCounters, UdpIngest};
 use metricsstream::worker;
+use metricsstream::writer::Writer;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,6 +30,9 @@ pub struct RunOptions {
     /// Stop once this many packets have arrived (a pcap replayed once).
     pub stop_after_packets: Option<u64>,
     pub report: Option<PathBuf>,
+    /// Run the UDP ingestion pipeline (parse, limit, write) with this config,
+    /// instead of classifying only.
+    pub ingest: Option<AppConfig>,
 }
 
 /// Runs classify workers on `lcores` (one per queue of `port`) until the run ends.
@@ -45,10 +54,32 @@ pub fn run(
 
     let workers = lcores.len();
     let counters: Vec<Arc<SharedRxCounters>> = (0..workers).map(|_| Arc::new(SharedRxCounters::default())).collect();
+    let udp_counters: Vec<Arc<SharedUdpCounters>> =
+        (0..workers).map(|_| Arc::new(SharedUdpCounters::default())).collect();
+    let mut pipeline = match &run.ingest {
+        Some(config) => {
+            let (runtime, handles) = Writer::start(config.writer.clone(), workers)
+                .with_context(|| format!("cannot start the writer in {}", config.writer.data_dir.display()))?;
+            let limiter = Arc::new(KeyedLimiter::new(&config.limits)?);
+            let ingests: Vec<UdpIngest> =
+                handles.into_iter().map(|h| UdpIngest::new(config.udp.clone(), limiter.clone(), h)).collect();
+            Some((runtime, ingests))
+        }
+        None => None,
+    };
+    let mut ingests = pipeline.as_mut().map(|(_, i)| std::mem::take(i).into_iter());
+    let clock = MonotonicClock::new();
     let mut jobs = Vec::new();
-    for ((rx, _tx), (lcore, shared)) in port.take_queues().into_iter().zip(lcores.iter().zip(&counters)) {
-        let (shared, stop) = (shared.clone(), stop.clone());
-        jobs.push(LcoreJob::launch(&eal, *lcore, move || worker::run_classify(rx, shared, stop))?);
+    for (q, (rx, _tx)) in port.take_queues().into_iter().enumerate() {
+        let (shared, stop) = (counters[q].clone(), stop.clone());
+        let job = match ingests.as_mut().and_then(Iterator::next) {
+            Some(udp) => {
+                let (udp_shared, clock) = (udp_counters[q].clone(), clock.clone());
+                LcoreJob::launch(&eal, lcores[q], move || worker::run_ingest(rx, shared, udp_shared, udp, clock, stop))?
+            }
+            None => LcoreJob::launch(&eal, lcores[q], move || worker::run_classify(rx, shared, stop))?,
+        };
+        jobs.push(job);
     }
     eprintln!(
         "{banner}: {} queue(s), RSS {}, worker lcores {lcores:?}",
@@ -115,7 +146,22 @@ pub fn run(
     }
     let elapsed = (stopped_at - start).as_secs_f64();
 
+    // Workers are gone (their writer handles with them): drain and fsync.
+    let ingest = match pipeline {
+        Some((runtime, _)) => {
+            let summary = runtime.shutdown().context("writer shutdown")?;
+            let mut u = UdpCounters::default();
+            udp_counters.iter().for_each(|c| u.add(&c.snapshot()));
+            Some(IngestReport::new(&u, summary.records_written))
+        }
+        None => None,
+    };
     let t = total(&counters);
+    if let Some(i) = &ingest {
+        if i.udp_datagrams != t.class(FrameClass::Ipv4Udp) || !i.balances() {
+            bail!("internal error: UDP counters do not balance: {i:?}");
+        }
+    }
     if !t.balances() {
         bail!("internal error: per-class counters do not add up to rx_packets");
     }
@@ -156,6 +202,7 @@ pub fn run(
         },
         mbufs: MbufReport { pool_size: pool.size(), in_use_at_stop: pool.in_use() },
         dpdk_version: dpdk::version(),
+        ingest,
     };
     drop(port);
 
@@ -169,6 +216,21 @@ pub fn run(
         "  dropped: imissed {}, nombuf {}, ierrors {}",
         report.dropped.imissed, report.dropped.nombuf, report.dropped.ierrors
     );
+    if let Some(i) = &report.ingest {
+        println!(
+            "  udp: {} datagrams (line {}, statsd {}, other ports {})",
+            i.udp_datagrams, i.datagrams_line, i.datagrams_statsd, i.datagrams_other_port
+        );
+        println!(
+            "  records: parsed {}, accepted {}, written {}, limited {}, invalid lines {}, dropped (writer full) {}",
+            i.records_parsed,
+            i.records_accepted,
+            i.records_written,
+            i.records_limited,
+            i.records_invalid,
+            i.records_dropped_writer_full
+        );
+    }
     if let Some(path) = &run.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("cannot write the report to {}", path.display()))?;

@@ -5,6 +5,7 @@
 use super::receive::{self, RunOptions};
 use anyhow::{bail, Context};
 use clap::Args;
+use metricsstream::config::AppConfig;
 use metricsstream::config::{Profile, DEFAULT_REPLAY_PROFILE};
 use metricsstream::dpdk::{Eal, Mempool, Port, PortConfig, BURST_SIZE};
 use metricsstream::pcap::count_packets;
@@ -38,6 +39,10 @@ pub struct ReplayArgs {
     /// for checking a capture's composition rather than speed.
     #[arg(long)]
     once: bool,
+    /// Appliance config (TOML, e.g. dpdk-config/metricsstream.toml): run the UDP
+    /// ingestion pipeline (parse, limit, write to [writer] data_dir) on its [udp] ports.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Seconds between stats lines on stderr (0: none).
     #[arg(long, default_value_t = 1.0)]
     stats_interval: f64,
@@ -120,6 +125,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         stats_interval: args.stats_interval,
         stop_after_packets: args.once.then(|| packets * u64::from(workers)),
         report: args.report.clone(),
+        ingest: args.config.as_deref().map(AppConfig::load).transpose()?,
     };
     receive::run(&eal, port, pool, &lcores[..usize::from(workers)], &run, &banner)
 }

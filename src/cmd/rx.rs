@@ -6,6 +6,7 @@
 use super::receive::{self, RunOptions};
 use anyhow::{bail, Context};
 use clap::Args;
+use metricsstream::config::AppConfig;
 use metricsstream::config::Profile;
 use metricsstream::dpdk::{Eal, Mempool, Port, PortConfig, BURST_SIZE};
 use std::path::PathBuf;
@@ -28,6 +29,10 @@ pub struct RxArgs {
     /// Write the final report as JSON to this file.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Appliance config (TOML, e.g. dpdk-config/metricsstream.toml): run the UDP
+    /// ingestion pipeline (parse, limit, write to [writer] data_dir) on its [udp] ports.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Seconds between stats lines on stderr (0: none).
     #[arg(long, default_value_t = 1.0)]
     stats_interval: f64,
@@ -70,6 +75,7 @@ pub fn run(args: RxArgs) -> anyhow::Result<()> {
         stats_interval: args.stats_interval,
         stop_after_packets: args.packets,
         report: args.report.clone(),
+        ingest: args.config.as_deref().map(AppConfig::load).transpose()?,
     };
     receive::run(&eal, port, pool, &lcores[..usize::from(workers)], &run, &banner)
 }

@@ -1,0 +1,366 @@
+//! UDP ingestion: the stateless fast path. Datagrams to the line-protocol
+//! port are parsed as InfluxDB line protocol, to the StatsD port as
+//! StatsD/DogStatsD, straight from the packet buffer into the worker's
+//! current writer batch; each datagram's records are then charged to its
+//! source address in the shared limiter and rolled back out of the batch if
+//! refused.
+//!
+//! UDP cannot push back, so every record that is not written is counted,
+//! once, by reason: invalid lines, limited, or writer full. Sans-IO: no DPDK,
+//! no clock; the caller passes `now`.
+
+use crate::ingest::line_protocol::{LineProtocolParser, Precision};
+use crate::ingest::record::{RecordRef, RecordSink, SinkFull};
+use crate::ingest::statsd::StatsdParser;
+use crate::limit::KeyedLimiter;
+use crate::writer::{Batch, WriterHandle};
+use serde::{Deserialize, Serialize};
+use smoltcp::wire::Ipv4Address;
+use std::sync::Arc;
+
+/// The `[udp]` table.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UdpConfig {
+    /// InfluxDB line protocol over UDP (0: off).
+    pub line_port: u16,
+    /// StatsD/DogStatsD (0: off).
+    pub statsd_port: u16,
+    /// Longest a partly filled batch waits before it goes to the writer.
+    pub flush_interval_us: u64,
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        UdpConfig { line_port: 8089, statsd_port: 8125, flush_interval_us: 1_000 }
+    }
+}
+
+/// Per-worker UDP counters. They balance: `datagrams_line + datagrams_statsd
+/// + datagrams_other_port` = UDP datagrams received, and `records_parsed =
+/// records_accepted + records_limited + records_dropped_writer_full`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct UdpCounters {
+    pub datagrams_line: u64,
+    pub datagrams_statsd: u64,
+    pub datagrams_other_port: u64,
+    /// Valid records found in datagrams.
+    pub records_parsed: u64,
+    /// Handed to the writer.
+    pub records_accepted: u64,
+    /// Refused by the client's rate limit (or no limiter capacity).
+    pub records_limited: u64,
+    /// Invalid lines / metrics (not records: they never parsed).
+    pub records_invalid: u64,
+    /// Dropped because the writer had no free batch (backpressure).
+    pub records_dropped_writer_full: u64,
+    /// Batches handed to the writer.
+    pub batches_submitted: u64,
+}
+
+impl UdpCounters {
+    pub fn add(&mut self, o: &UdpCounters) {
+        self.datagrams_line += o.datagrams_line;
+        self.datagrams_statsd += o.datagrams_statsd;
+        self.datagrams_other_port += o.datagrams_other_port;
+        self.records_parsed += o.records_parsed;
+        self.records_accepted += o.records_accepted;
+        self.records_limited += o.records_limited;
+        self.records_invalid += o.records_invalid;
+        self.records_dropped_writer_full += o.records_dropped_writer_full;
+        self.batches_submitted += o.batches_submitted;
+    }
+
+    pub fn datagrams(&self) -> u64 {
+        self.datagrams_line + self.datagrams_statsd + self.datagrams_other_port
+    }
+
+    pub fn balances(&self) -> bool {
+        self.records_parsed == self.records_accepted + self.records_limited + self.records_dropped_writer_full
+    }
+}
+
+/// Counts records without keeping them: the writer-full path still has to
+/// know how many records it drops.
+struct CountOnly;
+
+impl RecordSink for CountOnly {
+    fn push(&mut self, _record: &RecordRef<'_, '_>) -> Result<(), SinkFull> {
+        Ok(())
+    }
+}
+
+/// What a datagram is, by destination port.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Line,
+    Statsd,
+}
+
+/// One worker's UDP ingestion state.
+pub struct UdpIngest {
+    config: UdpConfig,
+    line: LineProtocolParser,
+    statsd: StatsdParser,
+    limiter: Arc<KeyedLimiter>,
+    writer: WriterHandle,
+    batch: Option<Batch>,
+    /// When the current batch got its first record.
+    batch_started_ns: u64,
+    counters: UdpCounters,
+}
+
+/// Client id recorded on UDP batches: datagrams of many sources share a
+/// batch; the limiter, not the log, keys on the source address.
+const UDP_CLIENT: &str = "udp";
+
+impl UdpIngest {
+    pub fn new(config: UdpConfig, limiter: Arc<KeyedLimiter>, writer: WriterHandle) -> UdpIngest {
+        UdpIngest {
+            config,
+            line: LineProtocolParser::new(),
+            statsd: StatsdParser::new(),
+            limiter,
+            writer,
+            batch: None,
+            batch_started_ns: 0,
+            counters: UdpCounters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> &UdpCounters {
+        &self.counters
+    }
+
+    /// Ingests one datagram; returns false when its port is not one of ours
+    /// (counted as `datagrams_other_port`).
+    pub fn on_datagram(&mut self, src: Ipv4Address, dst_port: u16, payload: &[u8], now_ns: u64) -> bool {
+        let protocol = match dst_port {
+            p if p != 0 && p == self.config.line_port => Protocol::Line,
+            p if p != 0 && p == self.config.statsd_port => Protocol::Statsd,
+            _ => {
+                self.counters.datagrams_other_port += 1;
+                return false;
+            }
+        };
+        match protocol {
+            Protocol::Line => self.counters.datagrams_line += 1,
+            Protocol::Statsd => self.counters.datagrams_statsd += 1,
+        }
+        let now = i64::try_from(now_ns).unwrap_or(i64::MAX);
+        // At most two tries: the current batch, then a fresh one if it filled up.
+        for _ in 0..2 {
+            if !self.ensure_batch(now_ns) {
+                break;
+            }
+            // A field borrow, disjoint from the parsers and counters.
+            let Some(batch) = self.batch.as_mut() else { break };
+            let mark = batch.mark();
+            let (records, invalid, full) = match protocol {
+                Protocol::Line => {
+                    let s = self.line.parse_into(payload, Precision::Nanoseconds, now, batch);
+                    (s.records as u64, s.invalid as u64, s.resume_at.is_some())
+                }
+                Protocol::Statsd => {
+                    let s = self.statsd.parse_into(payload, now, batch);
+                    (s.records as u64, s.invalid as u64, s.sink_full)
+                }
+            };
+            if full {
+                // The datagram did not fit: take it out whole, ship the full
+                // batch, and parse the datagram again into an empty one.
+                batch.rollback(mark);
+                self.flush();
+                continue;
+            }
+            self.counters.records_invalid += invalid;
+            self.counters.records_parsed += records;
+            if records == 0 {
+                return true;
+            }
+            let key = self.limiter.key_for(&src.octets());
+            if self.limiter.try_acquire(key, records, now_ns).decision.is_allowed() {
+                self.counters.records_accepted += records;
+            } else {
+                batch.rollback(mark);
+                self.counters.records_limited += records;
+            }
+            return true;
+        }
+        // No batch to put it in: count what is lost, by parsing into nothing.
+        let (records, invalid) = match protocol {
+            Protocol::Line => {
+                let s = self.line.parse_into(payload, Precision::Nanoseconds, now, &mut CountOnly);
+                (s.records as u64, s.invalid as u64)
+            }
+            Protocol::Statsd => {
+                let s = self.statsd.parse_into(payload, now, &mut CountOnly);
+                (s.records as u64, s.invalid as u64)
+            }
+        };
+        self.counters.records_invalid += invalid;
+        self.counters.records_parsed += records;
+        self.counters.records_dropped_writer_full += records;
+        true
+    }
+
+    /// Makes sure there is a batch to fill, taking a fresh one from the
+    /// writer if needed; false when the writer has none free.
+    fn ensure_batch(&mut self, now_ns: u64) -> bool {
+        if self.batch.is_none() {
+            let Some(mut batch) = self.writer.take_batch() else { return false };
+            batch.set_client(UDP_CLIENT);
+            self.batch = Some(batch);
+            self.batch_started_ns = now_ns;
+        }
+        true
+    }
+
+    /// Ships the current batch if it has waited `flush_interval_us`; call once
+    /// per burst and when idle.
+    pub fn maybe_flush(&mut self, now_ns: u64) {
+        let waited = now_ns.saturating_sub(self.batch_started_ns);
+        if waited >= self.config.flush_interval_us * 1_000 {
+            self.flush();
+        }
+    }
+
+    /// Ships the current batch now (if it has records).
+    pub fn flush(&mut self) {
+        let Some(batch) = self.batch.take() else { return };
+        if batch.is_empty() {
+            self.batch = Some(batch);
+            return;
+        }
+        let records = batch.len() as u64;
+        match self.writer.submit(batch) {
+            Ok(_) => self.counters.batches_submitted += 1,
+            Err(refused) => {
+                // Accepted records we cannot hand over are lost: move them
+                // from accepted to dropped so the counters stay exact.
+                self.counters.records_accepted -= records;
+                self.counters.records_dropped_writer_full += records;
+                self.writer.recycle(refused.batch);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limit::LimitsConfig;
+    use crate::writer::{Writer, WriterConfig};
+
+    fn setup(
+        limits: LimitsConfig,
+        channel_batches: usize,
+    ) -> (crate::writer::WriterRuntime, UdpIngest, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = WriterConfig {
+            data_dir: dir.path().to_path_buf(),
+            channel_batches,
+            batch_records: 4,
+            ..WriterConfig::default()
+        };
+        let (runtime, mut handles) = Writer::start(config, 1).unwrap();
+        let limiter = Arc::new(KeyedLimiter::new(&limits).unwrap());
+        let ingest = UdpIngest::new(UdpConfig::default(), limiter, handles.remove(0));
+        (runtime, ingest, dir)
+    }
+
+    const A: Ipv4Address = Ipv4Address::new(198, 18, 1, 1);
+
+    #[test]
+    fn line_and_statsd_records_reach_the_writer_and_invalid_lines_are_counted() {
+        let (runtime, mut udp, _dir) = setup(LimitsConfig::default(), 8);
+        assert!(udp.on_datagram(A, 8089, b"cpu,host=a v=1 1\ncpu v=2 2\nnot line protocol\n", 10));
+        assert!(udp.on_datagram(A, 8125, b"req:1|c\nlat:2.5|ms|#env:prod\nbad", 10));
+        assert!(!udp.on_datagram(A, 53, b"dns", 10));
+        // batch_records = 4: the 5th record needs a second batch.
+        udp.flush();
+        let c = *udp.counters();
+        assert_eq!((c.datagrams_line, c.datagrams_statsd, c.datagrams_other_port), (1, 1, 1));
+        assert_eq!((c.records_parsed, c.records_accepted, c.records_invalid), (4, 4, 2));
+        assert!(c.balances());
+        drop(udp);
+        let summary = runtime.shutdown().unwrap();
+        assert_eq!(summary.records_written, 4);
+    }
+
+    #[test]
+    fn limited_datagrams_are_rolled_back_whole() {
+        let limits = LimitsConfig { default_rate: 1, default_burst: 3, ..LimitsConfig::default() };
+        let (runtime, mut udp, _dir) = setup(limits, 8);
+        udp.on_datagram(A, 8089, b"m v=1 1\nm v=2 2\n", 0); // 2 of 3 tokens
+        udp.on_datagram(A, 8089, b"m v=3 3\nm v=4 4\n", 0); // 2 > 1 left: refused whole
+        udp.on_datagram(Ipv4Address::new(198, 18, 1, 2), 8089, b"m v=5 5\n", 0); // another client
+        udp.flush();
+        let c = *udp.counters();
+        assert_eq!((c.records_accepted, c.records_limited), (3, 2));
+        assert!(c.balances());
+        drop(udp);
+        assert_eq!(runtime.shutdown().unwrap().records_written, 3);
+    }
+
+    #[test]
+    fn writer_backpressure_is_counted_not_lost() {
+        // One batch in flight at most, and the writer is fed faster than it is drained.
+        let (runtime, mut udp, _dir) = setup(LimitsConfig::default(), 1);
+        for i in 0..2_000u64 {
+            let line = format!("m v={i} {i}\nm w={i} {i}\n");
+            udp.on_datagram(A, 8089, line.as_bytes(), i);
+        }
+        udp.flush();
+        let c = *udp.counters();
+        assert_eq!(c.records_parsed, 4_000);
+        assert!(c.balances(), "{c:?}");
+        let accepted = c.records_accepted;
+        drop(udp);
+        assert_eq!(runtime.shutdown().unwrap().records_written, accepted);
+    }
+}
+
+const UDP_FIELDS: usize = 9;
+
+/// A worker's published [`UdpCounters`] (single writer, relaxed stores), on
+/// their own cache lines.
+#[repr(align(128))]
+#[derive(Default)]
+pub struct SharedUdpCounters {
+    cells: [std::sync::atomic::AtomicU64; UDP_FIELDS],
+}
+
+impl SharedUdpCounters {
+    pub fn publish(&self, c: &UdpCounters) {
+        let v = [
+            c.datagrams_line,
+            c.datagrams_statsd,
+            c.datagrams_other_port,
+            c.records_parsed,
+            c.records_accepted,
+            c.records_limited,
+            c.records_invalid,
+            c.records_dropped_writer_full,
+            c.batches_submitted,
+        ];
+        for (cell, v) in self.cells.iter().zip(v) {
+            cell.store(v, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub fn snapshot(&self) -> UdpCounters {
+        let v: Vec<u64> = self.cells.iter().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)).collect();
+        UdpCounters {
+            datagrams_line: v[0],
+            datagrams_statsd: v[1],
+            datagrams_other_port: v[2],
+            records_parsed: v[3],
+            records_accepted: v[4],
+            records_limited: v[5],
+            records_invalid: v[6],
+            records_dropped_writer_full: v[7],
+            batches_submitted: v[8],
+        }
+    }
+}
