@@ -12,6 +12,7 @@ mod config;
 mod connection;
 mod error;
 mod response;
+pub mod routes;
 
 pub use config::{HttpConfig, HttpConfigError};
 pub use connection::{fuzz_connection, Connection, Event, RequestRef};
