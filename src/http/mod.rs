@@ -8,6 +8,7 @@
 //! later, for `ack = durable`). Buffers are owned by the connection and reused
 //! across keep-alive requests, so the steady state allocates nothing.
 
+pub mod auth;
 mod config;
 mod connection;
 mod error;
