@@ -600,7 +600,7 @@ impl Connection {
             match self.chunk {
                 ChunkState::Size => {
                     let Some(nl) = avail.iter().position(|&b| b == b'\n') else {
-                        if avail.len() > max_line {
+                        if avail.len() >= max_line {
                             break Err(HttpError::BadChunk);
                         }
                         break Ok(());
@@ -638,7 +638,7 @@ impl Connection {
                 }
                 ChunkState::Trailer => {
                     let Some(nl) = avail.iter().position(|&b| b == b'\n') else {
-                        if self.trailer_bytes + avail.len() > max_line {
+                        if self.trailer_bytes + avail.len() >= max_line {
                             break Err(HttpError::BadChunk);
                         }
                         break Ok(());

@@ -327,6 +327,24 @@ fn bad_requests_are_400() {
 }
 
 #[test]
+fn endless_chunk_size_line_is_400_not_a_stall() {
+    // A chunk-size line (size 1 + an extension) that never ends.
+    let mut c = conn();
+    let mut req = b"POST /write HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;".to_vec();
+    req.extend_from_slice(&[b'x'; 600]);
+    assert_eq!(c.receive(&req, 0), req.len());
+    assert_eq!(error(&mut c, 0), HttpError::BadChunk);
+    // Endless trailers likewise.
+    let mut c = conn();
+    let mut req = b"POST /write HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n".to_vec();
+    for i in 0..100 {
+        req.extend_from_slice(format!("t{i}: v\r\n").as_bytes());
+    }
+    let _ = c.receive(&req, 0);
+    assert_eq!(error(&mut c, 0), HttpError::BadChunk);
+}
+
+#[test]
 fn unsupported_encodings() {
     // Content-Encoding br → 415.
     let mut c = conn();
