@@ -156,7 +156,6 @@ pub struct Connection {
     trailer_bytes: usize,
     /// How far `input` was searched for the end of the head.
     scanned: usize,
-    continue_sent: bool,
     peer_closed: bool,
     input: Vec<u8>,
     /// De-chunked and/or inflated body.
@@ -190,8 +189,10 @@ impl Connection {
     /// A new connection accepted at `now_ns`. Allocates nothing until bytes arrive.
     pub fn new(config: &HttpConfig, now_ns: u64) -> Connection {
         Connection {
-            max_body: config.max_body_bytes,
-            max_header: config.max_header_bytes,
+            // Clamped to what HttpConfig::validate allows, so spans fit u32
+            // even for an unvalidated config.
+            max_body: config.max_body_bytes.clamp(1, 1 << 30),
+            max_header: config.max_header_bytes.clamp(256, 1 << 20),
             idle_timeout_ns: config.idle_timeout_ms.saturating_mul(NS_PER_MS),
             header_timeout_ns: config.header_timeout_ms.saturating_mul(NS_PER_MS),
             phase: Phase::Head,
@@ -202,7 +203,6 @@ impl Connection {
             chunk_pos: 0,
             trailer_bytes: 0,
             scanned: 0,
-            continue_sent: false,
             peer_closed: false,
             input: Vec::new(),
             decoded: Vec::new(),
@@ -448,7 +448,6 @@ impl Connection {
         self.chunk_pos = 0;
         self.trailer_bytes = 0;
         self.scanned = 0;
-        self.continue_sent = false;
     }
 
     /// Queues the error response and stops reading requests.
@@ -480,13 +479,7 @@ impl Connection {
                     };
                     match complete.and_then(|done| if done { self.finish_body().map(|()| true) } else { Ok(false) }) {
                         Ok(true) => self.phase = Phase::Ready,
-                        Ok(false) => {
-                            if self.head.expect_continue && !self.continue_sent {
-                                self.continue_sent = true;
-                                self.output.extend_from_slice(CONTINUE);
-                            }
-                            return;
-                        }
+                        Ok(false) => return,
                         Err(e) => return self.fail(e),
                     }
                 }
@@ -581,6 +574,12 @@ impl Connection {
             None if chunked => Framing::Chunked,
             None => Framing::Length(0),
         };
+        // 100 Continue once, only if a body is expected and none of it has
+        // arrived yet (a client that did not wait needs none). A refused
+        // request returned above, so it gets its final status instead.
+        if head.expect_continue && self.input.len() == len && head.framing != Framing::Length(0) {
+            self.output.extend_from_slice(CONTINUE);
+        }
         self.head = head;
         self.chunk = ChunkState::Size;
         self.chunk_pos = len;

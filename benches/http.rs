@@ -1,0 +1,76 @@
+//! Cost of one HTTP request through the sans-IO connection: receive, poll,
+//! respond, drain. Keep-alive with a 1 KiB line-protocol body, 16 pipelined
+//! requests per segment, and a gzip body (inflate included).
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use metricsstream::http::{Connection, Event, HttpConfig, Response};
+use std::hint::black_box;
+use std::io::Write as _;
+
+fn request(body: &[u8], gzip: bool) -> Vec<u8> {
+    let encoding = if gzip { "Content-Encoding: gzip\r\n" } else { "" };
+    let mut r = format!(
+        "POST /api/v2/write?org=o&bucket=b&precision=ns HTTP/1.1\r\nHost: appliance:8080\r\n\
+         User-Agent: telegraf\r\nAuthorization: Token abcdef\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         {encoding}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+/// Feeds `segment` and answers every request; returns the requests seen.
+fn serve(conn: &mut Connection, segment: &[u8]) -> usize {
+    let mut rest = segment;
+    let mut seen = 0;
+    while !rest.is_empty() {
+        let n = conn.receive(rest, 0);
+        rest = &rest[n..];
+        while let Some(event) = conn.poll_request(0) {
+            if let Event::Request(req) = event {
+                black_box(req.body());
+                conn.respond(&Response::no_content());
+                seen += 1;
+            }
+        }
+        let out = conn.take_output().len();
+        conn.consume_output(out);
+    }
+    seen
+}
+
+fn bench(c: &mut Criterion) {
+    let line = b"cpu,host=server01,region=us-west usage_idle=98.2,usage_user=1.1 1700000000000000000\n";
+    let body: Vec<u8> = line.iter().copied().cycle().take(1024).collect();
+    let config = HttpConfig::default();
+    let mut group = c.benchmark_group("http");
+
+    let one = request(&body, false);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("keepalive_1k_body", |b| {
+        let mut conn = Connection::new(&config, 0);
+        b.iter(|| assert_eq!(serve(&mut conn, &one), 1));
+    });
+
+    let sixteen = one.repeat(16);
+    group.throughput(Throughput::Elements(16));
+    group.bench_function("pipelined_16x1k", |b| {
+        let mut conn = Connection::new(&config, 0);
+        b.iter(|| assert_eq!(serve(&mut conn, &sixteen), 16));
+    });
+
+    let big: Vec<u8> = line.iter().copied().cycle().take(64 << 10).collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&big).unwrap();
+    let gz_req = request(&gz.finish().unwrap(), true);
+    group.throughput(Throughput::Bytes(big.len() as u64));
+    group.bench_function("gzip_64k_body", |b| {
+        let mut conn = Connection::new(&config, 0);
+        b.iter(|| assert_eq!(serve(&mut conn, &gz_req), 1));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
