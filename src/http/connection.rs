@@ -260,8 +260,10 @@ impl Connection {
         }
     }
 
-    /// The peer sent FIN: no more input. A request in progress is abandoned;
-    /// a request being answered is answered, then the connection closes.
+    /// The peer sent FIN (call it once all received bytes were taken): no
+    /// more input. A partial request is abandoned; complete ones (the one
+    /// being answered and pipelined ones) are still answered, then the
+    /// connection closes.
     pub fn receive_eof(&mut self) {
         self.peer_closed = true;
         match self.phase {
@@ -346,7 +348,7 @@ impl Connection {
         if self.phase != Phase::Dispatched {
             return;
         }
-        let close = !self.head.keep_alive || response.close || self.peer_closed;
+        let close = !self.head.keep_alive || response.close;
         let connection = if close {
             Some("close")
         } else if self.head.minor == 0 {
@@ -363,6 +365,11 @@ impl Connection {
         } else {
             self.phase = Phase::Head;
             self.advance();
+            // After the peer's FIN, complete pipelined requests are still
+            // answered; a partial one never completes.
+            if self.peer_closed && matches!(self.phase, Phase::Head | Phase::Body) {
+                self.phase = Phase::Done;
+            }
         }
     }
 
@@ -387,9 +394,13 @@ impl Connection {
         self.phase == Phase::Done && self.out_pos == self.output.len()
     }
 
-    /// Frees buffers that grew beyond 64 KiB (and the inflater). Called by
+    /// Frees buffers that grew beyond 64 KiB (and the inflater) while no
+    /// request is in progress (a no-op otherwise). Called by
     /// [`Connection::poll_timeout`] after a second of idleness.
     pub fn release_memory(&mut self) {
+        if !matches!(self.phase, Phase::Head | Phase::Done) {
+            return;
+        }
         if self.input.is_empty() && self.input.capacity() > SHRINK_ABOVE {
             self.input = Vec::new();
         }
@@ -401,9 +412,7 @@ impl Connection {
         if self.output.is_empty() && self.output.capacity() > SHRINK_ABOVE {
             self.output = Vec::new();
         }
-        if self.phase == Phase::Head || self.phase == Phase::Done {
-            self.inflater = None;
-        }
+        self.inflater = None;
     }
 
     /// Whether [`Connection::release_memory`] would free something.

@@ -48,3 +48,34 @@ pub use config::{HttpConfig, HttpConfigError};
 pub use connection::{fuzz_connection, Connection, Event, RequestRef};
 pub use error::HttpError;
 pub use response::{reason_phrase, Body, Response};
+
+#[cfg(test)]
+mod tests {
+    use super::auth::{self, AuthConfig, AuthDecision};
+    use super::routes::{self, Precision, Route};
+    use super::*;
+
+    /// The glue's path for a v1 write: route, query, credentials, decision,
+    /// all borrowed from the connection and two stack scratch buffers.
+    #[test]
+    fn v1_write_glue_path() {
+        let auth: AuthConfig = toml::from_str("tokens = [{ token = \"s3cret\", client = \"edge\" }]").unwrap();
+        let mut conn = Connection::new(&HttpConfig::default(), 0);
+        // Basic base64("alice:s3cret") and u/p in the query: the header wins.
+        let req = b"POST /write?db=m&precision=ms&u=bob&p=wrong HTTP/1.1\r\n\
+Authorization: Basic YWxpY2U6czNjcmV0\r\nContent-Length: 7\r\n\r\ncpu v=1";
+        assert_eq!(conn.receive(req, 0), req.len());
+        let Some(Event::Request(r)) = conn.poll_request(0) else { panic!("no request") };
+        assert_eq!(routes::route(r.method(), r.path()), Ok(Route::WriteV1));
+        let mut query_scratch = [0u8; routes::QUERY_SCRATCH_BYTES];
+        let params = routes::parse_v1(r.query(), &mut query_scratch).unwrap();
+        assert_eq!((params.db, params.precision), (Some("m"), Precision::Milliseconds));
+        let mut basic_scratch = [0u8; auth::BASIC_SCRATCH_BYTES];
+        let creds =
+            auth::credentials(r.header("authorization"), params.user, params.password, &mut basic_scratch).unwrap();
+        assert_eq!(auth.client_for(creds.as_ref()), AuthDecision::Client("edge"));
+        assert_eq!(r.body(), b"cpu v=1");
+        conn.respond(&Response::no_content());
+        assert_eq!(conn.take_output(), b"HTTP/1.1 204 No Content\r\n\r\n");
+    }
+}

@@ -438,13 +438,17 @@ fn head_request_gets_no_body() {
 
 #[test]
 fn peer_eof() {
-    // FIN while a request is answered: answer, then close.
+    // Two pipelined requests, then FIN (printf ... | nc): both answered, then close.
     let mut c = conn();
-    feed(&mut c, b"GET /ping HTTP/1.1\r\n\r\n", 0);
+    feed(&mut c, b"GET /ping HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\nGET /par", 0);
     let _ = request(&mut c);
     c.receive_eof();
     c.respond(&Response::no_content());
-    assert!(drain(&mut c).contains("Connection: close"));
+    assert!(!c.wants_close());
+    assert_eq!(request(&mut c).path, "/health");
+    c.respond(&Response::no_content());
+    assert_eq!(drain(&mut c).matches("204").count(), 2);
+    assert!(c.poll_request(0).is_none(), "the partial third request is abandoned");
     assert!(c.wants_close());
     // FIN mid-head: close silently.
     let mut c = conn();
