@@ -574,6 +574,12 @@ proptest! {
             Just(&b"\r\n"[..]),
             Just(&b"5\r\nhello\r\n0\r\n\r\n"[..]),
             Just(&b"hello"[..]),
+            Just(&b"GET /ping HTTP/1.0\r\n"[..]),
+            Just(&b"Connection: close\r\n"[..]),
+            Just(&b"Content-Length: 0\r\n"[..]),
+            Just(&b"fffffffffffffffff\r\n"[..]),
+            Just(&b"0\r\nT: 1\r\n"[..]),
+            Just(&b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xcb\x48\xcd\xc9\xc9\x07\x00\x86\xa6\x10\x36\x05\x00\x00\x00"[..]),
         ], 0..24),
         points in proptest::collection::vec(any::<usize>(), 0..8),
     ) {
@@ -581,6 +587,35 @@ proptest! {
         let pieces = split_at_points(&data, &points);
         let refs: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
         let _ = run(&refs);
+    }
+
+    #[test]
+    fn any_valid_sequence_parses_the_same_at_any_split(
+        picks in proptest::collection::vec(0..6usize, 1..8),
+        points in proptest::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let gz = gzip(b"disk used=3 4\n");
+        let mut gz_req = format!("POST /write HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", gz.len())
+            .into_bytes();
+        gz_req.extend_from_slice(&gz);
+        let templates: [&[u8]; 6] = [
+            POST_CL,
+            CHUNKED,
+            &gz_req,
+            b"GET /ping?a=%20 HTTP/1.1\r\n\r\n",
+            b"POST /api/v1/metrics HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}",
+            b"\r\nHEAD /ping HTTP/1.1\r\nX: y\r\n\r\n",
+        ];
+        let data: Vec<u8> = picks.iter().flat_map(|&i| templates[i].iter().copied()).collect();
+        let whole = run(&[&data]);
+        prop_assert_eq!(whole.0.len(), picks.len());
+        prop_assert!(whole.0.iter().all(Result::is_ok));
+        let pieces = split_at_points(&data, &points);
+        let refs: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
+        let split = run(&refs);
+        prop_assert_eq!(&split.0, &whole.0);
+        let out = String::from_utf8_lossy(&split.1).replace("HTTP/1.1 100 Continue\r\n\r\n", "");
+        prop_assert_eq!(out, String::from_utf8_lossy(&whole.1).into_owned());
     }
 
     #[test]
