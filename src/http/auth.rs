@@ -2,6 +2,7 @@
 //! `Bearer`, `Basic`, or the v1 `u`/`p` query parameters) without allocating,
 //! and the `[auth]` table that maps tokens to client names.
 
+use super::Response;
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -178,6 +179,16 @@ pub enum AuthDecision<'c> {
     Unknown,
 }
 
+impl AuthDecision<'_> {
+    /// The 401 answer for [`AuthDecision::Missing`] and [`AuthDecision::Unknown`]
+    /// (also for a malformed header, [`AuthError`]). `WWW-Authenticate` is
+    /// required on a 401 (RFC 9110 §15.5.2).
+    pub fn unauthorized() -> Response<'static> {
+        const HEADERS: &[(&str, &str)] = &[("WWW-Authenticate", "Token realm=\"metricsstream\"")];
+        Response::error(401, "unauthorized", "unauthorized access").with_headers(HEADERS)
+    }
+}
+
 impl AuthConfig {
     pub fn new(entries: Vec<TokenEntry>) -> Result<AuthConfig, AuthConfigError> {
         let mut clients = HashMap::with_capacity(entries.len());
@@ -310,6 +321,8 @@ mod tests {
         assert_eq!(cfg.client_for(Some(&t2)), AuthDecision::Client("batch"));
         assert_eq!(cfg.client_for(Some(&bad)), AuthDecision::Unknown);
         assert_eq!(cfg.client_for(None), AuthDecision::Missing);
+        let r = AuthDecision::unauthorized();
+        assert_eq!((r.status, r.headers[0].0), (401, "WWW-Authenticate"));
         let dup = toml::from_str::<AuthConfig>(
             "tokens = [{ token = \"a\", client = \"x\" }, { token = \"a\", client = \"y\" }]",
         );

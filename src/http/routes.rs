@@ -44,6 +44,24 @@ impl RouteError {
             RouteError::MethodNotAllowed { allow } => Some(allow),
         }
     }
+
+    /// The complete answer: 404, or 405 with its `Allow` header.
+    pub fn response(self) -> Response<'static> {
+        const POST: &[(&str, &str)] = &[("Allow", "POST")];
+        const GET: &[(&str, &str)] = &[("Allow", "GET")];
+        const GET_HEAD: &[(&str, &str)] = &[("Allow", "GET, HEAD")];
+        match self {
+            RouteError::NotFound => Response::error(404, "not found", "no such path"),
+            RouteError::MethodNotAllowed { allow } => {
+                let headers = match allow {
+                    "POST" => POST,
+                    "GET" => GET,
+                    _ => GET_HEAD,
+                };
+                Response::error(405, "method not allowed", "method not allowed for this path").with_headers(headers)
+            }
+        }
+    }
 }
 
 /// Routes `method` + `path` (the path without its query). Paths match
@@ -120,6 +138,8 @@ impl Precision {
     }
 }
 
+use super::Response;
+
 /// A query string the write API refuses (answer 400 with the message).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {
@@ -131,6 +151,19 @@ pub enum QueryError {
     BadEncoding,
     #[error("query string values too long")]
     TooLong,
+}
+
+impl QueryError {
+    /// The 400 answer, with this error's message.
+    pub fn response(self) -> Response<'static> {
+        let message = match self {
+            QueryError::PrecisionV1 => "invalid precision: v1 accepts ns, u, ms, s, m, h",
+            QueryError::PrecisionV2 => "invalid precision: v2 accepts ns, us, ms, s",
+            QueryError::BadEncoding => "malformed percent-encoding in query string",
+            QueryError::TooLong => "query string values too long",
+        };
+        Response::error(400, "invalid", message)
+    }
 }
 
 /// `POST /write` parameters.
@@ -272,6 +305,10 @@ mod tests {
         assert_eq!(route("DELETE", "/metrics").unwrap_err().allow(), Some("GET"));
         // Methods are case-sensitive.
         assert_eq!(route("post", "/write").unwrap_err().status(), 405);
+        let r = route("POST", "/ping").unwrap_err().response();
+        assert_eq!((r.status, r.headers), (405, &[("Allow", "GET, HEAD")][..]));
+        assert_eq!(route("GET", "/write").unwrap_err().response().headers, &[("Allow", "POST")]);
+        assert_eq!(route("GET", "/nope").unwrap_err().response().status, 404);
     }
 
     #[test]
@@ -331,5 +368,10 @@ mod tests {
         let mut s = [0u8; 4];
         assert_eq!(parse_v1("db=%20%20%20%20%20", &mut s), Err(QueryError::TooLong));
         assert!(QueryError::PrecisionV1.to_string().contains("ns, u, ms, s, m, h"));
+        for e in [QueryError::PrecisionV1, QueryError::PrecisionV2, QueryError::BadEncoding, QueryError::TooLong] {
+            let r = e.response();
+            assert_eq!(r.status, 400);
+            assert_eq!(r.body, crate::http::Body::Error { code: "invalid", message: &e.to_string() });
+        }
     }
 }
