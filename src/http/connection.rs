@@ -54,7 +54,8 @@ struct Span {
 impl Span {
     /// The span of `part`, a sub-slice of `buf`.
     fn of(buf: &[u8], part: &[u8]) -> Span {
-        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+        let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+        debug_assert!(start <= buf.len() && part.len() <= buf.len() - start, "span outside the buffer");
         Span { start: start as u32, end: (start + part.len()) as u32 }
     }
 
@@ -526,7 +527,7 @@ impl Connection {
         let mut head = Head::EMPTY;
         head.len = len;
         head.method = Span::of(buf, method.as_bytes());
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let (path, query) = target.split_once('?').unwrap_or((target, &target[target.len()..]));
         head.path = Span::of(buf, path.as_bytes());
         head.query = Span::of(buf, query.as_bytes());
         head.minor = minor;
