@@ -49,11 +49,43 @@ pub use connection::{fuzz_connection, Connection, Event, RequestRef};
 pub use error::HttpError;
 pub use response::{reason_phrase, Body, Response};
 
+/// Fuzz entry for the pure helpers: routing, v1/v2 query parsing and
+/// credential parsing on arbitrary input. Must never panic.
+pub fn fuzz_helpers(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (method, rest) = text.split_once(' ').unwrap_or((&text, ""));
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let _ = routes::route(method, path);
+    let mut scratch = [0u8; routes::QUERY_SCRATCH_BYTES];
+    let v1 = routes::parse_v1(query, &mut scratch).ok();
+    let mut scratch = [0u8; routes::QUERY_SCRATCH_BYTES];
+    let _ = routes::parse_v2(query, &mut scratch);
+    let (user, password) = v1.map_or((None, None), |p| (p.user, p.password));
+    let mut scratch = [0u8; auth::BASIC_SCRATCH_BYTES];
+    let _ = auth::credentials(Some(data), user, password, &mut scratch);
+    let mut out = [0u8; 64];
+    let _ = auth::base64_decode(data, &mut out);
+}
+
 #[cfg(test)]
 mod tests {
     use super::auth::{self, AuthConfig, AuthDecision};
     use super::routes::{self, Precision, Route};
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn helpers_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            fuzz_helpers(&data);
+        }
+
+        #[test]
+        fn helpers_never_panic_on_likely_text(s in "(POST|GET) /(write|ping)\\?((db|u|p|precision|org|bucket)=[a-z%0-9+]{0,6}&?){0,6}") {
+            fuzz_helpers(s.as_bytes());
+            let t = format!("Basic {s}");
+            fuzz_helpers(t.as_bytes());
+        }
+    }
 
     /// The glue's path for a v1 write: route, query, credentials, decision,
     /// all borrowed from the connection and two stack scratch buffers.
