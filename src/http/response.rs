@@ -83,6 +83,13 @@ impl<'a> Response<'a> {
         Response { close: true, ..self }
     }
 
+    /// Serialises the response outside a [`Connection`](super::Connection),
+    /// e.g. a `503` + close for a SYN beyond `max_connections_per_worker`.
+    /// `scratch` is reusable space for formatted bodies.
+    pub fn encode(&self, out: &mut Vec<u8>, scratch: &mut Vec<u8>, close: bool) {
+        self.write_to(out, scratch, false, close.then_some("close"));
+    }
+
     /// Appends the serialised response to `out`. `scratch` is a reusable
     /// buffer for formatted bodies; `head_only` omits the body (HEAD) but keeps
     /// its Content-Length; `connection` is the `Connection` header value to send.
@@ -183,6 +190,14 @@ mod tests {
         let (mut out, mut scratch) = (Vec::new(), Vec::new());
         r.write_to(&mut out, &mut scratch, head_only, conn);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn encode_outside_a_connection() {
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        Response::error(503, "unavailable", "too many connections").encode(&mut out, &mut scratch, true);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.starts_with("HTTP/1.1 503 Service Unavailable\r\n") && s.contains("Connection: close\r\n"));
     }
 
     #[test]
