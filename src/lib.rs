@@ -9,6 +9,8 @@
 //! - [`dpdk`]: the only safe wrappers over `dpdk-sys` (EAL, ports, mempools,
 //!   mbufs, lcores). The only module allowed to use `unsafe`.
 //! - [`net`]: checked, zero-copy frame classification and L2 handling.
+//! - [`http`]: the sans-IO HTTP/1.1 server connection, responses, routing,
+//!   credential parsing and the `[http]` configuration.
 //! - [`limit`]: lock-free CAS token buckets and the bounded keyed table.
 //! - [`ingest`]: the record model and the sans-IO metric parsers.
 //! - [`writer`]: batches, hand-off channels, the segment log, recovery, sinks.
@@ -21,6 +23,7 @@
 
 pub mod config;
 pub mod dpdk;
+pub mod http;
 pub mod ingest;
 pub mod limit;
 pub mod net;

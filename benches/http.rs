@@ -1,0 +1,137 @@
+//! Cost of one HTTP request through the sans-IO connection: receive, poll,
+//! respond, drain. Keep-alive with a 1 KiB line-protocol body, 16 pipelined
+//! requests per segment, and a gzip body (inflate included).
+//!
+//! Before measuring, a counting allocator checks the design rule "no heap
+//! allocation per request in steady state" for plain, pipelined, chunked,
+//! gzip and error-answered requests (`cargo test --release --bench http`
+//! runs just that check and each benchmark once).
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use metricsstream::http::{Connection, Event, HttpConfig, Response};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Serves `segment` 100 times after a warm-up and asserts no allocation.
+fn assert_no_allocations(name: &str, segment: &[u8], per_segment: usize) {
+    let mut conn = Connection::new(&HttpConfig::default(), 0);
+    for _ in 0..3 {
+        assert_eq!(serve(&mut conn, segment), per_segment, "{name}");
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..100 {
+        assert_eq!(serve(&mut conn, segment), per_segment, "{name}");
+    }
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    assert_eq!(allocations, 0, "{name}: {allocations} allocations in 100 steady-state rounds");
+}
+
+fn request(body: &[u8], gzip: bool) -> Vec<u8> {
+    let encoding = if gzip { "Content-Encoding: gzip\r\n" } else { "" };
+    let mut r = format!(
+        "POST /api/v2/write?org=o&bucket=b&precision=ns HTTP/1.1\r\nHost: appliance:8080\r\n\
+         User-Agent: telegraf\r\nAuthorization: Token abcdef\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         {encoding}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+/// Feeds `segment` and answers every request; returns the requests seen.
+fn serve(conn: &mut Connection, segment: &[u8]) -> usize {
+    let mut rest = segment;
+    let mut seen = 0;
+    while !rest.is_empty() {
+        let n = conn.receive(rest, 0);
+        rest = &rest[n..];
+        while let Some(event) = conn.poll_request(0) {
+            if let Event::Request(req) = event {
+                black_box(req.body());
+                if req.path() == "/missing" {
+                    conn.respond(&Response::error(404, "not found", "no such route \"/missing\""));
+                } else {
+                    conn.respond(&Response::no_content());
+                }
+                seen += 1;
+            }
+        }
+        let out = conn.take_output().len();
+        conn.consume_output(out);
+    }
+    seen
+}
+
+fn bench(c: &mut Criterion) {
+    let line = b"cpu,host=server01,region=us-west usage_idle=98.2,usage_user=1.1 1700000000000000000\n";
+    let body: Vec<u8> = line.iter().copied().cycle().take(1024).collect();
+    let config = HttpConfig::default();
+    let chunked = b"POST /write HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\n";
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&body).unwrap();
+    let gz_small = request(&gz.finish().unwrap(), true);
+    assert_no_allocations("keep-alive", &request(&body, false), 1);
+    assert_no_allocations("pipelined", &request(&body, false).repeat(8), 8);
+    assert_no_allocations("chunked", chunked, 1);
+    assert_no_allocations("gzip", &gz_small, 1);
+    assert_no_allocations("404 json", b"POST /missing HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 1);
+    eprintln!("http: no allocation per request in steady state (plain, pipelined, chunked, gzip, error)");
+
+    let mut group = c.benchmark_group("http");
+
+    let one = request(&body, false);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("keepalive_1k_body", |b| {
+        let mut conn = Connection::new(&config, 0);
+        b.iter(|| assert_eq!(serve(&mut conn, &one), 1));
+    });
+
+    let sixteen = one.repeat(16);
+    group.throughput(Throughput::Elements(16));
+    group.bench_function("pipelined_16x1k", |b| {
+        let mut conn = Connection::new(&config, 0);
+        b.iter(|| assert_eq!(serve(&mut conn, &sixteen), 16));
+    });
+
+    let big: Vec<u8> = line.iter().copied().cycle().take(64 << 10).collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&big).unwrap();
+    let gz_req = request(&gz.finish().unwrap(), true);
+    group.throughput(Throughput::Bytes(big.len() as u64));
+    group.bench_function("gzip_64k_body", |b| {
+        let mut conn = Connection::new(&config, 0);
+        b.iter(|| assert_eq!(serve(&mut conn, &gz_req), 1));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,106 @@
+//! The `[http]` table: listening port, request size limits, timeouts and the
+//! per-worker connection cap. Unknown keys are errors (as everywhere in the
+//! configuration), and [`HttpConfig::validate`] rejects values that cannot work.
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// TCP port the HTTP server listens on.
+    pub port: u16,
+    /// Largest request body accepted, after de-chunking and after gunzip.
+    pub max_body_bytes: usize,
+    /// Largest request head (request line + headers + final CRLF), and the
+    /// bound on chunk-size lines and trailers.
+    pub max_header_bytes: usize,
+    /// A connection with no request in progress is closed after this long
+    /// without input; a stalled body is answered 408 after this long.
+    pub idle_timeout_ms: u64,
+    /// A request head must be complete this long after its first byte.
+    pub header_timeout_ms: u64,
+    /// Connections one worker holds at most; further SYNs are refused.
+    pub max_connections_per_worker: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            port: 8080,
+            max_body_bytes: 32 << 20,
+            max_header_bytes: 16 << 10,
+            idle_timeout_ms: 60_000,
+            header_timeout_ms: 10_000,
+            max_connections_per_worker: 16_384,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HttpConfigError {
+    #[error("http.port must not be 0")]
+    Port,
+    #[error("http.max_body_bytes must be between 1 and 1 GiB, got {0}")]
+    MaxBody(usize),
+    #[error("http.max_header_bytes must be between 256 and 1 MiB, got {0}")]
+    MaxHeader(usize),
+    #[error("http.{0} must be between 1 and 3600000 ms")]
+    Timeout(&'static str),
+    #[error("http.max_connections_per_worker must be between 1 and 1048576, got {0}")]
+    MaxConnections(u32),
+}
+
+impl HttpConfig {
+    pub fn validate(&self) -> Result<(), HttpConfigError> {
+        if self.port == 0 {
+            return Err(HttpConfigError::Port);
+        }
+        if !(1..=1 << 30).contains(&self.max_body_bytes) {
+            return Err(HttpConfigError::MaxBody(self.max_body_bytes));
+        }
+        if !(256..=1 << 20).contains(&self.max_header_bytes) {
+            return Err(HttpConfigError::MaxHeader(self.max_header_bytes));
+        }
+        if !(1..=3_600_000).contains(&self.idle_timeout_ms) {
+            return Err(HttpConfigError::Timeout("idle_timeout_ms"));
+        }
+        if !(1..=3_600_000).contains(&self.header_timeout_ms) {
+            return Err(HttpConfigError::Timeout("header_timeout_ms"));
+        }
+        if !(1..=1 << 20).contains(&self.max_connections_per_worker) {
+            return Err(HttpConfigError::MaxConnections(self.max_connections_per_worker));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c: HttpConfig = toml::from_str("").unwrap();
+        assert_eq!(c, HttpConfig::default());
+        c.validate().unwrap();
+        let c: HttpConfig = toml::from_str("port = 9000\nmax_body_bytes = 1048576\nidle_timeout_ms = 5000").unwrap();
+        assert_eq!((c.port, c.max_body_bytes, c.idle_timeout_ms), (9000, 1 << 20, 5000));
+        assert_eq!(c.max_header_bytes, 16 << 10);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        assert!(toml::from_str::<HttpConfig>("max_body = 1").is_err());
+        let bad = |f: fn(&mut HttpConfig)| {
+            let mut c = HttpConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err()
+        };
+        assert_eq!(bad(|c| c.port = 0), HttpConfigError::Port);
+        assert_eq!(bad(|c| c.max_body_bytes = 0), HttpConfigError::MaxBody(0));
+        assert_eq!(bad(|c| c.max_header_bytes = 10), HttpConfigError::MaxHeader(10));
+        assert_eq!(bad(|c| c.idle_timeout_ms = 0), HttpConfigError::Timeout("idle_timeout_ms"));
+        assert_eq!(bad(|c| c.header_timeout_ms = 0), HttpConfigError::Timeout("header_timeout_ms"));
+        assert_eq!(bad(|c| c.max_connections_per_worker = 0), HttpConfigError::MaxConnections(0));
+    }
+}

@@ -1,0 +1,641 @@
+//! Connection tests: byte-array request vectors (a comment per case), a
+//! virtual clock, and property tests for splits and arbitrary input.
+
+use super::*;
+use crate::http::{Event, HttpConfig, HttpError, Response};
+use proptest::prelude::*;
+use std::io::Write as _;
+
+const MS: u64 = 1_000_000;
+
+fn config() -> HttpConfig {
+    HttpConfig { max_body_bytes: 1024, max_header_bytes: 512, ..HttpConfig::default() }
+}
+
+fn conn() -> Connection {
+    Connection::new(&config(), 0)
+}
+
+/// Feeds all of `bytes` (asserting it is all taken).
+fn feed(c: &mut Connection, bytes: &[u8], now: u64) {
+    assert_eq!(c.receive(bytes, now), bytes.len(), "input refused");
+}
+
+/// A request as the test sees it.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    method: String,
+    path: String,
+    query: String,
+    body: Vec<u8>,
+}
+
+fn next(c: &mut Connection, now: u64) -> Option<Result<Seen, HttpError>> {
+    match c.poll_request(now)? {
+        Event::Request(r) => Some(Ok(Seen {
+            method: r.method().into(),
+            path: r.path().into(),
+            query: r.query().into(),
+            body: r.body().to_vec(),
+        })),
+        Event::Error(e) => Some(Err(e)),
+    }
+}
+
+fn request(c: &mut Connection) -> Seen {
+    next(c, 0).expect("no event").expect("error event")
+}
+
+fn error(c: &mut Connection, now: u64) -> HttpError {
+    next(c, now).expect("no event").expect_err("request event")
+}
+
+fn drain(c: &mut Connection) -> String {
+    let out = String::from_utf8_lossy(c.take_output()).into_owned();
+    let n = c.take_output().len();
+    c.consume_output(n);
+    out
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+// A write with a Content-Length body.
+const POST_CL: &[u8] = b"POST /write?db=x HTTP/1.1\r\n\
+Host: a\r\n\
+Content-Length: 11\r\n\
+\r\n\
+cpu v=1 100";
+
+#[test]
+fn post_with_content_length() {
+    let mut c = conn();
+    feed(&mut c, POST_CL, 0);
+    let r = c.poll_request(0);
+    let Some(Event::Request(r)) = r else { panic!("no request: {r:?}") };
+    assert_eq!((r.method(), r.path(), r.query(), r.version_minor()), ("POST", "/write", "db=x", 1));
+    assert_eq!(r.header("HOST"), Some(&b"a"[..]));
+    assert_eq!(r.header_str("content-length"), Some("11"));
+    assert_eq!(r.header("x-missing"), None);
+    assert_eq!(r.headers().count(), 2);
+    assert_eq!(r.body(), b"cpu v=1 100");
+    assert!(r.keep_alive());
+    // Nothing else until it is answered.
+    assert!(c.poll_request(0).is_none());
+    assert!(c.request().is_some());
+    c.respond(&Response::no_content());
+    assert_eq!(drain(&mut c), "HTTP/1.1 204 No Content\r\n\r\n");
+    assert!(!c.wants_close());
+    assert!(c.request().is_none());
+}
+
+#[test]
+fn keep_alive_second_request() {
+    let mut c = conn();
+    for i in 0..3 {
+        feed(&mut c, POST_CL, i);
+        assert_eq!(request(&mut c).body, b"cpu v=1 100");
+        c.respond(&Response::accepted(1));
+        assert!(drain(&mut c).starts_with("HTTP/1.1 202 Accepted\r\n"));
+        assert!(!c.wants_close());
+    }
+}
+
+#[test]
+fn pipelined_requests_with_held_responses_stay_in_order() {
+    let mut c = conn();
+    // Three requests in one segment: GET /ping, POST /write (body "a"), GET /health.
+    let three = b"GET /ping HTTP/1.1\r\n\r\n\
+POST /write HTTP/1.1\r\nContent-Length: 1\r\n\r\na\
+GET /health HTTP/1.1\r\n\r\n";
+    feed(&mut c, three, 0);
+    assert_eq!(request(&mut c).path, "/ping");
+    // The app holds the answer (ack = durable): nothing more is yielded.
+    assert!(c.poll_request(0).is_none());
+    assert!(c.poll_request(0).is_none());
+    assert!(c.take_output().is_empty());
+    // Answered later: the next request appears.
+    c.respond(&Response::bytes(200, "text/plain", b"1"));
+    let second = request(&mut c);
+    assert_eq!((second.path.as_str(), second.body.as_slice()), ("/write", &b"a"[..]));
+    c.respond(&Response::bytes(200, "text/plain", b"2"));
+    assert_eq!(request(&mut c).path, "/health");
+    c.respond(&Response::bytes(200, "text/plain", b"3"));
+    let out = drain(&mut c);
+    let bodies: Vec<&str> = out.split("HTTP/1.1 200 OK").skip(1).map(|r| &r[r.len() - 1..]).collect();
+    assert_eq!(bodies, ["1", "2", "3"]);
+    assert!(c.poll_request(0).is_none());
+}
+
+#[test]
+fn body_split_byte_by_byte() {
+    let mut c = conn();
+    for (i, b) in POST_CL.iter().enumerate() {
+        assert!(c.poll_request(i as u64).is_none(), "early event at byte {i}");
+        feed(&mut c, std::slice::from_ref(b), i as u64);
+    }
+    assert_eq!(request(&mut c).body, b"cpu v=1 100");
+}
+
+// Chunked: a chunk extension, two data chunks, a trailer field.
+const CHUNKED: &[u8] = b"POST /api/v2/write?bucket=b HTTP/1.1\r\n\
+Transfer-Encoding: chunked\r\n\
+\r\n\
+5;name=value\r\n\
+hello\r\n\
+7\r\n\
+, world\r\n\
+0\r\n\
+X-Checksum: 1\r\n\
+\r\n";
+
+#[test]
+fn chunked_with_extensions_and_trailers() {
+    let mut c = conn();
+    feed(&mut c, CHUNKED, 0);
+    assert_eq!(request(&mut c).body, b"hello, world");
+    c.respond(&Response::no_content());
+    // The same split byte by byte, followed by a pipelined GET.
+    for b in CHUNKED.iter().chain(b"GET /ping HTTP/1.1\r\n\r\n") {
+        feed(&mut c, std::slice::from_ref(b), 0);
+    }
+    assert_eq!(request(&mut c).body, b"hello, world");
+    c.respond(&Response::no_content());
+    assert_eq!(request(&mut c).path, "/ping");
+}
+
+#[test]
+fn gzip_bodies_content_length_and_chunked() {
+    let body = b"cpu,host=a v=1 1\n".repeat(20);
+    let gz = gzip(&body);
+    let mut c = conn();
+    let mut req =
+        format!("POST /write HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", gz.len()).into_bytes();
+    req.extend_from_slice(&gz);
+    feed(&mut c, &req, 0);
+    assert_eq!(request(&mut c).body, body);
+    c.respond(&Response::no_content());
+    // Chunked + gzip, the gzip stream split in two chunks.
+    let mut req = b"POST /write HTTP/1.1\r\nContent-Encoding: GZIP\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let (a, b) = gz.split_at(gz.len() / 2);
+    for part in [a, b] {
+        req.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        req.extend_from_slice(part);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    feed(&mut c, &req, 0);
+    assert_eq!(request(&mut c).body, body);
+}
+
+#[test]
+fn corrupt_gzip_is_400() {
+    let mut gz = gzip(b"cpu v=1");
+    let n = gz.len();
+    gz[n - 5] ^= 1; // flip a bit of the CRC32 trailer
+    let mut req = format!("POST /write HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: {n}\r\n\r\n").into_bytes();
+    req.extend_from_slice(&gz);
+    let mut c = conn();
+    feed(&mut c, &req, 0);
+    assert_eq!(error(&mut c, 0), HttpError::BadGzip);
+    assert!(drain(&mut c).starts_with("HTTP/1.1 400 Bad Request\r\n"));
+    assert!(c.wants_close());
+}
+
+#[test]
+fn expect_100_continue_once_and_before_the_body() {
+    let mut c = conn();
+    // Head only: the client waits for 100 Continue.
+    feed(&mut c, b"POST /write HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n", 0);
+    assert_eq!(drain(&mut c), "HTTP/1.1 100 Continue\r\n\r\n");
+    feed(&mut c, b"ab", 0);
+    feed(&mut c, b"c", 0);
+    assert!(c.take_output().is_empty(), "100 Continue sent twice");
+    feed(&mut c, b"d", 0);
+    assert_eq!(request(&mut c).body, b"abcd");
+    c.respond(&Response::no_content());
+    assert_eq!(drain(&mut c), "HTTP/1.1 204 No Content\r\n\r\n");
+    // Body sent together with the head: no 100 Continue needed.
+    feed(&mut c, b"POST /write HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx", 0);
+    assert_eq!(request(&mut c).body, b"x");
+    assert!(c.take_output().is_empty());
+}
+
+#[test]
+fn too_large_from_content_length_without_reading_the_body() {
+    let mut c = conn();
+    // 2000 > max_body_bytes (1024); Expect must not produce a 100 Continue.
+    feed(&mut c, b"POST /write HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2000\r\n\r\n", 0);
+    assert_eq!(error(&mut c, 0), HttpError::BodyTooLarge);
+    let out = drain(&mut c);
+    assert!(out.starts_with("HTTP/1.1 413 Content Too Large\r\n"), "{out}");
+    assert!(out.contains("Connection: close\r\n"));
+    assert!(out.ends_with("\"}"));
+    assert!(c.wants_close());
+    // Body bytes that still arrive are discarded.
+    assert_eq!(c.receive(&[b'x'; 3000], 0), 3000);
+}
+
+#[test]
+fn too_large_after_dechunking_or_inflating() {
+    // Chunked: 3 × 400 bytes = 1200 > 1024.
+    let mut c = conn();
+    let mut req = b"POST /write HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..3 {
+        req.extend_from_slice(b"190\r\n");
+        req.extend_from_slice(&[b'a'; 400]);
+        req.extend_from_slice(b"\r\n");
+    }
+    let _ = c.receive(&req, 0);
+    assert_eq!(error(&mut c, 0), HttpError::BodyTooLarge);
+    // One chunk announcing more than the limit is refused from its size line.
+    let mut c = conn();
+    feed(&mut c, b"POST /write HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nfffffff\r\n", 0);
+    assert_eq!(error(&mut c, 0), HttpError::BodyTooLarge);
+    // Gzip bomb: 256 KiB of zeros compresses to ~300 B; inflating stops at the limit.
+    let bomb = gzip(&vec![0u8; 256 << 10]);
+    assert!(bomb.len() < 1024);
+    let mut req = format!("POST /write HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", bomb.len())
+        .into_bytes();
+    req.extend_from_slice(&bomb);
+    let mut c = conn();
+    feed(&mut c, &req, 0);
+    assert_eq!(error(&mut c, 0), HttpError::BodyTooLarge);
+    assert!(c.decoded.capacity() <= c.body_limit());
+}
+
+#[test]
+fn headers_too_large_is_431() {
+    // A header value longer than max_header_bytes (512).
+    let mut c = conn();
+    let mut req = b"GET /ping HTTP/1.1\r\nX-Big: ".to_vec();
+    req.extend_from_slice(&[b'a'; 600]);
+    // Only 512 bytes are buffered; after the error the rest is discarded.
+    assert_eq!(c.receive(&req, 0), req.len());
+    assert!(c.input.is_empty() && c.input.capacity() <= c.input_limit());
+    assert_eq!(error(&mut c, 0), HttpError::HeadersTooLarge);
+    assert!(drain(&mut c).starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+    // 65 header fields (> 64), small enough in bytes.
+    let mut c = Connection::new(&HttpConfig { max_header_bytes: 4096, ..config() }, 0);
+    let mut req = b"GET /ping HTTP/1.1\r\n".to_vec();
+    for i in 0..65 {
+        req.extend_from_slice(format!("h{i}: v\r\n").as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    feed(&mut c, &req, 0);
+    assert_eq!(error(&mut c, 0), HttpError::HeadersTooLarge);
+}
+
+#[test]
+fn bad_requests_are_400() {
+    let cases: &[(&[u8], HttpError)] = &[
+        // Request line without a version.
+        (b"GET /ping\r\n\r\n", HttpError::BadRequestHead),
+        // Space inside a header name.
+        (b"GET /ping HTTP/1.1\r\nBad Header: x\r\n\r\n", HttpError::BadRequestHead),
+        // Unknown HTTP version.
+        (b"GET /ping HTTP/2.0\r\n\r\n", HttpError::BadRequestHead),
+        // Content-Length not a number.
+        (b"POST /write HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", HttpError::BadContentLength),
+        // Negative Content-Length.
+        (b"POST /write HTTP/1.1\r\nContent-Length: -1\r\n\r\n", HttpError::BadContentLength),
+        // Two different Content-Lengths.
+        (b"POST /write HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", HttpError::BadContentLength),
+        // Content-Length and Transfer-Encoding together (smuggling vector).
+        (
+            b"POST /write HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            HttpError::ConflictingFraming,
+        ),
+        // Chunk size not hex.
+        (b"POST /write HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", HttpError::BadChunk),
+        // Chunk data not followed by CRLF.
+        (b"POST /write HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nabc\r\n", HttpError::BadChunk),
+        // Chunk size line with a bare LF.
+        (b"POST /write HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\nx\r\n", HttpError::BadChunk),
+    ];
+    for (i, (req, want)) in cases.iter().enumerate() {
+        let mut c = conn();
+        let _ = c.receive(req, 0);
+        assert_eq!(error(&mut c, 0), *want, "case {i}");
+        let out = drain(&mut c);
+        assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "case {i}: {out}");
+        assert!(c.wants_close(), "case {i}");
+    }
+}
+
+#[test]
+fn endless_chunk_size_line_is_400_not_a_stall() {
+    // A chunk-size line (size 1 + an extension) that never ends.
+    let mut c = conn();
+    let mut req = b"POST /write HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;".to_vec();
+    req.extend_from_slice(&[b'x'; 600]);
+    assert_eq!(c.receive(&req, 0), req.len());
+    assert_eq!(error(&mut c, 0), HttpError::BadChunk);
+    // Endless trailers likewise.
+    let mut c = conn();
+    let mut req = b"POST /write HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n".to_vec();
+    for i in 0..100 {
+        req.extend_from_slice(format!("t{i}: v\r\n").as_bytes());
+    }
+    let _ = c.receive(&req, 0);
+    assert_eq!(error(&mut c, 0), HttpError::BadChunk);
+}
+
+#[test]
+fn unsupported_encodings() {
+    // Content-Encoding br → 415.
+    let mut c = conn();
+    feed(&mut c, b"POST /write HTTP/1.1\r\nContent-Encoding: br\r\nContent-Length: 1\r\n\r\nx", 0);
+    assert_eq!(error(&mut c, 0), HttpError::UnsupportedContentEncoding);
+    assert!(drain(&mut c).starts_with("HTTP/1.1 415 "));
+    // Transfer-Encoding gzip, chunked → 501.
+    let mut c = conn();
+    feed(&mut c, b"POST /write HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 0);
+    assert_eq!(error(&mut c, 0), HttpError::UnsupportedTransferEncoding);
+    assert!(drain(&mut c).starts_with("HTTP/1.1 501 "));
+}
+
+#[test]
+fn header_timeout_is_408() {
+    let mut c = conn();
+    feed(&mut c, b"GET /ping HTTP/1.1\r\nHo", 5 * MS);
+    assert!(c.poll_request(5 * MS + 9_999 * MS).is_none());
+    assert_eq!(c.next_deadline_ns(), Some(5 * MS + 10_000 * MS));
+    assert_eq!(error(&mut c, 5 * MS + 10_000 * MS), HttpError::HeaderTimeout);
+    assert!(drain(&mut c).starts_with("HTTP/1.1 408 Request Timeout\r\n"));
+    assert!(c.wants_close());
+}
+
+#[test]
+fn stalled_body_is_408_and_idle_connection_closes_silently() {
+    let mut c = conn();
+    feed(&mut c, b"POST /write HTTP/1.1\r\nContent-Length: 10\r\n\r\nab", 0);
+    feed(&mut c, b"c", 30_000 * MS);
+    assert!(c.poll_request(89_999 * MS).is_none());
+    assert_eq!(error(&mut c, 90_000 * MS), HttpError::BodyTimeout);
+    // Idle keep-alive connection: closes after idle_timeout, no response bytes.
+    let mut c = conn();
+    feed(&mut c, b"GET /ping HTTP/1.1\r\n\r\n", 0);
+    let _ = request(&mut c);
+    // A held response never times out.
+    assert!(c.poll_request(1_000_000 * MS).is_none());
+    c.respond(&Response::no_content());
+    // The idle clock restarts at the first call that knows the time after respond.
+    c.poll_timeout(1_000_000 * MS);
+    drain(&mut c);
+    assert!(c.poll_request(1_000_000 * MS + 59_999 * MS).is_none());
+    assert!(!c.wants_close());
+    assert!(c.poll_request(1_000_000 * MS + 60_000 * MS).is_none());
+    assert!(c.take_output().is_empty());
+    assert!(c.wants_close());
+}
+
+#[test]
+fn connection_close_and_http10() {
+    // HTTP/1.1 with Connection: close.
+    let mut c = conn();
+    feed(&mut c, b"GET /ping HTTP/1.1\r\nConnection: close\r\n\r\nGET /ping HTTP/1.1\r\n\r\n", 0);
+    let _ = request(&mut c);
+    c.respond(&Response::no_content());
+    assert!(!c.wants_close(), "before flush");
+    let out = drain(&mut c);
+    assert_eq!(out, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+    assert!(c.wants_close());
+    assert!(c.poll_request(0).is_none(), "pipelined request after close");
+    // HTTP/1.0 without keep-alive closes.
+    let mut c = conn();
+    feed(&mut c, b"GET /health HTTP/1.0\r\n\r\n", 0);
+    assert_eq!(request(&mut c).path, "/health");
+    c.respond(&Response::bytes(200, "text/plain", b"ok"));
+    assert!(drain(&mut c).contains("Connection: close\r\n"));
+    assert!(c.wants_close());
+    // HTTP/1.0 with keep-alive stays open and says so.
+    let mut c = conn();
+    feed(&mut c, b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 0);
+    let _ = request(&mut c);
+    c.respond(&Response::no_content());
+    assert!(drain(&mut c).contains("Connection: keep-alive\r\n"));
+    assert!(!c.wants_close());
+    // The application can close after any response.
+    feed(&mut c, b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 0);
+    let _ = request(&mut c);
+    c.respond(&Response::error(503, "unavailable", "shedding").closing());
+    assert!(drain(&mut c).contains("Connection: close\r\n"));
+    assert!(c.wants_close());
+}
+
+#[test]
+fn head_request_gets_no_body() {
+    let mut c = conn();
+    feed(&mut c, b"HEAD /metrics HTTP/1.1\r\n\r\n", 0);
+    let _ = request(&mut c);
+    c.respond(&Response::bytes(200, "text/plain", b"12345"));
+    assert_eq!(drain(&mut c), "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n");
+}
+
+#[test]
+fn peer_eof() {
+    // Two pipelined requests, then FIN (printf ... | nc): both answered, then close.
+    let mut c = conn();
+    feed(&mut c, b"GET /ping HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\nGET /par", 0);
+    let _ = request(&mut c);
+    c.receive_eof();
+    c.respond(&Response::no_content());
+    assert!(!c.wants_close());
+    assert_eq!(request(&mut c).path, "/health");
+    c.respond(&Response::no_content());
+    assert_eq!(drain(&mut c).matches("204").count(), 2);
+    assert!(c.poll_request(0).is_none(), "the partial third request is abandoned");
+    assert!(c.wants_close());
+    // FIN mid-head: close silently.
+    let mut c = conn();
+    feed(&mut c, b"GET /pi", 0);
+    c.receive_eof();
+    assert!(c.poll_request(0).is_none());
+    assert!(c.wants_close());
+}
+
+#[test]
+fn backpressure_and_idle_shrink() {
+    let mut c = Connection::new(&HttpConfig { max_body_bytes: 256 << 10, ..config() }, 0);
+    // A request of 200 KiB body: taken in full (it fits the window).
+    let mut req = format!("POST /write HTTP/1.1\r\nContent-Length: {}\r\n\r\n", 200 << 10).into_bytes();
+    req.extend_from_slice(&vec![b'x'; 200 << 10]);
+    // Followed by more requests than the look-ahead holds.
+    let pipelined = b"GET /ping HTTP/1.1\r\n\r\n".repeat(100);
+    req.extend_from_slice(&pipelined);
+    let taken = c.receive(&req, 0);
+    assert!(taken < req.len() && taken >= req.len() - pipelined.len() + 512 - 22, "took {taken}");
+    assert_eq!(request(&mut c).body.len(), 200 << 10);
+    c.respond(&Response::no_content());
+    let mut rest = &req[taken..];
+    let mut seen = 0;
+    while seen < 100 {
+        let n = c.receive(rest, 0);
+        rest = &rest[n..];
+        while let Some(Event::Request(_)) = c.poll_request(0) {
+            c.respond(&Response::no_content());
+            seen += 1;
+        }
+    }
+    assert!(rest.is_empty());
+    drain(&mut c);
+    assert!(c.input.capacity() > SHRINK_ABOVE);
+    c.poll_timeout(2_000 * MS);
+    assert_eq!(c.input.capacity(), 0, "buffers shrunk when idle");
+    assert!(!c.wants_close());
+}
+
+#[test]
+fn steady_state_reuses_buffers() {
+    let mut c = conn();
+    feed(&mut c, POST_CL, 0);
+    let _ = request(&mut c);
+    c.respond(&Response::accepted(1));
+    drain(&mut c);
+    let caps = (c.input.capacity(), c.output.capacity(), c.scratch.capacity());
+    for i in 0..100 {
+        feed(&mut c, POST_CL, i);
+        let _ = request(&mut c);
+        c.respond(&Response::accepted(1));
+        drain(&mut c);
+    }
+    assert_eq!((c.input.capacity(), c.output.capacity(), c.scratch.capacity()), caps);
+}
+
+/// Runs `pieces` through a connection, answering every request; returns
+/// what was seen (requests and errors) and the output.
+fn run(pieces: &[&[u8]]) -> (Vec<Result<Seen, HttpError>>, Vec<u8>) {
+    let mut c = conn();
+    let mut seen = Vec::new();
+    let mut output = Vec::new();
+    for piece in pieces {
+        let mut rest = *piece;
+        loop {
+            let n = c.receive(rest, 0);
+            rest = &rest[n..];
+            while let Some(e) = next(&mut c, 0) {
+                if e.is_ok() {
+                    c.respond(&Response::no_content());
+                }
+                seen.push(e);
+            }
+            output.extend_from_slice(c.take_output());
+            let n = c.take_output().len();
+            c.consume_output(n);
+            assert!(c.input.capacity() <= c.input_limit());
+            assert!(c.decoded.capacity() <= c.body_limit());
+            assert!(c.compressed.capacity() <= c.body_limit());
+            if n == 0 && rest.is_empty() || c.wants_close() {
+                break;
+            }
+        }
+    }
+    (seen, output)
+}
+
+fn split_at_points(data: &[u8], points: &[usize]) -> Vec<Vec<u8>> {
+    let mut cuts: Vec<usize> = points.iter().map(|p| p % (data.len() + 1)).collect();
+    cuts.sort_unstable();
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for cut in cuts.into_iter().chain([data.len()]) {
+        pieces.push(data[start..cut].to_vec());
+        start = cut;
+    }
+    pieces
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_stay_bounded(
+        data in proptest::collection::vec(any::<u8>(), 0..2048),
+        points in proptest::collection::vec(any::<usize>(), 0..16),
+    ) {
+        let pieces = split_at_points(&data, &points);
+        let refs: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
+        let _ = run(&refs);
+        fuzz_connection(&data);
+    }
+
+    #[test]
+    fn request_like_bytes_never_panic(
+        parts in proptest::collection::vec(prop_oneof![
+            Just(&b"POST /write HTTP/1.1\r\n"[..]),
+            Just(&b"Content-Length: 5\r\n"[..]),
+            Just(&b"Transfer-Encoding: chunked\r\n"[..]),
+            Just(&b"Content-Encoding: gzip\r\n"[..]),
+            Just(&b"Expect: 100-continue\r\n"[..]),
+            Just(&b"\r\n"[..]),
+            Just(&b"5\r\nhello\r\n0\r\n\r\n"[..]),
+            Just(&b"hello"[..]),
+            Just(&b"GET /ping HTTP/1.0\r\n"[..]),
+            Just(&b"Connection: close\r\n"[..]),
+            Just(&b"Content-Length: 0\r\n"[..]),
+            Just(&b"fffffffffffffffff\r\n"[..]),
+            Just(&b"0\r\nT: 1\r\n"[..]),
+            Just(&b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xcb\x48\xcd\xc9\xc9\x07\x00\x86\xa6\x10\x36\x05\x00\x00\x00"[..]),
+        ], 0..24),
+        points in proptest::collection::vec(any::<usize>(), 0..8),
+    ) {
+        let data = parts.concat();
+        let pieces = split_at_points(&data, &points);
+        let refs: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
+        let _ = run(&refs);
+    }
+
+    #[test]
+    fn any_valid_sequence_parses_the_same_at_any_split(
+        picks in proptest::collection::vec(0..6usize, 1..8),
+        points in proptest::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let gz = gzip(b"disk used=3 4\n");
+        let mut gz_req = format!("POST /write HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", gz.len())
+            .into_bytes();
+        gz_req.extend_from_slice(&gz);
+        let templates: [&[u8]; 6] = [
+            POST_CL,
+            CHUNKED,
+            &gz_req,
+            b"GET /ping?a=%20 HTTP/1.1\r\n\r\n",
+            b"POST /api/v1/metrics HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}",
+            b"\r\nHEAD /ping HTTP/1.1\r\nX: y\r\n\r\n",
+        ];
+        let data: Vec<u8> = picks.iter().flat_map(|&i| templates[i].iter().copied()).collect();
+        let whole = run(&[&data]);
+        prop_assert_eq!(whole.0.len(), picks.len());
+        prop_assert!(whole.0.iter().all(Result::is_ok));
+        let pieces = split_at_points(&data, &points);
+        let refs: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
+        let split = run(&refs);
+        prop_assert_eq!(&split.0, &whole.0);
+        let out = String::from_utf8_lossy(&split.1).replace("HTTP/1.1 100 Continue\r\n\r\n", "");
+        prop_assert_eq!(out, String::from_utf8_lossy(&whole.1).into_owned());
+    }
+
+    #[test]
+    fn valid_requests_parse_the_same_at_any_split(points in proptest::collection::vec(any::<usize>(), 0..12)) {
+        let gz = gzip(b"mem free=1 2\n");
+        let mut data = POST_CL.to_vec();
+        data.extend_from_slice(CHUNKED);
+        data.extend_from_slice(b"POST /write HTTP/1.1\r\nExpect: 100-continue\r\nContent-Encoding: gzip\r\n");
+        data.extend_from_slice(format!("Content-Length: {}\r\n\r\n", gz.len()).as_bytes());
+        data.extend_from_slice(&gz);
+        data.extend_from_slice(b"GET /ping?x=1 HTTP/1.1\r\n\r\n");
+        let whole = run(&[&data]);
+        prop_assert_eq!(whole.0.len(), 4);
+        prop_assert!(whole.0.iter().all(Result::is_ok));
+        let pieces = split_at_points(&data, &points);
+        let refs: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
+        let split = run(&refs);
+        prop_assert_eq!(&split.0, &whole.0);
+        // Output may differ only by a 100 Continue the unsplit run did not need.
+        let out = String::from_utf8_lossy(&split.1).replace("HTTP/1.1 100 Continue\r\n\r\n", "");
+        prop_assert_eq!(out, String::from_utf8_lossy(&whole.1).into_owned());
+    }
+}
