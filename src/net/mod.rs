@@ -1,5 +1,9 @@
 //! Network layers the worker runs before any socket: checked, zero-copy
-//! frame classification (Ethernet, 802.1Q, ARP, IPv4, IPv6, TCP, UDP, ICMP).
+//! frame classification (Ethernet, 802.1Q, ARP, IPv4, IPv6, TCP, UDP, ICMP),
+//! the link layer (ARP, neighbours, ICMP echo), the TCP flow table, and the
+//! sharded userspace TCP stack built from small smoltcp cells.
 pub mod classify;
+pub mod flow;
+pub mod l2;
 
 pub use classify::{classify, Frame, FrameClass, Malformed};
