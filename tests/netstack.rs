@@ -344,3 +344,32 @@ fn stray_segments_get_rst_and_junk_is_counted() {
     assert_eq!(c.rx_frames, c.rx_accounted());
     assert_eq!(s.free_sockets(), s.slots());
 }
+
+#[test]
+fn idle_timeout_reclaims_half_open_but_keeps_live_idle_connections() {
+    let mut config = stack_config(64);
+    config.idle_timeout = Some(smoltcp::time::Duration::from_secs(5));
+    let mut net = Net::new(config, clients(1, 8, 1, Ending::KeepOpen));
+    net.run_until(10_000, |n| n.all_done());
+    let flood_mac = EthernetAddress([0x02, 0x66, 0, 0, 0, 1]);
+    for i in 0..20u16 {
+        let syn = tcp_frame(flood_mac, Ipv4Address::new(10, 0, 250, 1), 30_000 + i, PORT, TcpControl::Syn, false);
+        net.to_server.push(syn);
+    }
+    net.step();
+    assert_eq!(net.stack.counters().connections_open, 28);
+    // The spoofed peers never answer: their SYN-RECEIVED sockets time out;
+    // the real clients answer keep-alives through 60 s of silence.
+    let start = net.now;
+    net.run_until(100_000, |n| n.now >= start + smoltcp::time::Duration::from_secs(60));
+    let c = *net.stack.counters();
+    assert_eq!((c.connections_open, c.connections_closed), (8, 20), "{c:?}");
+    assert_eq!(net.app.closed, 0, "half-open connections never reached the app");
+    for c in &mut net.clients {
+        c.add_requests(1);
+    }
+    net.run_until(10_000, |n| n.all_done());
+    assert_eq!(net.app.requests, 16);
+    assert_eq!(net.clients[0].resets(), 0);
+    net.assert_balanced();
+}

@@ -339,6 +339,15 @@ impl Client {
         self.conns.iter().map(|c| c.resets).sum()
     }
 
+    /// Adds one request to the connections `pick` selects (by index in this client).
+    pub fn add_request_where(&mut self, mut pick: impl FnMut(usize) -> bool) {
+        for (k, c) in self.conns.iter_mut().enumerate() {
+            if pick(k) {
+                c.requests += 1;
+            }
+        }
+    }
+
     /// Adds `n` more requests to every connection (for keep-alive rounds).
     pub fn add_requests(&mut self, n: usize) {
         for c in &mut self.conns {
