@@ -373,3 +373,15 @@ fn idle_timeout_reclaims_half_open_but_keeps_live_idle_connections() {
     assert_eq!(net.clients[0].resets(), 0);
     net.assert_balanced();
 }
+
+#[test]
+fn tx_backpressure_delays_but_loses_nothing() {
+    let mut net = Net::new(stack_config(256), clients(5, 20, 4, Ending::ServerCloses));
+    net.tx_limit = 8;
+    net.run_to_completion(200_000);
+    let c = *net.stack.counters();
+    assert!(c.tx_backpressure > 0, "the 8-frame burst must have filled: {c:?}");
+    assert_eq!(net.app.requests, 5 * 20 * 4);
+    assert!(net.clients.iter().all(|c| c.resets() == 0));
+    net.assert_balanced();
+}

@@ -4,7 +4,7 @@
 //! loss and reordering, and a PING/PONG `TcpApp` on the server side.
 #![allow(dead_code)]
 
-use metricsstream::net::{ConnId, L2Config, NetStack, NetStackConfig, TcpApp};
+use metricsstream::net::{ConnId, FrameSink, L2Config, NetStack, NetStackConfig, TcpApp};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::tcp;
@@ -385,6 +385,32 @@ pub struct Net {
     pub steps: usize,
     /// Print every delivered frame (debugging).
     pub trace: bool,
+    /// Frames the server may queue per step (a TX burst); beyond, backpressure.
+    pub tx_limit: usize,
+}
+
+/// A sink that holds at most `limit` frames, like a TX burst.
+pub struct BoundedSink {
+    pub frames: Vec<Vec<u8>>,
+    pub limit: usize,
+}
+
+impl FrameSink for BoundedSink {
+    fn has_room(&self) -> bool {
+        self.frames.len() < self.limit
+    }
+
+    fn frame(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8]) -> bool) -> bool {
+        if !self.has_room() {
+            return false;
+        }
+        let mut buf = vec![0; len];
+        let keep = fill(&mut buf);
+        if keep {
+            self.frames.push(buf);
+        }
+        keep
+    }
 }
 
 impl Net {
@@ -407,6 +433,7 @@ impl Net {
             measure: false,
             steps: 0,
             trace: false,
+            tx_limit: usize::MAX,
         }
     }
 
@@ -439,7 +466,7 @@ impl Net {
             c.poll(now, &mut to_server);
         }
         self.apply_faults(&mut to_server);
-        let mut to_clients = std::mem::take(&mut self.to_clients);
+        let mut sink = BoundedSink { frames: std::mem::take(&mut self.to_clients), limit: self.tx_limit };
         let moved = to_server.len();
         if self.trace {
             for f in &to_server {
@@ -448,9 +475,10 @@ impl Net {
         }
         let t0 = self.measure.then(std::time::Instant::now);
         for f in to_server.drain(..) {
-            let _ = self.stack.receive(now, &f, &mut to_clients);
+            let _ = self.stack.receive(now, &f, &mut sink);
         }
-        self.stack.poll(now, &mut self.app, &mut to_clients);
+        self.stack.poll(now, &mut self.app, &mut sink);
+        let mut to_clients = sink.frames;
         if let Some(t0) = t0 {
             self.stack_time += t0.elapsed();
         }
