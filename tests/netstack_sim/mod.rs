@@ -356,6 +356,78 @@ impl Client {
     }
 }
 
+// ---------------------------------------------------------------- baseline
+
+/// The design the stack avoids, for the bench: one smoltcp interface
+/// (`Medium::Ethernet`) holding every socket, each listening, and an
+/// application loop that has to visit every socket each poll.
+pub struct PlainServer {
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    handles: Vec<SocketHandle>,
+    inbufs: Vec<Vec<u8>>,
+    pub requests: u64,
+}
+
+impl PlainServer {
+    pub fn new(sockets: usize, now: Instant) -> PlainServer {
+        let mut tx = Vec::new();
+        let mut rx = VecDeque::new();
+        let mut dev = QueueDevice { rx: &mut rx, tx: &mut tx };
+        let mut iface = Interface::new(Config::new(HardwareAddress::Ethernet(SERVER_MAC)), &mut dev, now);
+        iface.update_ip_addrs(|a| {
+            a.push(IpCidr::new(SERVER_IP.into(), 16)).unwrap();
+        });
+        let mut set = SocketSet::new(Vec::new());
+        let mut handles = Vec::new();
+        for _ in 0..sockets {
+            let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 2048]), tcp::SocketBuffer::new(vec![0; 2048]));
+            s.set_nagle_enabled(false);
+            s.listen(PORT).unwrap();
+            handles.push(set.add(s));
+        }
+        PlainServer { iface, sockets: set, handles, inbufs: vec![Vec::new(); sockets], requests: 0 }
+    }
+
+    pub fn step(&mut self, now: Instant, rx: Vec<Vec<u8>>, tx: &mut Vec<Vec<u8>>) {
+        let mut rx: VecDeque<Vec<u8>> = rx.into();
+        let mut dev = QueueDevice { rx: &mut rx, tx };
+        self.iface.poll(now, &mut dev, &mut self.sockets);
+        for (h, inbuf) in self.handles.iter().zip(&mut self.inbufs) {
+            let s = self.sockets.get_mut::<tcp::Socket>(*h);
+            while s.can_recv() {
+                s.recv(|d| {
+                    inbuf.extend_from_slice(d);
+                    (d.len(), ())
+                })
+                .unwrap();
+            }
+            while let Some(end) = inbuf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = inbuf.drain(..=end).collect();
+                if let Some(rest) = line.strip_prefix(b"PING ") {
+                    s.send_slice(b"PONG ").unwrap();
+                    s.send_slice(rest).unwrap();
+                    self.requests += 1;
+                }
+            }
+            match s.state() {
+                tcp::State::CloseWait => s.close(),
+                tcp::State::Closed | tcp::State::TimeWait => {
+                    s.abort();
+                    let _ = s.listen(PORT);
+                }
+                _ => {}
+            }
+        }
+        let mut dev = QueueDevice { rx: &mut rx, tx };
+        self.iface.poll(now, &mut dev, &mut self.sockets);
+    }
+
+    pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
+        self.iface.poll_at(now, &self.sockets)
+    }
+}
+
 // ---------------------------------------------------------------- network
 
 /// Loss and reordering applied to frames in both directions.
@@ -387,6 +459,8 @@ pub struct Net {
     pub trace: bool,
     /// Frames the server may queue per step (a TX burst); beyond, backpressure.
     pub tx_limit: usize,
+    /// Serve with a plain smoltcp interface instead of the stack (bench baseline).
+    pub plain: Option<PlainServer>,
 }
 
 /// A sink that holds at most `limit` frames, like a TX burst.
@@ -434,6 +508,7 @@ impl Net {
             steps: 0,
             trace: false,
             tx_limit: usize::MAX,
+            plain: None,
         }
     }
 
@@ -474,10 +549,14 @@ impl Net {
             }
         }
         let t0 = self.measure.then(std::time::Instant::now);
-        for f in to_server.drain(..) {
-            let _ = self.stack.receive(now, &f, &mut sink);
+        if let Some(plain) = &mut self.plain {
+            plain.step(now, std::mem::take(&mut to_server), &mut sink.frames);
+        } else {
+            for f in to_server.drain(..) {
+                let _ = self.stack.receive(now, &f, &mut sink);
+            }
+            self.stack.poll(now, &mut self.app, &mut sink);
         }
-        self.stack.poll(now, &mut self.app, &mut sink);
         let mut to_clients = sink.frames;
         if let Some(t0) = t0 {
             self.stack_time += t0.elapsed();
@@ -520,7 +599,10 @@ impl Net {
             let moved = self.step();
             let mut next = self.now + Duration::from_millis(1);
             if moved == 0 {
-                let mut at = self.stack.poll_at();
+                let mut at = match &mut self.plain {
+                    Some(p) => p.poll_at(self.now),
+                    None => self.stack.poll_at(),
+                };
                 for c in &mut self.clients {
                     if let Some(t) = c.poll_at(self.now) {
                         at = Some(at.map_or(t, |a: Instant| a.min(t)));
