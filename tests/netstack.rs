@@ -90,6 +90,8 @@ fn many_sequential_requests_on_keep_alive() {
 fn server_closes_first_and_time_wait_is_recycled() {
     let mut net = Net::new(stack_config(64), clients(4, 8, 3, Ending::ServerCloses));
     net.run_to_completion(20_000);
+    // Every server socket passed through TIME-WAIT; none waited smoltcp's 10 s.
+    assert!(net.now < Instant::from_secs(2), "recycling waited for TIME-WAIT: t = {}", net.now);
     assert_eq!(net.app.requests, 4 * 8 * 3);
     let c = *net.stack.counters();
     assert_eq!((c.connections_opened, c.connections_closed), (32, 32));
