@@ -104,8 +104,9 @@ const TCP_ACK: u8 = 0x10;
 pub trait FrameSink {
     /// Whether a frame can be queued now (a burst slot and a buffer are free).
     /// When false, cells stop sending for this poll and retry on the next
-    /// (smoltcp keeps the data): this is TX backpressure, counted.
-    fn has_room(&self) -> bool;
+    /// (smoltcp keeps the data): this is TX backpressure, counted. A sink
+    /// over a TX burst may flush the full burst to the NIC here first.
+    fn has_room(&mut self) -> bool;
 
     /// Queues one frame of exactly `len` bytes: allocates the buffer (e.g. an
     /// mbuf) and calls `fill` at most once to write the whole frame in place.
@@ -117,7 +118,7 @@ pub trait FrameSink {
 
 /// `Vec<Vec<u8>>` as a sink without limit, for tests and tools.
 impl FrameSink for Vec<Vec<u8>> {
-    fn has_room(&self) -> bool {
+    fn has_room(&mut self) -> bool {
         true
     }
 

@@ -470,7 +470,7 @@ pub struct BoundedSink {
 }
 
 impl FrameSink for BoundedSink {
-    fn has_room(&self) -> bool {
+    fn has_room(&mut self) -> bool {
         self.frames.len() < self.limit
     }
 
