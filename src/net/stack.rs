@@ -423,7 +423,8 @@ impl NetStack {
             accept,
             active: Vec::with_capacity(ncells),
             servicing: Vec::with_capacity(ncells),
-            timers: BinaryHeap::with_capacity(ncells * 4),
+            // Stale entries are dropped by a rebuild past 4 per cell; one poll adds at most one per cell serviced.
+            timers: BinaryHeap::with_capacity(ncells * 4 + c.max_cells_per_poll.max(1) + 1),
             scratch: vec![0; c.mtu],
             counters: NetCounters::default(),
             per_cell: c.sockets_per_cell,
