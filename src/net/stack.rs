@@ -1,0 +1,915 @@
+//! The userspace TCP/IP stack of one worker, sans-IO: frames and time go in,
+//! frames come out through a [`FrameSink`], connection events and bytes go
+//! to a [`TcpApp`]. No DPDK type, no clock read, no allocation per packet.
+//!
+//! Per-packet work does not grow with the number of connections:
+//! - [`Link`](super::l2::Link) answers ARP and ICMP echo and frames output;
+//! - the [`FlowTable`] maps an established 4-tuple to its slot in O(1);
+//! - sockets are sharded into cells of `sockets_per_cell` smoltcp sockets,
+//!   so smoltcp's linear socket scans see one cell, never the whole worker;
+//! - a SYN for a new 4-tuple takes the listener of the cell on top of the
+//!   *accept stack* (cells with an armed listener), O(1);
+//! - [`NetStack::poll`] services only cells that received input, were woken
+//!   by the application, or have a smoltcp timer due (a min-heap of
+//!   per-cell deadlines).
+//!
+//! Lifecycle of a slot: idle → listener → open (flow inserted, counted in
+//! `connections_opened`) → recycled (flow removed, `connections_closed`,
+//! socket back to CLOSED) → idle. Every open slot is recycled exactly once.
+//!
+//! TCP policy:
+//! - a non-SYN segment without a flow, or a SYN to another port, gets an RST
+//!   from a socket-less smoltcp interface (correct TCP, constant cost);
+//! - a SYN beyond `max_connections` (or with no free listener) is dropped
+//!   silently and counted: no RST storm under a SYN flood, and the client's
+//!   SYN retransmission retries later;
+//! - TIME-WAIT is cut short: a socket that reaches TIME-WAIT is recycled at
+//!   the end of the poll that took it there (after its final ACK was sent),
+//!   without an RST. A retransmitted FIN then finds no flow and is answered
+//!   with RST, which closes a peer in LAST-ACK all the same. This keeps a
+//!   server-closed connection from pinning a socket and its buffers for
+//!   smoltcp's fixed 10 s; the peer (the active opener) keeps its own
+//!   TIME-WAIT, which is what protects a reused 4-tuple;
+//! - with `idle_timeout`, smoltcp's keep-alive (every half timeout) and
+//!   timeout abort a connection whose peer stopped answering.
+//!
+//! Memory, all allocated in [`NetStack::new`]: per connection slot
+//! `rx_buffer + tx_buffer` plus ~550 bytes (smoltcp socket storage 480,
+//! slot 24, flow-table share ~40); per cell ~600 bytes (the `Interface`);
+//! slots = `max_connections` rounded up to whole cells. For 10,000
+//! connections with 16 KiB rx + 8 KiB tx that is ~246 MB per worker; with
+//! 64 KiB + 16 KiB, ~825 MB. The rx buffer bounds the TCP window a client
+//! can use, so size it to request bodies × RTT.
+//!
+//! One worker iteration (the DPDK worker does the same with an RX burst and
+//! a sink over its TX burst):
+//!
+//! ```
+//! use metricsstream::net::{ConnId, L2Config, NetStack, NetStackConfig, Received, TcpApp};
+//! use smoltcp::time::Instant;
+//! use smoltcp::wire::{EthernetAddress, Ipv4Address};
+//! # struct Http;
+//! # impl TcpApp for Http {
+//! #     fn on_open(&mut self, _: ConnId, _: std::net::SocketAddrV4, _: Instant) {}
+//! #     fn on_data(&mut self, _: ConnId, data: &[u8], _: Instant) -> usize { data.len() }
+//! #     fn on_peer_closed(&mut self, _: ConnId, _: Instant) {}
+//! #     fn poll_send(&mut self, _: ConnId, _: Instant, _: &mut dyn FnMut(&[u8]) -> usize) {}
+//! #     fn wants_close(&mut self, _: ConnId) -> bool { false }
+//! #     fn on_close(&mut self, _: ConnId, _: Instant) {}
+//! # }
+//! let link = L2Config {
+//!     mac: EthernetAddress([0x02, 0, 0, 0, 0, 1]),
+//!     ip: Ipv4Address::new(10, 0, 0, 1),
+//!     prefix_len: 24,
+//!     gateway: Some(Ipv4Address::new(10, 0, 0, 254)),
+//!     neighbor_capacity: 1024,
+//! };
+//! let mut config = NetStackConfig::new(link, 8080, 1024);
+//! config.rx_buffer = 4096;
+//! config.tx_buffer = 4096;
+//! let mut stack = NetStack::new(config, Instant::from_millis(0)).unwrap();
+//! let mut app = Http;
+//! let mut tx: Vec<Vec<u8>> = Vec::new(); // any FrameSink
+//! let rx_burst: Vec<Vec<u8>> = Vec::new();
+//! let now = Instant::from_millis(1);
+//! for frame in &rx_burst {
+//!     if let Received::Udp { payload, .. } = stack.receive(now, frame, &mut tx) {
+//!         let _ = payload; // line protocol / StatsD parser
+//!     }
+//! }
+//! stack.poll(now, &mut app, &mut tx);
+//! // ... tx_burst(tx); publish *stack.counters() now and then.
+//! ```
+
+use super::cell::{interface, Cell, CellDevice};
+use super::classify::{classify, Frame, Malformed};
+use super::flow::{FlowKey, FlowTable};
+use super::l2::{is_echo_request, ArpOutcome, L2Config, Link, ETH_HEADER_LEN, ETH_MIN_FRAME};
+use smoltcp::iface::{Interface, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, Ipv4Address};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::SocketAddrV4;
+
+const PROTO_ICMP: u8 = 1;
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+/// Where outgoing frames go. The DPDK worker implements it over mbufs in
+/// its TX burst; tests over `Vec<u8>`.
+pub trait FrameSink {
+    /// Whether a frame can be queued now (a burst slot and a buffer are free).
+    /// When false, cells stop sending for this poll and retry on the next
+    /// (smoltcp keeps the data): this is TX backpressure, counted. A sink
+    /// over a TX burst may flush the full burst to the NIC here first.
+    fn has_room(&mut self) -> bool;
+
+    /// Queues one frame of exactly `len` bytes: allocates the buffer (e.g. an
+    /// mbuf) and calls `fill` at most once to write the whole frame in place.
+    /// If `fill` returns false the frame is discarded (buffer freed). Returns
+    /// whether a frame was queued; false without calling `fill` when no
+    /// buffer is available.
+    fn frame(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8]) -> bool) -> bool;
+}
+
+/// `Vec<Vec<u8>>` as a sink without limit, for tests and tools.
+impl FrameSink for Vec<Vec<u8>> {
+    fn has_room(&mut self) -> bool {
+        true
+    }
+
+    fn frame(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8]) -> bool) -> bool {
+        let mut buf = vec![0; len];
+        if fill(&mut buf) {
+            self.push(buf);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A connection: its slot index (dense, `< NetStack::slots()`, for the
+/// application's own slab) and the slot's generation (stale ids are ignored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    index: u32,
+    generation: u32,
+}
+
+impl ConnId {
+    /// The slot index, `< NetStack::slots()`; reused by later connections.
+    #[inline]
+    pub fn index(self) -> usize {
+        self.index as usize
+    }
+
+    pub fn generation(self) -> u32 {
+        self.generation
+    }
+}
+
+/// The application on top of TCP (the HTTP server), driven by
+/// [`NetStack::poll`]. For one connection the calls are: `on_open` once,
+/// then any number of `on_data` / `poll_send` / `wants_close`, at most one
+/// `on_peer_closed`, and `on_close` once. All calls for a connection happen
+/// inside `poll`, in that order per service.
+pub trait TcpApp {
+    /// The handshake completed.
+    fn on_open(&mut self, conn: ConnId, peer: SocketAddrV4, now: Instant);
+
+    /// Received bytes, in order (a call per contiguous chunk of the socket's
+    /// receive buffer). Returns how many bytes were consumed: the rest stays
+    /// in the socket (its window shrinks) and is offered again at the next
+    /// service of the connection, e.g. after [`NetStack::wake`].
+    fn on_data(&mut self, conn: ConnId, data: &[u8], now: Instant) -> usize;
+
+    /// The peer sent FIN: no more data will arrive. Output may still be sent.
+    fn on_peer_closed(&mut self, conn: ConnId, now: Instant);
+
+    /// Offers room in the socket's send buffer: call `out` with bytes to send;
+    /// it returns how many it took (0 when the buffer is full).
+    fn poll_send(&mut self, conn: ConnId, now: Instant, out: &mut dyn FnMut(&[u8]) -> usize);
+
+    /// Whether to close our side now (FIN after everything already written).
+    fn wants_close(&mut self, conn: ConnId) -> bool;
+
+    /// The connection is gone (closed, reset or timed out); `conn` is dead.
+    fn on_close(&mut self, conn: ConnId, now: Instant);
+}
+
+/// Stack configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct NetStackConfig {
+    pub link: L2Config,
+    /// The TCP port we accept connections on.
+    pub listen_port: u16,
+    /// Open connections at most; SYNs beyond are dropped and counted.
+    pub max_connections: usize,
+    /// TCP sockets per smoltcp cell (bounds smoltcp's per-packet scans).
+    pub sockets_per_cell: usize,
+    /// Per-socket receive buffer (bounds the advertised window).
+    pub rx_buffer: usize,
+    /// Per-socket send buffer.
+    pub tx_buffer: usize,
+    /// IP MTU.
+    pub mtu: usize,
+    /// Abort connections whose peer stops answering (keep-alive at half of it).
+    pub idle_timeout: Option<Duration>,
+    /// Cells serviced per `poll` at most; the rest wait for the next one.
+    pub max_cells_per_poll: usize,
+    /// Seed for the flow hash and smoltcp's initial sequence numbers.
+    pub seed: u64,
+}
+
+impl NetStackConfig {
+    /// Defaults for a worker: 16 sockets per cell, 16 KiB rx, 8 KiB tx, MTU
+    /// 1500, 120 s idle timeout. (`benches/netstack.rs`: at 10,000 open
+    /// connections a request in a cold cell costs ~3 µs with 8 sockets per
+    /// cell and ~5 µs with 32; a busy cell amortises either to < 1 µs.)
+    pub fn new(link: L2Config, listen_port: u16, max_connections: usize) -> NetStackConfig {
+        NetStackConfig {
+            link,
+            listen_port,
+            max_connections,
+            sockets_per_cell: 16,
+            rx_buffer: 16 * 1024,
+            tx_buffer: 8 * 1024,
+            mtu: 1500,
+            idle_timeout: Some(Duration::from_secs(120)),
+            max_cells_per_poll: 256,
+            seed: 0x5eed,
+        }
+    }
+
+    /// Socket buffer bytes the stack allocates.
+    pub fn buffer_memory(&self) -> usize {
+        self.cells() * self.sockets_per_cell * (self.rx_buffer + self.tx_buffer)
+    }
+
+    fn cells(&self) -> usize {
+        self.max_connections.div_ceil(self.sockets_per_cell.max(1))
+    }
+}
+
+/// Invalid [`NetStackConfig`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NetStackError {
+    #[error("sockets_per_cell must be 1..=65535, max_connections and listen_port non-zero")]
+    BadSizes,
+    #[error("buffers must hold at least one MTU-sized segment and the MTU must be 576..=9000")]
+    BadBuffers,
+}
+
+/// What `receive` did with a frame (each frame counted in exactly one outcome).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received<'a> {
+    /// ARP, ICMP echo or TCP handled by the stack.
+    Consumed,
+    /// A UDP datagram for us: the caller's to parse.
+    Udp { src: Ipv4Address, src_port: u16, dst_port: u16, payload: &'a [u8] },
+    /// Dropped (counted).
+    Dropped(DropReason),
+}
+
+/// Why a received frame was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    Malformed(Malformed),
+    /// 802.1Q/802.1ad tagged: this port is untagged.
+    Vlan,
+    /// Not to our MAC (nor a broadcast ARP).
+    WrongMac,
+    /// IPv4 not to our address.
+    WrongIp,
+    /// IPv6, other ethertypes, IP protocols, ICMP other than echo request, fragments, other ARP.
+    Unsupported,
+    /// A SYN beyond `max_connections` or with no free listener.
+    SynFull,
+    /// smoltcp refused a SYN (bad checksum or options).
+    SynRejected,
+    /// A TCP RST without a flow (answered by nothing).
+    RstNoFlow,
+    /// The reply could not be queued (no TX buffer).
+    NoTxBuffer,
+}
+
+/// Counters of one stack, plain u64s; the worker publishes a copy.
+/// `rx_frames` = `rx_arp + rx_icmp_echo + rx_tcp + rx_udp` + every `drop_*`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetCounters {
+    pub rx_frames: u64,
+    pub rx_arp: u64,
+    pub rx_icmp_echo: u64,
+    /// TCP segments handed to a cell (flow hit, accepted SYN, or RST reply).
+    pub rx_tcp: u64,
+    pub rx_udp: u64,
+    pub drop_malformed: u64,
+    pub drop_vlan: u64,
+    pub drop_wrong_mac: u64,
+    pub drop_wrong_ip: u64,
+    pub drop_unsupported: u64,
+    pub drop_syn_full: u64,
+    pub drop_syn_rejected: u64,
+    pub drop_rst_no_flow: u64,
+    pub drop_no_tx_buffer: u64,
+    pub arp_replies: u64,
+    pub arp_requests: u64,
+    pub icmp_echo_replies: u64,
+    pub syn_accepted: u64,
+    /// SYNs to a port we do not listen on (answered with RST, in `rx_tcp`).
+    pub syn_closed_port: u64,
+    /// Non-SYN segments without a flow (answered with RST, in `rx_tcp`).
+    pub tcp_no_flow: u64,
+    pub connections_opened: u64,
+    pub connections_closed: u64,
+    pub connections_open: u64,
+    pub cells_polled: u64,
+    /// Frames queued into the sink.
+    pub tx_frames: u64,
+    pub tx_drop_no_buffer: u64,
+    pub tx_drop_no_neighbor: u64,
+    pub tx_drop_no_route: u64,
+    /// Times a cell stopped sending because the sink was full.
+    pub tx_backpressure: u64,
+}
+
+impl NetCounters {
+    /// Frames accounted for by an outcome; equals `rx_frames` when balanced.
+    pub fn rx_accounted(&self) -> u64 {
+        self.rx_arp
+            + self.rx_icmp_echo
+            + self.rx_tcp
+            + self.rx_udp
+            + self.drop_malformed
+            + self.drop_vlan
+            + self.drop_wrong_mac
+            + self.drop_wrong_ip
+            + self.drop_unsupported
+            + self.drop_syn_full
+            + self.drop_syn_rejected
+            + self.drop_rst_no_flow
+            + self.drop_no_tx_buffer
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotState {
+    /// Idle or listening: no connection.
+    Free,
+    /// Owns a connection and its flow entry.
+    Open,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    generation: u32,
+    state: SlotState,
+    /// `on_open` was called (so `on_close` is owed).
+    app_open: bool,
+    peer_fin_seen: bool,
+    close_requested: bool,
+    flow: FlowKey,
+}
+
+/// Timer-heap entry: (deadline in µs, cell).
+type Deadline = Reverse<(i64, u32)>;
+
+/// The sharded userspace TCP/IP stack of one worker. See the module docs.
+pub struct NetStack {
+    link: Link,
+    flows: FlowTable,
+    cells: Vec<Cell>,
+    /// Socket-less interface that answers stray segments with RST.
+    rst_iface: Interface,
+    rst_sockets: SocketSet<'static>,
+    slots: Vec<Slot>,
+    /// Cells with an armed listener; the top one takes the next SYN.
+    accept: Vec<u32>,
+    /// Cells to service at the next poll.
+    active: Vec<u32>,
+    /// Cells being serviced by the current poll (swapped with `active`).
+    servicing: Vec<u32>,
+    timers: BinaryHeap<Deadline>,
+    scratch: Vec<u8>,
+    counters: NetCounters,
+    per_cell: usize,
+    port: u16,
+    max_connections: usize,
+    mtu: usize,
+    max_cells_per_poll: usize,
+}
+
+impl NetStack {
+    /// Allocates every cell, socket and table (see the memory note above).
+    pub fn new(config: NetStackConfig, now: Instant) -> Result<NetStack, NetStackError> {
+        let c = config;
+        if c.sockets_per_cell == 0 || c.sockets_per_cell > 65535 || c.max_connections == 0 || c.listen_port == 0 {
+            return Err(NetStackError::BadSizes);
+        }
+        if !(576..=9000).contains(&c.mtu) || c.rx_buffer < c.mtu || c.tx_buffer < c.mtu {
+            return Err(NetStackError::BadBuffers);
+        }
+        let ncells = c.cells();
+        let l = c.link;
+        let mut cells = Vec::with_capacity(ncells);
+        for i in 0..ncells {
+            let iface = interface(l.ip, l.prefix_len, l.gateway, c.mtu, c.seed ^ (i as u64 + 1) << 17, now);
+            cells.push(Cell::new(iface, c.sockets_per_cell, c.rx_buffer, c.tx_buffer, c.idle_timeout));
+        }
+        let mut accept = Vec::with_capacity(ncells);
+        for (i, cell) in cells.iter_mut().enumerate().rev() {
+            cell.arm_listener(c.listen_port);
+            accept.push(i as u32);
+        }
+        let slot = Slot {
+            generation: 0,
+            state: SlotState::Free,
+            app_open: false,
+            peer_fin_seen: false,
+            close_requested: false,
+            flow: FlowKey::default(),
+        };
+        Ok(NetStack {
+            link: Link::new(l),
+            flows: FlowTable::new(c.max_connections, c.seed),
+            rst_iface: interface(l.ip, l.prefix_len, l.gateway, c.mtu, c.seed, now),
+            rst_sockets: SocketSet::new(Vec::new()),
+            slots: vec![slot; ncells * c.sockets_per_cell],
+            accept,
+            active: Vec::with_capacity(ncells),
+            servicing: Vec::with_capacity(ncells),
+            // Stale entries are dropped by a rebuild past 4 per cell; one poll adds at most one per cell serviced.
+            timers: BinaryHeap::with_capacity(ncells * 4 + c.max_cells_per_poll.max(1) + 1),
+            scratch: vec![0; c.mtu],
+            counters: NetCounters::default(),
+            per_cell: c.sockets_per_cell,
+            port: c.listen_port,
+            max_connections: c.max_connections,
+            mtu: c.mtu,
+            max_cells_per_poll: c.max_cells_per_poll.max(1),
+            cells,
+        })
+    }
+
+    /// Counters (copy them out to publish).
+    pub fn counters(&self) -> &NetCounters {
+        &self.counters
+    }
+
+    /// Connection slots: every `ConnId::index()` is below this.
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Entries in the flow table (= open connections).
+    pub fn flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// The neighbour table (for inspection).
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// Sockets that are neither listening nor owned by a connection, plus
+    /// listeners: equals `slots()` when no connection is open.
+    pub fn free_sockets(&mut self) -> usize {
+        let port = self.port;
+        let mut free = 0;
+        for cell in &mut self.cells {
+            free += cell.idle.len();
+            if let Some(l) = cell.listener {
+                let listening = cell.socket(l).is_listening() && cell.socket(l).listen_endpoint().port == port;
+                free += usize::from(listening);
+            }
+        }
+        free
+    }
+
+    /// The earliest smoltcp timer of any cell, if any (an idle worker may sleep until then).
+    pub fn poll_at(&self) -> Option<Instant> {
+        if !self.active.is_empty() {
+            return Some(Instant::ZERO);
+        }
+        self.timers.peek().map(|Reverse((t, _))| Instant::from_micros(*t))
+    }
+
+    /// Handles one received Ethernet frame. ARP and ICMP echo are answered
+    /// at once through `sink`; TCP is fed to its cell (whose replies wait for
+    /// `poll`, except RSTs for stray segments); UDP is handed back.
+    pub fn receive<'f, S: FrameSink + ?Sized>(&mut self, now: Instant, frame: &'f [u8], sink: &mut S) -> Received<'f> {
+        self.counters.rx_frames += 1;
+        let outcome = self.receive_inner(now, frame, sink);
+        let c = &mut self.counters;
+        match outcome {
+            Received::Consumed | Received::Udp { .. } => {}
+            Received::Dropped(reason) => match reason {
+                DropReason::Malformed(_) => c.drop_malformed += 1,
+                DropReason::Vlan => c.drop_vlan += 1,
+                DropReason::WrongMac => c.drop_wrong_mac += 1,
+                DropReason::WrongIp => c.drop_wrong_ip += 1,
+                DropReason::Unsupported => c.drop_unsupported += 1,
+                DropReason::SynFull => c.drop_syn_full += 1,
+                DropReason::SynRejected => c.drop_syn_rejected += 1,
+                DropReason::RstNoFlow => c.drop_rst_no_flow += 1,
+                DropReason::NoTxBuffer => c.drop_no_tx_buffer += 1,
+            },
+        }
+        outcome
+    }
+
+    fn receive_inner<'f, S: FrameSink + ?Sized>(
+        &mut self,
+        now: Instant,
+        frame: &'f [u8],
+        sink: &mut S,
+    ) -> Received<'f> {
+        let classified = classify(frame);
+        if let Frame::Malformed(m) = classified.frame {
+            return Received::Dropped(DropReason::Malformed(m));
+        }
+        if classified.vlan_tagged {
+            return Received::Dropped(DropReason::Vlan);
+        }
+        let dst_mac = EthernetAddress::from_bytes(&frame[0..6]);
+        let src_mac = EthernetAddress::from_bytes(&frame[6..12]);
+        let to_us = dst_mac == self.link.mac();
+        if let Frame::Arp { arp } = classified.frame {
+            if !to_us && !dst_mac.is_broadcast() {
+                return Received::Dropped(DropReason::WrongMac);
+            }
+            return match self.link.handle_arp(arp, now) {
+                ArpOutcome::Reply { to_mac, to_ip } => {
+                    let link = &self.link;
+                    let sent = sink.frame(ETH_MIN_FRAME, &mut |f: &mut [u8]| {
+                        link.write_arp_reply(f, to_mac, to_ip);
+                        true
+                    });
+                    if !sent {
+                        return Received::Dropped(DropReason::NoTxBuffer);
+                    }
+                    self.counters.arp_replies += 1;
+                    self.counters.tx_frames += 1;
+                    self.counters.rx_arp += 1;
+                    Received::Consumed
+                }
+                ArpOutcome::Consumed => {
+                    self.counters.rx_arp += 1;
+                    Received::Consumed
+                }
+                ArpOutcome::Unsupported => Received::Dropped(DropReason::Unsupported),
+            };
+        }
+        if !to_us {
+            return Received::Dropped(DropReason::WrongMac);
+        }
+        let ip = match classified.frame {
+            Frame::Ipv4Tcp { ip } | Frame::Ipv4Other { ip, .. } => ip,
+            Frame::Ipv4Udp { src, dst, src_port, dst_port, payload } => {
+                if dst != self.link.ip() {
+                    return Received::Dropped(DropReason::WrongIp);
+                }
+                self.link.learn_from_ipv4(src_mac, src, now);
+                self.counters.rx_udp += 1;
+                return Received::Udp { src, src_port, dst_port, payload };
+            }
+            _ => return Received::Dropped(DropReason::Unsupported),
+        };
+        // ip: a checked IPv4 packet (classify verified lengths and checksum).
+        let src = Ipv4Address::new(ip[12], ip[13], ip[14], ip[15]);
+        let dst = Ipv4Address::new(ip[16], ip[17], ip[18], ip[19]);
+        if dst != self.link.ip() {
+            return Received::Dropped(DropReason::WrongIp);
+        }
+        self.link.learn_from_ipv4(src_mac, src, now);
+        match classified.frame {
+            Frame::Ipv4Tcp { ip } => self.tcp_input(now, ip, src, dst, sink),
+            Frame::Ipv4Other { protocol: PROTO_ICMP, ip } if is_echo_request(ip) => {
+                let link = &self.link;
+                let sent =
+                    sink.frame(ETH_HEADER_LEN + ip.len(), &mut |f: &mut [u8]| link.write_echo_reply(ip, src_mac, f));
+                if !sent {
+                    return Received::Dropped(DropReason::NoTxBuffer);
+                }
+                self.counters.icmp_echo_replies += 1;
+                self.counters.tx_frames += 1;
+                self.counters.rx_icmp_echo += 1;
+                Received::Consumed
+            }
+            _ => Received::Dropped(DropReason::Unsupported),
+        }
+    }
+
+    fn tcp_input<S: FrameSink + ?Sized>(
+        &mut self,
+        now: Instant,
+        ip: &[u8],
+        src: Ipv4Address,
+        dst: Ipv4Address,
+        sink: &mut S,
+    ) -> Received<'static> {
+        // classify proved the TCP header is inside `ip`.
+        let l4 = &ip[usize::from(ip[0] & 0x0f) * 4..];
+        let src_port = u16::from_be_bytes([l4[0], l4[1]]);
+        let dst_port = u16::from_be_bytes([l4[2], l4[3]]);
+        let flags = l4[13];
+        let key = FlowKey::new(src, src_port, dst, dst_port);
+        let is_syn = flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
+        if let Some(index) = self.flows.lookup(&key) {
+            let cell = index as usize / self.per_cell;
+            // A retransmitted SYN matches the cell's listener too, and smoltcp
+            // gives it to whichever socket it scans first: park the listener.
+            let parked = if is_syn { self.cells[cell].listener } else { None };
+            if let Some(l) = parked {
+                self.cells[cell].socket(l).close();
+            }
+            self.feed(now, cell, ip, sink);
+            if let Some(l) = parked {
+                let relisten = self.cells[cell].socket(l).listen(self.port);
+                debug_assert!(relisten.is_ok());
+            }
+            // An RST in SYN-RECEIVED puts the socket back in LISTEN: close it
+            // at once so the cell's own listener stays the only one.
+            let slot = (index as usize % self.per_cell) as u16;
+            let sock = self.cells[cell].socket(slot);
+            if sock.state() == tcp::State::Listen {
+                sock.close();
+            }
+            self.activate(cell);
+            self.counters.rx_tcp += 1;
+            return Received::Consumed;
+        }
+        if !is_syn || dst_port != self.port {
+            if flags & TCP_RST != 0 {
+                return Received::Dropped(DropReason::RstNoFlow);
+            }
+            if is_syn {
+                self.counters.syn_closed_port += 1;
+            } else {
+                self.counters.tcp_no_flow += 1;
+            }
+            self.feed_rst(now, ip, sink);
+            self.counters.rx_tcp += 1;
+            return Received::Consumed;
+        }
+        if self.counters.connections_open as usize >= self.max_connections {
+            return Received::Dropped(DropReason::SynFull);
+        }
+        let Some(&cell_id) = self.accept.last() else { return Received::Dropped(DropReason::SynFull) };
+        let cell_ix = cell_id as usize;
+        let Some(slot) = self.cells[cell_ix].listener else {
+            debug_assert!(false, "cells on the accept stack have a listener");
+            return Received::Dropped(DropReason::SynFull);
+        };
+        let index = cell_ix * self.per_cell + usize::from(slot);
+        self.feed(now, cell_ix, ip, sink);
+        let cell = &mut self.cells[cell_ix];
+        let sock = cell.socket(slot);
+        let peer = smoltcp::wire::IpEndpoint::new(src.into(), src_port);
+        if sock.state() != tcp::State::SynReceived || sock.remote_endpoint() != Some(peer) {
+            // smoltcp dropped it (bad checksum, bad options): the listener stays.
+            return Received::Dropped(DropReason::SynRejected);
+        }
+        if self.flows.insert(key, index as u32).is_err() {
+            // Cannot happen (the table holds max_connections), but never leak a socket.
+            cell.socket(slot).abort();
+            cell.listener = None;
+            cell.recycle(slot, self.port);
+            cell.arm_listener(self.port);
+            return Received::Dropped(DropReason::SynFull);
+        }
+        cell.listener = None;
+        if !cell.arm_listener(self.port) {
+            self.accept.pop();
+        }
+        let s = &mut self.slots[index];
+        s.state = SlotState::Open;
+        s.flow = key;
+        s.app_open = false;
+        s.peer_fin_seen = false;
+        s.close_requested = false;
+        self.counters.syn_accepted += 1;
+        self.counters.connections_opened += 1;
+        self.counters.connections_open += 1;
+        self.counters.rx_tcp += 1;
+        self.activate(cell_ix);
+        Received::Consumed
+    }
+
+    /// Runs smoltcp's ingress for one IP packet in cell `cell`.
+    fn feed<S: FrameSink + ?Sized>(&mut self, now: Instant, cell: usize, ip: &[u8], sink: &mut S) {
+        let cell = &mut self.cells[cell];
+        let mut dev = CellDevice {
+            rx: Some(ip),
+            sink: &mut *sink,
+            link: &mut self.link,
+            counters: &mut self.counters,
+            scratch: &mut self.scratch,
+            mtu: self.mtu,
+            now,
+            blocked: false,
+        };
+        let _ = cell.iface.poll_ingress_single(now, &mut dev, &mut cell.sockets);
+        self.flush_arp(now, sink);
+    }
+
+    fn feed_rst<S: FrameSink + ?Sized>(&mut self, now: Instant, ip: &[u8], sink: &mut S) {
+        let mut dev = CellDevice {
+            rx: Some(ip),
+            sink: &mut *sink,
+            link: &mut self.link,
+            counters: &mut self.counters,
+            scratch: &mut self.scratch,
+            mtu: self.mtu,
+            now,
+            blocked: false,
+        };
+        let _ = self.rst_iface.poll_ingress_single(now, &mut dev, &mut self.rst_sockets);
+        self.flush_arp(now, sink);
+    }
+
+    /// Sends the ARP requests `Link` asked for while framing.
+    fn flush_arp<S: FrameSink + ?Sized>(&mut self, _now: Instant, sink: &mut S) {
+        while let Some(ip) = self.link.take_pending_arp() {
+            let link = &self.link;
+            if sink.frame(ETH_MIN_FRAME, &mut |f: &mut [u8]| {
+                link.write_arp_request(f, ip);
+                true
+            }) {
+                self.counters.arp_requests += 1;
+                self.counters.tx_frames += 1;
+            } else {
+                self.counters.tx_drop_no_buffer += 1;
+            }
+        }
+    }
+
+    #[inline]
+    fn activate(&mut self, cell: usize) {
+        let c = &mut self.cells[cell];
+        if !c.active {
+            c.active = true;
+            self.active.push(cell as u32);
+        }
+    }
+
+    /// Asks for `conn` to be serviced at the next `poll` even without input
+    /// (e.g. a held response became ready). False if `conn` is stale.
+    pub fn wake(&mut self, conn: ConnId) -> bool {
+        let Some(s) = self.slots.get(conn.index()) else { return false };
+        if s.generation != conn.generation || s.state != SlotState::Open {
+            return false;
+        }
+        self.activate(conn.index() / self.per_cell);
+        true
+    }
+
+    /// Services the cells that got input, were woken, or have a timer due:
+    /// delivers data and events to `app`, takes its output, sends through
+    /// `sink`, recycles finished connections. At most `max_cells_per_poll`
+    /// cells; returns how many were serviced.
+    pub fn poll<A: TcpApp + ?Sized, S: FrameSink + ?Sized>(
+        &mut self,
+        now: Instant,
+        app: &mut A,
+        sink: &mut S,
+    ) -> usize {
+        let now_us = now.total_micros();
+        while let Some(&Reverse((t, cell))) = self.timers.peek() {
+            if t > now_us {
+                break;
+            }
+            self.timers.pop();
+            let c = &mut self.cells[cell as usize];
+            if c.deadline.is_some_and(|d| d.total_micros() == t) {
+                c.deadline = None;
+                self.activate(cell as usize);
+            }
+        }
+        let n = self.active.len().min(self.max_cells_per_poll);
+        std::mem::swap(&mut self.active, &mut self.servicing);
+        // Cells beyond the cap go back to the front of the active list.
+        self.active.extend(self.servicing.drain(n..));
+        for i in 0..n {
+            let cell = self.servicing[i] as usize;
+            self.cells[cell].active = false;
+            self.service(now, cell, app, sink);
+        }
+        self.servicing.clear();
+        self.counters.cells_polled += n as u64;
+        if self.timers.len() > self.cells.len() * 4 {
+            self.rebuild_timers();
+        }
+        n
+    }
+
+    /// Drops stale heap entries (deadlines that were replaced), bounding the heap.
+    fn rebuild_timers(&mut self) {
+        self.timers.clear();
+        for (i, c) in self.cells.iter().enumerate() {
+            if let Some(d) = c.deadline {
+                self.timers.push(Reverse((d.total_micros(), i as u32)));
+            }
+        }
+    }
+
+    fn service<A: TcpApp + ?Sized, S: FrameSink + ?Sized>(
+        &mut self,
+        now: Instant,
+        cell_ix: usize,
+        app: &mut A,
+        sink: &mut S,
+    ) {
+        let per_cell = self.per_cell;
+        let base = cell_ix * per_cell;
+        // 1. Application: data in, output out, closes.
+        for slot in 0..per_cell {
+            let index = base + slot;
+            let s = &mut self.slots[index];
+            if s.state != SlotState::Open {
+                continue;
+            }
+            let conn = ConnId { index: index as u32, generation: s.generation };
+            let sock = self.cells[cell_ix].socket(slot as u16);
+            if !s.app_open {
+                if matches!(sock.state(), tcp::State::SynReceived | tcp::State::Closed | tcp::State::Listen) {
+                    continue;
+                }
+                let peer = SocketAddrV4::new(Ipv4Address::from_bits(s.flow.src_ip), s.flow.src_port);
+                app.on_open(conn, peer, now);
+                s.app_open = true;
+            }
+            while sock.can_recv() {
+                match sock.recv(|data| {
+                    let taken = app.on_data(conn, data, now).min(data.len());
+                    (taken, taken)
+                }) {
+                    Ok(taken) if taken > 0 => {}
+                    _ => break,
+                }
+            }
+            let fin_received = matches!(
+                sock.state(),
+                tcp::State::CloseWait | tcp::State::LastAck | tcp::State::Closing | tcp::State::TimeWait
+            );
+            if !s.peer_fin_seen && fin_received && !sock.can_recv() {
+                s.peer_fin_seen = true;
+                app.on_peer_closed(conn, now);
+            }
+            if sock.may_send() {
+                app.poll_send(conn, now, &mut |bytes| sock.send_slice(bytes).unwrap_or(0));
+            }
+            if !s.close_requested && app.wants_close(conn) {
+                s.close_requested = true;
+                sock.close();
+            }
+        }
+        // 2. smoltcp egress.
+        let cell = &mut self.cells[cell_ix];
+        let mut dev = CellDevice {
+            rx: None,
+            sink: &mut *sink,
+            link: &mut self.link,
+            counters: &mut self.counters,
+            scratch: &mut self.scratch,
+            mtu: self.mtu,
+            now,
+            blocked: false,
+        };
+        let _ = cell.iface.poll_egress(now, &mut dev, &mut cell.sockets);
+        let blocked = dev.blocked;
+        self.flush_arp(now, sink);
+        // 3. Recycle finished connections.
+        let cell = &mut self.cells[cell_ix];
+        for slot in 0..per_cell {
+            let index = base + slot;
+            let s = &mut self.slots[index];
+            if s.state != SlotState::Open {
+                continue;
+            }
+            let done = match cell.socket(slot as u16).state() {
+                tcp::State::Closed | tcp::State::Listen => true,
+                tcp::State::TimeWait => !blocked,
+                _ => false,
+            };
+            if !done {
+                continue;
+            }
+            if s.app_open {
+                app.on_close(ConnId { index: index as u32, generation: s.generation }, now);
+            }
+            self.flows.remove(&s.flow);
+            s.state = SlotState::Free;
+            s.app_open = false;
+            s.generation = s.generation.wrapping_add(1);
+            cell.recycle(slot as u16, self.port);
+            self.counters.connections_closed += 1;
+            self.counters.connections_open -= 1;
+            if cell.listener.is_none() && cell.arm_listener(self.port) {
+                self.accept.push(cell_ix as u32);
+            }
+        }
+        // 4. Next deadline: again at the next poll if output is pending, else its timer.
+        match cell.iface.poll_at(now, &cell.sockets) {
+            Some(t) if t <= now || blocked => {
+                cell.deadline = None;
+                if !cell.active {
+                    cell.active = true;
+                    self.active.push(cell_ix as u32);
+                }
+            }
+            Some(t) => {
+                if cell.deadline != Some(t) {
+                    cell.deadline = Some(t);
+                    self.timers.push(Reverse((t.total_micros(), cell_ix as u32)));
+                }
+            }
+            None => cell.deadline = None,
+        }
+    }
+}
