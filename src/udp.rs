@@ -36,9 +36,9 @@ impl Default for UdpConfig {
     }
 }
 
-/// Per-worker UDP counters. They balance: `datagrams_line + datagrams_statsd
-/// + datagrams_other_port` = UDP datagrams received, and `records_parsed =
-/// records_accepted + records_limited + records_dropped_writer_full`.
+/// Per-worker UDP counters. They balance: the three `datagrams_*` add up to
+/// the UDP datagrams received, and `records_parsed` is the sum of
+/// `records_accepted`, `records_limited` and `records_dropped_writer_full`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct UdpCounters {
     pub datagrams_line: u64,
