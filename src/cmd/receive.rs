@@ -74,7 +74,7 @@ pub fn run(
         let (shared, stop) = (counters[q].clone(), stop.clone());
         let job = match ingests.as_mut().and_then(Iterator::next) {
             Some(udp) => {
-                let (udp_shared, clock) = (udp_counters[q].clone(), clock.clone());
+                let udp_shared = udp_counters[q].clone();
                 LcoreJob::launch(&eal, lcores[q], move || worker::run_ingest(rx, shared, udp_shared, udp, clock, stop))?
             }
             None => LcoreJob::launch(&eal, lcores[q], move || worker::run_classify(rx, shared, stop))?,
