@@ -15,12 +15,14 @@
 //! - [`ingest`]: the record model and the sans-IO metric parsers.
 //! - [`writer`]: batches, hand-off channels, the segment log, recovery, sinks.
 //! - [`stats`]: per-worker counters, aggregation, stats line and JSON report.
+//! - [`app`]: the HTTP application on the TCP stack (route, auth, parse, limit, write, durable acks).
 //! - [`config`]: TOML profiles and appliance configuration.
 //! - [`pcap`]: pcap file reading/writing and the synthetic traffic generator.
 //! - [`udp`]: the UDP ingestion stage (parse, limit, batch to the writer).
 //! - [`worker`]: the poll-mode loop that ties the above together.
 #![deny(unsafe_code)]
 
+pub mod app;
 pub mod config;
 pub mod dpdk;
 pub mod http;

@@ -93,7 +93,7 @@ impl RecordSink for CountOnly {
 /// The limiter's client id of a UDP source: its dotted-quad address, so that
 /// `[[limits.client]] id = "198.18.1.3"` names it. Written into a stack
 /// buffer: no allocation per datagram.
-fn address_id(ip: Ipv4Address, buf: &mut [u8; 15]) -> &[u8] {
+pub fn address_id(ip: Ipv4Address, buf: &mut [u8; 15]) -> &[u8] {
     let mut n = 0;
     for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {

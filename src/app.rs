@@ -1,0 +1,552 @@
+//! The HTTP application of a worker: what each request means. It sits on the
+//! TCP stack as its [`TcpApp`], keeps one [`Connection`] per open TCP
+//! connection in a slab indexed by [`ConnId`], and for every request runs
+//! route → credentials → parse (validate) → limit → writer batch, then
+//! answers, or holds the answer until the fsync that covers the batch
+//! (`ack = "durable"`).
+//!
+//! Sans-IO: no DPDK, no clock (every call has `now`).
+
+use crate::http::auth::{self, AuthConfig, AuthDecision};
+use crate::http::routes::{self, Route};
+use crate::http::{Connection, Event, HttpConfig, RequestRef, Response};
+use crate::ingest::json::{JsonBatchError, JsonBatchParser};
+use crate::ingest::line_protocol::{LineProtocolParser, Precision};
+use crate::limit::{KeyedLimiter, RateLimitHeaders};
+use crate::net::{ConnId, TcpApp};
+use crate::writer::{AckMode, Batch, Ticket, WriterHandle};
+use serde::Serialize;
+use smoltcp::time::Instant;
+use std::fmt::Write as _;
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+
+/// Per-worker HTTP counters (plain; the worker publishes them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HttpCounters {
+    pub connections_accepted: u64,
+    pub connections_closed: u64,
+    pub requests: u64,
+    pub requests_write: u64,
+    pub requests_json: u64,
+    pub requests_other: u64,
+    /// Protocol errors the connection answered itself (400/408/413/431/...).
+    pub protocol_errors: u64,
+    pub responses_2xx: u64,
+    pub responses_400: u64,
+    pub responses_401: u64,
+    pub responses_404_405: u64,
+    pub responses_413: u64,
+    pub responses_429: u64,
+    pub responses_503: u64,
+    pub responses_other: u64,
+    pub records_accepted: u64,
+    pub records_limited: u64,
+    /// Records in batches refused whole for an invalid line.
+    pub records_rejected: u64,
+    pub body_bytes: u64,
+    /// Responses held for durability right now.
+    pub held: u64,
+}
+
+impl HttpCounters {
+    fn count_status(&mut self, status: u16) {
+        match status {
+            200..=299 => self.responses_2xx += 1,
+            400 => self.responses_400 += 1,
+            401 => self.responses_401 += 1,
+            404 | 405 => self.responses_404_405 += 1,
+            413 => self.responses_413 += 1,
+            429 => self.responses_429 += 1,
+            503 => self.responses_503 += 1,
+            _ => self.responses_other += 1,
+        }
+    }
+}
+
+/// Renders `/metrics` (Prometheus text) from whatever the serve command can see.
+pub type MetricsRenderer = Arc<dyn Fn(&mut String) + Send + Sync>;
+
+/// What the application shares with the other workers.
+#[derive(Clone)]
+pub struct AppShared {
+    pub http: HttpConfig,
+    pub auth: Arc<AuthConfig>,
+    pub limiter: Arc<KeyedLimiter>,
+    pub metrics: MetricsRenderer,
+}
+
+struct ConnState {
+    id: ConnId,
+    peer: SocketAddrV4,
+    http: Connection,
+    /// The batch whose fsync the current response waits for.
+    held: Option<Ticket>,
+}
+
+/// A response being built, in buffers reused across requests.
+struct Reply {
+    status: u16,
+    kind: ReplyKind,
+    code: &'static str,
+    message: String,
+    raw_headers: Vec<u8>,
+    body: Vec<u8>,
+    content_type: &'static str,
+    accepted: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReplyKind {
+    NoContent,
+    Accepted,
+    Error,
+    Body,
+    /// Ready-made (routing / query / auth errors).
+    Fixed,
+}
+
+/// Everything a request handler needs besides the connection itself.
+struct Ctx {
+    shared: AppShared,
+    writer: WriterHandle,
+    ack: AckMode,
+    line: LineProtocolParser,
+    json: JsonBatchParser,
+    query_scratch: [u8; routes::QUERY_SCRATCH_BYTES],
+    basic_scratch: [u8; auth::BASIC_SCRATCH_BYTES],
+    reply: Reply,
+    fixed: Option<Response<'static>>,
+    counters: HttpCounters,
+}
+
+/// What to do with a request once it is handled.
+enum Outcome {
+    Respond,
+    Hold(Ticket),
+}
+
+pub struct HttpApp {
+    conns: Vec<Option<ConnState>>,
+    /// Connections holding a response for durability.
+    held: Vec<ConnId>,
+    /// Connections with new output the stack must service (after `poll_held`).
+    to_wake: Vec<ConnId>,
+    ctx: Ctx,
+}
+
+impl HttpApp {
+    /// `slots` is the TCP stack's slot count (connection ids are below it).
+    pub fn new(shared: AppShared, writer: WriterHandle, slots: usize) -> HttpApp {
+        let ack = writer.ack_mode();
+        HttpApp {
+            conns: (0..slots).map(|_| None).collect(),
+            held: Vec::with_capacity(slots.min(65_536)),
+            to_wake: Vec::with_capacity(slots.min(65_536)),
+            ctx: Ctx {
+                shared,
+                writer,
+                ack,
+                line: LineProtocolParser::new(),
+                json: JsonBatchParser::new(),
+                query_scratch: [0; routes::QUERY_SCRATCH_BYTES],
+                basic_scratch: [0; auth::BASIC_SCRATCH_BYTES],
+                reply: Reply {
+                    status: 204,
+                    kind: ReplyKind::NoContent,
+                    code: "",
+                    message: String::with_capacity(256),
+                    raw_headers: Vec::with_capacity(512),
+                    body: Vec::with_capacity(4096),
+                    content_type: "",
+                    accepted: 0,
+                },
+                fixed: None,
+                counters: HttpCounters::default(),
+            },
+        }
+    }
+
+    pub fn counters(&self) -> &HttpCounters {
+        &self.ctx.counters
+    }
+
+    /// Answers held requests whose batch is now durable; returns the
+    /// connections the stack must service (`NetStack::wake`).
+    pub fn poll_held(&mut self, now_ns: u64) -> &[ConnId] {
+        self.to_wake.clear();
+        let mut i = 0;
+        while i < self.held.len() {
+            let id = self.held[i];
+            let Some(state) = self.conns.get_mut(id.index()).and_then(Option::as_mut).filter(|s| s.id == id) else {
+                self.held.swap_remove(i);
+                continue;
+            };
+            match state.held {
+                Some(ticket) if self.ctx.writer.is_acked(&ticket) => {
+                    state.held = None;
+                    self.ctx.counters.held -= 1;
+                    self.ctx.counters.count_status(204);
+                    state.http.respond(&Response::no_content());
+                    // Pipelined requests waited behind this one.
+                    process(state, &mut self.ctx, &mut self.held, now_ns);
+                    self.to_wake.push(id);
+                    if state.held.is_none() {
+                        // `process` may have pushed this id again; keep one entry.
+                        self.held.swap_remove(i);
+                        continue;
+                    }
+                    i += 1;
+                }
+                Some(_) => i += 1,
+                None => {
+                    self.held.swap_remove(i);
+                }
+            }
+        }
+        self.held.sort_unstable_by_key(|c| (c.index(), c.generation()));
+        self.held.dedup();
+        &self.to_wake
+    }
+
+    /// Applies header/idle timeouts; returns connections with new output.
+    pub fn poll_timeouts(&mut self, now_ns: u64) -> &[ConnId] {
+        self.to_wake.clear();
+        for state in self.conns.iter_mut().flatten() {
+            if state.http.next_deadline_ns().is_some_and(|d| d <= now_ns) {
+                state.http.poll_timeout(now_ns);
+                self.to_wake.push(state.id);
+            }
+        }
+        &self.to_wake
+    }
+}
+
+fn ns(now: Instant) -> u64 {
+    now.total_micros().max(0) as u64 * 1_000
+}
+
+impl TcpApp for HttpApp {
+    fn on_open(&mut self, conn: ConnId, peer: SocketAddrV4, now: Instant) {
+        self.ctx.counters.connections_accepted += 1;
+        if let Some(slot) = self.conns.get_mut(conn.index()) {
+            *slot = Some(ConnState { id: conn, peer, http: Connection::new(&self.ctx.shared.http, ns(now)), held: None });
+        }
+    }
+
+    fn on_data(&mut self, conn: ConnId, data: &[u8], now: Instant) -> usize {
+        let Some(state) = self.conns.get_mut(conn.index()).and_then(Option::as_mut).filter(|s| s.id == conn) else {
+            return data.len();
+        };
+        let now_ns = ns(now);
+        let taken = state.http.receive(data, now_ns);
+        process(state, &mut self.ctx, &mut self.held, now_ns);
+        taken
+    }
+
+    fn on_peer_closed(&mut self, conn: ConnId, now: Instant) {
+        if let Some(state) = self.conns.get_mut(conn.index()).and_then(Option::as_mut).filter(|s| s.id == conn) {
+            state.http.receive_eof();
+            process(state, &mut self.ctx, &mut self.held, ns(now));
+        }
+    }
+
+    fn poll_send(&mut self, conn: ConnId, _now: Instant, out: &mut dyn FnMut(&[u8]) -> usize) {
+        if let Some(state) = self.conns.get_mut(conn.index()).and_then(Option::as_mut).filter(|s| s.id == conn) {
+            let pending = state.http.take_output();
+            if !pending.is_empty() {
+                let n = out(pending);
+                state.http.consume_output(n);
+            }
+        }
+    }
+
+    fn wants_close(&mut self, conn: ConnId) -> bool {
+        self.conns.get_mut(conn.index()).and_then(Option::as_mut).filter(|s| s.id == conn).is_some_and(|s| s.http.wants_close())
+    }
+
+    fn on_close(&mut self, conn: ConnId, _now: Instant) {
+        if let Some(slot) = self.conns.get_mut(conn.index()) {
+            if slot.as_ref().is_some_and(|s| s.id == conn) {
+                if slot.as_ref().is_some_and(|s| s.held.is_some()) {
+                    self.ctx.counters.held -= 1;
+                }
+                *slot = None;
+                self.ctx.counters.connections_closed += 1;
+            }
+        }
+    }
+}
+
+/// Handles every complete request of a connection, in order, until one is
+/// held for durability or none is left.
+fn process(state: &mut ConnState, ctx: &mut Ctx, held: &mut Vec<ConnId>, now_ns: u64) {
+    while state.held.is_none() {
+        let outcome = match state.http.poll_request(now_ns) {
+            None => return,
+            Some(Event::Error(_)) => {
+                // The connection already answered (400/408/413/431/...).
+                ctx.counters.protocol_errors += 1;
+                continue;
+            }
+            Some(Event::Request(req)) => {
+                ctx.counters.requests += 1;
+                handle(req, state.peer, ctx, now_ns)
+            }
+        };
+        match outcome {
+            Outcome::Hold(ticket) => {
+                state.held = Some(ticket);
+                ctx.counters.held += 1;
+                held.push(state.id);
+            }
+            Outcome::Respond => {
+                let r = &ctx.reply;
+                let response = match r.kind {
+                    ReplyKind::NoContent => Response::no_content(),
+                    ReplyKind::Accepted => Response::accepted(r.accepted),
+                    ReplyKind::Error => Response::error(r.status, r.code, &r.message),
+                    ReplyKind::Body => Response::bytes(r.status, r.content_type, &r.body),
+                    ReplyKind::Fixed => ctx.fixed.take().unwrap_or_else(Response::no_content),
+                };
+                let response = if r.raw_headers.is_empty() { response } else { response.with_raw_headers(&r.raw_headers) };
+                ctx.counters.count_status(response.status);
+                state.http.respond(&response);
+            }
+        }
+    }
+}
+
+impl Ctx {
+    fn reset_reply(&mut self) {
+        self.reply.kind = ReplyKind::NoContent;
+        self.reply.status = 204;
+        self.reply.message.clear();
+        self.reply.raw_headers.clear();
+        self.reply.body.clear();
+        self.fixed = None;
+    }
+
+    fn fixed(&mut self, response: Response<'static>) -> Outcome {
+        self.reply.kind = ReplyKind::Fixed;
+        self.fixed = Some(response);
+        Outcome::Respond
+    }
+
+    fn error(&mut self, status: u16, code: &'static str, message: std::fmt::Arguments<'_>) -> Outcome {
+        self.reply.kind = ReplyKind::Error;
+        self.reply.status = status;
+        self.reply.code = code;
+        self.reply.message.clear();
+        let _ = self.reply.message.write_fmt(message);
+        Outcome::Respond
+    }
+}
+
+fn handle(req: RequestRef<'_>, peer: SocketAddrV4, ctx: &mut Ctx, now_ns: u64) -> Outcome {
+    ctx.reset_reply();
+    let route = match routes::route(req.method(), req.path()) {
+        Ok(route) => route,
+        Err(e) => return ctx.fixed(e.response()),
+    };
+    match route {
+        Route::Ping => ctx.fixed(Response::no_content()),
+        Route::Health => {
+            ctx.reply.kind = ReplyKind::Body;
+            ctx.reply.status = 200;
+            ctx.reply.content_type = "application/json";
+            ctx.reply.body.extend_from_slice(br#"{"status":"pass","name":"metricsstream"}"#);
+            ctx.counters.requests_other += 1;
+            Outcome::Respond
+        }
+        Route::Metrics => {
+            let mut text = String::with_capacity(8192);
+            (ctx.shared.metrics)(&mut text);
+            ctx.reply.kind = ReplyKind::Body;
+            ctx.reply.status = 200;
+            ctx.reply.content_type = "text/plain; version=0.0.4";
+            ctx.reply.body.extend_from_slice(text.as_bytes());
+            ctx.counters.requests_other += 1;
+            Outcome::Respond
+        }
+        Route::WriteV1 | Route::WriteV2 | Route::JsonMetrics => ingest(req, route, peer, ctx, now_ns),
+    }
+}
+
+/// The write routes: credentials, parse, limit, batch.
+fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx: &mut Ctx, now_ns: u64) -> Outcome {
+    let now = i64::try_from(now_ns).unwrap_or(i64::MAX);
+    let body = req.body();
+    ctx.counters.body_bytes += body.len() as u64;
+    // Query parameters: precision, and v1 credentials.
+    let (precision, user, password) = match route {
+        Route::WriteV1 => match routes::parse_v1(req.query(), &mut ctx.query_scratch) {
+            Ok(p) => (lp_precision(p.precision), p.user, p.password),
+            Err(e) => return ctx.fixed(e.response()),
+        },
+        Route::WriteV2 => match routes::parse_v2(req.query(), &mut ctx.query_scratch) {
+            Ok(p) => (lp_precision(p.precision), None, None),
+            Err(e) => return ctx.fixed(e.response()),
+        },
+        _ => (Precision::Nanoseconds, None, None),
+    };
+    let credentials = match auth::credentials(req.header("authorization"), user, password, &mut ctx.basic_scratch) {
+        Ok(c) => c,
+        Err(_) => return ctx.fixed(AuthDecision::unauthorized()),
+    };
+    // The token table outlives the request; holding it separately keeps `ctx` free.
+    let auth = Arc::clone(&ctx.shared.auth);
+    let auth_client = match auth.client_for(credentials.as_ref()) {
+        AuthDecision::Off => None,
+        AuthDecision::Client(c) => Some(c),
+        AuthDecision::Missing | AuthDecision::Unknown => return ctx.fixed(AuthDecision::unauthorized()),
+    };
+
+    // Validate the whole batch first: a batch with a bad line is refused whole.
+    let (records, json_client) = if route == Route::JsonMetrics {
+        ctx.counters.requests_json += 1;
+        match ctx.json.validate(body, now) {
+            Ok(summary) => (summary.records as u64, summary.client_id),
+            Err(JsonBatchError::Invalid(e)) => return ctx.error(400, "invalid", format_args!("{e}")),
+            Err(e) => return ctx.error(400, "invalid", format_args!("{e}")),
+        }
+    } else {
+        ctx.counters.requests_write += 1;
+        match ctx.line.validate(body, precision, now) {
+            Ok(n) => (n as u64, None),
+            Err(e) => {
+                ctx.counters.records_rejected += e.valid_lines as u64;
+                return ctx.error(
+                    400,
+                    "invalid",
+                    format_args!(
+                        "line {}: {}; {} invalid line(s), batch refused whole",
+                        e.first_line, e.first_reason, e.bad_lines
+                    ),
+                );
+            }
+        }
+    };
+
+    // The limiter key: token's client, else X-Client-Id, else JSON client_id, else the peer address.
+    let mut addr_buf = [0u8; 15];
+    let client: &[u8] = match (auth_client, req.header("x-client-id"), json_client.as_deref()) {
+        (Some(c), _, _) => c.as_bytes(),
+        (None, Some(h), _) => h,
+        (None, None, Some(c)) => c.as_bytes(),
+        _ => crate::udp::address_id((*peer.ip()).into(), &mut addr_buf),
+    };
+    if records > 0 {
+        let verdict = ctx.shared.limiter.try_acquire(ctx.shared.limiter.key_for(client), records, now_ns);
+        if !verdict.decision.is_allowed() {
+            let headers = RateLimitHeaders::from_verdict(&verdict);
+            let _ = headers.write_to(&mut ctx.reply.raw_headers);
+            ctx.counters.records_limited += records;
+            let status = if matches!(verdict.decision, crate::limit::Decision::TooLarge { .. }) { 413 } else { 429 };
+            return ctx.error(
+                status,
+                "rate_limited",
+                format_args!("{records} records exceed the client's rate limit; retry later"),
+            );
+        }
+        let headers = RateLimitHeaders::from_verdict(&verdict);
+        let _ = headers.write_to(&mut ctx.reply.raw_headers);
+    }
+    if records == 0 {
+        return respond_ok(route, 0, ctx);
+    }
+
+    // Into writer batches. A body larger than one batch spans several; the
+    // response covers the last.
+    let client_name = std::str::from_utf8(client).unwrap_or("invalid-utf8");
+    let Some(mut batch) = take_batch(ctx, client_name) else {
+        return writer_busy(ctx, records);
+    };
+    let ticket = if route == Route::JsonMetrics {
+        match ctx.json.parse_into(body, now, &mut batch) {
+            Ok(_) => submit(ctx, batch),
+            Err(_) => {
+                // A JSON batch larger than one writer batch: refused with 413.
+                ctx.writer.recycle(batch);
+                return ctx.error(
+                    413,
+                    "too_large",
+                    format_args!("{records} metrics do not fit one writer batch; split the request"),
+                );
+            }
+        }
+    } else {
+        let mut position = crate::ingest::line_protocol::BodyPosition::START;
+        loop {
+            let summary = ctx.line.parse_from(body, position, precision, now, &mut batch);
+            match summary.resume_at {
+                None => break submit(ctx, batch),
+                Some(next) => {
+                    position = next;
+                    if submit(ctx, batch).is_none() {
+                        break None;
+                    }
+                    match take_batch(ctx, client_name) {
+                        Some(b) => batch = b,
+                        None => break None,
+                    }
+                }
+            }
+        }
+    };
+    let Some(ticket) = ticket else {
+        return writer_busy(ctx, records);
+    };
+    ctx.counters.records_accepted += records;
+    match (ctx.ack, route) {
+        (AckMode::Durable, Route::WriteV1 | Route::WriteV2) => Outcome::Hold(ticket),
+        (AckMode::Durable, _) => {
+            ctx.reply.accepted = records;
+            Outcome::Hold(ticket)
+        }
+        _ => respond_ok(route, records, ctx),
+    }
+}
+
+fn respond_ok(route: Route, records: u64, ctx: &mut Ctx) -> Outcome {
+    if route == Route::JsonMetrics {
+        ctx.reply.kind = ReplyKind::Accepted;
+        ctx.reply.accepted = records;
+    } else {
+        ctx.reply.kind = ReplyKind::NoContent;
+    }
+    Outcome::Respond
+}
+
+fn take_batch(ctx: &mut Ctx, client: &str) -> Option<Batch> {
+    let mut batch = ctx.writer.take_batch()?;
+    batch.set_client(client);
+    Some(batch)
+}
+
+fn submit(ctx: &mut Ctx, batch: Batch) -> Option<Ticket> {
+    match ctx.writer.submit(batch) {
+        Ok(ticket) => Some(ticket),
+        Err(refused) => {
+            ctx.writer.recycle(refused.batch);
+            None
+        }
+    }
+}
+
+fn writer_busy(ctx: &mut Ctx, records: u64) -> Outcome {
+    ctx.reply.raw_headers.clear();
+    ctx.reply.raw_headers.extend_from_slice(b"Retry-After: 1\r\n");
+    ctx.error(503, "backpressure", format_args!("the writer is behind; {records} records not taken, retry"))
+}
+
+fn lp_precision(p: routes::Precision) -> Precision {
+    match p {
+        routes::Precision::Nanoseconds => Precision::Nanoseconds,
+        routes::Precision::Microseconds => Precision::Microseconds,
+        routes::Precision::Milliseconds => Precision::Milliseconds,
+        routes::Precision::Seconds => Precision::Seconds,
+        routes::Precision::Minutes => Precision::Minutes,
+        routes::Precision::Hours => Precision::Hours,
+    }
+}
