@@ -378,3 +378,56 @@ fn burst_api_decides_exactly_like_sequential_calls() {
     assert!(expected.iter().any(|v| v.scope == QuotaScope::Overflow));
     assert!(expected.iter().any(|v| !v.decision.is_allowed()));
 }
+
+#[test]
+fn reload_racing_first_sight_inserts_leaves_no_stale_quota() {
+    // Smoke test with real threads (the interleaving that matters is covered
+    // by the loom model `reload_racing_an_insert_leaves_no_stale_quota`):
+    // inserters keep claiming slots for new keys (n = 0 keeps buckets full,
+    // so their own sweeps recycle the slots) while reloads flip the default
+    // quota. Afterwards every key must see the last reload's quota.
+    let cfg = config(1_000, 1_000, 1_024, 16);
+    let limiter = Arc::new(KeyedLimiter::new(&cfg).expect("valid"));
+    let mut other = cfg.clone();
+    other.default_rate = 7;
+    other.default_burst = 7;
+    let done = Arc::new(AtomicU64::new(0));
+    let inserters: Vec<_> = (0..2u64)
+        .map(|t| {
+            let limiter = Arc::clone(&limiter);
+            let done = Arc::clone(&done);
+            thread::spawn(move || {
+                let mut i = 0;
+                while done.load(Ordering::Acquire) == 0 {
+                    let key = ClientKey::from_hash(splitmix(t << 40 | i));
+                    let _ = limiter.try_acquire(key, 0, SEC);
+                    let _ = limiter.sweep(SEC, 0);
+                    i += 1;
+                }
+                i
+            })
+        })
+        .collect();
+    for round in 0..2_000 {
+        let next = if round % 2 == 0 { &other } else { &cfg };
+        limiter.reload(next).expect("valid");
+    }
+    done.store(1, Ordering::Release);
+    let counts: Vec<u64> = inserters.into_iter().map(|h| h.join().expect("join")).collect();
+    // Last reload applied `cfg` (round 1999).
+    let expected = Quota::new(1_000, 1_000).expect("valid");
+    for (t, count) in counts.into_iter().enumerate() {
+        for i in 0..count {
+            let key = ClientKey::from_hash(splitmix((t as u64) << 40 | i));
+            let verdict = limiter.try_acquire(key, 0, SEC);
+            assert_eq!(verdict.quota, expected, "key {t}/{i} ({:?})", verdict.scope);
+        }
+    }
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

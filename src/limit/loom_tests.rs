@@ -151,3 +151,31 @@ fn two_first_sight_inserts_racing_a_sweep_admit_exactly_burst() {
         assert!(limiter.live_slots() <= 1);
     });
 }
+
+#[test]
+fn reload_racing_an_insert_leaves_no_stale_quota() {
+    model(|| {
+        let limiter = Arc::new(table(2, 2, 1, Overflow::Refuse));
+        let key = key_at(0, 1);
+        let mut next = LimitsConfig {
+            default_rate: 5,
+            default_burst: 5,
+            capacity: 2,
+            probe_limit: 2,
+            ..LimitsConfig::default()
+        };
+        next.overflow = Overflow::Refuse;
+        let inserter = {
+            let limiter = Arc::clone(&limiter);
+            thread::spawn(move || limiter.try_acquire(key, 0, SEC).decision)
+        };
+        let reloader = {
+            let limiter = Arc::clone(&limiter);
+            thread::spawn(move || limiter.reload(&next).map(|report| report.slots_updated))
+        };
+        let _ = inserter.join().expect("join");
+        assert!(reloader.join().expect("join").is_ok());
+        let verdict = limiter.try_acquire(key, 0, SEC);
+        assert_eq!(verdict.quota, Quota::new(5, 5).expect("valid"));
+    });
+}

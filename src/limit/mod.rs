@@ -27,6 +27,9 @@
 //! }
 //! ```
 //!
+//! A worker deciding a whole rx burst should use
+//! [`KeyedLimiter::try_acquire_burst`] (same semantics, overlapped cache misses).
+//!
 //! Reload: on SIGHUP the `serve` command re-reads the config file and calls
 //! [`KeyedLimiter::reload`] (safe while workers decide). Housekeeping calls
 //! [`KeyedLimiter::sweep`]`(now, limiter.idle_timeout_ns())` about once per

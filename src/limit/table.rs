@@ -69,7 +69,8 @@
 //! carries its own quota word; `reload` swaps the policies, bumps a
 //! generation, then rewrites the quota word of every occupied slot. An
 //! inserter that read the old policies re-reads them after publishing if the
-//! generation moved. Bucket state (TAT) is never touched, so unchanged
+//! generation moved (checked with an RMW, so that either the inserter sees
+//! the new generation or the reload's walk sees the inserter's slot). Bucket state (TAT) is never touched, so unchanged
 //! clients keep their state and changed ones stay drained until the same
 //! instant (GCRA state is "full again at"), refilling at the new rate.
 
@@ -426,8 +427,22 @@ impl KeyedLimiter {
                 continue 'retry;
             }
             self.counters.inserted.fetch_add(1, Ordering::Relaxed);
+<<<<<<< HEAD
             if self.policy_generation.load(Ordering::Acquire) != generation {
                 slot.quota.store(self.current_policies().quota_word(key.tag()), Ordering::Release);
+=======
+            // An RMW, not a load: either it reads the bumped generation (and
+            // we re-read the policies), or it precedes the reload's bump in
+            // modification order, which then synchronises with it, so the
+            // reload's slot walk sees our claim and rewrites our quota.
+            // (A plain load could miss the bump while the walk misses the
+            // claim: loom found that store-buffering interleaving.)
+            if self.policy_generation.fetch_add(0, Ordering::AcqRel) != generation {
+                slot.quota.store(
+                    self.current_policies().quota_word(key.tag()),
+                    Ordering::Release,
+                );
+>>>>>>> limit
             }
             return Insert::Slot(mine);
         }
@@ -508,9 +523,19 @@ impl KeyedLimiter {
                 Err(poisoned) => poisoned.into_inner(),
             };
             *guard = Arc::clone(&policies);
-            self.policy_generation.fetch_add(1, Ordering::AcqRel);
         }
+<<<<<<< HEAD
         let mut report = ReloadReport { slots_updated: 0, capacity_change_ignored: cfg.capacity != self.slots.len() };
+=======
+        // Bumped after the swap (and outside the lock: no atomic operation
+        // runs while the lock is held, which also keeps loom models from
+        // blocking on a std lock).
+        self.policy_generation.fetch_add(1, Ordering::AcqRel);
+        let mut report = ReloadReport {
+            slots_updated: 0,
+            capacity_change_ignored: cfg.capacity != self.slots.len(),
+        };
+>>>>>>> limit
         for slot in self.slots.iter() {
             let word = slot.key.load(Ordering::Acquire);
             if word & STATE_MASK != STATE_LIVE && word & STATE_MASK != STATE_PENDING {
