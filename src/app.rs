@@ -230,7 +230,8 @@ impl TcpApp for HttpApp {
     fn on_open(&mut self, conn: ConnId, peer: SocketAddrV4, now: Instant) {
         self.ctx.counters.connections_accepted += 1;
         if let Some(slot) = self.conns.get_mut(conn.index()) {
-            *slot = Some(ConnState { id: conn, peer, http: Connection::new(&self.ctx.shared.http, ns(now)), held: None });
+            *slot =
+                Some(ConnState { id: conn, peer, http: Connection::new(&self.ctx.shared.http, ns(now)), held: None });
         }
     }
 
@@ -262,7 +263,11 @@ impl TcpApp for HttpApp {
     }
 
     fn wants_close(&mut self, conn: ConnId) -> bool {
-        self.conns.get_mut(conn.index()).and_then(Option::as_mut).filter(|s| s.id == conn).is_some_and(|s| s.http.wants_close())
+        self.conns
+            .get_mut(conn.index())
+            .and_then(Option::as_mut)
+            .filter(|s| s.id == conn)
+            .is_some_and(|s| s.http.wants_close())
     }
 
     fn on_close(&mut self, conn: ConnId, _now: Instant) {
@@ -309,7 +314,8 @@ fn process(state: &mut ConnState, ctx: &mut Ctx, held: &mut Vec<ConnId>, now_ns:
                     ReplyKind::Body => Response::bytes(r.status, r.content_type, &r.body),
                     ReplyKind::Fixed => ctx.fixed.take().unwrap_or_else(Response::no_content),
                 };
-                let response = if r.raw_headers.is_empty() { response } else { response.with_raw_headers(&r.raw_headers) };
+                let response =
+                    if r.raw_headers.is_empty() { response } else { response.with_raw_headers(&r.raw_headers) };
                 ctx.counters.count_status(response.status);
                 state.http.respond(&response);
             }

@@ -157,13 +157,8 @@ fn reload_racing_an_insert_leaves_no_stale_quota() {
     model(|| {
         let limiter = Arc::new(table(2, 2, 1, Overflow::Refuse));
         let key = key_at(0, 1);
-        let mut next = LimitsConfig {
-            default_rate: 5,
-            default_burst: 5,
-            capacity: 2,
-            probe_limit: 2,
-            ..LimitsConfig::default()
-        };
+        let mut next =
+            LimitsConfig { default_rate: 5, default_burst: 5, capacity: 2, probe_limit: 2, ..LimitsConfig::default() };
         next.overflow = Overflow::Refuse;
         let inserter = {
             let limiter = Arc::clone(&limiter);

@@ -427,10 +427,6 @@ impl KeyedLimiter {
                 continue 'retry;
             }
             self.counters.inserted.fetch_add(1, Ordering::Relaxed);
-<<<<<<< HEAD
-            if self.policy_generation.load(Ordering::Acquire) != generation {
-                slot.quota.store(self.current_policies().quota_word(key.tag()), Ordering::Release);
-=======
             // An RMW, not a load: either it reads the bumped generation (and
             // we re-read the policies), or it precedes the reload's bump in
             // modification order, which then synchronises with it, so the
@@ -438,11 +434,7 @@ impl KeyedLimiter {
             // (A plain load could miss the bump while the walk misses the
             // claim: loom found that store-buffering interleaving.)
             if self.policy_generation.fetch_add(0, Ordering::AcqRel) != generation {
-                slot.quota.store(
-                    self.current_policies().quota_word(key.tag()),
-                    Ordering::Release,
-                );
->>>>>>> limit
+                slot.quota.store(self.current_policies().quota_word(key.tag()), Ordering::Release);
             }
             return Insert::Slot(mine);
         }
@@ -524,18 +516,11 @@ impl KeyedLimiter {
             };
             *guard = Arc::clone(&policies);
         }
-<<<<<<< HEAD
-        let mut report = ReloadReport { slots_updated: 0, capacity_change_ignored: cfg.capacity != self.slots.len() };
-=======
         // Bumped after the swap (and outside the lock: no atomic operation
         // runs while the lock is held, which also keeps loom models from
         // blocking on a std lock).
         self.policy_generation.fetch_add(1, Ordering::AcqRel);
-        let mut report = ReloadReport {
-            slots_updated: 0,
-            capacity_change_ignored: cfg.capacity != self.slots.len(),
-        };
->>>>>>> limit
+        let mut report = ReloadReport { slots_updated: 0, capacity_change_ignored: cfg.capacity != self.slots.len() };
         for slot in self.slots.iter() {
             let word = slot.key.load(Ordering::Acquire);
             if word & STATE_MASK != STATE_LIVE && word & STATE_MASK != STATE_PENDING {
