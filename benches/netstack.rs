@@ -93,7 +93,7 @@ fn main() {
         // Fewer rounds: at 10,000 sockets every poll visits all of them.
         run_server(open, 32, Pattern::Hot, (rounds / 10).max(10), true);
     }
-    for per_cell in [32, 8] {
+    for per_cell in [32, 16, 8] {
         for pattern in [Pattern::Hot, Pattern::Dense, Pattern::Sparse] {
             for open in [100, 1_000, 10_000] {
                 run(open, per_cell, pattern, rounds);
