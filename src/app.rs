@@ -22,7 +22,7 @@ use std::net::SocketAddrV4;
 use std::sync::Arc;
 
 /// Per-worker HTTP counters (plain; the worker publishes them).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct HttpCounters {
     pub connections_accepted: u64,
     pub connections_closed: u64,

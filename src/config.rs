@@ -111,10 +111,65 @@ mod tests {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AppConfig {
+    pub net: NetConfig,
+    pub http: crate::http::HttpConfig,
+    pub auth: crate::http::auth::AuthConfig,
     pub udp: crate::udp::UdpConfig,
     pub writer: crate::writer::WriterConfig,
     pub limits: crate::limit::LimitsConfig,
     pub sink: SinkConfig,
+}
+
+/// `[net]`: the appliance's own address on the served port.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetConfig {
+    /// Our IPv4 address and prefix, e.g. "198.18.0.1/24".
+    pub ipv4: String,
+    /// Next hop for destinations outside the prefix.
+    pub gateway: Option<String>,
+    /// DPDK port to serve.
+    pub port_id: u16,
+    /// Neighbour (ARP) table entries.
+    pub neighbors: usize,
+    /// TCP sockets per smoltcp cell (bounds smoltcp's per-packet socket scan).
+    pub sockets_per_cell: usize,
+    /// Per-connection TCP receive and send buffers.
+    pub tcp_rx_buffer: usize,
+    pub tcp_tx_buffer: usize,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            ipv4: "198.18.0.1/24".into(),
+            gateway: None,
+            port_id: 0,
+            neighbors: 4096,
+            sockets_per_cell: 16,
+            tcp_rx_buffer: 64 * 1024,
+            tcp_tx_buffer: 8 * 1024,
+        }
+    }
+}
+
+impl NetConfig {
+    /// The address, prefix length and gateway, checked.
+    pub fn addresses(&self) -> Result<(std::net::Ipv4Addr, u8, Option<std::net::Ipv4Addr>), String> {
+        let (ip, prefix) =
+            self.ipv4.split_once('/').ok_or_else(|| format!("[net] ipv4 {:?} needs a /prefix", self.ipv4))?;
+        let ip: std::net::Ipv4Addr = ip.parse().map_err(|_| format!("[net] ipv4 {ip:?} is not an IPv4 address"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| (1..=32).contains(p))
+            .ok_or_else(|| format!("[net] prefix /{prefix} is not 1..=32"))?;
+        let gateway = match &self.gateway {
+            Some(g) => Some(g.parse().map_err(|_| format!("[net] gateway {g:?} is not an IPv4 address"))?),
+            None => None,
+        };
+        Ok((ip, prefix, gateway))
+    }
 }
 
 /// `[sink.*]`: where the log is forwarded (at-least-once, from the log).

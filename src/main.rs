@@ -18,6 +18,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Serve the write APIs (HTTP/1.1 on a userspace TCP stack, UDP line protocol and StatsD)
+    /// on a DPDK port, persisting what is accepted.
+    Serve(cmd::serve::ServeArgs),
     /// Replay a pcap through DPDK at full speed and report Mpps and per-class counts
     /// (no NIC, no hugepages by default).
     Replay(cmd::replay::ReplayArgs),
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => cmd::serve::run(args),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Rx(args) => cmd::rx::run(args),
         Command::GenPcap(args) => cmd::gen_pcap::run(args),

@@ -269,3 +269,28 @@ mod tests {
         assert_eq!(rates(5, 5, 0.0), (0.0, 0.0));
     }
 }
+
+/// Hands a worker's counters (any `Copy` struct) to the main lcore without
+/// ever blocking the worker: the worker `try_lock`s at most once per publish
+/// interval and skips a turn if the reader holds the lock; the reader locks
+/// briefly once per stats tick. Not on the per-packet path.
+#[derive(Default)]
+pub struct Published<T: Copy + Default>(std::sync::Mutex<T>);
+
+impl<T: Copy + Default> Published<T> {
+    /// Worker side: never waits.
+    pub fn publish(&self, value: &T) {
+        if let Ok(mut slot) = self.0.try_lock() {
+            *slot = *value;
+        }
+    }
+
+    /// Worker side at exit: the last value must land.
+    pub fn publish_final(&self, value: &T) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = *value;
+    }
+
+    pub fn snapshot(&self) -> T {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -4,7 +4,8 @@
 //! mutable with other workers. Each iteration takes at most one burst, so the
 //! work between two checks of the stop flag is bounded.
 
-use crate::dpdk::{RxBurst, RxQueue};
+use crate::dpdk::{Mempool, RxBurst, RxQueue, TxBurst, TxQueue};
+use crate::net::FrameSink;
 use crate::net::{classify, Frame};
 use crate::stats::{RxCounters, SharedRxCounters};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,5 +94,140 @@ pub fn run_ingest(
     udp.flush();
     counters.publish(&local);
     udp_counters.publish(udp.counters());
+    0
+}
+
+/// A [`FrameSink`] over a TX burst: frames are written straight into mbufs
+/// from `pool`; a full burst is sent before more are queued.
+pub struct MbufSink<'a> {
+    pub pool: &'a Mempool,
+    pub burst: &'a mut TxBurst,
+    pub tx: &'a mut TxQueue,
+    /// Frames dropped for lack of an mbuf.
+    pub no_mbuf: u64,
+}
+
+impl FrameSink for MbufSink<'_> {
+    fn has_room(&mut self) -> bool {
+        if self.burst.is_full() {
+            self.tx.tx_burst(self.burst);
+        }
+        !self.burst.is_full()
+    }
+
+    fn frame(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8]) -> bool) -> bool {
+        if !self.has_room() {
+            return false;
+        }
+        let Some(mut m) = self.pool.alloc() else {
+            self.no_mbuf += 1;
+            return false;
+        };
+        // A frame longer than the mbuf (or a refused fill) frees `m` on return.
+        let Some(buf) = m.append(len) else { return false };
+        if !fill(buf) {
+            return false;
+        }
+        self.burst.push(m).is_ok()
+    }
+}
+
+/// What `serve` publishes per worker.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ServeCounters {
+    pub net: crate::net::NetCounters,
+    pub http: crate::app::HttpCounters,
+    pub udp: crate::udp::UdpCounters,
+    pub tx_no_mbuf: u64,
+    pub tx_unsent_dropped: u64,
+}
+
+/// Everything a `serve` worker owns.
+pub struct ServeWorker {
+    pub rx: RxQueue,
+    pub tx: TxQueue,
+    pub pool: Arc<Mempool>,
+    pub stack: crate::net::NetStack,
+    pub app: crate::app::HttpApp,
+    pub udp: crate::udp::UdpIngest,
+    pub clock: crate::limit::MonotonicClock,
+    pub published: Arc<crate::stats::Published<ServeCounters>>,
+    pub stop: Arc<AtomicBool>,
+    /// After `stop`, keep serving this long so held (durable) responses go out.
+    pub drain_ns: u64,
+}
+
+/// Timeouts are checked at this period (they are seconds-scale).
+const TIMEOUT_SCAN_NS: u64 = 100_000_000;
+/// Counters are handed to the main lcore at this period.
+const PUBLISH_NS: u64 = 50_000_000;
+
+/// The `serve` datapath: frames into the TCP/IP stack (ARP, ICMP, TCP to
+/// the HTTP application), UDP datagrams to the UDP ingestion stage; held
+/// responses released as the writer makes batches durable; output frames
+/// written into mbufs and sent in bursts.
+pub fn run_serve(mut w: ServeWorker) -> i32 {
+    use crate::net::Received;
+    use smoltcp::time::Instant;
+    let mut burst = RxBurst::default();
+    let mut txb = TxBurst::default();
+    let mut counters = ServeCounters::default();
+    let mut last_timeouts = 0u64;
+    let mut last_publish = 0u64;
+    let mut stop_at: Option<u64> = None;
+    loop {
+        let now_ns = w.clock.now_ns();
+        if stop_at.is_none() && w.stop.load(Ordering::Relaxed) {
+            stop_at = Some(now_ns + w.drain_ns);
+        }
+        if stop_at.is_some_and(|t| now_ns >= t || w.app.counters().held == 0) {
+            break;
+        }
+        let now = Instant::from_micros((now_ns / 1_000) as i64);
+        let n = w.rx.rx_burst(&mut burst);
+        let mut sink = MbufSink { pool: &w.pool, burst: &mut txb, tx: &mut w.tx, no_mbuf: 0 };
+        for i in 0..n {
+            if burst.is_chained(i) {
+                // Only the first segment is visible; jumbo frames are not ours.
+                counters.net.drop_malformed += 1;
+                continue;
+            }
+            if let Received::Udp { src, dst_port, payload, .. } = w.stack.receive(now, burst.packet(i), &mut sink) {
+                w.udp.on_datagram(src, dst_port, payload, now_ns);
+            }
+        }
+        burst.clear();
+        for &conn in w.app.poll_held(now_ns) {
+            w.stack.wake(conn);
+        }
+        if now_ns - last_timeouts >= TIMEOUT_SCAN_NS {
+            last_timeouts = now_ns;
+            for &conn in w.app.poll_timeouts(now_ns) {
+                w.stack.wake(conn);
+            }
+        }
+        if n > 0 || w.stack.poll_at().is_some_and(|t| t <= now) {
+            w.stack.poll(now, &mut w.app, &mut sink);
+        }
+        counters.tx_no_mbuf += sink.no_mbuf;
+        w.tx.tx_burst(&mut txb);
+        w.udp.maybe_flush(now_ns);
+        if now_ns - last_publish >= PUBLISH_NS {
+            last_publish = now_ns;
+            counters.net = *w.stack.counters();
+            counters.http = *w.app.counters();
+            counters.udp = *w.udp.counters();
+            w.published.publish(&counters);
+        }
+    }
+    // Last chance for what is queued, then free the rest (counted).
+    w.tx.tx_burst(&mut txb);
+    counters.tx_unsent_dropped += txb.drop_all() as u64;
+    burst.clear();
+    w.udp.flush();
+    counters.net = *w.stack.counters();
+    counters.http = *w.app.counters();
+    counters.udp = *w.udp.counters();
+    w.published.publish_final(&counters);
     0
 }

@@ -4,3 +4,4 @@ pub mod gen_pcap;
 pub mod receive;
 pub mod replay;
 pub mod rx;
+pub mod serve;

@@ -280,7 +280,7 @@ pub enum DropReason {
 
 /// Counters of one stack, plain u64s; the worker publishes a copy.
 /// `rx_frames` = `rx_arp + rx_icmp_echo + rx_tcp + rx_udp` + every `drop_*`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NetCounters {
     pub rx_frames: u64,
     pub rx_arp: u64,

@@ -1,0 +1,311 @@
+//! `metricsstream serve`: the appliance. Workers run the userspace TCP/IP
+//! stack with the HTTP write APIs and the UDP ingestion ports on a DPDK
+//! port; the writer thread persists what they accept. Runs until
+//! SIGINT/SIGTERM (or `--duration`), then lets held responses finish, drains
+//! and fsyncs the writer, and writes the report.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use metricsstream::app::{AppShared, HttpApp, MetricsRenderer};
+use metricsstream::config::{AppConfig, Profile};
+use metricsstream::dpdk::{Eal, LcoreJob, Mempool, Port, PortConfig, BURST_SIZE};
+use metricsstream::limit::{KeyedLimiter, MonotonicClock};
+use metricsstream::net::{L2Config, NetStack, NetStackConfig};
+use metricsstream::stats::Published;
+use metricsstream::udp::UdpIngest;
+use metricsstream::worker::{self, ServeCounters, ServeWorker};
+use metricsstream::writer::{Shipper, Writer, WriterStats};
+use smoltcp::wire::{EthernetAddress, Ipv4Address};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Appliance config (TOML; every key documented in dpdk-config/metricsstream.toml).
+    #[arg(long)]
+    config: PathBuf,
+    /// DPDK profile (TOML): EAL arguments and port settings. Without it, the EAL gets
+    /// exactly the arguments after `--`.
+    #[arg(long)]
+    profile: Option<PathBuf>,
+    /// Worker lcores, one RX/TX queue pair each [default: profile's rx_queues, or 1].
+    #[arg(long)]
+    workers: Option<u16>,
+    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Write the final report as JSON to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Seconds between stats lines on stderr (0: none).
+    #[arg(long, default_value_t = 1.0)]
+    stats_interval: f64,
+    /// EAL arguments (appended to the profile's), e.g. `-- --no-huge -m 512 --vdev net_af_packet0,iface=veth0`.
+    #[arg(last = true)]
+    eal_args: Vec<String>,
+}
+
+/// Held (durable) responses get this long to go out after a stop signal.
+const DRAIN: Duration = Duration::from_secs(2);
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = AppConfig::load(&args.config)?;
+    let profile = match &args.profile {
+        Some(path) => Some(Profile::load(path)?),
+        None => None,
+    };
+    let port_section = profile.as_ref().map(|p| p.port.clone()).unwrap_or_default();
+    let workers = args.workers.unwrap_or(port_section.rx_queues);
+    if workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let mut eal_args = profile.as_ref().map(|p| p.eal.args.clone()).unwrap_or_default();
+    eal_args.extend(args.eal_args.iter().cloned());
+    if !Profile::sets_lcores(&eal_args) {
+        eal_args.push("-l".into());
+        eal_args.push(format!("0-{workers}"));
+    }
+    let (ip, prefix_len, gateway) = config.net.addresses().map_err(anyhow::Error::msg)?;
+
+    let eal = Eal::init(&eal_args).context(super::replay::EAL_FAILED)?;
+    let lcores = eal.worker_lcores();
+    if lcores.len() < usize::from(workers) {
+        bail!("{workers} workers need {workers} worker lcores, the EAL has {} (set -l 0-{workers})", lcores.len());
+    }
+    let port_id = profile.as_ref().map_or(config.net.port_id, |p| p.port.port_id);
+    let p = &port_section;
+    let pool_size = u32::from(workers) * (u32::from(p.rx_desc) + u32::from(p.tx_desc) + 4 * BURST_SIZE as u32)
+        + p.mbufs
+        + p.mbuf_cache * (u32::from(workers) + 1);
+    let pool = Arc::new(
+        Mempool::new(&eal, "ms_pool", pool_size, p.mbuf_cache, Mempool::DEFAULT_DATA_ROOM)
+            .with_context(|| format!("cannot allocate {pool_size} mbufs; raise -m (or reserve hugepages)"))?,
+    );
+    let port_config = PortConfig { queues: workers, rx_desc: p.rx_desc, tx_desc: p.tx_desc, promiscuous: true };
+    let mut port = Port::open(&eal, port_id, &port_config, pool.clone())?;
+    let mac = port.mac()?;
+
+    // Two writer handles per worker: one for the HTTP application, one for
+    // the UDP stage (each has its own batches and durable sequence).
+    let (writer, handles) = Writer::start(config.writer.clone(), 2 * usize::from(workers))
+        .with_context(|| format!("cannot start the writer in {}", config.writer.data_dir.display()))?;
+    let shipper = match &config.sink.victoriametrics {
+        Some(vm) => Some(
+            Shipper::start(
+                config.writer.data_dir.clone(),
+                vm.clone(),
+                Some(writer.durable_record_id()),
+                writer.stats().clone(),
+            )
+            .context("cannot start the VictoriaMetrics shipper")?,
+        ),
+        None => None,
+    };
+    let limiter = Arc::new(KeyedLimiter::new(&config.limits)?);
+    let published: Vec<Arc<Published<ServeCounters>>> = (0..workers).map(|_| Arc::new(Published::default())).collect();
+    let metrics: MetricsRenderer = {
+        let (published, writer_stats) = (published.clone(), writer.stats().clone());
+        Arc::new(move |out: &mut String| render_metrics(out, &published, &writer_stats))
+    };
+    let shared =
+        AppShared { http: config.http.clone(), auth: Arc::new(config.auth.clone()), limiter: limiter.clone(), metrics };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let clock = MonotonicClock::new();
+    let mut jobs = Vec::new();
+    let mut handles = handles.into_iter();
+    for (q, (rx, tx)) in port.take_queues().into_iter().enumerate() {
+        let (Some(app_writer), Some(udp_writer)) = (handles.next(), handles.next()) else {
+            bail!("internal error: the writer gave fewer handles than asked for");
+        };
+        let link = L2Config {
+            mac: EthernetAddress(mac),
+            ip: Ipv4Address::from(ip),
+            prefix_len,
+            gateway: gateway.map(Ipv4Address::from),
+            neighbor_capacity: config.net.neighbors,
+        };
+        let mut stack_config =
+            NetStackConfig::new(link, config.http.port, config.http.max_connections_per_worker as usize);
+        stack_config.sockets_per_cell = config.net.sockets_per_cell;
+        stack_config.rx_buffer = config.net.tcp_rx_buffer;
+        stack_config.tx_buffer = config.net.tcp_tx_buffer;
+        stack_config.idle_timeout = Some(smoltcp::time::Duration::from_millis(config.http.idle_timeout_ms.max(1000)));
+        stack_config.seed ^= q as u64;
+        let now = smoltcp::time::Instant::from_micros((clock.now_ns() / 1000) as i64);
+        let stack = NetStack::new(stack_config, now).context("TCP stack configuration")?;
+        let app = HttpApp::new(shared.clone(), app_writer, stack.slots());
+        let udp = UdpIngest::new(config.udp.clone(), limiter.clone(), udp_writer);
+        let w = ServeWorker {
+            rx,
+            tx,
+            pool: pool.clone(),
+            stack,
+            app,
+            udp,
+            clock,
+            published: published[q].clone(),
+            stop: stop.clone(),
+            drain_ns: DRAIN.as_nanos() as u64,
+        };
+        jobs.push(LcoreJob::launch(&eal, lcores[q], move || worker::run_serve(w))?);
+    }
+    eprintln!(
+        "serving {ip}/{prefix_len} on port {port_id} ({}, MAC {}) with {workers} worker(s): HTTP :{}, UDP line :{} statsd :{}; data in {} (ack {:?})",
+        port.name(),
+        EthernetAddress(mac),
+        config.http.port,
+        config.udp.line_port,
+        config.udp.statsd_port,
+        config.writer.data_dir.display(),
+        config.writer.ack,
+    );
+
+    let start = Instant::now();
+    let deadline = args.duration.map(|d| start + Duration::from_secs_f64(d));
+    let interval = (args.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.stats_interval));
+    let mut next_tick = interval.map(|i| start + i);
+    let mut prev = ServeCounters::default();
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            stop.store(true, Ordering::Relaxed);
+            break;
+        }
+        if let (Some(tick), Some(i)) = (next_tick, interval) {
+            if now >= tick {
+                let total = sum(&published);
+                eprintln!("{}", stats_line((now - start).as_secs_f64(), &total, &prev, i.as_secs_f64(), &writer));
+                prev = total;
+                next_tick = Some(tick + i);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("stopping: finishing held responses, draining the writer");
+    for job in jobs {
+        job.join()?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let total = sum(&published);
+    let port_stats = port.stats()?;
+    drop(port);
+    let shipped = match shipper {
+        Some(s) => Some(s.stop().context("shipper")?),
+        None => None,
+    };
+    let summary = writer.shutdown().context("writer shutdown")?;
+    let net = &total.net;
+    if net.connections_opened != net.connections_closed + net.connections_open {
+        bail!("internal error: connection counters do not balance: {net:?}");
+    }
+    let report = serde_json::json!({
+        "duration_s": elapsed,
+        "rx_packets": port_stats.ipackets,
+        "tx_packets": port_stats.opackets,
+        "dropped": { "imissed": port_stats.imissed, "nombuf": port_stats.rx_nombuf, "ierrors": port_stats.ierrors,
+                     "tx_no_mbuf": total.tx_no_mbuf, "tx_unsent": total.tx_unsent_dropped },
+        "net": net_json(net),
+        "http": total.http,
+        "udp": total.udp,
+        "records_accepted": total.http.records_accepted + total.udp.records_accepted,
+        "records_written": summary.records_written,
+        "fsyncs": summary.fsyncs,
+        "shipper": shipped.map(|s| format!("{s:?}")),
+        "limiter": format!("{:?}", limiter.stats()),
+    });
+    println!(
+        "serve: {:.1} s, {} connections, {} requests, {} records accepted, {} written, {} fsyncs",
+        elapsed,
+        net.connections_opened,
+        total.http.requests,
+        total.http.records_accepted + total.udp.records_accepted,
+        summary.records_written,
+        summary.fsyncs
+    );
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn sum(published: &[Arc<Published<ServeCounters>>]) -> ServeCounters {
+    let mut t = ServeCounters::default();
+    for c in published.iter().map(|p| p.snapshot()) {
+        t.net = add_fields(&t.net, &c.net);
+        t.http = add_fields(&t.http, &c.http);
+        t.udp.add(&c.udp);
+        t.tx_no_mbuf += c.tx_no_mbuf;
+        t.tx_unsent_dropped += c.tx_unsent_dropped;
+    }
+    t
+}
+
+/// Field-wise sum of two counter structs whose fields are all u64 (through
+/// their serde form: the main lcore does this once per tick, not per packet).
+fn add_fields<T: serde::Serialize + serde::de::DeserializeOwned + Copy>(a: &T, b: &T) -> T {
+    let (Ok(mut x), Ok(y)) = (serde_json::to_value(a), serde_json::to_value(b)) else { return *a };
+    if let (Some(x), Some(y)) = (x.as_object_mut(), y.as_object()) {
+        for (k, v) in y {
+            let sum = x.get(k).and_then(|n| n.as_u64()).unwrap_or(0) + v.as_u64().unwrap_or(0);
+            x.insert(k.clone(), sum.into());
+        }
+    }
+    serde_json::from_value(x).unwrap_or(*a)
+}
+
+fn net_json(n: &metricsstream::net::NetCounters) -> serde_json::Value {
+    serde_json::to_value(n).unwrap_or_default()
+}
+
+fn stats_line(
+    t: f64,
+    c: &ServeCounters,
+    prev: &ServeCounters,
+    interval: f64,
+    writer: &metricsstream::writer::WriterRuntime,
+) -> String {
+    let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / interval;
+    let w = writer.stats().snapshot();
+    format!(
+        "[{t:7.1}s] conns open {} (+{}) | req {:.0}/s 2xx {} 4xx {} 5xx {} | records {:.0}/s http, {:.0}/s udp, limited {} | written {} fsyncs {} backpressure {}",
+        c.net.connections_open,
+        c.net.connections_opened - prev.net.connections_opened,
+        rate(c.http.requests, prev.http.requests),
+        c.http.responses_2xx,
+        c.http.responses_400 + c.http.responses_401 + c.http.responses_404_405 + c.http.responses_413 + c.http.responses_429,
+        c.http.responses_503,
+        rate(c.http.records_accepted, prev.http.records_accepted),
+        rate(c.udp.records_accepted, prev.udp.records_accepted),
+        c.http.records_limited + c.udp.records_limited,
+        w.records_written,
+        w.fsyncs,
+        w.writer_backpressure,
+    )
+}
+
+/// Prometheus text exposition of every counter the workers and the writer publish.
+fn render_metrics(out: &mut String, published: &[Arc<Published<ServeCounters>>], writer: &Arc<WriterStats>) {
+    use std::fmt::Write as _;
+    let total = sum(published);
+    let mut section = |prefix: &str, value: serde_json::Value| {
+        if let Some(map) = value.as_object() {
+            for (k, v) in map {
+                if let Some(n) = v.as_u64() {
+                    let _ = writeln!(out, "metricsstream_{prefix}_{k} {n}");
+                }
+            }
+        }
+    };
+    section("net", net_json(&total.net));
+    section("http", serde_json::to_value(total.http).unwrap_or_default());
+    section("udp", serde_json::to_value(total.udp).unwrap_or_default());
+    section("writer", serde_json::to_value(writer.snapshot()).unwrap_or_default());
+}
