@@ -74,14 +74,28 @@ pub struct AppShared {
     pub auth: Arc<AuthConfig>,
     pub limiter: Arc<KeyedLimiter>,
     pub metrics: MetricsRenderer,
+    /// Added to the monotonic `now` to stamp records that carry no timestamp.
+    pub unix_offset_ns: u64,
 }
 
 struct ConnState {
     id: ConnId,
     peer: SocketAddrV4,
     http: Connection,
-    /// The batch whose fsync the current response waits for.
-    held: Option<Ticket>,
+    /// The batches the current response waits for.
+    held: Option<Held>,
+}
+
+/// A response waiting for its records to be handed over (and, with
+/// `ack = "durable"`, made durable): they went into the app's batches
+/// `first..=last`.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    first: u64,
+    last: u64,
+    records: u64,
+    /// 202 `{"accepted":records}` (JSON API) rather than 204.
+    json: bool,
 }
 
 /// A response being built, in buffers reused across requests.
@@ -118,12 +132,20 @@ struct Ctx {
     reply: Reply,
     fixed: Option<Response<'static>>,
     counters: HttpCounters,
+    /// Group commit: every request handled in one worker iteration goes into
+    /// this batch, submitted by [`HttpApp::flush`] at the end of the iteration.
+    open: Option<Batch>,
+    /// Number of the batch being filled (app-local, from 1).
+    open_no: u64,
+    /// Submitted batches still referred to by a held response: the writer's
+    /// ticket, or `None` if the writer refused the batch (backpressure).
+    submitted: std::collections::VecDeque<(u64, Option<Ticket>)>,
 }
 
 /// What to do with a request once it is handled.
 enum Outcome {
     Respond,
-    Hold(Ticket),
+    Hold(Held),
 }
 
 pub struct HttpApp {
@@ -163,6 +185,9 @@ impl HttpApp {
                 },
                 fixed: None,
                 counters: HttpCounters::default(),
+                open: None,
+                open_no: 1,
+                submitted: std::collections::VecDeque::with_capacity(256),
             },
         }
     }
@@ -171,10 +196,24 @@ impl HttpApp {
         &self.ctx.counters
     }
 
-    /// Answers held requests whose batch is now durable; returns the
-    /// connections the stack must service (`NetStack::wake`).
+    /// Submits the batch filled during this iteration (group commit).
+    pub fn flush(&mut self) {
+        let Some(batch) = self.ctx.open.take() else { return };
+        if batch.is_empty() {
+            self.ctx.open = Some(batch);
+            return;
+        }
+        let ticket = submit(&mut self.ctx, batch);
+        self.ctx.submitted.push_back((self.ctx.open_no, ticket));
+        self.ctx.open_no += 1;
+    }
+
+    /// Answers held requests whose batches are handed over (and durable, in
+    /// `durable` mode), or refused (503); returns the connections the stack
+    /// must service (`NetStack::wake`).
     pub fn poll_held(&mut self, now_ns: u64) -> &[ConnId] {
         self.to_wake.clear();
+        let mut oldest_needed = self.ctx.open_no;
         let mut i = 0;
         while i < self.held.len() {
             let id = self.held[i];
@@ -182,27 +221,40 @@ impl HttpApp {
                 self.held.swap_remove(i);
                 continue;
             };
-            match state.held {
-                Some(ticket) if self.ctx.writer.is_acked(&ticket) => {
+            let Some(held) = state.held else {
+                self.held.swap_remove(i);
+                continue;
+            };
+            match held_status(&self.ctx, &held) {
+                HeldStatus::Waiting => {
+                    oldest_needed = oldest_needed.min(held.first);
+                    i += 1;
+                }
+                done => {
                     state.held = None;
                     self.ctx.counters.held -= 1;
-                    self.ctx.counters.count_status(204);
-                    state.http.respond(&Response::no_content());
+                    self.ctx.reset_reply();
+                    let response = match (done, held.json) {
+                        (HeldStatus::Refused, _) => {
+                            self.ctx.counters.records_accepted -= held.records;
+                            Response::error(503, "backpressure", "the writer is behind; retry")
+                                .with_raw_headers(b"Retry-After: 1\r\n")
+                        }
+                        (_, true) => Response::accepted(held.records),
+                        (_, false) => Response::no_content(),
+                    };
+                    self.ctx.counters.count_status(response.status);
+                    state.http.respond(&response);
                     // Pipelined requests waited behind this one.
                     process(state, &mut self.ctx, &mut self.held, now_ns);
                     self.to_wake.push(id);
-                    if state.held.is_none() {
-                        // `process` may have pushed this id again; keep one entry.
-                        self.held.swap_remove(i);
-                        continue;
-                    }
-                    i += 1;
-                }
-                Some(_) => i += 1,
-                None => {
                     self.held.swap_remove(i);
                 }
             }
+        }
+        // Batches no held response refers to any more are forgotten.
+        while self.ctx.submitted.front().is_some_and(|(no, _)| *no < oldest_needed) {
+            self.ctx.submitted.pop_front();
         }
         self.held.sort_unstable_by_key(|c| (c.index(), c.generation()));
         self.held.dedup();
@@ -219,6 +271,35 @@ impl HttpApp {
             }
         }
         &self.to_wake
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HeldStatus {
+    Waiting,
+    Done,
+    Refused,
+}
+
+/// Whether every batch of a held response is handed over (and durable).
+fn held_status(ctx: &Ctx, held: &Held) -> HeldStatus {
+    if held.last >= ctx.open_no {
+        return HeldStatus::Waiting; // still in the open batch
+    }
+    let mut last_ticket = None;
+    for (no, ticket) in ctx.submitted.iter().filter(|(no, _)| (held.first..=held.last).contains(no)) {
+        match ticket {
+            None => return HeldStatus::Refused,
+            Some(t) if *no == held.last => last_ticket = Some(*t),
+            Some(_) => {}
+        }
+    }
+    match (ctx.ack, last_ticket) {
+        // Sequence numbers are per handle and monotonic: the last batch
+        // durable means the earlier ones are too.
+        (AckMode::Durable, Some(t)) if !ctx.writer.is_acked(&t) => HeldStatus::Waiting,
+        (_, Some(_)) => HeldStatus::Done,
+        (_, None) => HeldStatus::Refused,
     }
 }
 
@@ -300,8 +381,8 @@ fn process(state: &mut ConnState, ctx: &mut Ctx, held: &mut Vec<ConnId>, now_ns:
             }
         };
         match outcome {
-            Outcome::Hold(ticket) => {
-                state.held = Some(ticket);
+            Outcome::Hold(h) => {
+                state.held = Some(h);
                 ctx.counters.held += 1;
                 held.push(state.id);
             }
@@ -381,7 +462,8 @@ fn handle(req: RequestRef<'_>, peer: SocketAddrV4, ctx: &mut Ctx, now_ns: u64) -
 
 /// The write routes: credentials, parse, limit, batch.
 fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx: &mut Ctx, now_ns: u64) -> Outcome {
-    let now = i64::try_from(now_ns).unwrap_or(i64::MAX);
+    // Wall time for records without a timestamp; the limiter keeps monotonic time.
+    let now = i64::try_from(now_ns.saturating_add(ctx.shared.unix_offset_ns)).unwrap_or(i64::MAX);
     let body = req.body();
     ctx.counters.body_bytes += body.len() as u64;
     // Query parameters: precision, and v1 credentials.
@@ -440,7 +522,7 @@ fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx: &mut Ctx, 
         (Some(c), _, _) => c.as_bytes(),
         (None, Some(h), _) => h,
         (None, None, Some(c)) => c.as_bytes(),
-        _ => crate::udp::address_id((*peer.ip()).into(), &mut addr_buf),
+        _ => crate::udp::address_id(*peer.ip(), &mut addr_buf),
     };
     if records > 0 {
         let verdict = ctx.shared.limiter.try_acquire(ctx.shared.limiter.key_for(client), records, now_ns);
@@ -462,18 +544,26 @@ fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx: &mut Ctx, 
         return respond_ok(route, 0, ctx);
     }
 
-    // Into writer batches. A body larger than one batch spans several; the
-    // response covers the last.
-    let client_name = std::str::from_utf8(client).unwrap_or("invalid-utf8");
-    let Some(mut batch) = take_batch(ctx, client_name) else {
+    // Into the open (group-commit) batch; a body larger than what is left of
+    // it spills into the next ones. The response waits for all of them.
+    let first = ctx.open_no;
+    if !ensure_open(ctx) {
         return writer_busy(ctx, records);
-    };
-    let ticket = if route == Route::JsonMetrics {
-        match ctx.json.parse_into(body, now, &mut batch) {
-            Ok(_) => submit(ctx, batch),
-            Err(_) => {
-                // A JSON batch larger than one writer batch: refused with 413.
-                ctx.writer.recycle(batch);
+    }
+    if route == Route::JsonMetrics {
+        let batch = ctx.open.as_mut().expect("ensured");
+        let mark = batch.mark();
+        if ctx.json.parse_into(body, now, batch).is_err() {
+            // Did not fit what is left: ship the open batch, retry in an empty one.
+            batch.rollback(mark);
+            ctx.flush_open();
+            if !ensure_open(ctx) {
+                return writer_busy(ctx, records);
+            }
+            let batch = ctx.open.as_mut().expect("ensured");
+            let empty = batch.mark();
+            if ctx.json.parse_into(body, now, batch).is_err() {
+                batch.rollback(empty);
                 return ctx.error(
                     413,
                     "too_large",
@@ -484,33 +574,48 @@ fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx: &mut Ctx, 
     } else {
         let mut position = crate::ingest::line_protocol::BodyPosition::START;
         loop {
-            let summary = ctx.line.parse_from(body, position, precision, now, &mut batch);
-            match summary.resume_at {
-                None => break submit(ctx, batch),
-                Some(next) => {
-                    position = next;
-                    if submit(ctx, batch).is_none() {
-                        break None;
-                    }
-                    match take_batch(ctx, client_name) {
-                        Some(b) => batch = b,
-                        None => break None,
-                    }
-                }
+            let batch = ctx.open.as_mut().expect("ensured");
+            let summary = ctx.line.parse_from(body, position, precision, now, batch);
+            let Some(next) = summary.resume_at else { break };
+            position = next;
+            ctx.flush_open();
+            if !ensure_open(ctx) {
+                // What was already handed over stays (the client's retry may
+                // duplicate it: at-least-once, never lost).
+                return writer_busy(ctx, records);
             }
         }
-    };
-    let Some(ticket) = ticket else {
-        return writer_busy(ctx, records);
-    };
+    }
     ctx.counters.records_accepted += records;
-    match (ctx.ack, route) {
-        (AckMode::Durable, Route::WriteV1 | Route::WriteV2) => Outcome::Hold(ticket),
-        (AckMode::Durable, _) => {
-            ctx.reply.accepted = records;
-            Outcome::Hold(ticket)
+    Outcome::Hold(Held { first, last: ctx.open_no, records, json: route == Route::JsonMetrics })
+}
+
+/// Makes sure there is an open batch; false when the writer has none free.
+fn ensure_open(ctx: &mut Ctx) -> bool {
+    if ctx.open.is_none() {
+        match ctx.writer.take_batch() {
+            Some(mut batch) => {
+                batch.set_client(HTTP_CLIENT);
+                ctx.open = Some(batch);
+            }
+            None => return false,
         }
-        _ => respond_ok(route, records, ctx),
+    }
+    true
+}
+
+/// Client id on HTTP batches: requests of many clients share a batch (group
+/// commit); the limiter, not the log, keys on the client.
+const HTTP_CLIENT: &str = "http";
+
+impl Ctx {
+    /// Submits the open batch now (it is full).
+    fn flush_open(&mut self) {
+        if let Some(batch) = self.open.take() {
+            let ticket = submit(self, batch);
+            self.submitted.push_back((self.open_no, ticket));
+            self.open_no += 1;
+        }
     }
 }
 
@@ -522,12 +627,6 @@ fn respond_ok(route: Route, records: u64, ctx: &mut Ctx) -> Outcome {
         ctx.reply.kind = ReplyKind::NoContent;
     }
     Outcome::Respond
-}
-
-fn take_batch(ctx: &mut Ctx, client: &str) -> Option<Batch> {
-    let mut batch = ctx.writer.take_batch()?;
-    batch.set_client(client);
-    Some(batch)
 }
 
 fn submit(ctx: &mut Ctx, batch: Batch) -> Option<Ticket> {

@@ -132,6 +132,8 @@ pub struct UdpIngest {
     /// When the current batch got its first record.
     batch_started_ns: u64,
     counters: UdpCounters,
+    /// Added to the monotonic `now` to stamp records that carry no timestamp.
+    unix_offset_ns: u64,
 }
 
 /// Client id recorded on UDP batches: datagrams of many sources share a
@@ -149,7 +151,15 @@ impl UdpIngest {
             batch: None,
             batch_started_ns: 0,
             counters: UdpCounters::default(),
+            unix_offset_ns: 0,
         }
+    }
+
+    /// Records without a timestamp get `unix_offset_ns + now_ns` (the
+    /// clock's [`unix_at_epoch_ns`](crate::limit::MonotonicClock::unix_at_epoch_ns)).
+    pub fn with_unix_offset(mut self, unix_offset_ns: u64) -> UdpIngest {
+        self.unix_offset_ns = unix_offset_ns;
+        self
     }
 
     pub fn counters(&self) -> &UdpCounters {
@@ -171,7 +181,7 @@ impl UdpIngest {
             Protocol::Line => self.counters.datagrams_line += 1,
             Protocol::Statsd => self.counters.datagrams_statsd += 1,
         }
-        let now = i64::try_from(now_ns).unwrap_or(i64::MAX);
+        let now = i64::try_from(now_ns.saturating_add(self.unix_offset_ns)).unwrap_or(i64::MAX);
         // At most two tries: the current batch, then a fresh one if it filled up.
         for _ in 0..2 {
             if !self.ensure_batch(now_ns) {

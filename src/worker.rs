@@ -209,6 +209,8 @@ pub fn run_serve(mut w: ServeWorker) -> i32 {
         if n > 0 || w.stack.poll_at().is_some_and(|t| t <= now) {
             w.stack.poll(now, &mut w.app, &mut sink);
         }
+        // Group commit: the requests of this iteration share one batch.
+        w.app.flush();
         counters.tx_no_mbuf += sink.no_mbuf;
         w.tx.tx_burst(&mut txb);
         w.udp.maybe_flush(now_ns);

@@ -67,8 +67,10 @@ pub fn run(
         }
         None => None,
     };
-    let mut ingests = pipeline.as_mut().map(|(_, i)| std::mem::take(i).into_iter());
     let clock = MonotonicClock::new();
+    let mut ingests = pipeline
+        .as_mut()
+        .map(|(_, i)| std::mem::take(i).into_iter().map(move |u| u.with_unix_offset(clock.unix_at_epoch_ns())));
     let mut jobs = Vec::new();
     for (q, (rx, _tx)) in port.take_queues().into_iter().enumerate() {
         let (shared, stop) = (counters[q].clone(), stop.clone());

@@ -104,20 +104,25 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let limiter = Arc::new(KeyedLimiter::new(&config.limits)?);
+    let clock = MonotonicClock::new();
     let published: Vec<Arc<Published<ServeCounters>>> = (0..workers).map(|_| Arc::new(Published::default())).collect();
     let metrics: MetricsRenderer = {
         let (published, writer_stats) = (published.clone(), writer.stats().clone());
         Arc::new(move |out: &mut String| render_metrics(out, &published, &writer_stats))
     };
-    let shared =
-        AppShared { http: config.http.clone(), auth: Arc::new(config.auth.clone()), limiter: limiter.clone(), metrics };
+    let shared = AppShared {
+        http: config.http.clone(),
+        auth: Arc::new(config.auth.clone()),
+        limiter: limiter.clone(),
+        metrics,
+        unix_offset_ns: clock.unix_at_epoch_ns(),
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
         signal_hook::flag::register(sig, stop.clone())?;
     }
-    let clock = MonotonicClock::new();
     let mut jobs = Vec::new();
     let mut handles = handles.into_iter();
     for (q, (rx, tx)) in port.take_queues().into_iter().enumerate() {
@@ -141,7 +146,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let now = smoltcp::time::Instant::from_micros((clock.now_ns() / 1000) as i64);
         let stack = NetStack::new(stack_config, now).context("TCP stack configuration")?;
         let app = HttpApp::new(shared.clone(), app_writer, stack.slots());
-        let udp = UdpIngest::new(config.udp.clone(), limiter.clone(), udp_writer);
+        let udp =
+            UdpIngest::new(config.udp.clone(), limiter.clone(), udp_writer).with_unix_offset(clock.unix_at_epoch_ns());
         let w = ServeWorker {
             rx,
             tx,

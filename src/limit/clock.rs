@@ -19,12 +19,23 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy)]
 pub struct MonotonicClock {
     epoch: Instant,
+    /// Unix time (ns) at the epoch: records without a timestamp are stamped
+    /// with wall time derived from the monotonic clock (no NTP steps mid-run).
+    unix_at_epoch_ns: u64,
 }
 
 impl MonotonicClock {
     /// A clock whose epoch (`now_ns() == 0`) is this instant.
     pub fn new() -> Self {
-        Self { epoch: Instant::now() }
+        let unix_at_epoch_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        Self { epoch: Instant::now(), unix_at_epoch_ns }
+    }
+
+    /// Unix time in ns at `now_ns()` == 0; add a `now_ns()` for the wall time then.
+    pub fn unix_at_epoch_ns(&self) -> u64 {
+        self.unix_at_epoch_ns
     }
 
     /// Nanoseconds since the epoch. Saturates (after 584 years) instead of

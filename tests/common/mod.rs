@@ -36,6 +36,11 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        // MS_KEEP_TEST_DIRS=1 keeps them for a post-mortem.
+        if std::env::var_os("MS_KEEP_TEST_DIRS").is_some() {
+            eprintln!("kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -53,31 +58,37 @@ impl Drop for ChildGuard {
 }
 
 /// Runs the binary with `args`, killing it after `limit`; panics on a hang.
+/// Both pipes are drained while it runs (a full pipe would block it).
 pub fn run(args: &[&str], limit: Duration) -> Output {
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn metricsstream");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
     let mut guard = ChildGuard(Some(child));
     let start = Instant::now();
-    loop {
-        let c = guard.0.as_mut().unwrap();
-        if let Some(status) = c.try_wait().unwrap() {
-            let mut stdout = Vec::new();
-            let mut stderr = Vec::new();
-            c.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
-            c.stderr.take().unwrap().read_to_end(&mut stderr).unwrap();
+    let status = loop {
+        if let Some(status) = guard.0.as_mut().unwrap().try_wait().unwrap() {
             guard.0 = None;
-            return Output { status, stdout, stderr };
+            break status;
         }
         if start.elapsed() > limit {
             panic!("metricsstream {args:?} did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
+    Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
 }
 
 pub fn text(bytes: &[u8]) -> String {
