@@ -15,7 +15,7 @@ use metricsstream::stats::Published;
 use metricsstream::udp::UdpIngest;
 use metricsstream::worker::{self, ServeCounters, ServeWorker};
 use metricsstream::writer::{Shipper, Writer, WriterStats};
-use smoltcp::wire::{EthernetAddress, Ipv4Address};
+use smoltcp::wire::EthernetAddress;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -131,9 +131,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         };
         let link = L2Config {
             mac: EthernetAddress(mac),
-            ip: Ipv4Address::from(ip),
+            ip,
             prefix_len,
-            gateway: gateway.map(Ipv4Address::from),
+            gateway,
             neighbor_capacity: config.net.neighbors,
         };
         let mut stack_config =
