@@ -20,5 +20,8 @@ step "ops scripts: shellcheck, Vagrantfile, bind-nic/provision dry runs, hugepag
 cargo build --release --quiet
 MS_BIN=target/release/metricsstream bash tests/ops/run.sh
 
-step "cargo test (unit, property and DPDK integration tests)"
+step "loom models of the lock-free limiter (own target dir: --cfg loom rebuilds everything)"
+RUSTFLAGS="--cfg loom" cargo test --release --quiet --lib limit::loom_tests --target-dir target/loom
+
+step "cargo test (unit, property, fuzz-seed, DPDK, veth/curl/wrk, VictoriaMetrics and crash tests)"
 cargo test --release --workspace

@@ -129,13 +129,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let (Some(app_writer), Some(udp_writer)) = (handles.next(), handles.next()) else {
             bail!("internal error: the writer gave fewer handles than asked for");
         };
-        let link = L2Config {
-            mac: EthernetAddress(mac),
-            ip,
-            prefix_len,
-            gateway,
-            neighbor_capacity: config.net.neighbors,
-        };
+        let link =
+            L2Config { mac: EthernetAddress(mac), ip, prefix_len, gateway, neighbor_capacity: config.net.neighbors };
         let mut stack_config =
             NetStackConfig::new(link, config.http.port, config.http.max_connections_per_worker as usize);
         stack_config.sockets_per_cell = config.net.sockets_per_cell;
