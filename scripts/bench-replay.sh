@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Replay Mpps of metricsstream against dpdk-testpmd --forward-mode=rxonly, in
 # one run, on the same pcap, the same vdev (net_pcap, infinite_rx=1) and the
-# same lcore. Rounds alternate between the two so that background load hits
-# both alike; the medians and their ratio are printed.
+# same lcore: classification only (`replay`), and the full UDP ingestion
+# pipeline (`replay --config`: every datagram parsed, limited and handed to
+# the writer, which persists to a scratch directory). Rounds alternate so that
+# background load hits all three alike; medians and ratios are printed.
 #
 #   scripts/bench-replay.sh [--pcap FILE] [--kind udp-line|udp-statsd|http]
 #                           [--seconds S] [--rounds N] [--json OUT]
@@ -58,26 +60,40 @@ testpmd_mpps() {
 }
 
 replay_mpps() {
-    "$bin" replay --pcap "$pcap" --duration "$seconds" --stats-interval 0 --report "$tmp/r.json" >/dev/null 2>&1
+    "$bin" replay --pcap "$pcap" --duration "$seconds" --stats-interval 0 --report "$tmp/r.json" "$@" >/dev/null 2>&1
     python3 -c 'import json,sys; print("%.3f" % json.load(open(sys.argv[1]))["rx_mpps"])' "$tmp/r.json"
+}
+
+# The pipeline run: generous limits (this measures speed, not limiting).
+printf '[writer]\ndata_dir = "%s/data"\n[limits]\ndefault_rate = 1000000000\ndefault_burst = 1000000000\n' "$tmp" > "$tmp/pipeline.toml"
+pipeline() {
+    rm -rf "$tmp/data"
+    replay_mpps --config "$tmp/pipeline.toml"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.3f %d %d %d" % (r["records_written"]/r["duration_s"]/1e6, r["records_parsed"], r["records_written"], r["records_dropped_writer_full"]))' "$tmp/r.json" > "$tmp/pipeline.txt"
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-t=() r=()
+t=() r=() u=() w=()
 for i in $(seq "$rounds"); do
     t+=("$(testpmd_mpps)")
     r+=("$(replay_mpps)")
-    echo "round $i: testpmd rxonly ${t[-1]} Mpps, metricsstream replay ${r[-1]} Mpps"
+    u+=("$(pipeline)")
+    read -r written_mrps parsed written dropped < "$tmp/pipeline.txt"
+    w+=("$written_mrps")
+    echo "round $i: testpmd rxonly ${t[-1]} Mpps | replay ${r[-1]} Mpps | pipeline ${u[-1]} Mpps, records written ${written_mrps} M/s (parsed $parsed, written $written, dropped writer-full $dropped)"
 done
-tm=$(median "${t[@]}") rm_=$(median "${r[@]}")
+tm=$(median "${t[@]}") rm_=$(median "${r[@]}") um=$(median "${u[@]}") wm=$(median "${w[@]}")
 ratio=$(awk -v a="$rm_" -v b="$tm" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+uratio=$(awk -v a="$um" -v b="$tm" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
 frame=$(( $(stat -c %s "$pcap") / packets - 16 ))
 echo "pcap: $pcap ($packets frames, ~$frame B avg), 1 worker lcore, ${seconds}s x $rounds rounds, nproc $(nproc), load avg $(cut -d' ' -f1 /proc/loadavg)"
 echo "testpmd rxonly: $tm Mpps (median)"
 echo "metricsstream replay: $rm_ Mpps (median)"
 echo "ratio replay/testpmd: $ratio (goal >= 0.8)"
+echo "metricsstream UDP pipeline (parse, limit, write): $um Mpps, $wm M records/s written (median)"
+echo "ratio pipeline/testpmd: $uratio (goal >= 0.5)"
 if [ -n "$json" ]; then
-    printf '{"pcap_frames": %s, "avg_frame_bytes": %s, "testpmd_mpps": %s, "replay_mpps": %s, "ratio": %s}\n' \
-        "$packets" "$frame" "$tm" "$rm_" "$ratio" > "$json"
+    printf '{"pcap_frames": %s, "avg_frame_bytes": %s, "testpmd_mpps": %s, "replay_mpps": %s, "ratio": %s, "pipeline_mpps": %s, "pipeline_records_written_mps": %s, "pipeline_ratio": %s}\n' \
+        "$packets" "$frame" "$tm" "$rm_" "$ratio" "$um" "$wm" "$uratio" > "$json"
 fi
