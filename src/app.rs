@@ -469,11 +469,11 @@ fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx: &mut Ctx, 
     // Query parameters: precision, and v1 credentials.
     let (precision, user, password) = match route {
         Route::WriteV1 => match routes::parse_v1(req.query(), &mut ctx.query_scratch) {
-            Ok(p) => (lp_precision(p.precision), p.user, p.password),
+            Ok(p) => (p.precision, p.user, p.password),
             Err(e) => return ctx.fixed(e.response()),
         },
         Route::WriteV2 => match routes::parse_v2(req.query(), &mut ctx.query_scratch) {
-            Ok(p) => (lp_precision(p.precision), None, None),
+            Ok(p) => (p.precision, None, None),
             Err(e) => return ctx.fixed(e.response()),
         },
         _ => (Precision::Nanoseconds, None, None),
@@ -643,15 +643,4 @@ fn writer_busy(ctx: &mut Ctx, records: u64) -> Outcome {
     ctx.reply.raw_headers.clear();
     ctx.reply.raw_headers.extend_from_slice(b"Retry-After: 1\r\n");
     ctx.error(503, "backpressure", format_args!("the writer is behind; {records} records not taken, retry"))
-}
-
-fn lp_precision(p: routes::Precision) -> Precision {
-    match p {
-        routes::Precision::Nanoseconds => Precision::Nanoseconds,
-        routes::Precision::Microseconds => Precision::Microseconds,
-        routes::Precision::Milliseconds => Precision::Milliseconds,
-        routes::Precision::Seconds => Precision::Seconds,
-        routes::Precision::Minutes => Precision::Minutes,
-        routes::Precision::Hours => Precision::Hours,
-    }
 }

@@ -7,13 +7,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use metricsstream::config::AppConfig;
 use metricsstream::config::{Profile, DEFAULT_REPLAY_PROFILE};
-use metricsstream::dpdk::{Eal, Mempool, Port, PortConfig, BURST_SIZE};
+use metricsstream::dpdk::{Mempool, Port, PortConfig, BURST_SIZE};
 use metricsstream::pcap::count_packets;
 use std::path::PathBuf;
 use std::sync::Arc;
-
-/// Context of an EAL start-up failure; the EAL printed its reason above.
-pub const EAL_FAILED: &str = "EAL initialisation failed (see the EAL message above; EAL options: https://doc.dpdk.org/guides-22.11/linux_gsg/linux_eal_parameters.html)";
 
 /// Name of the pcap port replay creates.
 const PCAP_PORT: &str = "net_pcap0";
@@ -57,9 +54,6 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         None => Profile::parse(DEFAULT_REPLAY_PROFILE, "built-in pcap-replay profile")?,
     };
     let workers = args.workers.unwrap_or(profile.port.rx_queues);
-    if workers == 0 {
-        bail!("--workers must be at least 1");
-    }
     if let Some(d) = args.duration {
         if !(d > 0.0 && d.is_finite()) {
             bail!("--duration must be a positive number of seconds");
@@ -76,20 +70,12 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
 
     let mut eal_args = profile.eal.args.clone();
     eal_args.extend(args.eal_args.iter().cloned());
-    if !Profile::sets_lcores(&eal_args) {
-        eal_args.push("-l".into());
-        eal_args.push(format!("0-{workers}"));
-    }
     let rx_pcaps: Vec<String> = (0..workers).map(|_| format!("rx_pcap={pcap}")).collect();
     eal_args.push("--vdev".into());
     let looping = if args.once { "" } else { ",infinite_rx=1" };
     eal_args.push(format!("{PCAP_PORT},{}{looping}", rx_pcaps.join(",")));
 
-    let eal = Eal::init(&eal_args).context(EAL_FAILED)?;
-    let lcores = eal.worker_lcores();
-    if lcores.len() < usize::from(workers) {
-        bail!("{workers} workers need {workers} worker lcores, the EAL has {} (set -l 0-{workers})", lcores.len());
-    }
+    let (eal, lcores) = super::start_eal(eal_args, workers)?;
     let port_id = eal.port_by_name(PCAP_PORT).context("the pcap port was not created")?;
 
     // infinite_rx keeps a copy of the whole file per queue in mbufs.
@@ -127,5 +113,5 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         report: args.report.clone(),
         ingest: args.config.as_deref().map(AppConfig::load).transpose()?,
     };
-    receive::run(&eal, port, pool, &lcores[..usize::from(workers)], &run, &banner)
+    receive::run(&eal, port, pool, &lcores, &run, &banner)
 }

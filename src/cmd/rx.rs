@@ -4,11 +4,11 @@
 //! port, and shows what arrives on it.
 
 use super::receive::{self, RunOptions};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use metricsstream::config::AppConfig;
 use metricsstream::config::Profile;
-use metricsstream::dpdk::{Eal, Mempool, Port, PortConfig, BURST_SIZE};
+use metricsstream::dpdk::{Mempool, Port, PortConfig, BURST_SIZE};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -44,20 +44,9 @@ pub struct RxArgs {
 pub fn run(args: RxArgs) -> anyhow::Result<()> {
     let profile = Profile::load(&args.profile)?;
     let workers = args.workers.unwrap_or(profile.port.rx_queues);
-    if workers == 0 {
-        bail!("--workers must be at least 1");
-    }
     let mut eal_args = profile.eal.args.clone();
     eal_args.extend(args.eal_args.iter().cloned());
-    if !Profile::sets_lcores(&eal_args) {
-        eal_args.push("-l".into());
-        eal_args.push(format!("0-{workers}"));
-    }
-    let eal = Eal::init(&eal_args).context(super::replay::EAL_FAILED)?;
-    let lcores = eal.worker_lcores();
-    if lcores.len() < usize::from(workers) {
-        bail!("{workers} workers need {workers} worker lcores, the EAL has {} (set -l 0-{workers})", lcores.len());
-    }
+    let (eal, lcores) = super::start_eal(eal_args, workers)?;
     let p = &profile.port;
     let pool_size = u32::from(workers) * (u32::from(p.rx_desc) + 2 * BURST_SIZE as u32)
         + p.mbufs
@@ -77,5 +66,5 @@ pub fn run(args: RxArgs) -> anyhow::Result<()> {
         report: args.report.clone(),
         ingest: args.config.as_deref().map(AppConfig::load).transpose()?,
     };
-    receive::run(&eal, port, pool, &lcores[..usize::from(workers)], &run, &banner)
+    receive::run(&eal, port, pool, &lcores, &run, &banner)
 }

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use metricsstream::app::{AppShared, HttpApp, MetricsRenderer};
 use metricsstream::config::{AppConfig, Profile};
-use metricsstream::dpdk::{Eal, LcoreJob, Mempool, Port, PortConfig, BURST_SIZE};
+use metricsstream::dpdk::{LcoreJob, Mempool, Port, PortConfig, BURST_SIZE};
 use metricsstream::limit::{KeyedLimiter, MonotonicClock};
 use metricsstream::net::{L2Config, NetStack, NetStackConfig};
 use metricsstream::stats::Published;
@@ -58,22 +58,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let port_section = profile.as_ref().map(|p| p.port.clone()).unwrap_or_default();
     let workers = args.workers.unwrap_or(port_section.rx_queues);
-    if workers == 0 {
-        bail!("--workers must be at least 1");
-    }
     let mut eal_args = profile.as_ref().map(|p| p.eal.args.clone()).unwrap_or_default();
     eal_args.extend(args.eal_args.iter().cloned());
-    if !Profile::sets_lcores(&eal_args) {
-        eal_args.push("-l".into());
-        eal_args.push(format!("0-{workers}"));
-    }
     let (ip, prefix_len, gateway) = config.net.addresses().map_err(anyhow::Error::msg)?;
 
-    let eal = Eal::init(&eal_args).context(super::replay::EAL_FAILED)?;
-    let lcores = eal.worker_lcores();
-    if lcores.len() < usize::from(workers) {
-        bail!("{workers} workers need {workers} worker lcores, the EAL has {} (set -l 0-{workers})", lcores.len());
-    }
+    let (eal, lcores) = super::start_eal(eal_args, workers)?;
     let port_id = profile.as_ref().map_or(config.net.port_id, |p| p.port.port_id);
     let p = &port_section;
     let pool_size = u32::from(workers) * (u32::from(p.rx_desc) + u32::from(p.tx_desc) + 4 * BURST_SIZE as u32)

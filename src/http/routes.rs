@@ -88,54 +88,32 @@ pub fn route(method: &str, path: &str) -> Result<Route, RouteError> {
     }
 }
 
-/// Timestamp precision of a write.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Precision {
-    #[default]
-    Nanoseconds,
-    Microseconds,
-    Milliseconds,
-    Seconds,
-    Minutes,
-    Hours,
+/// Timestamp precision of a write: the parser's own type; the two write APIs
+/// accept different spellings of it.
+pub use crate::ingest::line_protocol::Precision;
+
+/// InfluxDB v1 `precision=`: ns (or n), u, ms, s, m, h.
+pub fn precision_v1(s: &str) -> Option<Precision> {
+    Some(match s {
+        "ns" | "n" => Precision::Nanoseconds,
+        "u" => Precision::Microseconds,
+        "ms" => Precision::Milliseconds,
+        "s" => Precision::Seconds,
+        "m" => Precision::Minutes,
+        "h" => Precision::Hours,
+        _ => return None,
+    })
 }
 
-impl Precision {
-    /// Nanoseconds per unit.
-    pub fn nanos(self) -> u64 {
-        match self {
-            Precision::Nanoseconds => 1,
-            Precision::Microseconds => 1_000,
-            Precision::Milliseconds => 1_000_000,
-            Precision::Seconds => 1_000_000_000,
-            Precision::Minutes => 60_000_000_000,
-            Precision::Hours => 3_600_000_000_000,
-        }
-    }
-
-    /// InfluxDB v1 `precision`: `ns` (also `n`), `u`, `ms`, `s`, `m`, `h`.
-    pub fn parse_v1(s: &str) -> Option<Precision> {
-        Some(match s {
-            "ns" | "n" => Precision::Nanoseconds,
-            "u" => Precision::Microseconds,
-            "ms" => Precision::Milliseconds,
-            "s" => Precision::Seconds,
-            "m" => Precision::Minutes,
-            "h" => Precision::Hours,
-            _ => return None,
-        })
-    }
-
-    /// InfluxDB v2 `precision`: `ns`, `us`, `ms`, `s`.
-    pub fn parse_v2(s: &str) -> Option<Precision> {
-        Some(match s {
-            "ns" => Precision::Nanoseconds,
-            "us" => Precision::Microseconds,
-            "ms" => Precision::Milliseconds,
-            "s" => Precision::Seconds,
-            _ => return None,
-        })
-    }
+/// InfluxDB v2 `precision=`: ns, us, ms, s.
+pub fn precision_v2(s: &str) -> Option<Precision> {
+    Some(match s {
+        "ns" => Precision::Nanoseconds,
+        "us" => Precision::Microseconds,
+        "ms" => Precision::Milliseconds,
+        "s" => Precision::Seconds,
+        _ => return None,
+    })
 }
 
 use super::Response;
@@ -197,9 +175,7 @@ pub fn parse_v1<'a>(query: &'a str, scratch: &'a mut [u8]) -> Result<V1Params<'a
     for (key, raw) in pairs(query) {
         match key {
             "db" => params.db = Some(decoder.decode(raw)?),
-            "precision" => {
-                params.precision = Precision::parse_v1(decoder.decode(raw)?).ok_or(QueryError::PrecisionV1)?
-            }
+            "precision" => params.precision = precision_v1(decoder.decode(raw)?).ok_or(QueryError::PrecisionV1)?,
             "u" => params.user = Some(decoder.decode(raw)?),
             "p" => params.password = Some(decoder.decode(raw)?),
             _ => {}
@@ -216,9 +192,7 @@ pub fn parse_v2<'a>(query: &'a str, scratch: &'a mut [u8]) -> Result<V2Params<'a
         match key {
             "org" => params.org = Some(decoder.decode(raw)?),
             "bucket" => params.bucket = Some(decoder.decode(raw)?),
-            "precision" => {
-                params.precision = Precision::parse_v2(decoder.decode(raw)?).ok_or(QueryError::PrecisionV2)?
-            }
+            "precision" => params.precision = precision_v2(decoder.decode(raw)?).ok_or(QueryError::PrecisionV2)?,
             _ => {}
         }
     }
@@ -338,7 +312,7 @@ mod tests {
             let mut scratch = [0u8; 16];
             assert_eq!(parse_v1(&q, &mut scratch).unwrap().precision, want);
         }
-        assert_eq!(Precision::Hours.nanos(), 3_600_000_000_000);
+        assert_eq!(Precision::Hours.nanos_per_unit(), 3_600_000_000_000);
     }
 
     #[test]
