@@ -644,6 +644,10 @@ fn parse_line<'a>(
 
 /// Sorts tags by key (byte order); telegraf already sends them sorted, so check first.
 fn sort_tags(tags: &mut [Tag<'_>]) -> Result<(), LineErrorReason> {
+    // Common case in one pass: strictly increasing keys are sorted and distinct.
+    if tags.windows(2).all(|w| w[0].key.as_bytes() < w[1].key.as_bytes()) {
+        return Ok(());
+    }
     let by_key = |a: &Tag<'_>, b: &Tag<'_>| a.key.as_bytes().cmp(b.key.as_bytes());
     if !tags.windows(2).all(|w| by_key(&w[0], &w[1]) != Ordering::Greater) {
         tags.sort_unstable_by(by_key);
@@ -663,14 +667,26 @@ fn dedup_fields_last_wins(scratch: &mut LineScratch<'_, '_>) {
     if n < 2 {
         return;
     }
+    // Small sets with distinct keys (the common case): nothing to mark.
+    if n <= 16
+        && !fields
+            .iter()
+            .enumerate()
+            .any(|(i, g)| fields.get(i + 1..).unwrap_or(&[]).iter().any(|f| same_key(&g.key, &f.key)))
+    {
+        return;
+    }
     let dead = &mut *scratch.field_dead;
     dead.clear();
     dead.resize(n, false);
     let mut any_dead = false;
     if n <= 16 {
         for i in 0..n {
-            let later_same =
-                fields.get(i + 1..).unwrap_or(&[]).iter().any(|f| fields.get(i).is_some_and(|g| g.key == f.key));
+            let later_same = fields
+                .get(i + 1..)
+                .unwrap_or(&[])
+                .iter()
+                .any(|f| fields.get(i).is_some_and(|g| same_key(&g.key, &f.key)));
             if later_same {
                 if let Some(d) = dead.get_mut(i) {
                     *d = true;
@@ -702,6 +718,13 @@ fn dedup_fields_last_wins(scratch: &mut LineScratch<'_, '_>) {
             keep
         });
     }
+}
+
+/// `a == b`, rejecting most distinct keys (same length, shared prefix such as
+/// `usage_`) on the last byte before calling memcmp.
+fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.last() == b.last() && a == b
 }
 
 /// Parses a field value at the cursor: a quoted string or an unquoted token.
@@ -861,6 +884,19 @@ enum IntLiteral<T> {
 fn parse_digits(digits: &[u8]) -> IntLiteral<u64> {
     if digits.is_empty() {
         return IntLiteral::Invalid;
+    }
+    // Up to 19 digits cannot overflow a u64 (10^19 - 1 < 2^64): no checks needed
+    // (this covers nanosecond timestamps).
+    if digits.len() <= 19 {
+        let mut value: u64 = 0;
+        for &b in digits {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                return IntLiteral::Invalid;
+            }
+            value = value * 10 + u64::from(d);
+        }
+        return IntLiteral::Value(value);
     }
     let mut value: u64 = 0;
     let mut overflow = false;
