@@ -439,6 +439,7 @@ impl<'a> Cursor<'a> {
     /// `body[from..to]` as text. Same result as `from_utf8` on the bytes: when
     /// the whole body is valid UTF-8, a sub-slice is valid exactly when both
     /// ends are char boundaries, which `str::get` checks in O(1).
+    #[inline]
     fn text(&self, from: usize, to: usize) -> Result<&'a str, LineErrorReason> {
         match self.text {
             Some(text) => text.get(from..to).ok_or(LineErrorReason::InvalidUtf8),
@@ -514,8 +515,29 @@ impl Element {
 
 /// Scans an identifier up to its first unescaped terminator and unescapes it
 /// (borrowed unless an escape was present).
+///
+/// The common case (no backslash before the terminator) is inlined into
+/// `parse_line` so the borrowed `Cow` is built in registers and written
+/// straight into the scratch vector; anything with a backslash goes to
+/// [`scan_identifier_escaped`].
+#[inline(always)]
 fn scan_identifier<'a>(cursor: &mut Cursor<'a>, element: Element) -> Result<Cow<'a, str>, LineErrorReason> {
     let start = cursor.pos;
+    cursor.skip_until(element.stop_bytes());
+    if cursor.peek() == Some(b'\\') {
+        return scan_identifier_escaped(cursor, element, start);
+    }
+    cursor.text(start, cursor.pos).map(Cow::Borrowed)
+}
+
+/// [`scan_identifier`] from the first backslash (the cursor is on it) of an
+/// identifier that began at `start`.
+#[inline(never)]
+fn scan_identifier_escaped<'a>(
+    cursor: &mut Cursor<'a>,
+    element: Element,
+    start: usize,
+) -> Result<Cow<'a, str>, LineErrorReason> {
     let stop = element.stop_bytes();
     let mut escaped = false;
     loop {
@@ -644,8 +666,13 @@ fn parse_line<'a>(
 
 /// Sorts tags by key (byte order); telegraf already sends them sorted, so check first.
 fn sort_tags(tags: &mut [Tag<'_>]) -> Result<(), LineErrorReason> {
-    // Common case in one pass: strictly increasing keys are sorted and distinct.
-    if tags.windows(2).all(|w| w[0].key.as_bytes() < w[1].key.as_bytes()) {
+    // Common case in one pass: strictly increasing keys are sorted and distinct
+    // (most neighbours differ in the first byte, settled without memcmp).
+    let increasing = |a: &[u8], b: &[u8]| match a.first().cmp(&b.first()) {
+        Ordering::Equal => a < b,
+        order => order == Ordering::Less,
+    };
+    if tags.windows(2).all(|w| increasing(w[0].key.as_bytes(), w[1].key.as_bytes())) {
         return Ok(());
     }
     let by_key = |a: &Tag<'_>, b: &Tag<'_>| a.key.as_bytes().cmp(b.key.as_bytes());
@@ -889,7 +916,15 @@ fn parse_digits(digits: &[u8]) -> IntLiteral<u64> {
     // (this covers nanosecond timestamps).
     if digits.len() <= 19 {
         let mut value: u64 = 0;
-        for &b in digits {
+        let mut chunks = digits.chunks_exact(8);
+        for chunk in &mut chunks {
+            let Ok(bytes) = <[u8; 8]>::try_from(chunk) else { break };
+            match eight_digits(bytes) {
+                Some(v) => value = value * 100_000_000 + v,
+                None => return IntLiteral::Invalid,
+            }
+        }
+        for &b in chunks.remainder() {
             let d = b.wrapping_sub(b'0');
             if d > 9 {
                 return IntLiteral::Invalid;
@@ -915,6 +950,25 @@ fn parse_digits(digits: &[u8]) -> IntLiteral<u64> {
     } else {
         IntLiteral::Value(value)
     }
+}
+
+/// Eight ASCII digits (first digit in `bytes[0]`) as their value, or `None` if
+/// any byte is not a digit: the SWAR check and reduction used by simdjson and
+/// fast_float (each byte must be `0x3_` and stay `0x3_` after adding 6; a carry
+/// out of a byte only happens for bytes >= 0xFA, which already fail).
+fn eight_digits(bytes: [u8; 8]) -> Option<u64> {
+    let v = u64::from_le_bytes(bytes);
+    const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    if (v & HIGH_NIBBLES) | ((v.wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES) >> 4) != 0x3333_3333_3333_3333 {
+        return None;
+    }
+    let v = v - 0x3030_3030_3030_3030;
+    // Pairs of digits, then quads, then all eight.
+    let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    const MASK: u64 = 0x0000_00FF_0000_00FF;
+    const MUL1: u64 = 100 + (1_000_000 << 32);
+    const MUL2: u64 = 1 + (10_000 << 32);
+    Some(((v & MASK).wrapping_mul(MUL1).wrapping_add(((v >> 16) & MASK).wrapping_mul(MUL2))) >> 32)
 }
 
 /// `-?digits` as an `i64` (the same accepted set and range as `str::parse::<i64>`
@@ -1273,6 +1327,22 @@ mod tests {
     }
 
     #[test]
+    fn eight_digit_swar_matches_bytewise() {
+        assert_eq!(eight_digits(*b"00000000"), Some(0));
+        assert_eq!(eight_digits(*b"12345678"), Some(12_345_678));
+        assert_eq!(eight_digits(*b"99999999"), Some(99_999_999));
+        assert_eq!(eight_digits(*b"1234567/"), None);
+        assert_eq!(eight_digits(*b":2345678"), None);
+        for bad in [b'/', b':', b' ', b'-', 0x00, 0x80, 0xfa, 0xff, b'a', b'i'] {
+            for at in 0..8 {
+                let mut bytes = *b"12345678";
+                bytes[at] = bad;
+                assert_eq!(eight_digits(bytes), None, "{bytes:?}");
+            }
+        }
+    }
+
+    #[test]
     fn short_decimal_fast_path_is_exact() {
         let tokens = [
             "0",
@@ -1589,6 +1659,40 @@ mod tests {
         }
 
         proptest! {
+            #[test]
+            fn integer_parsing_matches_str_parse(token in "-?[0-9]{0,24}|[0-9 /:a-]{0,24}") {
+                let bytes = token.as_bytes();
+                let signed = if !is_integer_literal(bytes) {
+                    IntLiteral::Invalid
+                } else {
+                    token.parse::<i64>().map_or(IntLiteral::OutOfRange, IntLiteral::Value)
+                };
+                prop_assert_eq!(parse_signed(bytes), signed);
+                let unsigned = if bytes.first() == Some(&b'-') || !is_integer_literal(bytes) {
+                    IntLiteral::Invalid
+                } else {
+                    token.parse::<u64>().map_or(IntLiteral::OutOfRange, IntLiteral::Value)
+                };
+                prop_assert_eq!(parse_digits(bytes), unsigned);
+            }
+
+            #[test]
+            fn eight_digits_matches_bytewise(bytes in any::<[u8; 8]>(), digits in 0u64..100_000_000, raw in any::<bool>()) {
+                let bytes = if raw { bytes } else { <[u8; 8]>::try_from(format!("{digits:08}").as_bytes()).expect("8") };
+                let expected = bytes
+                    .iter()
+                    .try_fold(0u64, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0')));
+                prop_assert_eq!(eight_digits(bytes), expected);
+            }
+
+            #[test]
+            fn short_decimals_match_str_parse(token in "-?[0-9]{0,10}\\.?[0-9]{0,10}") {
+                if let Some(v) = parse_short_decimal(token.as_bytes()) {
+                    let expected: f64 = token.parse().expect("fast path only takes valid floats");
+                    prop_assert_eq!(v.to_bits(), expected.to_bits());
+                }
+            }
+
             #[test]
             fn encode_then_parse_is_identity(records in proptest::collection::vec(record(), 1..4)) {
                 let mut body = Vec::new();
