@@ -53,6 +53,21 @@ fn line_protocol_body() -> Vec<u8> {
     body
 }
 
+/// UDP-shaped line protocol: 1000 datagrams of 1-3 lines each from the replay
+/// generator (`pcap::synth::line_protocol_line`), parsed one datagram per call.
+fn line_protocol_datagrams() -> Vec<Vec<u8>> {
+    let mut rng = metricsstream::pcap::synth::SplitMix64::new(7);
+    (0..1000u64)
+        .map(|i| {
+            let mut datagram = String::new();
+            for _ in 0..=rng.below(3) {
+                metricsstream::pcap::synth::line_protocol_line(&mut rng, 1_700_000_000_000_000_000 + i, &mut datagram);
+            }
+            datagram.into_bytes()
+        })
+        .collect()
+}
+
 fn json_body() -> Vec<u8> {
     let metrics: Vec<String> = (0..100)
         .map(|i| {
@@ -124,6 +139,18 @@ fn main() {
     });
     measure("lp validate", &line_protocol, |_| {
         black_box(lp.validate(black_box(&line_protocol), Precision::Nanoseconds, NOW_NS)).unwrap_or(0)
+    });
+    // Reported per pass over all 1000 datagrams (bytes and records are totals).
+    let datagrams = line_protocol_datagrams();
+    let total: Vec<u8> = datagrams.concat();
+    measure("lp datagrams", &total, |sink| {
+        let mut records = 0;
+        for datagram in &datagrams {
+            let summary = lp.parse_into(black_box(datagram), Precision::Nanoseconds, NOW_NS, sink);
+            assert_eq!(summary.invalid, 0);
+            records += summary.records;
+        }
+        records
     });
 
     let json = json_body();

@@ -294,7 +294,9 @@ impl LineProtocolParser {
             limits: self.limits,
         };
         let mut summary = ParseSummary::default();
-        let mut cursor = Cursor { body, pos: start.offset.min(body.len()), line: start.line };
+        // One UTF-8 check for the whole body (the common case) instead of one per token.
+        let text = std::str::from_utf8(body).ok();
+        let mut cursor = Cursor { body, text, pos: start.offset.min(body.len()), line: start.line };
         loop {
             cursor.skip_blank_and_comments();
             if cursor.at_end() {
@@ -351,6 +353,9 @@ struct ParsedLine<'a> {
 /// A position in the body; never indexes out of bounds (all reads go through `peek`).
 struct Cursor<'a> {
     body: &'a [u8],
+    /// `body` as text when all of it is valid UTF-8; tokens are then sliced from
+    /// it without re-validating (see [`Cursor::text`]).
+    text: Option<&'a str>,
     pos: usize,
     line: usize,
 }
@@ -430,7 +435,44 @@ impl<'a> Cursor<'a> {
     fn slice(&self, from: usize, to: usize) -> &'a [u8] {
         self.body.get(from..to).unwrap_or(&[])
     }
+
+    /// `body[from..to]` as text. Same result as `from_utf8` on the bytes: when
+    /// the whole body is valid UTF-8, a sub-slice is valid exactly when both
+    /// ends are char boundaries, which `str::get` checks in O(1).
+    #[inline]
+    fn text(&self, from: usize, to: usize) -> Result<&'a str, LineErrorReason> {
+        match self.text {
+            Some(text) => text.get(from..to).ok_or(LineErrorReason::InvalidUtf8),
+            None => std::str::from_utf8(self.slice(from, to)).map_err(|_| LineErrorReason::InvalidUtf8),
+        }
+    }
+
+    /// Advances to the first byte (at or after the cursor) that `stop` marks, or to the end.
+    fn skip_until(&mut self, stop: &[bool; 256]) {
+        let rest = self.body.get(self.pos..).unwrap_or(&[]);
+        self.pos += rest.iter().position(|&b| stop[usize::from(b)]).unwrap_or(rest.len());
+    }
 }
+
+/// A 256-entry byte class: `true` for each byte in `bytes`.
+const fn byte_class(bytes: &[u8]) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < bytes.len() {
+        table[bytes[i] as usize] = true;
+        i += 1;
+    }
+    table
+}
+
+/// Bytes that end (or may escape within) a measurement: its terminators and `\\`.
+static MEASUREMENT_STOP: [bool; 256] = byte_class(b", \n\\");
+/// Bytes that end (or may escape within) a tag key, tag value or field key.
+static KEY_STOP: [bool; 256] = byte_class(b",= \n\\");
+/// Bytes that end an unquoted field value.
+static VALUE_STOP: [bool; 256] = byte_class(b", \n\r");
+/// Bytes that end a timestamp token.
+static TIMESTAMP_STOP: [bool; 256] = byte_class(b" \t\r\n");
 
 /// Which element an identifier is: decides its terminators and escapes.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -451,6 +493,16 @@ impl Element {
         }
     }
 
+    /// Terminators plus the backslash: where [`scan_identifier`] must look.
+    fn stop_bytes(self) -> &'static [bool; 256] {
+        match self {
+            Element::Measurement => &MEASUREMENT_STOP,
+            Element::TagKey | Element::TagValue | Element::FieldKey => &KEY_STOP,
+        }
+    }
+
+    /// The grammar's terminators, spelled out; the stop tables are checked against it.
+    #[cfg(test)]
     fn is_terminator(self, b: u8) -> bool {
         match self {
             Element::Measurement => matches!(b, b',' | b' ' | b'\n'),
@@ -463,28 +515,50 @@ impl Element {
 
 /// Scans an identifier up to its first unescaped terminator and unescapes it
 /// (borrowed unless an escape was present).
+///
+/// The common case (no backslash before the terminator) is inlined into
+/// `parse_line` so the borrowed `Cow` is built in registers and written
+/// straight into the scratch vector; anything with a backslash goes to
+/// [`scan_identifier_escaped`].
+#[inline(always)]
 fn scan_identifier<'a>(cursor: &mut Cursor<'a>, element: Element) -> Result<Cow<'a, str>, LineErrorReason> {
     let start = cursor.pos;
+    cursor.skip_until(element.stop_bytes());
+    if cursor.peek() == Some(b'\\') {
+        return scan_identifier_escaped(cursor, element, start);
+    }
+    cursor.text(start, cursor.pos).map(Cow::Borrowed)
+}
+
+/// [`scan_identifier`] from the first backslash (the cursor is on it) of an
+/// identifier that began at `start`.
+#[inline(never)]
+fn scan_identifier_escaped<'a>(
+    cursor: &mut Cursor<'a>,
+    element: Element,
+    start: usize,
+) -> Result<Cow<'a, str>, LineErrorReason> {
+    let stop = element.stop_bytes();
     let mut escaped = false;
-    while let Some(b) = cursor.peek() {
-        if b == b'\\' {
-            if cursor.peek_at(1).is_some_and(|next| element.is_escapable(next)) {
-                escaped = true;
-                cursor.pos += 2;
-            } else {
-                cursor.pos += 1;
+    loop {
+        cursor.skip_until(stop);
+        match cursor.peek() {
+            Some(b'\\') => {
+                if cursor.peek_at(1).is_some_and(|next| element.is_escapable(next)) {
+                    escaped = true;
+                    cursor.pos += 2;
+                } else {
+                    cursor.pos += 1;
+                }
             }
-            continue;
+            // A terminator or the end of the body.
+            _ => break,
         }
-        if element.is_terminator(b) {
-            break;
-        }
-        cursor.pos += 1;
+    }
+    if !escaped {
+        return cursor.text(start, cursor.pos).map(Cow::Borrowed);
     }
     let raw = cursor.slice(start, cursor.pos);
-    if !escaped {
-        return std::str::from_utf8(raw).map(Cow::Borrowed).map_err(|_| LineErrorReason::InvalidUtf8);
-    }
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while let Some(&b) = raw.get(i) {
@@ -577,7 +651,7 @@ fn parse_line<'a>(
         cursor.skip_while(|b| b == b' ' || b == b'\t');
         if !cursor.at_line_end() {
             let start = cursor.pos;
-            cursor.skip_while(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+            cursor.skip_until(&TIMESTAMP_STOP);
             let timestamp = parse_timestamp(cursor.slice(start, cursor.pos))?;
             timestamp_ns = precision.to_nanos(timestamp).ok_or(LineErrorReason::TimestampOutOfRange)?;
             cursor.skip_while(|b| b == b' ' || b == b'\t');
@@ -592,6 +666,15 @@ fn parse_line<'a>(
 
 /// Sorts tags by key (byte order); telegraf already sends them sorted, so check first.
 fn sort_tags(tags: &mut [Tag<'_>]) -> Result<(), LineErrorReason> {
+    // Common case in one pass: strictly increasing keys are sorted and distinct
+    // (most neighbours differ in the first byte, settled without memcmp).
+    let increasing = |a: &[u8], b: &[u8]| match a.first().cmp(&b.first()) {
+        Ordering::Equal => a < b,
+        order => order == Ordering::Less,
+    };
+    if tags.windows(2).all(|w| increasing(w[0].key.as_bytes(), w[1].key.as_bytes())) {
+        return Ok(());
+    }
     let by_key = |a: &Tag<'_>, b: &Tag<'_>| a.key.as_bytes().cmp(b.key.as_bytes());
     if !tags.windows(2).all(|w| by_key(&w[0], &w[1]) != Ordering::Greater) {
         tags.sort_unstable_by(by_key);
@@ -611,14 +694,26 @@ fn dedup_fields_last_wins(scratch: &mut LineScratch<'_, '_>) {
     if n < 2 {
         return;
     }
+    // Small sets with distinct keys (the common case): nothing to mark.
+    if n <= 16
+        && !fields
+            .iter()
+            .enumerate()
+            .any(|(i, g)| fields.get(i + 1..).unwrap_or(&[]).iter().any(|f| same_key(&g.key, &f.key)))
+    {
+        return;
+    }
     let dead = &mut *scratch.field_dead;
     dead.clear();
     dead.resize(n, false);
     let mut any_dead = false;
     if n <= 16 {
         for i in 0..n {
-            let later_same =
-                fields.get(i + 1..).unwrap_or(&[]).iter().any(|f| fields.get(i).is_some_and(|g| g.key == f.key));
+            let later_same = fields
+                .get(i + 1..)
+                .unwrap_or(&[])
+                .iter()
+                .any(|f| fields.get(i).is_some_and(|g| same_key(&g.key, &f.key)));
             if later_same {
                 if let Some(d) = dead.get_mut(i) {
                     *d = true;
@@ -652,6 +747,13 @@ fn dedup_fields_last_wins(scratch: &mut LineScratch<'_, '_>) {
     }
 }
 
+/// `a == b`, rejecting most distinct keys (same length, shared prefix such as
+/// `usage_`) on the last byte before calling memcmp.
+fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.last() == b.last() && a == b
+}
+
 /// Parses a field value at the cursor: a quoted string or an unquoted token.
 fn parse_field_value<'a>(cursor: &mut Cursor<'a>) -> Result<FieldValue<'a>, LineErrorReason> {
     if cursor.peek() == Some(b'"') {
@@ -663,7 +765,7 @@ fn parse_field_value<'a>(cursor: &mut Cursor<'a>) -> Result<FieldValue<'a>, Line
         };
     }
     let start = cursor.pos;
-    cursor.skip_while(|b| !matches!(b, b',' | b' ' | b'\n' | b'\r'));
+    cursor.skip_until(&VALUE_STOP);
     let token = cursor.slice(start, cursor.pos);
     parse_unquoted_value(token)
 }
@@ -691,11 +793,12 @@ fn scan_string<'a>(cursor: &mut Cursor<'a>) -> Result<Cow<'a, str>, LineErrorRea
             }
         }
     }
-    let raw = cursor.slice(start, cursor.pos);
+    let end = cursor.pos;
+    let raw = cursor.slice(start, end);
     cursor.pos += 1; // closing quote
     cursor.line += newlines;
     if !escaped {
-        return std::str::from_utf8(raw).map(Cow::Borrowed).map_err(|_| LineErrorReason::InvalidUtf8);
+        return cursor.text(start, end).map(Cow::Borrowed);
     }
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
@@ -754,24 +857,29 @@ fn parse_unquoted_value<'a>(token: &[u8]) -> Result<FieldValue<'a>, LineErrorRea
         b"f" | b"F" | b"false" | b"False" | b"FALSE" => return Ok(FieldValue::Bool(false)),
         _ => {}
     }
-    // Every accepted literal below is ASCII, so from_utf8 cannot fail on it.
-    fn as_str(digits: &[u8]) -> Result<&str, LineErrorReason> {
-        std::str::from_utf8(digits).map_err(|_| LineErrorReason::InvalidFieldValue)
-    }
     if let Some(digits) = token.strip_suffix(b"i") {
-        if !is_integer_literal(digits) {
-            return Err(LineErrorReason::InvalidFieldValue);
-        }
-        return as_str(digits)?.parse::<i64>().map(FieldValue::Int).map_err(|_| LineErrorReason::IntegerOutOfRange);
+        return match parse_signed(digits) {
+            IntLiteral::Value(v) => Ok(FieldValue::Int(v)),
+            IntLiteral::OutOfRange => Err(LineErrorReason::IntegerOutOfRange),
+            IntLiteral::Invalid => Err(LineErrorReason::InvalidFieldValue),
+        };
     }
     if let Some(digits) = token.strip_suffix(b"u") {
-        if digits.first() == Some(&b'-') || !is_integer_literal(digits) {
-            return Err(LineErrorReason::InvalidFieldValue);
-        }
-        return as_str(digits)?.parse::<u64>().map(FieldValue::UInt).map_err(|_| LineErrorReason::IntegerOutOfRange);
+        return match parse_digits(digits) {
+            IntLiteral::Value(v) => Ok(FieldValue::UInt(v)),
+            IntLiteral::OutOfRange => Err(LineErrorReason::IntegerOutOfRange),
+            IntLiteral::Invalid => Err(LineErrorReason::InvalidFieldValue),
+        };
+    }
+    if let Some(value) = parse_short_decimal(token) {
+        return Ok(FieldValue::Float(value));
     }
     if !is_float_literal(token) {
         return Err(LineErrorReason::InvalidFieldValue);
+    }
+    // Every accepted float literal is ASCII, so from_utf8 cannot fail on it.
+    fn as_str(digits: &[u8]) -> Result<&str, LineErrorReason> {
+        std::str::from_utf8(digits).map_err(|_| LineErrorReason::InvalidFieldValue)
     }
     let value: f64 = as_str(token)?.parse().map_err(|_| LineErrorReason::InvalidFieldValue)?;
     if !value.is_finite() {
@@ -781,13 +889,146 @@ fn parse_unquoted_value<'a>(token: &[u8]) -> Result<FieldValue<'a>, LineErrorRea
 }
 
 fn parse_timestamp(token: &[u8]) -> Result<i64, LineErrorReason> {
-    if !is_integer_literal(token) {
-        return Err(LineErrorReason::InvalidTimestamp);
+    match parse_signed(token) {
+        IntLiteral::Value(v) => Ok(v),
+        IntLiteral::OutOfRange => Err(LineErrorReason::TimestampOutOfRange),
+        IntLiteral::Invalid => Err(LineErrorReason::InvalidTimestamp),
     }
-    std::str::from_utf8(token)
-        .map_err(|_| LineErrorReason::InvalidTimestamp)?
-        .parse::<i64>()
-        .map_err(|_| LineErrorReason::TimestampOutOfRange)
+}
+
+/// An integer token, classified like `is_integer_literal` then `str::parse`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IntLiteral<T> {
+    Value(T),
+    /// Well-formed digits whose value does not fit.
+    OutOfRange,
+    /// Not `-?digits` (for unsigned: not `digits`).
+    Invalid,
+}
+
+/// `digits` (at least one ASCII digit, nothing else) as a `u64`; every byte is
+/// checked before an overflow is reported, so malformed beats out-of-range.
+fn parse_digits(digits: &[u8]) -> IntLiteral<u64> {
+    if digits.is_empty() {
+        return IntLiteral::Invalid;
+    }
+    // Up to 19 digits cannot overflow a u64 (10^19 - 1 < 2^64): no checks needed
+    // (this covers nanosecond timestamps).
+    if digits.len() <= 19 {
+        let mut value: u64 = 0;
+        let mut chunks = digits.chunks_exact(8);
+        for chunk in &mut chunks {
+            let Ok(bytes) = <[u8; 8]>::try_from(chunk) else { break };
+            match eight_digits(bytes) {
+                Some(v) => value = value * 100_000_000 + v,
+                None => return IntLiteral::Invalid,
+            }
+        }
+        for &b in chunks.remainder() {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                return IntLiteral::Invalid;
+            }
+            value = value * 10 + u64::from(d);
+        }
+        return IntLiteral::Value(value);
+    }
+    let mut value: u64 = 0;
+    let mut overflow = false;
+    for &b in digits {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return IntLiteral::Invalid;
+        }
+        match value.checked_mul(10).and_then(|v| v.checked_add(u64::from(d))) {
+            Some(v) => value = v,
+            None => overflow = true,
+        }
+    }
+    if overflow {
+        IntLiteral::OutOfRange
+    } else {
+        IntLiteral::Value(value)
+    }
+}
+
+/// Eight ASCII digits (first digit in `bytes[0]`) as their value, or `None` if
+/// any byte is not a digit: the SWAR check and reduction used by simdjson and
+/// fast_float (each byte must be `0x3_` and stay `0x3_` after adding 6; a carry
+/// out of a byte only happens for bytes >= 0xFA, which already fail).
+fn eight_digits(bytes: [u8; 8]) -> Option<u64> {
+    let v = u64::from_le_bytes(bytes);
+    const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    if (v & HIGH_NIBBLES) | ((v.wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES) >> 4) != 0x3333_3333_3333_3333 {
+        return None;
+    }
+    let v = v - 0x3030_3030_3030_3030;
+    // Pairs of digits, then quads, then all eight.
+    let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    const MASK: u64 = 0x0000_00FF_0000_00FF;
+    const MUL1: u64 = 100 + (1_000_000 << 32);
+    const MUL2: u64 = 1 + (10_000 << 32);
+    Some(((v & MASK).wrapping_mul(MUL1).wrapping_add(((v >> 16) & MASK).wrapping_mul(MUL2))) >> 32)
+}
+
+/// `-?digits` as an `i64` (the same accepted set and range as `str::parse::<i64>`
+/// after `is_integer_literal`).
+fn parse_signed(token: &[u8]) -> IntLiteral<i64> {
+    let (negative, digits) = match token.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, token),
+    };
+    match parse_digits(digits) {
+        IntLiteral::Value(magnitude) if negative => match 0i64.checked_sub_unsigned(magnitude) {
+            Some(v) => IntLiteral::Value(v),
+            None => IntLiteral::OutOfRange,
+        },
+        IntLiteral::Value(magnitude) => match i64::try_from(magnitude) {
+            Ok(v) => IntLiteral::Value(v),
+            Err(_) => IntLiteral::OutOfRange,
+        },
+        IntLiteral::OutOfRange => IntLiteral::OutOfRange,
+        IntLiteral::Invalid => IntLiteral::Invalid,
+    }
+}
+
+/// Exact fast path for the common float shape `-?digits[.digits]` with at most
+/// 15 digits in all (Clinger): the digits form an integer `m < 10^15 < 2^53`
+/// and the divisor `10^k` (`k <= 15`) is exact in an `f64`, so the single IEEE
+/// division is correctly rounded, i.e. equal to `str::parse::<f64>`. `None`
+/// for anything else (exponents, long mantissas, invalid text): use the slow path.
+fn parse_short_decimal(token: &[u8]) -> Option<f64> {
+    const POW10: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+    let (negative, rest) = match token.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, token),
+    };
+    let mut mantissa: u64 = 0;
+    let mut digits = 0usize;
+    let mut frac_digits = 0usize;
+    let mut seen_dot = false;
+    for &b in rest {
+        let d = b.wrapping_sub(b'0');
+        if d <= 9 {
+            mantissa = mantissa * 10 + u64::from(d);
+            digits += 1;
+            frac_digits += usize::from(seen_dot);
+            if digits > 15 {
+                return None;
+            }
+        } else if b == b'.' && !seen_dot {
+            seen_dot = true;
+        } else {
+            return None;
+        }
+    }
+    if digits == 0 {
+        return None;
+    }
+    // `mantissa < 10^15` is exact as f64; `POW10[frac_digits]` is exact.
+    #[allow(clippy::cast_precision_loss)]
+    let value = mantissa as f64 / *POW10.get(frac_digits)?;
+    Some(if negative { -value } else { value })
 }
 
 /// Why a record cannot be written as line protocol.
@@ -1030,6 +1271,113 @@ mod tests {
         assert_eq!(reason(b"m v=-1u"), LineErrorReason::InvalidFieldValue);
         assert_eq!(reason(b"m v=+1i"), LineErrorReason::InvalidFieldValue);
         assert_eq!(reason(b"m v=1.5i"), LineErrorReason::InvalidFieldValue);
+    }
+
+    #[test]
+    fn stop_tables_match_the_grammar() {
+        for element in [Element::Measurement, Element::TagKey, Element::TagValue, Element::FieldKey] {
+            for b in 0..=255u8 {
+                let expected = element.is_terminator(b) || b == b'\\';
+                assert_eq!(element.stop_bytes()[usize::from(b)], expected, "byte {b:#04x}");
+            }
+        }
+        for b in 0..=255u8 {
+            assert_eq!(VALUE_STOP[usize::from(b)], matches!(b, b',' | b' ' | b'\n' | b'\r'));
+            assert_eq!(TIMESTAMP_STOP[usize::from(b)], matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+        }
+    }
+
+    #[test]
+    fn hand_written_integers_match_str_parse() {
+        let tokens: &[&[u8]] = &[
+            b"0",
+            b"-0",
+            b"007",
+            b"-",
+            b"",
+            b"+1",
+            b"1-",
+            b"12a",
+            b"9223372036854775807",
+            b"9223372036854775808",
+            b"-9223372036854775808",
+            b"-9223372036854775809",
+            b"18446744073709551615",
+            b"18446744073709551616",
+            b"99999999999999999999999x",
+            b"1 ",
+            b"--1",
+            b"\xff1",
+        ];
+        for &token in tokens {
+            let text = std::str::from_utf8(token).unwrap_or("x");
+            let signed = if !is_integer_literal(token) {
+                IntLiteral::Invalid
+            } else {
+                text.parse::<i64>().map_or(IntLiteral::OutOfRange, IntLiteral::Value)
+            };
+            assert_eq!(parse_signed(token), signed, "{token:?}");
+            let unsigned = if token.first() == Some(&b'-') || !is_integer_literal(token) {
+                IntLiteral::Invalid
+            } else {
+                text.parse::<u64>().map_or(IntLiteral::OutOfRange, IntLiteral::Value)
+            };
+            assert_eq!(parse_digits(token), unsigned, "{token:?}");
+        }
+    }
+
+    #[test]
+    fn eight_digit_swar_matches_bytewise() {
+        assert_eq!(eight_digits(*b"00000000"), Some(0));
+        assert_eq!(eight_digits(*b"12345678"), Some(12_345_678));
+        assert_eq!(eight_digits(*b"99999999"), Some(99_999_999));
+        assert_eq!(eight_digits(*b"1234567/"), None);
+        assert_eq!(eight_digits(*b":2345678"), None);
+        for bad in [b'/', b':', b' ', b'-', 0x00, 0x80, 0xfa, 0xff, b'a', b'i'] {
+            for at in 0..8 {
+                let mut bytes = *b"12345678";
+                bytes[at] = bad;
+                assert_eq!(eight_digits(bytes), None, "{bytes:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn short_decimal_fast_path_is_exact() {
+        let tokens = [
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "5.",
+            ".5",
+            "-.5",
+            "1.25",
+            "95.5",
+            "0.1",
+            "0.3",
+            "42.7",
+            "123456789012345",
+            "12345678901234.5",
+            "0.000000000000001",
+            "999999999999999",
+            "-999999999999999",
+            "9007199254740993",
+            "1234567890123456",
+            "1.7976931348623157",
+            "2.2250738585072014",
+            "0.1234567890123",
+        ];
+        for token in tokens {
+            let expected: f64 = token.parse().expect("valid float");
+            match parse_short_decimal(token.as_bytes()) {
+                Some(v) => assert_eq!(v.to_bits(), expected.to_bits(), "{token}"),
+                None => assert!(token.bytes().filter(u8::is_ascii_digit).count() > 15, "{token}"),
+            }
+        }
+        for token in ["", "-", ".", "1..2", "1e5", "1.5e3", "nan", "inf", "-x", "1-"] {
+            assert_eq!(parse_short_decimal(token.as_bytes()), None, "{token}");
+        }
     }
 
     #[test]
@@ -1311,6 +1659,40 @@ mod tests {
         }
 
         proptest! {
+            #[test]
+            fn integer_parsing_matches_str_parse(token in "-?[0-9]{0,24}|[0-9 /:a-]{0,24}") {
+                let bytes = token.as_bytes();
+                let signed = if !is_integer_literal(bytes) {
+                    IntLiteral::Invalid
+                } else {
+                    token.parse::<i64>().map_or(IntLiteral::OutOfRange, IntLiteral::Value)
+                };
+                prop_assert_eq!(parse_signed(bytes), signed);
+                let unsigned = if bytes.first() == Some(&b'-') || !is_integer_literal(bytes) {
+                    IntLiteral::Invalid
+                } else {
+                    token.parse::<u64>().map_or(IntLiteral::OutOfRange, IntLiteral::Value)
+                };
+                prop_assert_eq!(parse_digits(bytes), unsigned);
+            }
+
+            #[test]
+            fn eight_digits_matches_bytewise(bytes in any::<[u8; 8]>(), digits in 0u64..100_000_000, raw in any::<bool>()) {
+                let bytes = if raw { bytes } else { <[u8; 8]>::try_from(format!("{digits:08}").as_bytes()).expect("8") };
+                let expected = bytes
+                    .iter()
+                    .try_fold(0u64, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0')));
+                prop_assert_eq!(eight_digits(bytes), expected);
+            }
+
+            #[test]
+            fn short_decimals_match_str_parse(token in "-?[0-9]{0,10}\\.?[0-9]{0,10}") {
+                if let Some(v) = parse_short_decimal(token.as_bytes()) {
+                    let expected: f64 = token.parse().expect("fast path only takes valid floats");
+                    prop_assert_eq!(v.to_bits(), expected.to_bits());
+                }
+            }
+
             #[test]
             fn encode_then_parse_is_identity(records in proptest::collection::vec(record(), 1..4)) {
                 let mut body = Vec::new();
