@@ -262,13 +262,30 @@ fn kernel_clients_write_over_tcp_and_every_2xx_is_in_the_log() {
     let headers = text(&out.stdout);
     assert!(headers.starts_with("HTTP/1.1 429"), "{headers}");
     assert!(headers.contains("Retry-After:") && headers.contains("RateLimit-Policy:"), "{headers}");
+    // SIGHUP reloads [limits]: svc-b gets a large burst and is admitted again.
+    let raised =
+        std::fs::read_to_string(&config).unwrap().replace("rate = 1\nburst = 2", "rate = 1000\nburst = 100000");
+    std::fs::write(&config, raised).unwrap();
+    let pid = app.child.0.as_ref().unwrap().id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let start = Instant::now();
+    loop {
+        let (code, _) =
+            curl(&veth, &[&b[..], &["--data-binary", "l v=5i 5\nl v=6i 6\n", &format!("{url}/write")]].concat());
+        if code == 204 {
+            break;
+        }
+        assert_eq!(code, 429);
+        assert!(start.elapsed() < Duration::from_secs(10), "SIGHUP did not raise the limit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let (code, body) = curl(&veth, &[&format!("{url}/metrics")]);
     assert_eq!(code, 200);
     assert!(body.contains("metricsstream_http_records_accepted"), "{body}");
 
     let report = app.stop();
     let lines = dump(&data);
-    let expected = 2 + 1 + 2 + 1 + 2000 + 2;
+    let expected = 2 + 1 + 2 + 1 + 2000 + 2 + 2;
     assert_eq!(lines.len(), expected, "report {report:#}");
     assert_eq!(report["records_written"], expected as u64, "{report:#}");
     assert!(lines

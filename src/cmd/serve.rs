@@ -112,6 +112,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
         signal_hook::flag::register(sig, stop.clone())?;
     }
+    // SIGHUP: re-read the config file and apply its [limits] (bucket state of
+    // unchanged clients is kept); other tables need a restart.
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())?;
     let mut jobs = Vec::new();
     let mut handles = handles.into_iter();
     for (q, (rx, tx)) in port.take_queues().into_iter().enumerate() {
@@ -163,6 +167,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut next_tick = interval.map(|i| start + i);
     let mut prev = ServeCounters::default();
     while !stop.load(Ordering::Relaxed) {
+        if reload.swap(false, Ordering::Relaxed) {
+            reload_limits(&args.config, &limiter);
+        }
         let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {
             stop.store(true, Ordering::Relaxed);
@@ -224,6 +231,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
     }
     Ok(())
+}
+
+/// SIGHUP: applies the config file's `[limits]`; a bad file changes nothing.
+fn reload_limits(path: &std::path::Path, limiter: &KeyedLimiter) {
+    match AppConfig::load(path) {
+        Ok(config) => match limiter.reload(&config.limits) {
+            Ok(r) => eprintln!(
+                "SIGHUP: [limits] reloaded from {} ({} client slots updated{})",
+                path.display(),
+                r.slots_updated,
+                if r.capacity_change_ignored { "; capacity changes need a restart" } else { "" }
+            ),
+            Err(e) => eprintln!("SIGHUP: [limits] not reloaded: {e}"),
+        },
+        Err(e) => eprintln!("SIGHUP: config not reloaded: {e}"),
+    }
 }
 
 fn sum(published: &[Arc<Published<ServeCounters>>]) -> ServeCounters {
