@@ -1,4 +1,4 @@
-//! Stable stand-in for the cargo-fuzz targets: runs the fuzz targets' checking
+//! Stable stand-in for the cargo-fuzz targets (the three parsers and HTTP): runs the fuzz targets' checking
 //! functions (shared source: `fuzz/src/lib.rs`) over every seed in
 //! `fuzz/seeds/<target>/`, over byte-level mutations of those seeds, and over
 //! proptest-generated inputs. Parser-only: it does not start the binary or EAL.
@@ -16,8 +16,12 @@ use proptest::prelude::*;
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 3] =
-    [("line_protocol", fuzz_checks::line_protocol), ("json", fuzz_checks::json), ("statsd", fuzz_checks::statsd)];
+const TARGETS: [(&str, Check); 4] = [
+    ("line_protocol", fuzz_checks::line_protocol),
+    ("json", fuzz_checks::json),
+    ("statsd", fuzz_checks::statsd),
+    ("http", fuzz_checks::http),
+];
 
 fn seeds(target: &str) -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds").join(target);

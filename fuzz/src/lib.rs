@@ -90,3 +90,11 @@ pub fn statsd(data: &[u8]) {
     assert_eq!(summary.invalid == 0, summary.first_error.is_none());
     assert!(summary.invalid <= data.split(|&b| b == b'\n').count());
 }
+
+/// HTTP/1.1: the server connection fed `data` in varying splits, answering
+/// every request (see `metricsstream::http::fuzz_connection`), plus routing,
+/// query and credential parsing. Must not panic; buffers stay bounded.
+pub fn http(data: &[u8]) {
+    metricsstream::http::fuzz_connection(data);
+    metricsstream::http::fuzz_helpers(data);
+}
