@@ -57,4 +57,8 @@ fi
 if command -v rustup >/dev/null; then
     rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 fi
+if [ "$tests" = 1 ] && ! python3 -c 'import influxdb_client' 2>/dev/null; then
+    # The real InfluxDB v2 client (PyPI) writes to serve in tests/serve_veth.rs.
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore influxdb-client
+fi
 echo "setup.sh: DPDK $version, $(cargo --version)"

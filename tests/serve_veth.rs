@@ -218,6 +218,23 @@ fn kernel_clients_write_over_tcp_and_every_2xx_is_in_the_log() {
     );
     assert_eq!(code, 204, "{body}");
 
+    // The real InfluxDB v2 Python client (influxdb-client from PyPI) writes a
+    // Point and a raw line through its write API.
+    let py = dir.path("client.py");
+    std::fs::write(
+        &py,
+        "from influxdb_client import InfluxDBClient, Point, WritePrecision\n\
+         from influxdb_client.client.write_api import SYNCHRONOUS\n\
+         with InfluxDBClient(url='http://198.18.0.1:8080', token='t-a', org='o') as c:\n\
+         \x20   w = c.write_api(write_options=SYNCHRONOUS)\n\
+         \x20   w.write(bucket='b', record=Point('py').tag('lib', 'influxdb-client').field('v', 1.5).field('n', 3)\
+         .time(1700000000000000000, WritePrecision.NS))\n\
+         \x20   w.write(bucket='b', record='py_raw,src=raw x=1i 1700000000000000001')\n",
+    )
+    .unwrap();
+    let out = veth.client("python3").arg(&py).output().unwrap();
+    assert!(out.status.success(), "influxdb-client: {} {}", text(&out.stdout), text(&out.stderr));
+
     // Refusals, each with a JSON error body.
     let (code, body) = curl(&veth, &["--data-binary", lp, &format!("{url}/write")]);
     assert_eq!(code, 401, "{body}");
@@ -285,7 +302,7 @@ fn kernel_clients_write_over_tcp_and_every_2xx_is_in_the_log() {
 
     let report = app.stop();
     let lines = dump(&data);
-    let expected = 2 + 1 + 2 + 1 + 2000 + 2 + 2;
+    let expected = 2 + 1 + 2 + 1 + 2000 + 2 + 2 + 2;
     assert_eq!(lines.len(), expected, "report {report:#}");
     assert_eq!(report["records_written"], expected as u64, "{report:#}");
     assert!(lines
@@ -295,6 +312,12 @@ fn kernel_clients_write_over_tcp_and_every_2xx_is_in_the_log() {
     assert!(lines.contains(&"gz,src=curl v=1i 1700000000000000002".to_string()));
     assert!(lines.iter().any(|l| l.starts_with("queue_depth,q=orders value=7")), "{lines:?}");
     assert_eq!(lines.iter().filter(|l| l.starts_with("big,")).count(), 2000);
+    let py_point = lines.iter().find(|l| l.starts_with("py,lib=influxdb-client ")).expect("the client's Point");
+    assert!(
+        py_point.contains("v=1.5") && py_point.contains("n=3i") && py_point.ends_with(" 1700000000000000000"),
+        "{py_point}"
+    );
+    assert!(lines.contains(&"py_raw,src=raw x=1i 1700000000000000001".to_string()));
     // A metric without a timestamp is stamped with the wall clock, not process uptime.
     let stamped: u64 =
         lines.iter().find(|l| l.starts_with("no_ts ")).unwrap().rsplit(' ').next().unwrap().parse().unwrap();
