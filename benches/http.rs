@@ -9,35 +9,15 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use metricsstream::http::{Connection, Event, HttpConfig, Response};
-use std::alloc::{GlobalAlloc, Layout, System};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use std::alloc::System;
 use std::hint::black_box;
 use std::io::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+// Counts allocations (stats_alloc wraps the system allocator): no `unsafe`
+// outside dpdk-sys/ and src/dpdk/, benches included.
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 /// Serves `segment` 100 times after a warm-up and asserts no allocation.
 fn assert_no_allocations(name: &str, segment: &[u8], per_segment: usize) {
@@ -45,11 +25,12 @@ fn assert_no_allocations(name: &str, segment: &[u8], per_segment: usize) {
     for _ in 0..3 {
         assert_eq!(serve(&mut conn, segment), per_segment, "{name}");
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let region = Region::new(GLOBAL);
     for _ in 0..100 {
         assert_eq!(serve(&mut conn, segment), per_segment, "{name}");
     }
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let change = region.change();
+    let allocations = change.allocations + change.reallocations;
     assert_eq!(allocations, 0, "{name}: {allocations} allocations in 100 steady-state rounds");
 }
 
