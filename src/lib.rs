@@ -8,7 +8,8 @@
 //! Module map (one module owns one thing):
 //! - [`dpdk`]: the only safe wrappers over `dpdk-sys` (EAL, ports, mempools,
 //!   mbufs, lcores). The only module allowed to use `unsafe`.
-//! - [`net`]: checked, zero-copy frame classification and L2 handling.
+//! - [`net`]: checked, zero-copy frame classification, ARP/ICMP, the TCP flow
+//!   table and the sharded sans-IO TCP stack over small smoltcp cells.
 //! - [`http`]: the sans-IO HTTP/1.1 server connection, responses, routing,
 //!   credential parsing and the `[http]` configuration.
 //! - [`limit`]: lock-free CAS token buckets and the bounded keyed table.
@@ -19,7 +20,7 @@
 //! - [`config`]: TOML profiles and appliance configuration.
 //! - [`pcap`]: pcap file reading/writing and the synthetic traffic generator.
 //! - [`udp`]: the UDP ingestion stage (parse, limit, batch to the writer).
-//! - [`worker`]: the poll-mode loop that ties the above together.
+//! - [`worker`]: the poll-mode loops (replay/rx classify, UDP ingest, serve).
 #![deny(unsafe_code)]
 
 pub mod app;
