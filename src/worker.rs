@@ -222,6 +222,8 @@ pub fn run_serve(mut w: ServeWorker) -> i32 {
             w.published.publish(&counters);
         }
     }
+    // Records of requests whose connection went away are still written.
+    w.app.flush();
     // Last chance for what is queued, then free the rest (counted).
     w.tx.tx_burst(&mut txb);
     counters.tx_unsent_dropped += txb.drop_all() as u64;
