@@ -185,6 +185,7 @@ EOF
     acked=$(awk -v l="$label" '$1 == l { s += ($8 - $7) * 100 } END { print s + 0 }' "$RESULTS")
     statuses=$(jq -c '.http | with_entries(select(.key | startswith("responses_")))' "$TMP/report.json" 2>/dev/null || echo "?")
     CHECKS+="$label: statuses (report, incl. /ping) $statuses"$'\n'
+    CHECKS+="$label: net (report) $(jq -c '.net' "$TMP/report.json" 2>/dev/null || echo "?")"$'\n'
     CHECKS+="$label: records_written (report) $written; 2xx counted by wrk x 100: $acked (writes in flight when wrk stops may add more); serve exit $rc"$'\n'
 }
 CHECKS=""
