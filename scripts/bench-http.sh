@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# HTTP benchmark: the appliance (`metricsstream serve` on DPDK's net_af_packet
+# PMD) against VictoriaMetrics (`victoria-metrics`, kernel TCP stack) with the
+# same wrk load over the same veth-namespace path, in one run:
+#   1. VictoriaMetrics /write at C connections (default 32), listening on
+#      198.18.0.1:8428 on the app-side veth; then stopped and the address removed
+#      (the appliance must own 198.18.0.1 alone).
+#   2. The appliance /write (port 8080) at C, 100 and 1000 connections with the
+#      default ack = "durable", then at C with ack = "enqueued".
+# Every run: wrk -t 2 -c C -d D --latency with a Lua script posting the same
+# 100-line line-protocol body (current timestamps, so VictoriaMetrics keeps them).
+# Prints a table (req/s, records/s = req/s x 100, p50, p99, socket errors,
+# non-2xx) and the ratios appliance/VictoriaMetrics and appliance 1000/100 conns.
+#
+# Usage: sudo scripts/bench-http.sh [--seconds D] [--quick] [--connections C]
+#   --seconds D      wrk duration per run (default 10)
+#   --quick          3 s runs
+#   --connections C  connections for the comparison (default 32)
+# Needs root, wrk, curl, ethtool, jq, iproute2, victoria-metrics (scripts/setup.sh
+# or apt-get install wrk curl ethtool jq iproute2 victoria-metrics).
+#
+# Caveat: net_af_packet copies every frame through the kernel on both sides and
+# wrk, the kernel and the appliance share the machine's cores, so on a small
+# machine this measures function more than speed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECONDS_PER_RUN=10
+CONNS=32
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --seconds) SECONDS_PER_RUN=$2; shift 2 ;;
+        --quick) SECONDS_PER_RUN=3; shift ;;
+        --connections) CONNS=$2; shift 2 ;;
+        -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+case "$SECONDS_PER_RUN$CONNS" in *[!0-9]*) echo "--seconds and --connections take integers" >&2; exit 2 ;; esac
+[ "$(id -u)" -eq 0 ] || { echo "needs root (network namespaces)" >&2; exit 1; }
+for tool in wrk curl ethtool jq ip victoria-metrics; do
+    command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
+done
+# 1000 connections need more than the default 1024 open files.
+ulimit -n 20000 2>/dev/null || echo "warning: could not raise the open-files limit to 20000" >&2
+
+BIN=target/release/metricsstream
+[ -x "$BIN" ] || cargo build --release --bin metricsstream >&2
+
+ID=$(( $$ % 100000 ))
+APP_NS="msa-bh-$ID" CLI_NS="msc-bh-$ID" APP_IF="vba$ID" CLI_IF="vbc$ID"
+ADDR=198.18.0.1
+TMP=$(mktemp -d /tmp/bench-http.XXXXXX)
+VM_PID="" APP_PID=""
+
+stop_pid() {  # stop_pid PID: SIGTERM, wait up to 30 s, then SIGKILL
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 300); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && { echo "PID $pid ignored SIGTERM, killing" >&2; kill -KILL "$pid" 2>/dev/null || true; }
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    [ -n "$VM_PID" ] && stop_pid "$VM_PID"
+    [ -n "$APP_PID" ] && stop_pid "$APP_PID"
+    ip netns del "$APP_NS" 2>/dev/null || true
+    ip netns del "$CLI_NS" 2>/dev/null || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- namespaces and veth (removed on exit) ---------------------------------
+ip netns add "$APP_NS"
+ip netns add "$CLI_NS"
+ip link add "$APP_IF" type veth peer name "$CLI_IF"
+ip link set "$APP_IF" netns "$APP_NS"
+ip link set "$CLI_IF" netns "$CLI_NS"
+ip -n "$APP_NS" link set "$APP_IF" up
+ip -n "$APP_NS" link set lo up
+ip -n "$CLI_NS" link set "$CLI_IF" up
+ip -n "$CLI_NS" link set lo up
+ip -n "$CLI_NS" addr add 198.18.0.2/24 dev "$CLI_IF"
+# veth leaves TCP checksums to "offload"; af_packet would receive them unfilled.
+ip netns exec "$CLI_NS" ethtool -K "$CLI_IF" tx off >/dev/null
+
+# --- the load: one 100-line body, a Lua script that reports in one line -----
+now=$(date +%s)
+for i in $(seq 0 99); do
+    printf 'cpu,host=h%d,cpu=c%d usage=%d.5,idle=%di %d%09d\n' $((i % 10)) $((i % 4)) "$i" "$i" "$now" "$i"
+done >"$TMP/body.lp"
+{
+    printf 'wrk.method = "POST"\n'
+    printf 'wrk.headers["Content-Type"] = "text/plain"\n'
+    printf 'local f = assert(io.open("%s", "rb"))\nwrk.body = f:read("*a")\nf:close()\n' "$TMP/body.lp"
+    cat <<'EOF'
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT requests=%d duration_us=%d p50_us=%d p99_us=%d connect=%d read=%d write=%d timeout=%d non2xx=%d\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect, e.read, e.write, e.timeout, e.status))
+end
+EOF
+} >"$TMP/post.lua"
+
+RESULTS="$TMP/results"
+: >"$RESULTS"
+field() { sed -n "s/.* $2=\([0-9]*\).*/\1/p" <<<"$1"; }  # field LINE KEY
+# run_wrk SYSTEM CONNS URL: one wrk run; appends "system conns rps p50_us p99_us sockerr non2xx requests".
+run_wrk() {
+    local system=$1 c=$2 url=$3 out line
+    out=$(ip netns exec "$CLI_NS" timeout $((SECONDS_PER_RUN + 60)) \
+        wrk -t 2 -c "$c" -d "${SECONDS_PER_RUN}s" --latency -s "$TMP/post.lua" "$url" 2>&1) || {
+        echo "wrk failed for $system c=$c: $out" >&2; return 1; }
+    echo "--- $system, $c connections" >&2
+    echo "$out" >&2
+    line=$(grep '^RESULT ' <<<"$out") || { echo "no RESULT line from wrk" >&2; return 1; }
+    awk -v s="$system" -v c="$c" -v n="$(field "$line" requests)" -v d="$(field "$line" duration_us)" \
+        -v p50="$(field "$line" p50_us)" -v p99="$(field "$line" p99_us)" \
+        -v se="$(( $(field "$line" connect) + $(field "$line" read) + $(field "$line" write) + $(field "$line" timeout) ))" -v bad="$(field "$line" non2xx)" \
+        'BEGIN { printf "%s %s %.0f %d %d %d %d %d\n", s, c, n / (d / 1e6), p50, p99, se, bad, n }' >>"$RESULTS"
+}
+
+wait_http() {  # wait_http URL CODE: poll from the client namespace, up to 30 s
+    local i code
+    for i in $(seq 1 150); do
+        code=$(ip netns exec "$CLI_NS" curl -s -o /dev/null -w '%{http_code}' -m 1 "$1" || true)
+        [ "$code" = "$2" ] && return 0
+        sleep 0.2
+    done
+    echo "no $2 from $1 after 30 s (last: $code)" >&2
+    return 1
+}
+
+# --- 1. VictoriaMetrics on the kernel stack ---------------------------------
+ip -n "$APP_NS" addr add "$ADDR/24" dev "$APP_IF"
+# `ip netns exec` execs the program, so $! is VictoriaMetrics itself.
+ip netns exec "$APP_NS" victoria-metrics -storageDataPath="$TMP/vm" -httpListenAddr="$ADDR:8428" \
+    -loggerLevel=ERROR >"$TMP/vm.log" 2>&1 &
+VM_PID=$!
+wait_http "http://$ADDR:8428/health" 200 || { cat "$TMP/vm.log" >&2; exit 1; }
+run_wrk VictoriaMetrics "$CONNS" "http://$ADDR:8428/write"
+ip netns exec "$CLI_NS" curl -s -m 30 "http://$ADDR:8428/internal/force_flush" >/dev/null || true
+vm_series=$(ip netns exec "$CLI_NS" curl -s -m 30 "http://$ADDR:8428/api/v1/series/count" | jq -r '.data[0] // "?"' || echo "?")
+stop_pid "$VM_PID"; VM_PID=""
+ip -n "$APP_NS" addr flush dev "$APP_IF"
+ip -n "$CLI_NS" neigh flush dev "$CLI_IF"
+if ip -n "$APP_NS" -4 addr show dev "$APP_IF" | grep -q inet; then
+    echo "198.18.0.1 is still on the kernel side of $APP_IF" >&2; exit 1
+fi
+
+# --- 2. the appliance (owns 198.18.0.1 through net_af_packet) ---------------
+# run_appliance ACK LABEL CONNS...: one serve process, one wrk run per CONNS;
+# SIGTERM, then records_written from its report vs the 2xx wrk counted.
+run_appliance() {
+    local ack=$1 label=$2 rc=0 written acked statuses c
+    shift 2
+    rm -rf "$TMP/data"
+    cat >"$TMP/config.toml" <<EOF
+[net]
+ipv4 = "$ADDR/24"
+[writer]
+data_dir = "$TMP/data"
+ack = "$ack"
+[limits]
+default_rate = 1000000000
+default_burst = 1000000000
+EOF
+    ip netns exec "$APP_NS" "$BIN" serve --config "$TMP/config.toml" --stats-interval 0 --report "$TMP/report.json" \
+        -- --no-huge -m 1024 --no-shconf --no-pci -l 0-1 --log-level '*:warning' \
+        --vdev "net_af_packet0,iface=$APP_IF" >"$TMP/serve.log" 2>&1 &
+    APP_PID=$!
+    wait_http "http://$ADDR:8080/ping" 204 || { cat "$TMP/serve.log" >&2; exit 1; }
+    for c in "$@"; do
+        run_wrk "$label" "$c" "http://$ADDR:8080/write"
+    done
+    kill -TERM "$APP_PID"
+    wait "$APP_PID" || rc=$?
+    APP_PID=""
+    [ "$rc" -eq 0 ] || { echo "serve exited with $rc" >&2; cat "$TMP/serve.log" >&2; }
+    written=$(jq -r '.records_written // "?"' "$TMP/report.json" 2>/dev/null || echo "?")
+    acked=$(awk -v l="$label" '$1 == l { s += ($8 - $7) * 100 } END { print s + 0 }' "$RESULTS")
+    statuses=$(jq -c '.http | with_entries(select(.key | startswith("responses_")))' "$TMP/report.json" 2>/dev/null || echo "?")
+    CHECKS+="$label: statuses (report, incl. /ping) $statuses"$'\n'
+    CHECKS+="$label: net (report) $(jq -c '.net' "$TMP/report.json" 2>/dev/null || echo "?")"$'\n'
+    CHECKS+="$label: records_written (report) $written; 2xx counted by wrk x 100: $acked (writes in flight when wrk stops may add more); serve exit $rc"$'\n'
+}
+CHECKS=""
+# The comparison and connection scaling with the default durable acks (a 2xx
+# after the fsync that covers the batch; fsync at most every 10 ms)...
+# shellcheck disable=SC2046
+run_appliance durable appliance $(printf '%s\n' "$CONNS" 100 1000 | awk '!seen[$1]++')
+# ...and once with ack = "enqueued" (2xx when the batch is handed to the
+# writer), closer to VictoriaMetrics, which answers before its data is on disk.
+run_appliance enqueued appliance-enqueued "$CONNS"
+
+# --- table ------------------------------------------------------------------
+echo
+echo "HTTP /write, wrk -t 2 -d ${SECONDS_PER_RUN}s --latency, 100-line bodies, veth + net_af_packet, $(nproc) cores"
+echo
+echo "records/s = 2xx req/s x 100; socket errors = connect + read + write + timeout (wrk --timeout 2 s)"
+echo
+echo "| system | connections | req/s | records/s | p50 | p99 | socket errors | non-2xx |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+# records/s counts answered requests that were not errors (wrk's non-2xx are status >= 400).
+awk '{ printf "| %s | %d | %d | %d | %.2f ms | %.2f ms | %d | %d |\n", $1, $2, $3, ($8 > 0 ? $3 * ($8 - $7) / $8 * 100 : 0), $4 / 1000, $5 / 1000, $6, $7 }' "$RESULTS"
+echo
+awk -v c="$CONNS" '
+    { ok = $8 > 0 ? $3 * ($8 - $7) / $8 : 0 }
+    $1 == "VictoriaMetrics" && $2 == c { vm = ok }
+    $1 == "appliance" && $2 == c { app = ok }
+    $1 == "appliance" && $2 == 100 { a100 = $3 }
+    $1 == "appliance" && $2 == 1000 { a1000 = $3 }
+    $1 == "appliance-enqueued" && $2 == c { enq = ok }
+    END {
+        if (vm > 0) printf "appliance / VictoriaMetrics (records/s, %d connections): %.2fx\n", c, app / vm
+        if (vm > 0 && enq > 0) printf "appliance (ack=enqueued) / VictoriaMetrics (records/s, %d connections): %.2fx\n", c, enq / vm
+        if (a100 > 0) printf "appliance 1000 / 100 connections (req/s): %.2fx\n", a1000 / a100
+    }' "$RESULTS"
+printf "%s" "$CHECKS"
+echo "VictoriaMetrics series after the run: $vm_series"
