@@ -10,7 +10,7 @@
 //! no clock; the caller passes `now`.
 
 use crate::ingest::line_protocol::{LineProtocolParser, Precision};
-use crate::ingest::record::{RecordRef, RecordSink, SinkFull};
+use crate::ingest::record::Discard;
 use crate::ingest::statsd::StatsdParser;
 use crate::limit::KeyedLimiter;
 use crate::writer::{Batch, WriterHandle};
@@ -77,16 +77,6 @@ impl UdpCounters {
 
     pub fn balances(&self) -> bool {
         self.records_parsed == self.records_accepted + self.records_limited + self.records_dropped_writer_full
-    }
-}
-
-/// Counts records without keeping them: the writer-full path still has to
-/// know how many records it drops.
-struct CountOnly;
-
-impl RecordSink for CountOnly {
-    fn push(&mut self, _record: &RecordRef<'_, '_>) -> Result<(), SinkFull> {
-        Ok(())
     }
 }
 
@@ -225,11 +215,11 @@ impl UdpIngest {
         // No batch to put it in: count what is lost, by parsing into nothing.
         let (records, invalid) = match protocol {
             Protocol::Line => {
-                let s = self.line.parse_into(payload, Precision::Nanoseconds, now, &mut CountOnly);
+                let s = self.line.parse_into(payload, Precision::Nanoseconds, now, &mut Discard);
                 (s.records as u64, s.invalid as u64)
             }
             Protocol::Statsd => {
-                let s = self.statsd.parse_into(payload, now, &mut CountOnly);
+                let s = self.statsd.parse_into(payload, now, &mut Discard);
                 (s.records as u64, s.invalid as u64)
             }
         };

@@ -36,7 +36,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::line_protocol::recycle_vec;
-use super::record::{Field, FieldValue, RecordRef, RecordSink, SinkFull, Tag};
+use super::record::{Discard, Field, FieldValue, RecordRef, RecordSink, Tag};
 
 /// Caps that bound work and scratch memory per body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,14 +100,6 @@ pub struct JsonBatchParser {
     tags: Vec<Tag<'static>>,
 }
 
-/// A sink for the validate pass: counts nothing, refuses nothing.
-struct DiscardSink;
-impl RecordSink for DiscardSink {
-    fn push(&mut self, _record: &RecordRef<'_, '_>) -> Result<(), SinkFull> {
-        Ok(())
-    }
-}
-
 impl JsonBatchParser {
     pub fn new() -> Self {
         Self::default()
@@ -119,7 +111,7 @@ impl JsonBatchParser {
 
     /// Pass one for HTTP: checks the whole body, returns the record count and `client_id`.
     pub fn validate<'a>(&mut self, body: &'a [u8], now_ns: i64) -> Result<JsonSummary<'a>, JsonBatchError> {
-        self.run(body, now_ns, &mut DiscardSink)
+        self.run(body, now_ns, &mut Discard)
     }
 
     /// Parses the body, pushing one record per metric. Records pushed before an

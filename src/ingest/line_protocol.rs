@@ -48,7 +48,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
 
-use super::record::{Field, FieldValue, RecordRef, RecordSink, Tag};
+use super::record::{Discard, Field, FieldValue, RecordRef, RecordSink, Tag};
 
 /// The unit of the timestamps in a body (`?precision=` on `/write`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -230,14 +230,6 @@ pub(crate) fn recycle_vec<T, U>(mut v: Vec<T>) -> Vec<U> {
     v.into_iter().filter_map(|_| None).collect()
 }
 
-/// A sink that only counts; the `validate` pass.
-struct CountingSink;
-impl RecordSink for CountingSink {
-    fn push(&mut self, _record: &RecordRef<'_, '_>) -> Result<(), super::record::SinkFull> {
-        Ok(())
-    }
-}
-
 impl LineProtocolParser {
     pub fn new() -> Self {
         Self::default()
@@ -250,7 +242,7 @@ impl LineProtocolParser {
     /// Pass one for HTTP: parses every line without a sink. `Ok(records)` if all
     /// lines are valid, else the first bad line, its reason and the bad-line count.
     pub fn validate(&mut self, body: &[u8], precision: Precision, now_ns: i64) -> Result<usize, BatchError> {
-        let summary = self.parse_from(body, BodyPosition::START, precision, now_ns, &mut CountingSink);
+        let summary = self.parse_from(body, BodyPosition::START, precision, now_ns, &mut Discard);
         match summary.first_error {
             None => Ok(summary.records),
             Some(first) => Err(BatchError {

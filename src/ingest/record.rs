@@ -100,6 +100,17 @@ pub trait RecordSink {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SinkFull;
 
+/// A sink that takes every record and keeps nothing: validation passes and
+/// counting what a refused datagram carried.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Discard;
+
+impl RecordSink for Discard {
+    fn push(&mut self, _record: &RecordRef<'_, '_>) -> Result<(), SinkFull> {
+        Ok(())
+    }
+}
+
 /// A sink that keeps owned copies; for tests and tools, not the datapath.
 impl RecordSink for Vec<Record> {
     fn push(&mut self, record: &RecordRef<'_, '_>) -> Result<(), SinkFull> {
