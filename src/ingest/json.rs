@@ -457,6 +457,7 @@ impl<'de> Visitor<'de> for TagsSeed<'_, 'de> {
 mod tests {
     use super::*;
     use crate::ingest::record::Record;
+    use crate::ingest::record::SinkFull;
 
     const NOW: i64 = 1_700_000_000_000_000_000;
 
