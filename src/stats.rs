@@ -168,38 +168,18 @@ pub struct ReplayReport {
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct IngestReport {
     pub udp_datagrams: u64,
-    pub datagrams_line: u64,
-    pub datagrams_statsd: u64,
-    pub datagrams_other_port: u64,
-    pub records_parsed: u64,
-    pub records_accepted: u64,
-    pub records_limited: u64,
-    pub records_invalid: u64,
-    pub records_dropped_writer_full: u64,
+    #[serde(flatten)]
+    pub counters: crate::udp::UdpCounters,
     pub records_written: u64,
-    pub batches_submitted: u64,
 }
 
 impl IngestReport {
-    pub fn new(u: &crate::udp::UdpCounters, records_written: u64) -> IngestReport {
-        IngestReport {
-            udp_datagrams: u.datagrams(),
-            datagrams_line: u.datagrams_line,
-            datagrams_statsd: u.datagrams_statsd,
-            datagrams_other_port: u.datagrams_other_port,
-            records_parsed: u.records_parsed,
-            records_accepted: u.records_accepted,
-            records_limited: u.records_limited,
-            records_invalid: u.records_invalid,
-            records_dropped_writer_full: u.records_dropped_writer_full,
-            records_written,
-            batches_submitted: u.batches_submitted,
-        }
+    pub fn new(counters: crate::udp::UdpCounters, records_written: u64) -> IngestReport {
+        IngestReport { udp_datagrams: counters.datagrams(), counters, records_written }
     }
 
     pub fn balances(&self) -> bool {
-        self.records_parsed == self.records_accepted + self.records_limited + self.records_dropped_writer_full
-            && self.records_written == self.records_accepted
+        self.counters.balances() && self.records_written == self.counters.records_accepted
     }
 }
 

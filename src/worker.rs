@@ -16,59 +16,44 @@ const PREFETCH_AHEAD: usize = 3;
 /// Empty polls between two publications of the counters when idle.
 const IDLE_PUBLISH_EVERY: u64 = 4096;
 
-/// Receives, classifies and counts every frame, then frees it: the replay
-/// datapath of the foundation, and the per-packet floor of every later one.
-pub fn run_classify(mut rx: RxQueue, counters: Arc<SharedRxCounters>, stop: Arc<AtomicBool>) -> i32 {
-    let mut burst = RxBurst::default();
-    let mut local = RxCounters::default();
-    while !stop.load(Ordering::Relaxed) {
-        let n = rx.rx_burst(&mut burst);
-        if n == 0 {
-            local.empty_polls += 1;
-            if local.empty_polls % IDLE_PUBLISH_EVERY == 0 {
-                counters.publish(&local);
-            }
-            continue;
-        }
-        for i in 0..PREFETCH_AHEAD.min(n) {
-            burst.prefetch(i);
-        }
-        for i in 0..n {
-            burst.prefetch(i + PREFETCH_AHEAD);
-            let packet = burst.packet(i);
-            local.chained += u64::from(burst.is_chained(i));
-            local.count(&classify(packet), packet.len());
-        }
-        local.rx_bursts += 1;
-        counters.publish(&local);
-    }
-    burst.clear();
-    counters.publish(&local);
-    0
+/// The UDP ingestion stage of an rx worker, with what it needs besides the frames.
+pub struct UdpStage {
+    pub ingest: crate::udp::UdpIngest,
+    pub published: Arc<crate::stats::Published<crate::udp::UdpCounters>>,
+    pub clock: crate::limit::MonotonicClock,
 }
 
-/// The UDP ingestion datapath: like [`run_classify`], and every UDP datagram
-/// to an ingestion port is parsed, limited and batched to the writer.
-pub fn run_ingest(
+/// UDP counters are read for the final report only: publish them this often.
+const UDP_PUBLISH_NS: u64 = 50_000_000;
+
+/// Receives, classifies and counts every frame, then frees it: the replay/rx
+/// datapath and the per-packet floor of every later one. With a UDP stage,
+/// every UDP datagram to an ingestion port is also parsed, limited and
+/// batched to the writer.
+pub fn run_rx(
     mut rx: RxQueue,
     counters: Arc<SharedRxCounters>,
-    udp_counters: Arc<crate::udp::SharedUdpCounters>,
-    mut udp: crate::udp::UdpIngest,
-    clock: crate::limit::MonotonicClock,
+    mut udp: Option<UdpStage>,
     stop: Arc<AtomicBool>,
 ) -> i32 {
     let mut burst = RxBurst::default();
     let mut local = RxCounters::default();
+    let mut last_udp_publish = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let n = rx.rx_burst(&mut burst);
-        // One clock read per burst, not per packet.
-        let now = clock.now_ns();
+        // One clock read per burst (only the UDP stage needs time).
+        let now = udp.as_ref().map_or(0, |u| u.clock.now_ns());
+        if let Some(u) = udp.as_mut() {
+            u.ingest.maybe_flush(now);
+            if now - last_udp_publish >= UDP_PUBLISH_NS {
+                last_udp_publish = now;
+                u.published.publish(u.ingest.counters());
+            }
+        }
         if n == 0 {
             local.empty_polls += 1;
-            udp.maybe_flush(now);
             if local.empty_polls % IDLE_PUBLISH_EVERY == 0 {
                 counters.publish(&local);
-                udp_counters.publish(udp.counters());
             }
             continue;
         }
@@ -81,19 +66,19 @@ pub fn run_ingest(
             local.chained += u64::from(burst.is_chained(i));
             let c = classify(packet);
             local.count(&c, packet.len());
-            if let Frame::Ipv4Udp { src, dst_port, payload, .. } = c.frame {
-                udp.on_datagram(src, dst_port, payload, now);
+            if let (Some(u), Frame::Ipv4Udp { src, dst_port, payload, .. }) = (udp.as_mut(), c.frame) {
+                u.ingest.on_datagram(src, dst_port, payload, now);
             }
         }
-        udp.maybe_flush(now);
         local.rx_bursts += 1;
         counters.publish(&local);
-        udp_counters.publish(udp.counters());
     }
     burst.clear();
-    udp.flush();
+    if let Some(u) = udp.as_mut() {
+        u.ingest.flush();
+        u.published.publish_final(u.ingest.counters());
+    }
     counters.publish(&local);
-    udp_counters.publish(udp.counters());
     0
 }
 

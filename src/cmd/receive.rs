@@ -8,12 +8,12 @@ use metricsstream::config::AppConfig;
 use metricsstream::dpdk::{self, Eal, LcoreJob, Mempool, Port};
 use metricsstream::limit::{KeyedLimiter, MonotonicClock};
 use metricsstream::net::FrameClass;
-use metricsstream::stats::IngestReport;
 use metricsstream::stats::{
     self, Dropped, MbufReport, PortReport, ReplayReport, RxCounters, SharedRxCounters, WorkerReport,
 };
-use metricsstream::udp::{SharedUdpCounters, UdpCounters, UdpIngest};
-use metricsstream::worker;
+use metricsstream::stats::{IngestReport, Published};
+use metricsstream::udp::{UdpCounters, UdpIngest};
+use metricsstream::worker::{self, UdpStage};
 use metricsstream::writer::Writer;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,8 +54,7 @@ pub fn run(
 
     let workers = lcores.len();
     let counters: Vec<Arc<SharedRxCounters>> = (0..workers).map(|_| Arc::new(SharedRxCounters::default())).collect();
-    let udp_counters: Vec<Arc<SharedUdpCounters>> =
-        (0..workers).map(|_| Arc::new(SharedUdpCounters::default())).collect();
+    let udp_counters: Vec<Arc<Published<UdpCounters>>> = (0..workers).map(|_| Arc::new(Published::default())).collect();
     let mut pipeline = match &run.ingest {
         Some(config) => {
             let (runtime, handles) = Writer::start(config.writer.clone(), workers)
@@ -74,14 +73,12 @@ pub fn run(
     let mut jobs = Vec::new();
     for (q, (rx, _tx)) in port.take_queues().into_iter().enumerate() {
         let (shared, stop) = (counters[q].clone(), stop.clone());
-        let job = match ingests.as_mut().and_then(Iterator::next) {
-            Some(udp) => {
-                let udp_shared = udp_counters[q].clone();
-                LcoreJob::launch(&eal, lcores[q], move || worker::run_ingest(rx, shared, udp_shared, udp, clock, stop))?
-            }
-            None => LcoreJob::launch(&eal, lcores[q], move || worker::run_classify(rx, shared, stop))?,
-        };
-        jobs.push(job);
+        let udp = ingests.as_mut().and_then(Iterator::next).map(|ingest| UdpStage {
+            ingest,
+            published: udp_counters[q].clone(),
+            clock,
+        });
+        jobs.push(LcoreJob::launch(&eal, lcores[q], move || worker::run_rx(rx, shared, udp, stop))?);
     }
     eprintln!(
         "{banner}: {} queue(s), RSS {}, worker lcores {lcores:?}",
@@ -154,7 +151,7 @@ pub fn run(
             let summary = runtime.shutdown().context("writer shutdown")?;
             let mut u = UdpCounters::default();
             udp_counters.iter().for_each(|c| u.add(&c.snapshot()));
-            Some(IngestReport::new(&u, summary.records_written))
+            Some(IngestReport::new(u, summary.records_written))
         }
         None => None,
     };
@@ -221,16 +218,16 @@ pub fn run(
     if let Some(i) = &report.ingest {
         println!(
             "  udp: {} datagrams (line {}, statsd {}, other ports {})",
-            i.udp_datagrams, i.datagrams_line, i.datagrams_statsd, i.datagrams_other_port
+            i.udp_datagrams, i.counters.datagrams_line, i.counters.datagrams_statsd, i.counters.datagrams_other_port
         );
         println!(
             "  records: parsed {}, accepted {}, written {}, limited {}, invalid lines {}, dropped (writer full) {}",
-            i.records_parsed,
-            i.records_accepted,
+            i.counters.records_parsed,
+            i.counters.records_accepted,
             i.records_written,
-            i.records_limited,
-            i.records_invalid,
-            i.records_dropped_writer_full
+            i.counters.records_limited,
+            i.counters.records_invalid,
+            i.counters.records_dropped_writer_full
         );
     }
     if let Some(path) = &run.report {
