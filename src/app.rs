@@ -10,7 +10,7 @@
 use crate::http::auth::{self, AuthConfig, AuthDecision};
 use crate::http::routes::{self, Route};
 use crate::http::{Connection, Event, HttpConfig, RequestRef, Response};
-use crate::ingest::json::{JsonBatchError, JsonBatchParser};
+use crate::ingest::json::JsonBatchParser;
 use crate::ingest::line_protocol::{LineProtocolParser, Precision};
 use crate::limit::{KeyedLimiter, RateLimitHeaders};
 use crate::net::{ConnId, TcpApp};
@@ -154,6 +154,8 @@ pub struct HttpApp {
     held: Vec<ConnId>,
     /// Connections with new output the stack must service (after `poll_held`).
     to_wake: Vec<ConnId>,
+    /// (open batch number, durable sequence) at the last `poll_held` scan.
+    last_progress: (u64, u64),
     ctx: Ctx,
 }
 
@@ -165,6 +167,7 @@ impl HttpApp {
             conns: (0..slots).map(|_| None).collect(),
             held: Vec::with_capacity(slots.min(65_536)),
             to_wake: Vec::with_capacity(slots.min(65_536)),
+            last_progress: (0, 0),
             ctx: Ctx {
                 shared,
                 writer,
@@ -213,6 +216,13 @@ impl HttpApp {
     /// must service (`NetStack::wake`).
     pub fn poll_held(&mut self, now_ns: u64) -> &[ConnId] {
         self.to_wake.clear();
+        // A held response can only be released by a submit (open_no moves) or
+        // an fsync (durable_seq moves): skip the scan while neither changed.
+        let progress = (self.ctx.open_no, self.ctx.writer.durable_seq());
+        if progress == self.last_progress {
+            return &self.to_wake;
+        }
+        self.last_progress = progress;
         let mut oldest_needed = self.ctx.open_no;
         let mut i = 0;
         while i < self.held.len() {
@@ -286,14 +296,13 @@ fn held_status(ctx: &Ctx, held: &Held) -> HeldStatus {
     if held.last >= ctx.open_no {
         return HeldStatus::Waiting; // still in the open batch
     }
-    let mut last_ticket = None;
-    for (no, ticket) in ctx.submitted.iter().filter(|(no, _)| (held.first..=held.last).contains(no)) {
-        match ticket {
-            None => return HeldStatus::Refused,
-            Some(t) if *no == held.last => last_ticket = Some(*t),
-            Some(_) => {}
-        }
+    // `submitted` holds consecutive batch numbers from its front: index, don't search.
+    let Some(&(front, _)) = ctx.submitted.front() else { return HeldStatus::Refused };
+    let at = |no: u64| no.checked_sub(front).and_then(|i| ctx.submitted.get(i as usize)).map(|(_, t)| *t);
+    if (held.first..held.last).any(|no| matches!(at(no), Some(None) | None)) {
+        return HeldStatus::Refused;
     }
+    let last_ticket = at(held.last).flatten();
     match (ctx.ack, last_ticket) {
         // Sequence numbers are per handle and monotonic: the last batch
         // durable means the earlier ones are too.
@@ -495,7 +504,6 @@ fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx: &mut Ctx, 
         ctx.counters.requests_json += 1;
         match ctx.json.validate(body, now) {
             Ok(summary) => (summary.records as u64, summary.client_id),
-            Err(JsonBatchError::Invalid(e)) => return ctx.error(400, "invalid", format_args!("{e}")),
             Err(e) => return ctx.error(400, "invalid", format_args!("{e}")),
         }
     } else {
