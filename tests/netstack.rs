@@ -59,6 +59,52 @@ fn tcp_frame(
     ipv4_frame(src_mac, src, SERVER_IP, IpProtocol::Tcp, &l4)
 }
 
+/// A TCP segment from client 0's `sport` to the server with explicit sequence numbers.
+fn segment(sport: u16, control: TcpControl, seq: u32, ack: Option<u32>) -> Vec<u8> {
+    let repr = TcpRepr {
+        src_port: sport,
+        dst_port: PORT,
+        control,
+        seq_number: TcpSeqNumber(seq as i32),
+        ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
+        window_len: 64240,
+        window_scale: None,
+        max_seg_size: if control == TcpControl::Syn { Some(1460) } else { None },
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    let mut l4 = vec![0u8; repr.buffer_len()];
+    repr.emit(
+        &mut TcpPacket::new_unchecked(&mut l4[..]),
+        &IpAddress::Ipv4(client_ip(0)),
+        &IpAddress::Ipv4(SERVER_IP),
+        &ChecksumCapabilities::default(),
+    );
+    ipv4_frame(client_mac(0), client_ip(0), SERVER_IP, IpProtocol::Tcp, &l4)
+}
+
+/// Opens a connection from client 0's `sport` with raw segments (SYN, then
+/// the ACK of the server's SYN-ACK); returns (our next seq, the server's next seq).
+fn raw_handshake(s: &mut NetStack, app: &mut netstack_sim::PingApp, sport: u16, now: Instant) -> (u32, u32) {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    assert_eq!(s.receive(now, &segment(sport, TcpControl::Syn, 1000, None), &mut out), Received::Consumed);
+    s.poll(now, app, &mut out);
+    let server_isn = out
+        .iter()
+        .find_map(|f| {
+            let ip = Ipv4Packet::new_checked(&f[14..]).ok()?;
+            let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+            (tcp.syn() && tcp.ack() && tcp.dst_port() == sport).then(|| tcp.seq_number().0 as u32)
+        })
+        .expect("a SYN-ACK");
+    let ack = segment(sport, TcpControl::None, 1001, Some(server_isn.wrapping_add(1)));
+    assert_eq!(s.receive(now, &ack, &mut out), Received::Consumed);
+    s.poll(now, app, &mut out);
+    (1001, server_isn.wrapping_add(1))
+}
+
 fn stack(max: usize) -> NetStack {
     NetStack::new(stack_config(max), Instant::from_millis(1)).unwrap()
 }
@@ -202,6 +248,82 @@ fn syn_flood_beyond_max_connections_is_dropped_and_counted() {
     assert_eq!(net.app.requests, 32 * 6);
     assert!(net.clients.iter().all(|c| c.resets() == 0));
     net.assert_balanced();
+}
+
+/// Graceful shutdown, stack part: after `stop_accepting` a SYN for a new
+/// connection is answered with an RST (counted, no socket taken), while open
+/// connections keep being served.
+#[test]
+fn after_stop_accepting_new_syns_are_refused_and_open_connections_go_on() {
+    let mut net = Net::new(stack_config(64), clients(1, 4, 1, Ending::KeepOpen));
+    net.run_until(10_000, |n| n.all_done());
+    assert_eq!(net.stack.counters().connections_open, 4);
+    assert!(net.stack.is_accepting());
+    net.stack.stop_accepting();
+    assert!(!net.stack.is_accepting());
+
+    // A raw SYN from a new 4-tuple: one RST back, nothing accepted.
+    let free = net.stack.free_sockets();
+    let syn = tcp_frame(client_mac(0), client_ip(0), 41_000, PORT, TcpControl::Syn, false);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    assert_eq!(net.stack.receive(net.now, &syn, &mut out), Received::Consumed);
+    assert_eq!(out.len(), 1, "exactly one reply");
+    let ip = Ipv4Packet::new_checked(&out[0][14..]).unwrap();
+    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert!(tcp.rst() && !tcp.syn(), "a refusal, not a SYN-ACK");
+    assert_eq!((tcp.src_port(), tcp.dst_port()), (PORT, 41_000));
+    assert_eq!(net.stack.free_sockets(), free, "no socket taken");
+
+    // A real client connecting now is refused too; the open ones are served.
+    net.clients.push(Client::new(1, 2, 1, Ending::KeepOpen, net.now));
+    net.clients[0].add_requests(2);
+    net.run_until(20_000, |n| n.clients[0].done() && n.stack.counters().syn_refused_stopping >= 3);
+    for _ in 0..200 {
+        net.step();
+        net.now += smoltcp::time::Duration::from_millis(10);
+    }
+    let c = *net.stack.counters();
+    assert_eq!((c.syn_accepted, c.connections_opened, c.connections_open), (4, 4, 4), "{c:?}");
+    assert!(c.syn_refused_stopping >= 3, "{c:?}");
+    assert_eq!(net.clients[1].answered(), 0);
+    assert_eq!(net.clients[0].answered(), 4 * 3);
+    assert_eq!(net.clients[0].resets(), 0);
+    assert_eq!(net.app.requests, 4 * 3);
+    assert_eq!(c.rx_frames, c.rx_accounted());
+}
+
+/// Linux answers a segment that reaches a closed socket with an RST that
+/// carries no ACK. Such a segment also matches the cell's listening socket;
+/// when the listener sits in a lower slot than the connection, smoltcp gave
+/// the RST to the listener, which ignored it, and the connection stayed open
+/// (LAST-ACK, retransmitting its FIN) until the idle timeout.
+#[test]
+fn a_bare_rst_closes_its_connection_whatever_the_listener_slot() {
+    let mut s = stack(16);
+    let mut app = netstack_sim::PingApp::new(s.slots());
+    let now = Instant::from_millis(2);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    // A takes slot 0, B slot 1; A is reset (RST|ACK: only A's socket takes
+    // it), so slot 0 is idle again; C takes the armed listener (slot 2) and
+    // the listener is re-armed on slot 0, below B and C.
+    let (a_seq, a_ack) = raw_handshake(&mut s, &mut app, 50_001, now);
+    let (b_seq, _) = raw_handshake(&mut s, &mut app, 50_002, now);
+    let rst_a = segment(50_001, TcpControl::Rst, a_seq, Some(a_ack));
+    assert_eq!(s.receive(now, &rst_a, &mut out), Received::Consumed);
+    s.poll(now, &mut app, &mut out);
+    assert_eq!(s.counters().connections_open, 1);
+    raw_handshake(&mut s, &mut app, 50_003, now);
+    assert_eq!(s.counters().connections_open, 2);
+    // A bare RST (no ACK) for B, at B's next sequence number.
+    let rst_b = segment(50_002, TcpControl::Rst, b_seq, None);
+    assert_eq!(s.receive(now, &rst_b, &mut out), Received::Consumed);
+    s.poll(now, &mut app, &mut out);
+    let c = *s.counters();
+    assert_eq!((c.connections_open, c.connections_closed), (1, 2), "B must be closed: {c:?}");
+    assert_eq!(c.rx_frames, c.rx_accounted());
+    // The listener still accepts.
+    raw_handshake(&mut s, &mut app, 50_004, now);
+    assert_eq!(s.counters().connections_open, 2);
 }
 
 #[test]

@@ -23,6 +23,10 @@
 //! - a SYN beyond `max_connections` (or with no free listener) is dropped
 //!   silently and counted: no RST storm under a SYN flood, and the client's
 //!   SYN retransmission retries later;
+//! - after [`NetStack::stop_accepting`] (graceful shutdown) a SYN for a new
+//!   4-tuple is refused with an RST and counted, like a closed port: the
+//!   client fails over at once instead of retrying a server that is leaving.
+//!   Established connections (and handshakes already in SYN-RECEIVED) go on;
 //! - TIME-WAIT is cut short: a socket that reaches TIME-WAIT is recycled at
 //!   the end of the poll that took it there (after its final ACK was sent),
 //!   without an RST. A retransmitted FIN then finds no flow and is answered
@@ -303,6 +307,8 @@ pub struct NetCounters {
     pub syn_accepted: u64,
     /// SYNs to a port we do not listen on (answered with RST, in `rx_tcp`).
     pub syn_closed_port: u64,
+    /// SYNs refused after `stop_accepting` (answered with RST, in `rx_tcp`).
+    pub syn_refused_stopping: u64,
     /// Non-SYN segments without a flow (answered with RST, in `rx_tcp`).
     pub tcp_no_flow: u64,
     pub connections_opened: u64,
@@ -382,6 +388,8 @@ pub struct NetStack {
     max_connections: usize,
     mtu: usize,
     max_cells_per_poll: usize,
+    /// False after `stop_accepting`: new SYNs are refused.
+    accepting: bool,
 }
 
 impl NetStack {
@@ -432,8 +440,21 @@ impl NetStack {
             max_connections: c.max_connections,
             mtu: c.mtu,
             max_cells_per_poll: c.max_cells_per_poll.max(1),
+            accepting: true,
             cells,
         })
+    }
+
+    /// Graceful shutdown: from now on a SYN for a new connection is answered
+    /// with an RST and counted (`syn_refused_stopping`); open connections are
+    /// served as before. Irreversible.
+    pub fn stop_accepting(&mut self) {
+        self.accepting = false;
+    }
+
+    /// Whether new connections are accepted (see [`NetStack::stop_accepting`]).
+    pub fn is_accepting(&self) -> bool {
+        self.accepting
     }
 
     /// Counters (copy them out to publish).
@@ -469,6 +490,37 @@ impl NetStack {
             }
         }
         free
+    }
+
+    /// Whether every open connection has had all our output and our FIN
+    /// acknowledged (FIN-WAIT-2 or TIME-WAIT): nothing is left to deliver.
+    /// Scans every slot: for a graceful shutdown, not per packet.
+    pub fn quiescent(&mut self) -> bool {
+        let per_cell = self.per_cell;
+        for (index, slot) in self.slots.iter().enumerate() {
+            if slot.state != SlotState::Open {
+                continue;
+            }
+            let state = self.cells[index / per_cell].socket((index % per_cell) as u16).state();
+            if !matches!(state, tcp::State::FinWait2 | tcp::State::TimeWait | tcp::State::Closed) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Open connections by TCP state, e.g. `"ESTABLISHED=3 FIN-WAIT-2=1"`
+    /// (for the shutdown message; scans every slot and allocates).
+    pub fn open_connection_states(&mut self) -> String {
+        let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        let per_cell = self.per_cell;
+        for (index, slot) in self.slots.iter().enumerate() {
+            if slot.state == SlotState::Open {
+                let state = self.cells[index / per_cell].socket((index % per_cell) as u16).state();
+                *counts.entry(state.to_string()).or_default() += 1;
+            }
+        }
+        counts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
     }
 
     /// The earliest smoltcp timer of any cell, if any (an idle worker may sleep until then).
@@ -602,9 +654,12 @@ impl NetStack {
         let is_syn = flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
         if let Some(index) = self.flows.lookup(&key) {
             let cell = index as usize / self.per_cell;
-            // A retransmitted SYN matches the cell's listener too, and smoltcp
-            // gives it to whichever socket it scans first: park the listener.
-            let parked = if is_syn { self.cells[cell].listener } else { None };
+            // A segment without ACK (a retransmitted SYN, or the bare RST a
+            // kernel sends for data reaching a closed socket) matches the
+            // cell's listener too, and smoltcp gives it to whichever socket it
+            // scans first: the listener would swallow the RST and leave the
+            // connection open. Park the listener while the segment is fed.
+            let parked = if flags & TCP_ACK == 0 { self.cells[cell].listener } else { None };
             if let Some(l) = parked {
                 self.cells[cell].socket(l).close();
             }
@@ -633,6 +688,13 @@ impl NetStack {
             } else {
                 self.counters.tcp_no_flow += 1;
             }
+            self.feed_rst(now, ip, sink);
+            self.counters.rx_tcp += 1;
+            return Received::Consumed;
+        }
+        if !self.accepting {
+            // The socket-less interface answers a SYN with RST, as for a closed port.
+            self.counters.syn_refused_stopping += 1;
             self.feed_rst(now, ip, sink);
             self.counters.rx_tcp += 1;
             return Received::Consumed;
