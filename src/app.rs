@@ -14,7 +14,7 @@ use crate::ingest::json::JsonBatchParser;
 use crate::ingest::line_protocol::{LineProtocolParser, Precision};
 use crate::limit::{KeyedLimiter, RateLimitHeaders};
 use crate::net::{ConnId, TcpApp};
-use crate::writer::{AckMode, Batch, Ticket, WriterHandle};
+use crate::writer::{AckMode, Backpressure, BackpressureReason, Batch, Ticket, WriterHandle};
 use serde::Serialize;
 use smoltcp::time::Instant;
 use std::fmt::Write as _;
@@ -156,6 +156,8 @@ pub struct HttpApp {
     to_wake: Vec<ConnId>,
     /// (open batch number, durable sequence) at the last `poll_held` scan.
     last_progress: (u64, u64),
+    /// After `shut_down`: connections close after their current request.
+    shutting_down: bool,
     ctx: Ctx,
 }
 
@@ -168,6 +170,7 @@ impl HttpApp {
             held: Vec::with_capacity(slots.min(65_536)),
             to_wake: Vec::with_capacity(slots.min(65_536)),
             last_progress: (0, 0),
+            shutting_down: false,
             ctx: Ctx {
                 shared,
                 writer,
@@ -199,16 +202,32 @@ impl HttpApp {
         &self.ctx.counters
     }
 
-    /// Submits the batch filled during this iteration (group commit).
-    pub fn flush(&mut self) {
-        let Some(batch) = self.ctx.open.take() else { return };
+    /// Submits the batch filled during this iteration (group commit). When
+    /// the writer's channel is full the batch stays open and goes on filling
+    /// (its requests stay held) until a later flush finds room: a writer that
+    /// fell behind gets fewer, larger batches instead of 503s. Only a full
+    /// batch that finds no room is refused (503). Returns whether records
+    /// still wait in the open batch.
+    pub fn flush(&mut self) -> bool {
+        let Some(batch) = self.ctx.open.take() else { return false };
         if batch.is_empty() {
             self.ctx.open = Some(batch);
-            return;
+            return false;
         }
-        let ticket = submit(&mut self.ctx, batch);
+        let ticket = match self.ctx.writer.submit(batch) {
+            Ok(ticket) => Some(ticket),
+            Err(Backpressure { batch, reason: BackpressureReason::ChannelFull }) => {
+                self.ctx.open = Some(batch);
+                return true;
+            }
+            Err(refused) => {
+                self.ctx.writer.recycle(refused.batch);
+                None
+            }
+        };
         self.ctx.submitted.push_back((self.ctx.open_no, ticket));
         self.ctx.open_no += 1;
+        false
     }
 
     /// Answers held requests whose batches are handed over (and durable, in
@@ -271,6 +290,20 @@ impl HttpApp {
         &self.to_wake
     }
 
+    /// Graceful shutdown: every connection answers the request it is
+    /// receiving or answering with `Connection: close` and closes; idle ones
+    /// close now (so do connections whose handshake completes later).
+    /// Returns the connections the stack must service (`NetStack::wake`).
+    pub fn shut_down(&mut self) -> &[ConnId] {
+        self.shutting_down = true;
+        self.to_wake.clear();
+        for state in self.conns.iter_mut().flatten() {
+            state.http.shut_down();
+            self.to_wake.push(state.id);
+        }
+        &self.to_wake
+    }
+
     /// Applies header/idle timeouts; returns connections with new output.
     pub fn poll_timeouts(&mut self, now_ns: u64) -> &[ConnId] {
         self.to_wake.clear();
@@ -320,8 +353,11 @@ impl TcpApp for HttpApp {
     fn on_open(&mut self, conn: ConnId, peer: SocketAddrV4, now: Instant) {
         self.ctx.counters.connections_accepted += 1;
         if let Some(slot) = self.conns.get_mut(conn.index()) {
-            *slot =
-                Some(ConnState { id: conn, peer, http: Connection::new(&self.ctx.shared.http, ns(now)), held: None });
+            let mut http = Connection::new(&self.ctx.shared.http, ns(now));
+            if self.shutting_down {
+                http.shut_down();
+            }
+            *slot = Some(ConnState { id: conn, peer, http, held: None });
         }
     }
 

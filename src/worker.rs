@@ -138,7 +138,8 @@ pub struct ServeWorker {
     pub clock: crate::limit::MonotonicClock,
     pub published: Arc<crate::stats::Published<ServeCounters>>,
     pub stop: Arc<AtomicBool>,
-    /// After `stop`, keep serving this long so held (durable) responses go out.
+    /// After `stop`, keep serving open connections at most this long so
+    /// requests in progress and held (durable) responses are answered.
     pub drain_ns: u64,
 }
 
@@ -146,11 +147,21 @@ pub struct ServeWorker {
 const TIMEOUT_SCAN_NS: u64 = 100_000_000;
 /// Counters are handed to the main lcore at this period.
 const PUBLISH_NS: u64 = 50_000_000;
+/// At exit, how long the open batch may wait for room in the writer's channel.
+const EXIT_FLUSH_NS: u64 = 5_000_000_000;
+/// While draining, whether every connection is finished is checked this often (a scan of all slots).
+const DRAIN_CHECK_NS: u64 = 1_000_000;
 
 /// The `serve` datapath: frames into the TCP/IP stack (ARP, ICMP, TCP to
 /// the HTTP application), UDP datagrams to the UDP ingestion stage; held
 /// responses released as the writer makes batches durable; output frames
 /// written into mbufs and sent in bursts.
+///
+/// On `stop` (graceful shutdown) the stack refuses new connections (RST,
+/// counted) and every connection answers the request it is receiving or
+/// answering with `Connection: close`, idle ones close at once; the loop
+/// ends when no response is held and every connection's output and FIN are
+/// acknowledged, or after `drain_ns`. Then the open batch is submitted.
 pub fn run_serve(mut w: ServeWorker) -> i32 {
     use crate::net::Received;
     use smoltcp::time::Instant;
@@ -160,13 +171,26 @@ pub fn run_serve(mut w: ServeWorker) -> i32 {
     let mut last_timeouts = 0u64;
     let mut last_publish = 0u64;
     let mut stop_at: Option<u64> = None;
+    let mut last_drain_check = 0u64;
     loop {
         let now_ns = w.clock.now_ns();
         if stop_at.is_none() && w.stop.load(Ordering::Relaxed) {
             stop_at = Some(now_ns + w.drain_ns);
+            w.stack.stop_accepting();
+            for &conn in w.app.shut_down() {
+                w.stack.wake(conn);
+            }
         }
-        if stop_at.is_some_and(|t| now_ns >= t || w.app.counters().held == 0) {
-            break;
+        if let Some(deadline) = stop_at {
+            if now_ns >= deadline {
+                break;
+            }
+            if now_ns - last_drain_check >= DRAIN_CHECK_NS {
+                last_drain_check = now_ns;
+                if w.app.counters().held == 0 && w.stack.quiescent() {
+                    break;
+                }
+            }
         }
         let now = Instant::from_micros((now_ns / 1_000) as i64);
         let n = w.rx.rx_burst(&mut burst);
@@ -194,7 +218,8 @@ pub fn run_serve(mut w: ServeWorker) -> i32 {
         if n > 0 || w.stack.poll_at().is_some_and(|t| t <= now) {
             w.stack.poll(now, &mut w.app, &mut sink);
         }
-        // Group commit: the requests of this iteration share one batch.
+        // Group commit: the requests of this iteration share one batch (and
+        // of later ones too while the writer's channel is full).
         w.app.flush();
         counters.tx_no_mbuf += sink.no_mbuf;
         w.tx.tx_burst(&mut txb);
@@ -207,8 +232,17 @@ pub fn run_serve(mut w: ServeWorker) -> i32 {
             w.published.publish(&counters);
         }
     }
-    // Records of requests whose connection went away are still written.
-    w.app.flush();
+    let still_open = w.stack.counters().connections_open;
+    if still_open > 0 {
+        // Once, at exit: what the drain did not finish.
+        eprintln!("worker: {still_open} connection(s) still open at exit: {}", w.stack.open_connection_states());
+    }
+    // Records of requests whose connection went away (or whose drain ran
+    // out) are still written: wait for room in the writer's channel, bounded.
+    let give_up = w.clock.now_ns() + EXIT_FLUSH_NS;
+    while w.app.flush() && w.clock.now_ns() < give_up {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     // Last chance for what is queued, then free the rest (counted).
     w.tx.tx_burst(&mut txb);
     counters.tx_unsent_dropped += txb.drop_all() as u64;

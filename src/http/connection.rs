@@ -174,6 +174,8 @@ pub struct Connection {
     last_activity_ns: u64,
     /// Restart both clocks at the next call that knows the time.
     restart_clock: bool,
+    /// Graceful shutdown: the next response closes the connection.
+    closing: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -215,6 +217,7 @@ impl Connection {
             head_started_ns: now_ns,
             last_activity_ns: now_ns,
             restart_clock: false,
+            closing: false,
         }
     }
 
@@ -349,7 +352,7 @@ impl Connection {
         if self.phase != Phase::Dispatched {
             return;
         }
-        let close = !self.head.keep_alive || response.close;
+        let close = !self.head.keep_alive || response.close || self.closing;
         let connection = if close {
             Some("close")
         } else if self.head.minor == 0 {
@@ -371,6 +374,16 @@ impl Connection {
             if self.peer_closed && matches!(self.phase, Phase::Head | Phase::Body) {
                 self.phase = Phase::Done;
             }
+        }
+    }
+
+    /// Graceful shutdown: a request being received or answered still gets its
+    /// response, with `Connection: close`, then the connection closes; an idle
+    /// one (nothing received of a next request) closes now.
+    pub fn shut_down(&mut self) {
+        self.closing = true;
+        if self.phase == Phase::Head && self.input.is_empty() {
+            self.phase = Phase::Done;
         }
     }
 
