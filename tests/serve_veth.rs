@@ -125,10 +125,17 @@ fn start(veth: &Veth, config: &std::path::Path, report: &std::path::Path) -> App
 
 impl Appliance {
     /// SIGTERM, wait for the clean exit, return the report.
-    fn stop(mut self) -> serde_json::Value {
-        let child = self.child.0.as_mut().unwrap();
+    fn stop(self) -> serde_json::Value {
         // `ip netns exec` execs the binary, so this PID is the appliance.
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let pid = self.child.0.as_ref().unwrap().id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.wait()
+    }
+
+    /// Waits for the clean exit (after a SIGTERM sent already; a second one
+    /// would make serve exit at once with 130), returns the report.
+    fn wait(mut self) -> serde_json::Value {
+        let child = self.child.0.as_mut().unwrap();
         let start = Instant::now();
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {
@@ -353,6 +360,78 @@ fn kernel_clients_write_over_tcp_and_every_2xx_is_in_the_log() {
         net["connections_opened"].as_u64().unwrap(),
         net["connections_closed"].as_u64().unwrap() + net["connections_open"].as_u64().unwrap()
     );
+}
+
+/// Graceful stop over real TCP: after SIGTERM a new connection is refused
+/// (RST: the client gets ECONNREFUSED, counted in `syn_refused_stopping`),
+/// while a request whose body was half sent before the signal is finished,
+/// answered 204 with `Connection: close`, and written; then serve exits 0.
+#[test]
+fn sigterm_refuses_new_connections_and_finishes_the_request_in_progress() {
+    let dir = TempDir::new("stop");
+    let data = dir.path("data");
+    let config = dir.path("config.toml");
+    std::fs::write(&config, format!("[writer]\ndata_dir = \"{}\"\n", data.display())).unwrap();
+    // The client: sends a request head and half its body, says so, waits for
+    // a line on stdin (sent after SIGTERM), tries a new connection, then sends
+    // the rest of the body and prints the response.
+    let script = dir.path("client.py");
+    std::fs::write(
+        &script,
+        r#"import socket, sys
+body = b"stop,phase=drain v=1i 1700000000000000000\n"
+s = socket.create_connection(("198.18.0.1", 8080), timeout=10)
+s.sendall(b"POST /write HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:10])
+print("half-sent", flush=True)
+sys.stdin.readline()
+try:
+    socket.create_connection(("198.18.0.1", 8080), timeout=5).close()
+    print("new-connection accepted", flush=True)
+except ConnectionRefusedError:
+    print("new-connection refused", flush=True)
+except OSError as e:
+    print("new-connection error", e, flush=True)
+s.sendall(body[10:])
+response = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    response += chunk
+print(repr(response.decode()), flush=True)
+"#,
+    )
+    .unwrap();
+    let _dpdk = dpdk_lock();
+    let veth = Veth::new("t");
+    let app = start(&veth, &config, &dir.path("report.json"));
+    let mut client = veth
+        .client("python3")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(client.stdout.take().unwrap()));
+    assert_eq!(lines.next().unwrap().unwrap(), "half-sent");
+    // ip netns exec execs the binary: this PID is the appliance.
+    let pid = app.child.0.as_ref().unwrap().id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    // Give the worker a moment to see the flag (it polls it every iteration).
+    std::thread::sleep(Duration::from_millis(200));
+    client.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let refused = lines.next().unwrap().unwrap();
+    let response = lines.next().unwrap_or_else(|| Ok(String::new())).unwrap();
+    let status = client.wait().unwrap();
+    assert!(status.success(), "client: {refused} {response}");
+    assert_eq!(refused, "new-connection refused", "a SYN after SIGTERM must be refused");
+    assert!(response.starts_with("'HTTP/1.1 204"), "the request in progress is answered: {response}");
+    assert!(response.contains("Connection: close"), "{response}");
+    let report = app.wait();
+    assert!(report["net"]["syn_refused_stopping"].as_u64().unwrap() >= 1, "{report:#}");
+    assert_eq!(report["records_written"].as_u64().unwrap(), 1, "{report:#}");
+    assert_eq!(dump(&data), vec!["stop,phase=drain v=1i 1700000000000000000".to_string()]);
 }
 
 /// The issue's load: wrk with 1,000 keep-alive connections for 10 s (two
