@@ -123,8 +123,48 @@ pub struct ServeCounters {
     pub net: crate::net::NetCounters,
     pub http: crate::app::HttpCounters,
     pub udp: crate::udp::UdpCounters,
+    /// Multi-segment frames, dropped before the stack (it sees one segment).
+    pub rx_chained_dropped: u64,
     pub tx_no_mbuf: u64,
     pub tx_unsent_dropped: u64,
+    pub sockets: SocketLevels,
+}
+
+/// Where a worker's connection slots are, read at each publication.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SocketLevels {
+    /// Entries in the flow table.
+    pub flows: u64,
+    /// Sockets idle or listening (not owned by a connection).
+    pub sockets_free: u64,
+    /// All connection slots of the worker.
+    pub socket_slots: u64,
+}
+
+impl ServeCounters {
+    /// The connection-lifecycle balances that hold at every publication:
+    /// every opened connection is open or closed, the flow table holds
+    /// exactly the open connections, and every socket not owned by one is
+    /// back to idle or listening. `Err` names the first one that fails.
+    pub fn check_lifecycle(&self) -> Result<(), String> {
+        let (n, s) = (&self.net, &self.sockets);
+        if n.connections_opened != n.connections_closed + n.connections_open {
+            return Err(format!(
+                "connections opened {} != closed {} + open {}",
+                n.connections_opened, n.connections_closed, n.connections_open
+            ));
+        }
+        if s.flows != n.connections_open {
+            return Err(format!("flow table holds {} entries for {} open connections", s.flows, n.connections_open));
+        }
+        if s.sockets_free + n.connections_open != s.socket_slots {
+            return Err(format!(
+                "{} free sockets + {} open connections != {} slots",
+                s.sockets_free, n.connections_open, s.socket_slots
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Everything a `serve` worker owns.
@@ -174,7 +214,7 @@ pub fn run_serve(mut w: ServeWorker) -> i32 {
         for i in 0..n {
             if burst.is_chained(i) {
                 // Only the first segment is visible; jumbo frames are not ours.
-                counters.net.drop_malformed += 1;
+                counters.rx_chained_dropped += 1;
                 continue;
             }
             if let Received::Udp { src, dst_port, payload, .. } = w.stack.receive(now, burst.packet(i), &mut sink) {
@@ -201,9 +241,7 @@ pub fn run_serve(mut w: ServeWorker) -> i32 {
         w.udp.maybe_flush(now_ns);
         if now_ns - last_publish >= PUBLISH_NS {
             last_publish = now_ns;
-            counters.net = *w.stack.counters();
-            counters.http = *w.app.counters();
-            counters.udp = *w.udp.counters();
+            snapshot(&mut counters, &mut w);
             w.published.publish(&counters);
         }
     }
@@ -214,9 +252,45 @@ pub fn run_serve(mut w: ServeWorker) -> i32 {
     counters.tx_unsent_dropped += txb.drop_all() as u64;
     burst.clear();
     w.udp.flush();
-    counters.net = *w.stack.counters();
-    counters.http = *w.app.counters();
-    counters.udp = *w.udp.counters();
+    // Completed transmissions give their mbufs back now, not on a later burst.
+    let _ = w.tx.reclaim_completed();
+    snapshot(&mut counters, &mut w);
     w.published.publish_final(&counters);
     0
+}
+
+/// Copies the worker's counters and socket levels into `c` for publication.
+fn snapshot(c: &mut ServeCounters, w: &mut ServeWorker) {
+    c.net = *w.stack.counters();
+    c.http = *w.app.counters();
+    c.udp = *w.udp.counters();
+    c.sockets = SocketLevels {
+        flows: w.stack.flows() as u64,
+        sockets_free: w.stack.free_sockets() as u64,
+        socket_slots: w.stack.slots() as u64,
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_check_names_each_imbalance() {
+        let mut c = ServeCounters::default();
+        c.net.connections_opened = 5;
+        c.net.connections_closed = 3;
+        c.net.connections_open = 2;
+        c.sockets = SocketLevels { flows: 2, sockets_free: 14, socket_slots: 16 };
+        assert_eq!(c.check_lifecycle(), Ok(()));
+        let mut stale = c;
+        stale.sockets.flows = 3;
+        assert!(stale.check_lifecycle().unwrap_err().contains("flow table"));
+        let mut lost = c;
+        lost.sockets.sockets_free = 13;
+        assert!(lost.check_lifecycle().unwrap_err().contains("free sockets"));
+        let mut unclosed = c;
+        unclosed.net.connections_closed = 2;
+        assert!(unclosed.check_lifecycle().unwrap_err().contains("opened"));
+    }
 }

@@ -103,6 +103,7 @@ fn known_composition_gives_exact_counts() {
     );
     assert!(out.status.success(), "replay failed: {}", text(&out.stderr));
     let r = read_json(&report);
+    assert_balances(&r);
     assert_eq!(r["rx_packets"], 43, "{r:#}");
     let c = &r["classes"];
     assert_eq!(c["ipv4_udp"], 15);
@@ -142,6 +143,7 @@ fn looping_replay_reports_rates_that_add_up() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains(" Mpps "), "no stats line: {stderr}");
     let r = read_json(&report);
+    assert_balances(&r);
     let rx = r["rx_packets"].as_u64().unwrap();
     // Far more than one pass: the file is replayed in a loop.
     assert!(rx > 2000 * 10, "{r:#}");

@@ -117,7 +117,9 @@ impl Appliance {
         let _ = child.stderr.take().unwrap().read_to_string(&mut err);
         self.child.0 = None;
         assert!(status.success(), "serve failed: {err}");
-        read_json(&self.report)
+        let report = read_json(&self.report);
+        assert_balances(&report);
+        report
     }
 }
 
@@ -392,4 +394,90 @@ fn wrk_keep_alive_load_has_no_socket_errors_and_every_2xx_is_written() {
     // Every acknowledged batch (and nothing else) is in the log.
     assert_eq!(report["records_written"].as_u64().unwrap(), ok * 100, "{report:#}");
     eprintln!("wrk over veth: {stdout}");
+}
+
+#[test]
+fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
+    let dir = TempDir::new("prom");
+    let data = dir.path("data");
+    let config = dir.path("config.toml");
+    std::fs::write(&config, format!("[writer]\ndata_dir = \"{}\"\n", data.display())).unwrap();
+    let _dpdk = dpdk_lock();
+    let veth = Veth::new("p");
+    let app = start(&veth, &config, &dir.path("report.json"));
+    let url = "http://198.18.0.1:8080";
+    for i in 0..5 {
+        let (code, body) =
+            curl(&veth, &["--data-binary", &format!("prom v={i}i {i}\nprom v={i}i 1{i}\n"), &format!("{url}/write")]);
+        assert_eq!(code, 204, "{body}");
+    }
+    // Workers publish counters every 50 ms: wait for the last writes to show.
+    let start = Instant::now();
+    let body = loop {
+        let (code, body) = curl(&veth, &[&format!("{url}/metrics")]);
+        assert_eq!(code, 200);
+        if body.contains("\nmetricsstream_http_records_accepted_total 10\n") {
+            break body;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The exposition as promtool sees it: no format error, no lint problem.
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/setup.sh --tests installs it)");
+    std::io::Write::write_all(promtool.stdin.as_mut().unwrap(), body.as_bytes()).unwrap();
+    drop(promtool.stdin.take());
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {} {}\n{body}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(body.contains("# TYPE metricsstream_net_connections_open gauge"), "{body}");
+    assert!(body.contains("# TYPE metricsstream_mbufs_in_use gauge"), "{body}");
+
+    // A real Prometheus in the client namespace scrapes the appliance.
+    let prom_config = dir.path("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: metricsstream\n    static_configs:\n      - targets: ['198.18.0.1:8080']\n",
+    )
+    .unwrap();
+    let prometheus = veth
+        .client("prometheus")
+        .arg(format!("--config.file={}", prom_config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path("tsdb").display()))
+        .args(["--web.listen-address=127.0.0.1:19090", "--log.level=warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian package prometheus)");
+    let _prometheus = ChildGuard(Some(prometheus));
+    let query = |q: &str| -> serde_json::Value {
+        let out = veth
+            .client("curl")
+            .args(["-s", "-m", "2", "--data-urlencode", &format!("query={q}"), "http://127.0.0.1:19090/api/v1/query"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    let value = |v: &serde_json::Value| v["data"]["result"][0]["value"][1].as_str().map(str::to_string);
+    let start = Instant::now();
+    loop {
+        let up = query("up{job=\"metricsstream\"}");
+        let accepted = query("metricsstream_http_records_accepted_total");
+        if value(&up).as_deref() == Some("1") && value(&accepted).as_deref() == Some("10") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "Prometheus did not get the samples: {up} {accepted}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let report = app.stop();
+    assert_eq!(report["records_written"], 10, "{report:#}");
 }
