@@ -7,6 +7,7 @@
 use crate::dpdk::{Mempool, RxBurst, RxQueue, TxBurst, TxQueue};
 use crate::net::FrameSink;
 use crate::net::{classify, Frame};
+use crate::pcap::trace::PacketTrace;
 use crate::stats::{RxCounters, SharedRxCounters};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,6 +24,13 @@ pub struct UdpStage {
     pub clock: crate::limit::MonotonicClock,
 }
 
+/// `--trace-pcap` on an rx worker: the file and the clock its timestamps
+/// come from (the one whose Unix offset the file was created with).
+pub struct RxTrace {
+    pub file: PacketTrace,
+    pub clock: crate::limit::MonotonicClock,
+}
+
 /// UDP counters are read for the final report only: publish them this often.
 const UDP_PUBLISH_NS: u64 = 50_000_000;
 
@@ -34,6 +42,7 @@ pub fn run_rx(
     mut rx: RxQueue,
     counters: Arc<SharedRxCounters>,
     mut udp: Option<UdpStage>,
+    mut trace: Option<RxTrace>,
     stop: Arc<AtomicBool>,
 ) -> i32 {
     let mut burst = RxBurst::default();
@@ -57,6 +66,10 @@ pub fn run_rx(
             }
             continue;
         }
+        if let Some(t) = trace.as_mut() {
+            let now = t.clock.now_ns();
+            (0..n).for_each(|i| t.file.frame(now, burst.packet(i)));
+        }
         for i in 0..PREFETCH_AHEAD.min(n) {
             burst.prefetch(i);
         }
@@ -74,6 +87,9 @@ pub fn run_rx(
         counters.publish(&local);
     }
     burst.clear();
+    if let Some(t) = trace {
+        report_trace(t.file, rx.queue());
+    }
     if let Some(u) = udp.as_mut() {
         u.ingest.flush();
         u.published.publish_final(u.ingest.counters());
@@ -90,6 +106,9 @@ pub struct MbufSink<'a> {
     pub tx: &'a mut TxQueue,
     /// Frames dropped for lack of an mbuf.
     pub no_mbuf: u64,
+    /// Sent frames are traced here at `now_ns`.
+    pub trace: Option<&'a mut PacketTrace>,
+    pub now_ns: u64,
 }
 
 impl FrameSink for MbufSink<'_> {
@@ -112,6 +131,9 @@ impl FrameSink for MbufSink<'_> {
         let Some(buf) = m.append(len) else { return false };
         if !fill(buf) {
             return false;
+        }
+        if let Some(t) = self.trace.as_deref_mut() {
+            t.frame(self.now_ns, buf);
         }
         self.burst.push(m).is_ok()
     }
@@ -180,6 +202,8 @@ pub struct ServeWorker {
     pub stop: Arc<AtomicBool>,
     /// After `stop`, keep serving this long so held (durable) responses go out.
     pub drain_ns: u64,
+    /// `--trace-pcap`: every frame received and sent.
+    pub trace: Option<PacketTrace>,
 }
 
 /// Timeouts are checked at this period (they are seconds-scale).
@@ -210,7 +234,11 @@ pub fn run_serve(mut w: ServeWorker) -> i32 {
         }
         let now = Instant::from_micros((now_ns / 1_000) as i64);
         let n = w.rx.rx_burst(&mut burst);
-        let mut sink = MbufSink { pool: &w.pool, burst: &mut txb, tx: &mut w.tx, no_mbuf: 0 };
+        if let Some(t) = w.trace.as_mut() {
+            (0..n).for_each(|i| t.frame(now_ns, burst.packet(i)));
+        }
+        let mut sink =
+            MbufSink { pool: &w.pool, burst: &mut txb, tx: &mut w.tx, no_mbuf: 0, trace: w.trace.as_mut(), now_ns };
         for i in 0..n {
             if burst.is_chained(i) {
                 // Only the first segment is visible; jumbo frames are not ours.
@@ -252,11 +280,24 @@ pub fn run_serve(mut w: ServeWorker) -> i32 {
     counters.tx_unsent_dropped += txb.drop_all() as u64;
     burst.clear();
     w.udp.flush();
+    if let Some(t) = w.trace.take() {
+        report_trace(t, w.rx.queue());
+    }
     // Completed transmissions give their mbufs back now, not on a later burst.
     let _ = w.tx.reclaim_completed();
     snapshot(&mut counters, &mut w);
     w.published.publish_final(&counters);
     0
+}
+
+/// Closes a worker's trace file and says what it holds (once, at exit).
+fn report_trace(trace: PacketTrace, queue: u16) {
+    let (frames, errors) = trace.finish();
+    if errors > 0 {
+        eprintln!("worker {queue}: --trace-pcap: {frames} frames written, {errors} write errors (disk full?)");
+    } else {
+        eprintln!("worker {queue}: --trace-pcap: {frames} frames written");
+    }
 }
 
 /// Copies the worker's counters and socket levels into `c` for publication.

@@ -70,8 +70,13 @@ struct Appliance {
 }
 
 fn start(veth: &Veth, config: &std::path::Path, report: &std::path::Path) -> Appliance {
+    start_with(veth, config, report, &[])
+}
+
+fn start_with(veth: &Veth, config: &std::path::Path, report: &std::path::Path, extra: &[&str]) -> Appliance {
     let child = Command::new("ip")
         .args(["netns", "exec", &veth.app_ns, BIN, "serve", "--config", config.to_str().unwrap()])
+        .args(extra)
         .args(["--report", report.to_str().unwrap(), "--duration", "120", "--stats-interval", "0", "--"])
         .args(["--no-huge", "-m", "512", "--no-shconf", "--no-pci", "-l", "0-1", "--log-level", "*:warning"])
         .arg("--vdev")
@@ -404,7 +409,8 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
     std::fs::write(&config, format!("[writer]\ndata_dir = \"{}\"\n", data.display())).unwrap();
     let _dpdk = dpdk_lock();
     let veth = Veth::new("p");
-    let app = start(&veth, &config, &dir.path("report.json"));
+    let trace = dir.path("trace.pcap");
+    let app = start_with(&veth, &config, &dir.path("report.json"), &["--trace-pcap", trace.to_str().unwrap()]);
     let url = "http://198.18.0.1:8080";
     for i in 0..5 {
         let (code, body) =
@@ -480,4 +486,23 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
     }
     let report = app.stop();
     assert_eq!(report["records_written"], 10, "{report:#}");
+    // --trace-pcap holds every frame the worker received and sent.
+    let (mut received, mut sent) = (0u64, 0u64);
+    let mut pcap = metricsstream::pcap::PcapReader::open(&trace).unwrap();
+    let mut frame = Vec::new();
+    while pcap.next_into(&mut frame).unwrap().is_some() {
+        // Sent by the appliance: IPv4 from 198.18.0.1, or an ARP with that sender.
+        let source = match frame[12..14] {
+            [0x08, 0x00] => &frame[26..30],
+            [0x08, 0x06] => &frame[28..32],
+            _ => &[][..],
+        };
+        if source == [198, 18, 0, 1] {
+            sent += 1;
+        } else {
+            received += 1;
+        }
+    }
+    assert_eq!(received, report["rx_packets"].as_u64().unwrap(), "{report:#}");
+    assert_eq!(sent, report["tx_packets"].as_u64().unwrap(), "{report:#}");
 }

@@ -8,13 +8,14 @@ use metricsstream::config::AppConfig;
 use metricsstream::dpdk::{self, Eal, LcoreJob, Mempool, Port};
 use metricsstream::limit::{KeyedLimiter, MonotonicClock};
 use metricsstream::net::FrameClass;
+use metricsstream::pcap::trace::{self, PacketTrace};
 use metricsstream::stats::{
     self, Dropped, LifecycleReport, MbufReport, PortReport, ProcessResources, ReplayReport, RxCounters,
     SharedRxCounters, WorkerReport,
 };
 use metricsstream::stats::{IngestReport, Published};
 use metricsstream::udp::{UdpCounters, UdpIngest};
-use metricsstream::worker::{self, UdpStage};
+use metricsstream::worker::{self, RxTrace, UdpStage};
 use metricsstream::writer::Writer;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +35,8 @@ pub struct RunOptions {
     /// Run the UDP ingestion pipeline (parse, limit, write) with this config,
     /// instead of classifying only.
     pub ingest: Option<AppConfig>,
+    /// Write every received frame to this pcap (one file per worker).
+    pub trace_pcap: Option<PathBuf>,
 }
 
 /// Runs classify workers on `lcores` (one per queue of `port`) until the run ends.
@@ -82,7 +85,16 @@ pub fn run(
             published: udp_counters[q].clone(),
             clock,
         });
-        jobs.push(LcoreJob::launch(&eal, lcores[q], move || worker::run_rx(rx, shared, udp, stop))?);
+        let trace = match &run.trace_pcap {
+            Some(base) => {
+                let path = trace::path_for_worker(base, q as u16, workers as u16);
+                let file = PacketTrace::create(&path, clock.unix_at_epoch_ns())
+                    .with_context(|| format!("--trace-pcap: cannot create {}", path.display()))?;
+                Some(RxTrace { file, clock })
+            }
+            None => None,
+        };
+        jobs.push(LcoreJob::launch(&eal, lcores[q], move || worker::run_rx(rx, shared, udp, trace, stop))?);
     }
     eprintln!(
         "{banner}: {} queue(s), RSS {}, worker lcores {lcores:?}",

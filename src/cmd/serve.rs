@@ -11,6 +11,7 @@ use metricsstream::config::{AppConfig, Profile};
 use metricsstream::dpdk::{LcoreJob, Mempool, Port, PortConfig, BURST_SIZE};
 use metricsstream::limit::{KeyedLimiter, MonotonicClock};
 use metricsstream::net::{L2Config, NetStack, NetStackConfig};
+use metricsstream::pcap::trace::{self, PacketTrace};
 use metricsstream::stats::{LifecycleReport, MbufReport, ProcessResources, Published};
 use metricsstream::udp::UdpIngest;
 use metricsstream::worker::{self, ServeCounters, ServeWorker};
@@ -39,6 +40,10 @@ pub struct ServeArgs {
     /// Write the final report as JSON to this file.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Write every frame a worker receives and sends to this pcap (one file
+    /// per worker: FILE-qN.pcap when there are several). Costs throughput while on.
+    #[arg(long, value_name = "FILE")]
+    trace_pcap: Option<PathBuf>,
     /// Seconds between stats lines on stderr (0: none).
     #[arg(long, default_value_t = 1.0)]
     stats_interval: f64,
@@ -139,6 +144,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let app = HttpApp::new(shared.clone(), app_writer, stack.slots());
         let udp =
             UdpIngest::new(config.udp.clone(), limiter.clone(), udp_writer).with_unix_offset(clock.unix_at_epoch_ns());
+        let trace = match &args.trace_pcap {
+            Some(base) => {
+                let path = trace::path_for_worker(base, q as u16, workers);
+                Some(
+                    PacketTrace::create(&path, clock.unix_at_epoch_ns())
+                        .with_context(|| format!("--trace-pcap: cannot create {}", path.display()))?,
+                )
+            }
+            None => None,
+        };
         let w = ServeWorker {
             rx,
             tx,
@@ -150,6 +165,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             published: published[q].clone(),
             stop: stop.clone(),
             drain_ns: DRAIN.as_nanos() as u64,
+            trace,
         };
         jobs.push(LcoreJob::launch(&eal, lcores[q], move || worker::run_serve(w))?);
     }
