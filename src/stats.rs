@@ -408,6 +408,6 @@ impl<'a> Exposition<'a> {
 pub fn is_gauge(field: &str) -> bool {
     const LEVELS: [&str; 8] =
         ["_open", "_in_use", "_high_water", "_allocated", "_occupancy", "_lag_records", "_reserved", "_free"];
-    const NAMES: [&str; 3] = ["held", "flows", "socket_slots"];
+    const NAMES: [&str; 4] = ["held", "flows", "free", "slots"];
     NAMES.contains(&field) || LEVELS.iter().any(|s| field.ends_with(s))
 }

@@ -158,9 +158,9 @@ pub struct SocketLevels {
     /// Entries in the flow table.
     pub flows: u64,
     /// Sockets idle or listening (not owned by a connection).
-    pub sockets_free: u64,
-    /// All connection slots of the worker.
-    pub socket_slots: u64,
+    pub free: u64,
+    /// All connection slots (sockets) of the worker.
+    pub slots: u64,
 }
 
 impl ServeCounters {
@@ -179,10 +179,10 @@ impl ServeCounters {
         if s.flows != n.connections_open {
             return Err(format!("flow table holds {} entries for {} open connections", s.flows, n.connections_open));
         }
-        if s.sockets_free + n.connections_open != s.socket_slots {
+        if s.free + n.connections_open != s.slots {
             return Err(format!(
                 "{} free sockets + {} open connections != {} slots",
-                s.sockets_free, n.connections_open, s.socket_slots
+                s.free, n.connections_open, s.slots
             ));
         }
         Ok(())
@@ -307,8 +307,8 @@ fn snapshot(c: &mut ServeCounters, w: &mut ServeWorker) {
     c.udp = *w.udp.counters();
     c.sockets = SocketLevels {
         flows: w.stack.flows() as u64,
-        sockets_free: w.stack.free_sockets() as u64,
-        socket_slots: w.stack.slots() as u64,
+        free: w.stack.free_sockets() as u64,
+        slots: w.stack.slots() as u64,
     };
 }
 
@@ -322,13 +322,13 @@ mod tests {
         c.net.connections_opened = 5;
         c.net.connections_closed = 3;
         c.net.connections_open = 2;
-        c.sockets = SocketLevels { flows: 2, sockets_free: 14, socket_slots: 16 };
+        c.sockets = SocketLevels { flows: 2, free: 14, slots: 16 };
         assert_eq!(c.check_lifecycle(), Ok(()));
         let mut stale = c;
         stale.sockets.flows = 3;
         assert!(stale.check_lifecycle().unwrap_err().contains("flow table"));
         let mut lost = c;
-        lost.sockets.sockets_free = 13;
+        lost.sockets.free = 13;
         assert!(lost.check_lifecycle().unwrap_err().contains("free sockets"));
         let mut unclosed = c;
         unclosed.net.connections_closed = 2;

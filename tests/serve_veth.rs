@@ -506,3 +506,102 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
     assert_eq!(received, report["rx_packets"].as_u64().unwrap(), "{report:#}");
     assert_eq!(sent, report["tx_packets"].as_u64().unwrap(), "{report:#}");
 }
+
+/// Reads `/metrics` into name -> value (samples without labels).
+fn scrape(veth: &Veth) -> std::collections::HashMap<String, f64> {
+    let (code, body) = curl(veth, &["http://198.18.0.1:8080/metrics"]);
+    assert_eq!(code, 200, "{body}");
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+/// Soak: mixed HTTP (wrk) and UDP (line protocol and StatsD) load for
+/// `MS_SOAK_SECS` (default 300) seconds, with the balances checked from
+/// `/metrics` every second and from the report at the end. Opt-in:
+/// `MS_SOAK_SECS=300 cargo test --release --test serve_veth soak -- --ignored --nocapture`
+#[test]
+#[ignore = "soak test (5 minutes): MS_SOAK_SECS=300 cargo test --release --test serve_veth soak -- --ignored"]
+fn soak_mixed_http_and_udp_load_keeps_every_balance() {
+    let secs: u64 = std::env::var("MS_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    let dir = TempDir::new("soak");
+    let data = dir.path("data");
+    let config = dir.path("config.toml");
+    // A limit low enough that some UDP clients are limited: every path is exercised.
+    std::fs::write(
+        &config,
+        format!(
+            "[writer]\ndata_dir = \"{}\"\n[limits]\ndefault_rate = 500000\ndefault_burst = 1000000\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let script = dir.path("post.lua");
+    let body: String = (0..100).map(|i| format!("soak,host=h{} v={i}i 1700000000{i:09}\n", i % 10)).collect();
+    std::fs::write(&script, format!("wrk.method = \"POST\"\nwrk.body = {body:?}\n")).unwrap();
+    let udp_sender = dir.path("udp.py");
+    std::fs::write(
+        &udp_sender,
+        "import socket, sys, time\n\
+         end = time.time() + float(sys.argv[1])\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         n = 0\n\
+         while time.time() < end:\n\
+         \x20   s.sendto(b'udp,src=py v=%di\\nudp,src=py w=2i\\n' % n, ('198.18.0.1', 8089))\n\
+         \x20   s.sendto(b'soak.count:1|c|#env:test\\nsoak.gauge:%d|g\\n' % n, ('198.18.0.1', 8125))\n\
+         \x20   n += 1\n\
+         \x20   if n % 200 == 0: time.sleep(0.01)\n",
+    )
+    .unwrap();
+    let _dpdk = dpdk_lock();
+    let veth = Veth::new("s");
+    let app = start(&veth, &config, &dir.path("report.json"));
+    let wrk = veth
+        .client("wrk")
+        .args(["-t", "1", "-c", "50", "-d", &format!("{secs}s"), "--timeout", "5s", "-s"])
+        .arg(&script)
+        .arg("http://198.18.0.1:8080/write")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut wrk = ChildGuard(Some(wrk));
+    let udp = veth.client("python3").arg(&udp_sender).arg(secs.to_string()).spawn().unwrap();
+    let mut udp = ChildGuard(Some(udp));
+    let start = Instant::now();
+    let mut ticks = 0;
+    let mut peak_mbufs = 0.0f64;
+    while start.elapsed() < Duration::from_secs(secs) {
+        std::thread::sleep(Duration::from_secs(1));
+        let m = scrape(&veth);
+        let g = |k: &str| *m.get(&format!("metricsstream_{k}")).unwrap_or_else(|| panic!("no {k} in /metrics"));
+        let open = g("net_connections_open");
+        assert_eq!(g("net_connections_opened_total"), g("net_connections_closed_total") + open, "tick {ticks}");
+        assert_eq!(g("sockets_flows"), open, "tick {ticks}: stale flow-table entries");
+        assert_eq!(g("sockets_free") + open, g("sockets_slots"), "tick {ticks}: sockets lost");
+        assert_eq!(
+            g("udp_records_parsed_total"),
+            g("udp_records_accepted_total")
+                + g("udp_records_limited_total")
+                + g("udp_records_dropped_writer_full_total"),
+            "tick {ticks}"
+        );
+        // In flight at most: what the RX/TX rings and one burst per stage can hold.
+        let in_use = g("mbufs_in_use");
+        assert!(in_use <= g("mbufs_pool_size") / 2.0, "tick {ticks}: {in_use} mbufs in use");
+        peak_mbufs = peak_mbufs.max(in_use);
+        ticks += 1;
+    }
+    let wrk_out = wrk.0.take().unwrap().wait_with_output().unwrap();
+    let _ = udp.0.take().unwrap().wait();
+    let report = app.stop();
+    let stdout = text(&wrk_out.stdout);
+    assert!(!stdout.contains("Socket errors"), "{stdout}");
+    eprintln!(
+        "soak {secs}s, {ticks} ticks balanced, peak mbufs in use {peak_mbufs}: http {:#} udp {:#}\n{stdout}",
+        report["http"], report["udp"]
+    );
+    assert!(report["udp"]["records_limited"].as_u64().unwrap() > 0, "the limiter was never exercised");
+}

@@ -131,7 +131,7 @@ pub fn assert_balances(report: &serde_json::Value) {
     let open = n(net, "connections_open");
     assert_eq!(n(net, "connections_opened"), n(net, "connections_closed") + open, "{report:#}");
     assert_eq!(n(report, "sockets.flows"), open, "stale flow-table entries: {report:#}");
-    assert_eq!(n(report, "sockets.sockets_free") + open, n(report, "sockets.socket_slots"), "{report:#}");
+    assert_eq!(n(report, "sockets.free") + open, n(report, "sockets.slots"), "{report:#}");
     // Every frame the stack received has exactly one outcome.
     let outcomes = [
         "rx_arp",
