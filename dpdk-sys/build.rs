@@ -62,7 +62,7 @@ fn main() {
         .allowlist_function("ms_.*")
         .allowlist_function("rte_eal_(init|cleanup|remote_launch|wait_lcore|mp_wait_lcore|process_type)")
         .allowlist_function("rte_(strerror|lcore_count|get_main_lcore|get_next_lcore|socket_id|get_tsc_hz|lcore_to_socket_id)")
-        .allowlist_function("rte_eth_(dev_configure|dev_info_get|rx_queue_setup|tx_queue_setup|dev_start|dev_stop|dev_close|promiscuous_enable|link_get_nowait|stats_get|stats_reset|dev_count_avail|macaddr_get|dev_socket_id|dev_get_name_by_port|dev_is_valid_port|find_next_owned_by|dev_get_port_by_name)")
+        .allowlist_function("rte_eth_(dev_configure|dev_info_get|rx_queue_setup|tx_queue_setup|dev_start|dev_stop|dev_close|promiscuous_enable|link_get_nowait|stats_get|stats_reset|dev_count_avail|macaddr_get|dev_socket_id|dev_get_name_by_port|dev_is_valid_port|tx_done_cleanup|find_next_owned_by|dev_get_port_by_name)")
         .allowlist_function("rte_pktmbuf_pool_create|rte_mempool_(free|avail_count|in_use_count|lookup)")
         .allowlist_type("rte_mbuf|rte_mempool|rte_eth_(conf|dev_info|link|stats|rxconf|txconf)|rte_ether_addr")
         .allowlist_var("RTE_(ETH_|MAX_ETHPORTS|MAX_LCORE|MBUF_DEFAULT|PKTMBUF_HEADROOM|LCORE_ID_ANY|VERSION).*")

@@ -5,7 +5,7 @@
 #
 #   scripts/setup.sh            runtime + build
 #   scripts/setup.sh --tests    also what the test suite uses (shellcheck, ruby,
-#                               victoria-metrics, ...)
+#                               victoria-metrics, prometheus + promtool, ...)
 # Uses sudo when not root.
 set -euo pipefail
 
@@ -27,7 +27,7 @@ fi
 packages=(libdpdk-dev dpdk dpdk-dev pkg-config clang libclang-dev build-essential python3
           ethtool iproute2 curl wrk)
 if [ "$tests" = 1 ]; then
-    packages+=(shellcheck ruby victoria-metrics)
+    packages+=(shellcheck ruby victoria-metrics prometheus)
 fi
 
 missing=()

@@ -156,6 +156,7 @@ pub struct ReplayReport {
     pub workers: Vec<WorkerReport>,
     pub port: PortReport,
     pub mbufs: MbufReport,
+    pub process: LifecycleReport,
     pub dpdk_version: String,
     /// Present when the UDP ingestion pipeline ran (`replay --config`).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
@@ -203,11 +204,56 @@ pub struct PortReport {
     pub ibytes: u64,
 }
 
-#[derive(Debug, Serialize)]
+/// Mbuf accounting of a run: the pool's in-use count at three moments.
+/// Nothing leaked when `in_use_at_stop == idle_baseline` (workers stopped,
+/// their bursts freed, TX completions reclaimed) and `in_use_after_close`
+/// is 0 (the port gave back its RX rings).
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 pub struct MbufReport {
     pub pool_size: u32,
-    /// In use while the port is still started (held by RX rings and the PMD).
+    /// In use with the port started and idle, before the workers ran
+    /// (RX rings the driver filled, copies a PMD keeps).
+    pub idle_baseline: u32,
+    /// In use after the workers stopped, port still started.
     pub in_use_at_stop: u32,
+    /// In use after the port was stopped and closed.
+    pub in_use_after_close: u32,
+}
+
+impl MbufReport {
+    pub fn balances(&self) -> bool {
+        self.in_use_at_stop == self.idle_baseline && self.in_use_after_close == 0
+    }
+}
+
+/// Threads and open file descriptors of this process, from /proc.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ProcessResources {
+    pub threads: u32,
+    pub fds: u32,
+}
+
+impl ProcessResources {
+    /// Reads /proc/self (zeros where /proc is unavailable).
+    pub fn now() -> ProcessResources {
+        let count = |dir: &str| std::fs::read_dir(dir).map_or(0, |d| d.count() as u32);
+        ProcessResources { threads: count("/proc/self/task"), fds: count("/proc/self/fd") }
+    }
+}
+
+/// Threads and descriptors after the EAL started and before anything else
+/// did, and again after everything was stopped: equal when every thread the
+/// run started was joined and every file it opened was closed.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct LifecycleReport {
+    pub at_start: ProcessResources,
+    pub at_exit: ProcessResources,
+}
+
+impl LifecycleReport {
+    pub fn balances(&self) -> bool {
+        self.at_start == self.at_exit
+    }
 }
 
 impl ReplayReport {
@@ -242,6 +288,37 @@ mod tests {
     }
 
     #[test]
+    fn exposition_has_help_type_and_base_units() {
+        #[derive(Serialize)]
+        struct C {
+            requests: u64,
+            connections_open: u64,
+            fsync_ns: u64,
+        }
+        let mut out = String::new();
+        Exposition::new(&mut out).section("x", &C { requests: 3, connections_open: 2, fsync_ns: 1_500_000_000 });
+        assert!(
+            out.contains("# TYPE metricsstream_x_requests_total counter\nmetricsstream_x_requests_total 3\n"),
+            "{out}"
+        );
+        assert!(out.contains("# TYPE metricsstream_x_connections_open gauge\nmetricsstream_x_connections_open 2\n"));
+        assert!(out.contains("metricsstream_x_fsync_seconds_total 1.5\n"), "{out}");
+        assert_eq!(out.matches("# HELP ").count(), 3);
+    }
+
+    #[test]
+    fn mbuf_and_process_balances() {
+        let m = MbufReport { pool_size: 10, idle_baseline: 4, in_use_at_stop: 4, in_use_after_close: 0 };
+        assert!(m.balances());
+        assert!(!MbufReport { in_use_at_stop: 5, ..m }.balances());
+        assert!(!MbufReport { in_use_after_close: 1, ..m }.balances());
+        let a = ProcessResources { threads: 3, fds: 9 };
+        assert!(LifecycleReport { at_start: a, at_exit: a }.balances());
+        assert!(!LifecycleReport { at_start: a, at_exit: ProcessResources { threads: 4, fds: 9 } }.balances());
+        assert!(ProcessResources::now().threads >= 1);
+    }
+
+    #[test]
     fn rates_are_per_second() {
         let (mpps, gbps) = rates(2_000_000, 250_000_000, 2.0);
         assert!((mpps - 1.0).abs() < 1e-9);
@@ -273,4 +350,64 @@ impl<T: Copy + Default> Published<T> {
     pub fn snapshot(&self) -> T {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Prometheus text exposition (format 0.0.4): every sample with its `# HELP`
+/// and `# TYPE`, names `metricsstream_<section>_<field>`, counters ending in
+/// `_total`, nanosecond counters in seconds (base units, as promtool wants).
+pub struct Exposition<'a> {
+    out: &'a mut String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
+
+impl<'a> Exposition<'a> {
+    pub fn new(out: &'a mut String) -> Exposition<'a> {
+        Exposition { out }
+    }
+
+    /// One sample; `name` without the `metricsstream_` prefix or `_total`.
+    pub fn sample(&mut self, name: &str, help: &str, kind: MetricKind, value: f64) {
+        use std::fmt::Write as _;
+        let (kind, suffix) = match kind {
+            MetricKind::Counter => ("counter", "_total"),
+            MetricKind::Gauge => ("gauge", ""),
+        };
+        let _ = write!(
+            self.out,
+            "# HELP metricsstream_{name}{suffix} {help}\n# TYPE metricsstream_{name}{suffix} {kind}\nmetricsstream_{name}{suffix} {value}\n"
+        );
+    }
+
+    /// Every integer field of a counter struct (through its serde form):
+    /// gauges are the fields [`is_gauge`] names, the rest are counters.
+    pub fn section<T: Serialize>(&mut self, section: &str, counters: &T) {
+        let Ok(serde_json::Value::Object(map)) = serde_json::to_value(counters) else { return };
+        for (field, value) in &map {
+            let Some(n) = value.as_u64() else { continue };
+            let kind = if is_gauge(field) { MetricKind::Gauge } else { MetricKind::Counter };
+            let words = field.replace('_', " ");
+            match field.strip_suffix("_ns") {
+                Some(base) => self.sample(
+                    &format!("{section}_{base}_seconds"),
+                    &format!("{section}: {words} (in seconds)"),
+                    kind,
+                    n as f64 / 1e9,
+                ),
+                None => self.sample(&format!("{section}_{field}"), &format!("{section}: {words}"), kind, n as f64),
+            }
+        }
+    }
+}
+
+/// Fields that are a current level rather than a running total.
+pub fn is_gauge(field: &str) -> bool {
+    const LEVELS: [&str; 8] =
+        ["_open", "_in_use", "_high_water", "_allocated", "_occupancy", "_lag_records", "_reserved", "_free"];
+    const NAMES: [&str; 4] = ["held", "flows", "free", "slots"];
+    NAMES.contains(&field) || LEVELS.iter().any(|s| field.ends_with(s))
 }

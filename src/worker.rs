@@ -7,6 +7,7 @@
 use crate::dpdk::{Mempool, RxBurst, RxQueue, TxBurst, TxQueue};
 use crate::net::FrameSink;
 use crate::net::{classify, Frame};
+use crate::pcap::trace::PacketTrace;
 use crate::stats::{RxCounters, SharedRxCounters};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,6 +24,13 @@ pub struct UdpStage {
     pub clock: crate::limit::MonotonicClock,
 }
 
+/// `--trace-pcap` on an rx worker: the file and the clock its timestamps
+/// come from (the one whose Unix offset the file was created with).
+pub struct RxTrace {
+    pub file: PacketTrace,
+    pub clock: crate::limit::MonotonicClock,
+}
+
 /// UDP counters are read for the final report only: publish them this often.
 const UDP_PUBLISH_NS: u64 = 50_000_000;
 
@@ -34,6 +42,7 @@ pub fn run_rx(
     mut rx: RxQueue,
     counters: Arc<SharedRxCounters>,
     mut udp: Option<UdpStage>,
+    mut trace: Option<RxTrace>,
     stop: Arc<AtomicBool>,
 ) -> i32 {
     let mut burst = RxBurst::default();
@@ -57,6 +66,10 @@ pub fn run_rx(
             }
             continue;
         }
+        if let Some(t) = trace.as_mut() {
+            let now = t.clock.now_ns();
+            (0..n).for_each(|i| t.file.frame(now, burst.packet(i)));
+        }
         for i in 0..PREFETCH_AHEAD.min(n) {
             burst.prefetch(i);
         }
@@ -74,6 +87,9 @@ pub fn run_rx(
         counters.publish(&local);
     }
     burst.clear();
+    if let Some(t) = trace {
+        report_trace(t.file, rx.queue());
+    }
     if let Some(u) = udp.as_mut() {
         u.ingest.flush();
         u.published.publish_final(u.ingest.counters());
@@ -90,6 +106,9 @@ pub struct MbufSink<'a> {
     pub tx: &'a mut TxQueue,
     /// Frames dropped for lack of an mbuf.
     pub no_mbuf: u64,
+    /// Sent frames are traced here at `now_ns`.
+    pub trace: Option<&'a mut PacketTrace>,
+    pub now_ns: u64,
 }
 
 impl FrameSink for MbufSink<'_> {
@@ -113,6 +132,9 @@ impl FrameSink for MbufSink<'_> {
         if !fill(buf) {
             return false;
         }
+        if let Some(t) = self.trace.as_deref_mut() {
+            t.frame(self.now_ns, buf);
+        }
         self.burst.push(m).is_ok()
     }
 }
@@ -123,8 +145,48 @@ pub struct ServeCounters {
     pub net: crate::net::NetCounters,
     pub http: crate::app::HttpCounters,
     pub udp: crate::udp::UdpCounters,
+    /// Multi-segment frames, dropped before the stack (it sees one segment).
+    pub rx_chained_dropped: u64,
     pub tx_no_mbuf: u64,
     pub tx_unsent_dropped: u64,
+    pub sockets: SocketLevels,
+}
+
+/// Where a worker's connection slots are, read at each publication.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SocketLevels {
+    /// Entries in the flow table.
+    pub flows: u64,
+    /// Sockets idle or listening (not owned by a connection).
+    pub free: u64,
+    /// All connection slots (sockets) of the worker.
+    pub slots: u64,
+}
+
+impl ServeCounters {
+    /// The connection-lifecycle balances that hold at every publication:
+    /// every opened connection is open or closed, the flow table holds
+    /// exactly the open connections, and every socket not owned by one is
+    /// back to idle or listening. `Err` names the first one that fails.
+    pub fn check_lifecycle(&self) -> Result<(), String> {
+        let (n, s) = (&self.net, &self.sockets);
+        if n.connections_opened != n.connections_closed + n.connections_open {
+            return Err(format!(
+                "connections opened {} != closed {} + open {}",
+                n.connections_opened, n.connections_closed, n.connections_open
+            ));
+        }
+        if s.flows != n.connections_open {
+            return Err(format!("flow table holds {} entries for {} open connections", s.flows, n.connections_open));
+        }
+        if s.free + n.connections_open != s.slots {
+            return Err(format!(
+                "{} free sockets + {} open connections != {} slots",
+                s.free, n.connections_open, s.slots
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Everything a `serve` worker owns.
@@ -141,6 +203,8 @@ pub struct ServeWorker {
     /// After `stop`, keep serving open connections at most this long so
     /// requests in progress and held (durable) responses are answered.
     pub drain_ns: u64,
+    /// `--trace-pcap`: every frame received and sent.
+    pub trace: Option<PacketTrace>,
 }
 
 /// Timeouts are checked at this period (they are seconds-scale).
@@ -194,11 +258,15 @@ pub fn run_serve(mut w: ServeWorker) -> i32 {
         }
         let now = Instant::from_micros((now_ns / 1_000) as i64);
         let n = w.rx.rx_burst(&mut burst);
-        let mut sink = MbufSink { pool: &w.pool, burst: &mut txb, tx: &mut w.tx, no_mbuf: 0 };
+        if let Some(t) = w.trace.as_mut() {
+            (0..n).for_each(|i| t.frame(now_ns, burst.packet(i)));
+        }
+        let mut sink =
+            MbufSink { pool: &w.pool, burst: &mut txb, tx: &mut w.tx, no_mbuf: 0, trace: w.trace.as_mut(), now_ns };
         for i in 0..n {
             if burst.is_chained(i) {
                 // Only the first segment is visible; jumbo frames are not ours.
-                counters.net.drop_malformed += 1;
+                counters.rx_chained_dropped += 1;
                 continue;
             }
             if let Received::Udp { src, dst_port, payload, .. } = w.stack.receive(now, burst.packet(i), &mut sink) {
@@ -226,9 +294,7 @@ pub fn run_serve(mut w: ServeWorker) -> i32 {
         w.udp.maybe_flush(now_ns);
         if now_ns - last_publish >= PUBLISH_NS {
             last_publish = now_ns;
-            counters.net = *w.stack.counters();
-            counters.http = *w.app.counters();
-            counters.udp = *w.udp.counters();
+            snapshot(&mut counters, &mut w);
             w.published.publish(&counters);
         }
     }
@@ -248,9 +314,58 @@ pub fn run_serve(mut w: ServeWorker) -> i32 {
     counters.tx_unsent_dropped += txb.drop_all() as u64;
     burst.clear();
     w.udp.flush();
-    counters.net = *w.stack.counters();
-    counters.http = *w.app.counters();
-    counters.udp = *w.udp.counters();
+    if let Some(t) = w.trace.take() {
+        report_trace(t, w.rx.queue());
+    }
+    // Completed transmissions give their mbufs back now, not on a later burst.
+    let _ = w.tx.reclaim_completed();
+    snapshot(&mut counters, &mut w);
     w.published.publish_final(&counters);
     0
+}
+
+/// Closes a worker's trace file and says what it holds (once, at exit).
+fn report_trace(trace: PacketTrace, queue: u16) {
+    let (frames, errors) = trace.finish();
+    if errors > 0 {
+        eprintln!("worker {queue}: --trace-pcap: {frames} frames written, {errors} write errors (disk full?)");
+    } else {
+        eprintln!("worker {queue}: --trace-pcap: {frames} frames written");
+    }
+}
+
+/// Copies the worker's counters and socket levels into `c` for publication.
+fn snapshot(c: &mut ServeCounters, w: &mut ServeWorker) {
+    c.net = *w.stack.counters();
+    c.http = *w.app.counters();
+    c.udp = *w.udp.counters();
+    c.sockets = SocketLevels {
+        flows: w.stack.flows() as u64,
+        free: w.stack.free_sockets() as u64,
+        slots: w.stack.slots() as u64,
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_check_names_each_imbalance() {
+        let mut c = ServeCounters::default();
+        c.net.connections_opened = 5;
+        c.net.connections_closed = 3;
+        c.net.connections_open = 2;
+        c.sockets = SocketLevels { flows: 2, free: 14, slots: 16 };
+        assert_eq!(c.check_lifecycle(), Ok(()));
+        let mut stale = c;
+        stale.sockets.flows = 3;
+        assert!(stale.check_lifecycle().unwrap_err().contains("flow table"));
+        let mut lost = c;
+        lost.sockets.free = 13;
+        assert!(lost.check_lifecycle().unwrap_err().contains("free sockets"));
+        let mut unclosed = c;
+        unclosed.net.connections_closed = 2;
+        assert!(unclosed.check_lifecycle().unwrap_err().contains("opened"));
+    }
 }

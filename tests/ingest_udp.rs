@@ -89,6 +89,7 @@ fn mixed_pcap_gives_exact_counts_and_dump_returns_the_records() {
     );
     assert!(out.status.success(), "replay failed: {}", text(&out.stderr));
     let r = read_json(&report);
+    assert_balances(&r);
     let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("no {k} in {r:#}"));
     assert_eq!(n("rx_packets"), frames.len() as u64);
     assert_eq!(n("udp_datagrams"), 15);

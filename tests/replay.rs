@@ -69,6 +69,7 @@ fn known_composition_gives_exact_counts() {
     let dir = TempDir::new("compose");
     let pcap = dir.path("mix.pcap");
     let report = dir.path("report.json");
+    let trace = dir.path("trace.pcap");
     let mut frames: Vec<Vec<u8>> = Vec::new();
     let mut add = |n: usize, f: Vec<u8>| frames.extend(std::iter::repeat_n(f, n));
     add(10, udp());
@@ -98,12 +99,23 @@ fn known_composition_gives_exact_counts() {
             "20",
             "--report",
             report.to_str().unwrap(),
+            "--trace-pcap",
+            trace.to_str().unwrap(),
         ],
         Duration::from_secs(60),
     );
     assert!(out.status.success(), "replay failed: {}", text(&out.stderr));
     let r = read_json(&report);
+    assert_balances(&r);
     assert_eq!(r["rx_packets"], 43, "{r:#}");
+    // --trace-pcap: the worker saw exactly the frames of the file, in order.
+    let mut traced = metricsstream::pcap::PcapReader::open(&trace).unwrap();
+    let mut frame = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        assert!(traced.next_into(&mut frame).unwrap().is_some(), "trace ends at frame {i}");
+        assert_eq!(&frame, f, "frame {i}");
+    }
+    assert_eq!(traced.next_into(&mut frame).unwrap(), None);
     let c = &r["classes"];
     assert_eq!(c["ipv4_udp"], 15);
     assert_eq!(c["arp"], 3);
@@ -142,6 +154,7 @@ fn looping_replay_reports_rates_that_add_up() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains(" Mpps "), "no stats line: {stderr}");
     let r = read_json(&report);
+    assert_balances(&r);
     let rx = r["rx_packets"].as_u64().unwrap();
     // Far more than one pass: the file is replayed in a loop.
     assert!(rx > 2000 * 10, "{r:#}");

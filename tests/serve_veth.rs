@@ -95,8 +95,13 @@ struct Appliance {
 }
 
 fn start(veth: &Veth, config: &std::path::Path, report: &std::path::Path) -> Appliance {
+    start_with(veth, config, report, &[])
+}
+
+fn start_with(veth: &Veth, config: &std::path::Path, report: &std::path::Path, extra: &[&str]) -> Appliance {
     let child = Command::new("ip")
         .args(["netns", "exec", &veth.app_ns, BIN, "serve", "--config", config.to_str().unwrap()])
+        .args(extra)
         .args(["--report", report.to_str().unwrap(), "--duration", "120", "--stats-interval", "0", "--"])
         .args(["--no-huge", "-m", "512", "--no-shconf", "--no-pci", "-l", "0-1", "--log-level", "*:warning"])
         .arg("--vdev")
@@ -149,7 +154,9 @@ impl Appliance {
         let _ = child.stderr.take().unwrap().read_to_string(&mut err);
         self.child.0 = None;
         assert!(status.success(), "serve failed: {err}");
-        read_json(&self.report)
+        let report = read_json(&self.report);
+        assert_balances(&report);
+        report
     }
 }
 
@@ -508,4 +515,209 @@ fn wrk_keep_alive_load_has_no_socket_errors_and_every_2xx_is_written() {
     let out = run(&["dump", "--data-dir", data.to_str().unwrap(), "--from", &from], Duration::from_secs(60));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim_end(), body.trim_end());
+}
+
+#[test]
+fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
+    let dir = TempDir::new("prom");
+    let data = dir.path("data");
+    let config = dir.path("config.toml");
+    std::fs::write(&config, format!("[writer]\ndata_dir = \"{}\"\n", data.display())).unwrap();
+    let _dpdk = dpdk_lock();
+    let veth = Veth::new("p");
+    let trace = dir.path("trace.pcap");
+    let app = start_with(&veth, &config, &dir.path("report.json"), &["--trace-pcap", trace.to_str().unwrap()]);
+    let url = "http://198.18.0.1:8080";
+    for i in 0..5 {
+        let (code, body) =
+            curl(&veth, &["--data-binary", &format!("prom v={i}i {i}\nprom v={i}i 1{i}\n"), &format!("{url}/write")]);
+        assert_eq!(code, 204, "{body}");
+    }
+    // Workers publish counters every 50 ms: wait for the last writes to show.
+    let start = Instant::now();
+    let body = loop {
+        let (code, body) = curl(&veth, &[&format!("{url}/metrics")]);
+        assert_eq!(code, 200);
+        if body.contains("\nmetricsstream_http_records_accepted_total 10\n") {
+            break body;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The exposition as promtool sees it: no format error, no lint problem.
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/setup.sh --tests installs it)");
+    std::io::Write::write_all(promtool.stdin.as_mut().unwrap(), body.as_bytes()).unwrap();
+    drop(promtool.stdin.take());
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {} {}\n{body}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(body.contains("# TYPE metricsstream_net_connections_open gauge"), "{body}");
+    assert!(body.contains("# TYPE metricsstream_mbufs_in_use gauge"), "{body}");
+
+    // A real Prometheus in the client namespace scrapes the appliance.
+    let prom_config = dir.path("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: metricsstream\n    static_configs:\n      - targets: ['198.18.0.1:8080']\n",
+    )
+    .unwrap();
+    let prometheus = veth
+        .client("prometheus")
+        .arg(format!("--config.file={}", prom_config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path("tsdb").display()))
+        .args(["--web.listen-address=127.0.0.1:19090", "--log.level=warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian package prometheus)");
+    let _prometheus = ChildGuard(Some(prometheus));
+    let query = |q: &str| -> serde_json::Value {
+        let out = veth
+            .client("curl")
+            .args(["-s", "-m", "2", "--data-urlencode", &format!("query={q}"), "http://127.0.0.1:19090/api/v1/query"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    let value = |v: &serde_json::Value| v["data"]["result"][0]["value"][1].as_str().map(str::to_string);
+    let start = Instant::now();
+    loop {
+        let up = query("up{job=\"metricsstream\"}");
+        let accepted = query("metricsstream_http_records_accepted_total");
+        if value(&up).as_deref() == Some("1") && value(&accepted).as_deref() == Some("10") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "Prometheus did not get the samples: {up} {accepted}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let report = app.stop();
+    assert_eq!(report["records_written"], 10, "{report:#}");
+    // --trace-pcap holds every frame the worker received and sent.
+    let (mut received, mut sent) = (0u64, 0u64);
+    let mut pcap = metricsstream::pcap::PcapReader::open(&trace).unwrap();
+    let mut frame = Vec::new();
+    while pcap.next_into(&mut frame).unwrap().is_some() {
+        // Sent by the appliance: IPv4 from 198.18.0.1, or an ARP with that sender.
+        let source = match frame[12..14] {
+            [0x08, 0x00] => &frame[26..30],
+            [0x08, 0x06] => &frame[28..32],
+            _ => &[][..],
+        };
+        if source == [198, 18, 0, 1] {
+            sent += 1;
+        } else {
+            received += 1;
+        }
+    }
+    assert_eq!(received, report["rx_packets"].as_u64().unwrap(), "{report:#}");
+    assert_eq!(sent, report["tx_packets"].as_u64().unwrap(), "{report:#}");
+}
+
+/// Reads `/metrics` into name -> value (samples without labels).
+fn scrape(veth: &Veth) -> std::collections::HashMap<String, f64> {
+    let (code, body) = curl(veth, &["http://198.18.0.1:8080/metrics"]);
+    assert_eq!(code, 200, "{body}");
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+/// Soak: mixed HTTP (wrk) and UDP (line protocol and StatsD) load for
+/// `MS_SOAK_SECS` (default 300) seconds, with the balances checked from
+/// `/metrics` every second and from the report at the end. Opt-in:
+/// `MS_SOAK_SECS=300 cargo test --release --test serve_veth soak -- --ignored --nocapture`
+#[test]
+#[ignore = "soak test (5 minutes): MS_SOAK_SECS=300 cargo test --release --test serve_veth soak -- --ignored"]
+fn soak_mixed_http_and_udp_load_keeps_every_balance() {
+    let secs: u64 = std::env::var("MS_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    let dir = TempDir::new("soak");
+    let data = dir.path("data");
+    let config = dir.path("config.toml");
+    // A limit low enough that some UDP clients are limited: every path is exercised.
+    std::fs::write(
+        &config,
+        format!(
+            "[writer]\ndata_dir = \"{}\"\n[limits]\ndefault_rate = 500000\ndefault_burst = 1000000\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let script = dir.path("post.lua");
+    let body: String = (0..100).map(|i| format!("soak,host=h{} v={i}i 1700000000{i:09}\n", i % 10)).collect();
+    std::fs::write(&script, format!("wrk.method = \"POST\"\nwrk.body = {body:?}\n")).unwrap();
+    let udp_sender = dir.path("udp.py");
+    std::fs::write(
+        &udp_sender,
+        "import socket, sys, time\n\
+         end = time.time() + float(sys.argv[1])\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         n = 0\n\
+         while time.time() < end:\n\
+         \x20   s.sendto(b'udp,src=py v=%di\\nudp,src=py w=2i\\n' % n, ('198.18.0.1', 8089))\n\
+         \x20   s.sendto(b'soak.count:1|c|#env:test\\nsoak.gauge:%d|g\\n' % n, ('198.18.0.1', 8125))\n\
+         \x20   n += 1\n\
+         \x20   if n % 200 == 0: time.sleep(0.01)\n",
+    )
+    .unwrap();
+    let _dpdk = dpdk_lock();
+    let veth = Veth::new("s");
+    let app = start(&veth, &config, &dir.path("report.json"));
+    let wrk = veth
+        .client("wrk")
+        .args(["-t", "1", "-c", "50", "-d", &format!("{secs}s"), "--timeout", "5s", "-s"])
+        .arg(&script)
+        .arg("http://198.18.0.1:8080/write")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut wrk = ChildGuard(Some(wrk));
+    let udp = veth.client("python3").arg(&udp_sender).arg(secs.to_string()).spawn().unwrap();
+    let mut udp = ChildGuard(Some(udp));
+    let start = Instant::now();
+    let mut ticks = 0;
+    let mut peak_mbufs = 0.0f64;
+    while start.elapsed() < Duration::from_secs(secs) {
+        std::thread::sleep(Duration::from_secs(1));
+        let m = scrape(&veth);
+        let g = |k: &str| *m.get(&format!("metricsstream_{k}")).unwrap_or_else(|| panic!("no {k} in /metrics"));
+        let open = g("net_connections_open");
+        assert_eq!(g("net_connections_opened_total"), g("net_connections_closed_total") + open, "tick {ticks}");
+        assert_eq!(g("sockets_flows"), open, "tick {ticks}: stale flow-table entries");
+        assert_eq!(g("sockets_free") + open, g("sockets_slots"), "tick {ticks}: sockets lost");
+        assert_eq!(
+            g("udp_records_parsed_total"),
+            g("udp_records_accepted_total")
+                + g("udp_records_limited_total")
+                + g("udp_records_dropped_writer_full_total"),
+            "tick {ticks}"
+        );
+        // In flight at most: what the RX/TX rings and one burst per stage can hold.
+        let in_use = g("mbufs_in_use");
+        assert!(in_use <= g("mbufs_pool_size") / 2.0, "tick {ticks}: {in_use} mbufs in use");
+        peak_mbufs = peak_mbufs.max(in_use);
+        ticks += 1;
+    }
+    let wrk_out = wrk.0.take().unwrap().wait_with_output().unwrap();
+    let _ = udp.0.take().unwrap().wait();
+    let report = app.stop();
+    let stdout = text(&wrk_out.stdout);
+    assert!(!stdout.contains("Socket errors"), "{stdout}");
+    eprintln!(
+        "soak {secs}s, {ticks} ticks balanced, peak mbufs in use {peak_mbufs}: http {:#} udp {:#}\n{stdout}",
+        report["http"], report["udp"]
+    );
+    assert!(report["udp"]["records_limited"].as_u64().unwrap() > 0, "the limiter was never exercised");
 }

@@ -116,6 +116,7 @@ fn appliance_on_virtio_user_counts_every_frame_from_vhost() {
     assert!(sent > FRAMES / 2, "most frames reached the vhost ring: {port1}");
 
     let r = read_json(&report);
+    assert_balances(&r);
     assert_eq!(r["rx_packets"], sent, "appliance received every frame testpmd sent (dropped {dropped}): {r:#}");
     assert_eq!(r["classes"]["ipv4_udp"], sent, "{r:#}");
     assert_eq!(r["classes"]["malformed"], 0);

@@ -8,12 +8,14 @@ use metricsstream::config::AppConfig;
 use metricsstream::dpdk::{self, Eal, LcoreJob, Mempool, Port};
 use metricsstream::limit::{KeyedLimiter, MonotonicClock};
 use metricsstream::net::FrameClass;
+use metricsstream::pcap::trace::{self, PacketTrace};
 use metricsstream::stats::{
-    self, Dropped, MbufReport, PortReport, ReplayReport, RxCounters, SharedRxCounters, WorkerReport,
+    self, Dropped, LifecycleReport, MbufReport, PortReport, ProcessResources, ReplayReport, RxCounters,
+    SharedRxCounters, WorkerReport,
 };
 use metricsstream::stats::{IngestReport, Published};
 use metricsstream::udp::{UdpCounters, UdpIngest};
-use metricsstream::worker::{self, UdpStage};
+use metricsstream::worker::{self, RxTrace, UdpStage};
 use metricsstream::writer::Writer;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +35,8 @@ pub struct RunOptions {
     /// Run the UDP ingestion pipeline (parse, limit, write) with this config,
     /// instead of classifying only.
     pub ingest: Option<AppConfig>,
+    /// Write every received frame to this pcap (one file per worker).
+    pub trace_pcap: Option<PathBuf>,
 }
 
 /// Runs classify workers on `lcores` (one per queue of `port`) until the run ends.
@@ -45,6 +49,9 @@ pub fn run(
     banner: &str,
 ) -> anyhow::Result<()> {
     let eal = eal.clone();
+    // Taken before any worker or writer thread exists (the port is started and idle).
+    let at_start = ProcessResources::now();
+    let idle_baseline = pool.in_use();
     let stop = Arc::new(AtomicBool::new(false));
     // A second SIGINT/SIGTERM while stopping exits at once.
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -78,7 +85,16 @@ pub fn run(
             published: udp_counters[q].clone(),
             clock,
         });
-        jobs.push(LcoreJob::launch(&eal, lcores[q], move || worker::run_rx(rx, shared, udp, stop))?);
+        let trace = match &run.trace_pcap {
+            Some(base) => {
+                let path = trace::path_for_worker(base, q as u16, workers as u16);
+                let file = PacketTrace::create(&path, clock.unix_at_epoch_ns())
+                    .with_context(|| format!("--trace-pcap: cannot create {}", path.display()))?;
+                Some(RxTrace { file, clock })
+            }
+            None => None,
+        };
+        jobs.push(LcoreJob::launch(&eal, lcores[q], move || worker::run_rx(rx, shared, udp, trace, stop))?);
     }
     eprintln!(
         "{banner}: {} queue(s), RSS {}, worker lcores {lcores:?}",
@@ -166,7 +182,7 @@ pub fn run(
     }
     let port_stats = port.stats()?;
     let (rx_mpps, rx_gbps) = stats::rates(t.rx_packets, t.rx_bytes, elapsed);
-    let report = ReplayReport {
+    let mut report = ReplayReport {
         duration_s: elapsed,
         rx_packets: t.rx_packets,
         rx_bytes: t.rx_bytes,
@@ -199,11 +215,19 @@ pub fn run(
             ipackets: port_stats.ipackets,
             ibytes: port_stats.ibytes,
         },
-        mbufs: MbufReport { pool_size: pool.size(), in_use_at_stop: pool.in_use() },
+        mbufs: MbufReport {
+            pool_size: pool.size(),
+            idle_baseline,
+            in_use_at_stop: pool.in_use(),
+            in_use_after_close: 0,
+        },
+        // The port (and its files) is still open, as it was at start.
+        process: LifecycleReport { at_start, at_exit: ProcessResources::now() },
         dpdk_version: dpdk::version(),
         ingest,
     };
     drop(port);
+    report.mbufs.in_use_after_close = pool.in_use();
 
     println!(
         "{}: {:.2} s, {} packets, {:.3} Mpps, {:.2} Gbps over {} worker(s)",
@@ -234,6 +258,12 @@ pub fn run(
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
         println!("  report: {}", path.display());
+    }
+    if !report.mbufs.balances() {
+        bail!("internal error: mbufs do not return to the pool: {:?}", report.mbufs);
+    }
+    if !report.process.balances() {
+        bail!("internal error: threads or file descriptors outlive the run: {:?}", report.process);
     }
     Ok(())
 }

@@ -29,6 +29,10 @@ pub struct ReplayArgs {
     /// Write the final report as JSON to this file.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Write every frame a worker receives to this pcap (one file per worker:
+    /// FILE-qN.pcap when there are several). Costs throughput while on.
+    #[arg(long, value_name = "FILE")]
+    trace_pcap: Option<PathBuf>,
     /// DPDK profile (TOML) [default: dpdk-config/pcap-replay.toml, built in: --no-huge, no NIC].
     #[arg(long)]
     profile: Option<PathBuf>,
@@ -112,6 +116,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         stop_after_packets: args.once.then(|| packets * u64::from(workers)),
         report: args.report.clone(),
         ingest: args.config.as_deref().map(AppConfig::load).transpose()?,
+        trace_pcap: args.trace_pcap.clone(),
     };
     receive::run(&eal, port, pool, &lcores, &run, &banner)
 }

@@ -29,6 +29,10 @@ pub struct RxArgs {
     /// Write the final report as JSON to this file.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Write every frame a worker receives to this pcap (one file per worker:
+    /// FILE-qN.pcap when there are several). Costs throughput while on.
+    #[arg(long, value_name = "FILE")]
+    trace_pcap: Option<PathBuf>,
     /// Appliance config (TOML, e.g. dpdk-config/metricsstream.toml): run the UDP
     /// ingestion pipeline (parse, limit, write to [writer] data_dir) on its [udp] ports.
     #[arg(long)]
@@ -65,6 +69,7 @@ pub fn run(args: RxArgs) -> anyhow::Result<()> {
         stop_after_packets: args.packets,
         report: args.report.clone(),
         ingest: args.config.as_deref().map(AppConfig::load).transpose()?,
+        trace_pcap: args.trace_pcap.clone(),
     };
     receive::run(&eal, port, pool, &lcores, &run, &banner)
 }

@@ -12,7 +12,8 @@ use metricsstream::config::{AppConfig, Profile};
 use metricsstream::dpdk::{LcoreJob, Mempool, Port, PortConfig, BURST_SIZE};
 use metricsstream::limit::{KeyedLimiter, MonotonicClock};
 use metricsstream::net::{L2Config, NetStack, NetStackConfig};
-use metricsstream::stats::Published;
+use metricsstream::pcap::trace::{self, PacketTrace};
+use metricsstream::stats::{LifecycleReport, MbufReport, ProcessResources, Published};
 use metricsstream::udp::UdpIngest;
 use metricsstream::worker::{self, ServeCounters, ServeWorker};
 use metricsstream::writer::{Shipper, Writer, WriterStats};
@@ -40,6 +41,10 @@ pub struct ServeArgs {
     /// Write the final report as JSON to this file.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Write every frame a worker receives and sends to this pcap (one file
+    /// per worker: FILE-qN.pcap when there are several). Costs throughput while on.
+    #[arg(long, value_name = "FILE")]
+    trace_pcap: Option<PathBuf>,
     /// Seconds between stats lines on stderr (0: none).
     #[arg(long, default_value_t = 1.0)]
     stats_interval: f64,
@@ -77,6 +82,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let port_config = PortConfig { queues: workers, rx_desc: p.rx_desc, tx_desc: p.tx_desc, promiscuous: true };
     let mut port = Port::open(&eal, port_id, &port_config, pool.clone())?;
     let mac = port.mac()?;
+    // Before any writer, shipper or worker exists; the port is started and idle.
+    let at_start = ProcessResources::now();
+    let idle_baseline = pool.in_use();
 
     // Two writer handles per worker: one for the HTTP application, one for
     // the UDP stage (each has its own batches and durable sequence).
@@ -98,8 +106,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let clock = MonotonicClock::new();
     let published: Vec<Arc<Published<ServeCounters>>> = (0..workers).map(|_| Arc::new(Published::default())).collect();
     let metrics: MetricsRenderer = {
-        let (published, writer_stats) = (published.clone(), writer.stats().clone());
-        Arc::new(move |out: &mut String| render_metrics(out, &published, &writer_stats))
+        let (published, writer_stats, pool) = (published.clone(), writer.stats().clone(), pool.clone());
+        Arc::new(move |out: &mut String| render_metrics(out, &published, &writer_stats, &pool, idle_baseline))
     };
     let shared = AppShared {
         http: config.http.clone(),
@@ -138,6 +146,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let app = HttpApp::new(shared.clone(), app_writer, stack.slots());
         let udp =
             UdpIngest::new(config.udp.clone(), limiter.clone(), udp_writer).with_unix_offset(clock.unix_at_epoch_ns());
+        let trace = match &args.trace_pcap {
+            Some(base) => {
+                let path = trace::path_for_worker(base, q as u16, workers);
+                Some(
+                    PacketTrace::create(&path, clock.unix_at_epoch_ns())
+                        .with_context(|| format!("--trace-pcap: cannot create {}", path.display()))?,
+                )
+            }
+            None => None,
+        };
         let w = ServeWorker {
             rx,
             tx,
@@ -149,6 +167,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             published: published[q].clone(),
             stop: stop.clone(),
             drain_ns: DRAIN.as_nanos() as u64,
+            trace,
         };
         jobs.push(LcoreJob::launch(&eal, lcores[q], move || worker::run_serve(w))?);
     }
@@ -168,6 +187,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let interval = (args.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.stats_interval));
     let mut next_tick = interval.map(|i| start + i);
     let mut prev = ServeCounters::default();
+    let mut imbalances = 0u64;
     while !stop.load(Ordering::Relaxed) {
         if reload.swap(false, Ordering::Relaxed) {
             reload_limits(&args.config, &limiter);
@@ -179,6 +199,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         if let (Some(tick), Some(i)) = (next_tick, interval) {
             if now >= tick {
+                imbalances += check_lifecycle(&published);
                 let total = sum(&published);
                 eprintln!("{}", stats_line((now - start).as_secs_f64(), &total, &prev, i.as_secs_f64(), &writer));
                 prev = total;
@@ -192,25 +213,32 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         job.join()?;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    imbalances += check_lifecycle(&published);
     let total = sum(&published);
     let port_stats = port.stats()?;
-    drop(port);
+    let in_use_at_stop = pool.in_use();
     let shipped = match shipper {
         Some(s) => Some(s.stop().context("shipper")?),
         None => None,
     };
     let summary = writer.shutdown().context("writer shutdown")?;
+    // The port (and its sockets/files) is still open, as it was at start.
+    let process = LifecycleReport { at_start, at_exit: ProcessResources::now() };
+    drop(port);
+    let mbufs = MbufReport { pool_size: pool.size(), idle_baseline, in_use_at_stop, in_use_after_close: pool.in_use() };
     let net = &total.net;
-    if net.connections_opened != net.connections_closed + net.connections_open {
-        bail!("internal error: connection counters do not balance: {net:?}");
-    }
     let report = serde_json::json!({
         "duration_s": elapsed,
         "rx_packets": port_stats.ipackets,
         "tx_packets": port_stats.opackets,
         "dropped": { "imissed": port_stats.imissed, "nombuf": port_stats.rx_nombuf, "ierrors": port_stats.ierrors,
-                     "tx_no_mbuf": total.tx_no_mbuf, "tx_unsent": total.tx_unsent_dropped },
+                     "tx_no_mbuf": total.tx_no_mbuf, "tx_unsent": total.tx_unsent_dropped,
+                     "rx_chained": total.rx_chained_dropped },
         "net": net_json(net),
+        "sockets": total.sockets,
+        "lifecycle_imbalances": imbalances,
+        "mbufs": mbufs,
+        "process": process,
         "http": total.http,
         "udp": total.udp,
         "records_accepted": total.http.records_accepted + total.udp.records_accepted,
@@ -231,6 +259,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
+    if imbalances > 0 {
+        bail!("internal error: connection lifecycle counters did not balance {imbalances} time(s) (see above)");
+    }
+    if !mbufs.balances() {
+        bail!("internal error: mbufs do not return to the pool: {mbufs:?}");
+    }
+    if !process.balances() {
+        bail!("internal error: threads or file descriptors outlive the run: {process:?}");
     }
     Ok(())
 }
@@ -270,10 +307,25 @@ fn sum(published: &[Arc<Published<ServeCounters>>]) -> ServeCounters {
         t.net = add_fields(&t.net, &c.net);
         t.http = add_fields(&t.http, &c.http);
         t.udp.add(&c.udp);
+        t.rx_chained_dropped += c.rx_chained_dropped;
         t.tx_no_mbuf += c.tx_no_mbuf;
         t.tx_unsent_dropped += c.tx_unsent_dropped;
+        t.sockets = add_fields(&t.sockets, &c.sockets);
     }
     t
+}
+
+/// Checks every worker's connection lifecycle balances (see
+/// [`ServeCounters::check_lifecycle`]); prints each failure, returns their number.
+fn check_lifecycle(published: &[Arc<Published<ServeCounters>>]) -> u64 {
+    let mut failures = 0;
+    for (q, p) in published.iter().enumerate() {
+        if let Err(e) = p.snapshot().check_lifecycle() {
+            eprintln!("error: worker {q}: connection lifecycle does not balance: {e}");
+            failures += 1;
+        }
+    }
+    failures
 }
 
 /// Field-wise sum of two counter structs whose fields are all u64 (through
@@ -320,20 +372,35 @@ fn stats_line(
 }
 
 /// Prometheus text exposition of every counter the workers and the writer publish.
-fn render_metrics(out: &mut String, published: &[Arc<Published<ServeCounters>>], writer: &Arc<WriterStats>) {
-    use std::fmt::Write as _;
+fn render_metrics(
+    out: &mut String,
+    published: &[Arc<Published<ServeCounters>>],
+    writer: &Arc<WriterStats>,
+    pool: &Mempool,
+    idle_baseline: u32,
+) {
+    use metricsstream::stats::{Exposition, MetricKind};
     let total = sum(published);
-    let mut section = |prefix: &str, value: serde_json::Value| {
-        if let Some(map) = value.as_object() {
-            for (k, v) in map {
-                if let Some(n) = v.as_u64() {
-                    let _ = writeln!(out, "metricsstream_{prefix}_{k} {n}");
-                }
-            }
-        }
-    };
-    section("net", net_json(&total.net));
-    section("http", serde_json::to_value(total.http).unwrap_or_default());
-    section("udp", serde_json::to_value(total.udp).unwrap_or_default());
-    section("writer", serde_json::to_value(writer.snapshot()).unwrap_or_default());
+    let mut e = Exposition::new(out);
+    e.section("net", &total.net);
+    e.section("sockets", &total.sockets);
+    e.section("http", &total.http);
+    e.section("udp", &total.udp);
+    e.section("writer", &writer.snapshot());
+    let tx = [
+        ("rx_chained_dropped", total.rx_chained_dropped),
+        ("tx_no_mbuf", total.tx_no_mbuf),
+        ("tx_unsent_dropped", total.tx_unsent_dropped),
+    ];
+    for (name, n) in tx {
+        e.sample(name, &name.replace('_', " "), MetricKind::Counter, n as f64);
+    }
+    let mbufs = [
+        ("mbufs_in_use", "mbufs taken out of the pool right now", pool.in_use()),
+        ("mbufs_idle_baseline", "mbufs in use with the port started and idle", idle_baseline),
+        ("mbufs_pool_size", "mbufs in the pool", pool.size()),
+    ];
+    for (name, help, n) in mbufs {
+        e.sample(name, help, MetricKind::Gauge, f64::from(n));
+    }
 }

@@ -243,4 +243,14 @@ impl TxQueue {
         // ownership of exactly the mbufs it reports as sent.
         burst.drain_with(|pkts, n| unsafe { dpdk_sys::ms_tx_burst(port, queue, pkts, n) })
     }
+
+    /// Asks the driver to free the mbufs of transmissions it has completed
+    /// (drivers free them lazily, on later bursts): after the last burst,
+    /// this makes the pool's in-use count comparable to its idle baseline.
+    /// Returns how many were freed, or `None` if the driver cannot say.
+    pub fn reclaim_completed(&mut self) -> Option<u32> {
+        // SAFETY: this handle is the queue's only user; 0 = free all completed.
+        let rc = unsafe { dpdk_sys::rte_eth_tx_done_cleanup(self.port.id, self.queue, 0) };
+        u32::try_from(rc).ok()
+    }
 }

@@ -2,6 +2,7 @@
 //! and the synthetic traffic generator behind `gen-pcap` ([`synth`]).
 
 pub mod synth;
+pub mod trace;
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};

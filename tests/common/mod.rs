@@ -98,3 +98,69 @@ pub fn text(bytes: &[u8]) -> String {
 pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("report written")).expect("report is JSON")
 }
+
+/// The counters that must balance after every run of `replay`, `rx` or
+/// `serve`, checked from the raw numbers of its JSON report (not from a
+/// verdict the binary computed). Panics naming the first one that does not.
+pub fn assert_balances(report: &serde_json::Value) {
+    let n = |v: &serde_json::Value, path: &str| -> u64 {
+        let mut x = v;
+        for key in path.split('.') {
+            x = &x[key];
+        }
+        x.as_u64().unwrap_or_else(|| panic!("report has no number at {path}: {report:#}"))
+    };
+    // Mbufs: back to the idle baseline once workers stopped, all back after close.
+    assert_eq!(n(report, "mbufs.in_use_at_stop"), n(report, "mbufs.idle_baseline"), "mbufs leaked: {report:#}");
+    assert_eq!(n(report, "mbufs.in_use_after_close"), 0, "mbufs held after port close: {report:#}");
+    // Every thread started was joined, every descriptor opened was closed.
+    assert_eq!(report["process"]["at_start"], report["process"]["at_exit"], "threads/fds outlive the run");
+    if report.get("classes").is_some() {
+        // replay / rx: every frame is in exactly one class.
+        let classes: u64 = report["classes"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+        assert_eq!(classes, n(report, "rx_packets"), "classes do not add up: {report:#}");
+        if report.get("records_parsed").is_some() {
+            assert_udp_records_balance(report, report);
+            assert_eq!(n(report, "records_written"), n(report, "records_accepted"), "{report:#}");
+        }
+        return;
+    }
+    // serve: connection lifecycle at every stats tick and at the end.
+    assert_eq!(n(report, "lifecycle_imbalances"), 0, "{report:#}");
+    let net = &report["net"];
+    let open = n(net, "connections_open");
+    assert_eq!(n(net, "connections_opened"), n(net, "connections_closed") + open, "{report:#}");
+    assert_eq!(n(report, "sockets.flows"), open, "stale flow-table entries: {report:#}");
+    assert_eq!(n(report, "sockets.free") + open, n(report, "sockets.slots"), "{report:#}");
+    // Every frame the stack received has exactly one outcome.
+    let outcomes = [
+        "rx_arp",
+        "rx_icmp_echo",
+        "rx_tcp",
+        "rx_udp",
+        "drop_malformed",
+        "drop_vlan",
+        "drop_wrong_mac",
+        "drop_wrong_ip",
+        "drop_unsupported",
+        "drop_syn_full",
+        "drop_syn_rejected",
+        "drop_rst_no_flow",
+        "drop_no_tx_buffer",
+    ];
+    let accounted: u64 = outcomes.iter().map(|k| n(net, k)).sum();
+    assert_eq!(accounted, n(net, "rx_frames"), "received frames without an outcome: {report:#}");
+    assert_eq!(n(report, "rx_packets"), n(net, "rx_frames") + n(report, "dropped.rx_chained"), "{report:#}");
+    // Every record accepted (HTTP 2xx or UDP) was written by the clean stop.
+    assert_eq!(n(report, "records_written"), n(report, "records_accepted"), "{report:#}");
+    assert_udp_records_balance(report, &report["udp"]);
+}
+
+fn assert_udp_records_balance(report: &serde_json::Value, udp: &serde_json::Value) {
+    let n = |k: &str| udp[k].as_u64().unwrap_or_else(|| panic!("no udp counter {k}: {report:#}"));
+    assert_eq!(
+        n("records_parsed"),
+        n("records_accepted") + n("records_limited") + n("records_dropped_writer_full"),
+        "UDP records do not balance: {report:#}"
+    );
+}
