@@ -131,6 +131,8 @@ struct Ctx {
     basic_scratch: [u8; auth::BASIC_SCRATCH_BYTES],
     reply: Reply,
     fixed: Option<Response<'static>>,
+    /// `/metrics` text, reused across scrapes.
+    metrics_text: String,
     counters: HttpCounters,
     /// Group commit: every request handled in one worker iteration goes into
     /// this batch, submitted by [`HttpApp::flush`] at the end of the iteration.
@@ -187,6 +189,7 @@ impl HttpApp {
                     accepted: 0,
                 },
                 fixed: None,
+                metrics_text: String::with_capacity(8192),
                 counters: HttpCounters::default(),
                 open: None,
                 open_no: 1,
@@ -456,12 +459,13 @@ fn handle(req: RequestRef<'_>, peer: SocketAddrV4, ctx: &mut Ctx, now_ns: u64) -
             Outcome::Respond
         }
         Route::Metrics => {
-            let mut text = String::with_capacity(8192);
-            (ctx.shared.metrics)(&mut text);
+            // Rendered into a text buffer kept across scrapes (the renderer takes a String).
+            ctx.metrics_text.clear();
+            (ctx.shared.metrics)(&mut ctx.metrics_text);
             ctx.reply.kind = ReplyKind::Body;
             ctx.reply.status = 200;
             ctx.reply.content_type = "text/plain; version=0.0.4";
-            ctx.reply.body.extend_from_slice(text.as_bytes());
+            ctx.reply.body.extend_from_slice(ctx.metrics_text.as_bytes());
             ctx.counters.requests_other += 1;
             Outcome::Respond
         }
