@@ -3,17 +3,25 @@
 //! the server's allocations only: frames come from a [`FramePool`] shared by
 //! both directions, requests are pre-rendered, responses are parsed in a
 //! fixed buffer. Each connection sends one request at a time (the next after
-//! the answer) and checks the status of every answer.
+//! the answer) and checks the status of every answer. [`HttpSim`] wires them
+//! to a `NetStack` + `HttpApp` + real `writer::Writer`, stepped the way
+//! `worker::run_serve` steps a worker.
 
 use super::{client_ip, client_mac, PORT, SERVER_IP};
-use metricsstream::net::FrameSink;
+use metricsstream::app::{AppShared, HttpApp};
+use metricsstream::http::auth::AuthConfig;
+use metricsstream::http::{BodyBudget, HttpConfig};
+use metricsstream::limit::{KeyedLimiter, LimitsConfig};
+use metricsstream::net::{FrameSink, NetStack};
+use metricsstream::writer::{AckMode, Writer, WriterConfig, WriterRuntime};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::tcp;
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{HardwareAddress, IpCidr};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// Frame buffers are allocated with this capacity (an Ethernet frame).
 const FRAME_CAPACITY: usize = 1536;
@@ -166,6 +174,12 @@ pub struct HttpClient {
     pub wrong_status: u64,
     /// The first unexpected answer's head, for the failure message.
     pub first_wrong: String,
+    /// Answers by status class (`[2]`: 2xx, ...).
+    pub by_class: [u64; 6],
+    /// The first answer of each class (head and body), for inspection.
+    pub first_of_class: [String; 6],
+    /// Close each connection once all its requests are answered.
+    closing: bool,
 }
 
 impl HttpClient {
@@ -198,7 +212,17 @@ impl HttpClient {
                 }
             })
             .collect();
-        HttpClient { iface, sockets, conns, rx, wrong_status: 0, first_wrong: String::new() }
+        HttpClient {
+            iface,
+            sockets,
+            conns,
+            rx,
+            wrong_status: 0,
+            first_wrong: String::new(),
+            by_class: [0; 6],
+            first_of_class: Default::default(),
+            closing: false,
+        }
     }
 
     /// Every connection sends `n` more requests.
@@ -206,6 +230,11 @@ impl HttpClient {
         for c in &mut self.conns {
             c.target += n;
         }
+    }
+
+    /// Close each connection once its requests are answered.
+    pub fn close_when_done(&mut self) {
+        self.closing = true;
     }
 
     pub fn answered(&self) -> u64 {
@@ -241,7 +270,14 @@ impl HttpClient {
             }
             while let Some(len) = complete_response(&c.response[..c.response_len]) {
                 let expect = requests[(c.answered % requests.len() as u64) as usize].expect_status;
-                if status_of(&c.response[..len]) != Some(expect) {
+                let status = status_of(&c.response[..len]);
+                let class = usize::from(status.unwrap_or(0) / 100).min(5);
+                if self.by_class[class] == 0 {
+                    self.first_of_class[class] = String::from_utf8_lossy(&c.response[..len]).into_owned();
+                }
+                self.by_class[class] += 1;
+                // 0: any status is fine (counted by class).
+                if expect != 0 && status != Some(expect) {
                     if self.wrong_status == 0 {
                         self.first_wrong = String::from_utf8_lossy(&c.response[..len]).into_owned();
                     }
@@ -252,6 +288,9 @@ impl HttpClient {
                 c.answered += 1;
             }
             assert!(c.response_len < RESPONSE_BUFFER, "a response does not fit the client's buffer");
+            if self.closing && c.answered == c.target && s.is_open() {
+                s.close();
+            }
             if c.sent == c.answered && c.sent < c.target && s.may_send() {
                 let req = &requests[(c.sent % requests.len() as u64) as usize].bytes;
                 c.written += s.send_slice(&req[c.written..]).unwrap();
@@ -285,4 +324,190 @@ fn content_length(head: &[u8]) -> Option<usize> {
 
 fn status_of(response: &[u8]) -> Option<u16> {
     std::str::from_utf8(response.get(9..12)?).ok()?.parse().ok()
+}
+
+/// Server, clients and the writer, stepped like `worker::run_serve`.
+pub struct HttpSim {
+    pub stack: NetStack,
+    pub app: HttpApp,
+    pub clients: Vec<HttpClient>,
+    pub pool: FramePool,
+    pub requests: Vec<HttpRequest>,
+    pub now: Instant,
+    to_server: Vec<Vec<u8>>,
+    to_clients: Vec<Vec<u8>>,
+    last_timeouts_ns: u64,
+}
+
+fn ns(now: Instant) -> u64 {
+    now.total_micros() as u64 * 1_000
+}
+
+impl HttpSim {
+    /// `clients` hosts with `conns_per_client` connections each, sending
+    /// `requests` in turn; the writer logs into `data_dir` with `ack`.
+    pub fn new(
+        ack: AckMode,
+        data_dir: &std::path::Path,
+        http: HttpConfig,
+        body_budget: Arc<BodyBudget>,
+        clients: usize,
+        conns_per_client: usize,
+        requests: Vec<HttpRequest>,
+    ) -> (HttpSim, WriterRuntime) {
+        let writer_config = WriterConfig {
+            data_dir: data_dir.to_path_buf(),
+            ack,
+            // Commit each drained round at once: the durable path waits on
+            // the real fsync, and the test should not wait on a timer.
+            fsync_interval_ms: 0,
+            // One segment for the whole run (rotation is per GiB, not per request).
+            segment_bytes: 1 << 30,
+            retention_bytes: 0,
+            ..WriterConfig::default()
+        };
+        let (writer, mut handles) = Writer::start(writer_config, 1).unwrap();
+        let limits = LimitsConfig { default_rate: 1 << 30, default_burst: 1 << 30, ..LimitsConfig::default() };
+        let shared = AppShared {
+            http,
+            auth: Arc::new(AuthConfig::default()),
+            limiter: Arc::new(KeyedLimiter::new(&limits).unwrap()),
+            metrics: Arc::new(|out: &mut String| out.push_str("# TYPE sim_up gauge\nsim_up 1\n")),
+            unix_offset_ns: 1_700_000_000_000_000_000,
+            body_budget,
+        };
+        let now = Instant::from_millis(1);
+        let stack = NetStack::new(super::stack_config(256), now).unwrap();
+        let app = HttpApp::new(shared, handles.pop().unwrap(), stack.slots());
+        let pool = FramePool::default();
+        let clients = (0..clients).map(|i| HttpClient::new(i, conns_per_client, &pool, now)).collect();
+        let sim = HttpSim {
+            stack,
+            app,
+            clients,
+            pool,
+            requests,
+            now,
+            to_server: Vec::with_capacity(1024),
+            to_clients: Vec::with_capacity(1024),
+            last_timeouts_ns: 0,
+        };
+        (sim, writer)
+    }
+
+    /// One worker iteration between client polls; returns the frames moved.
+    pub fn step(&mut self) -> usize {
+        let (now, now_ns) = (self.now, ns(self.now));
+        for c in &mut self.clients {
+            c.poll(now, &mut self.to_server, &self.pool, &self.requests);
+        }
+        let mut moved = self.to_server.len();
+        let mut sink = PoolSink { frames: &mut self.to_clients, pool: &self.pool };
+        for f in self.to_server.drain(..) {
+            let _ = self.stack.receive(now, &f, &mut sink);
+            self.pool.give(f);
+        }
+        for &conn in self.app.poll_held(now_ns) {
+            self.stack.wake(conn);
+        }
+        if now_ns - self.last_timeouts_ns >= 100_000_000 {
+            self.last_timeouts_ns = now_ns;
+            for &conn in self.app.poll_timeouts(now_ns) {
+                self.stack.wake(conn);
+            }
+        }
+        self.stack.poll(now, &mut self.app, &mut sink);
+        self.app.flush();
+        moved += self.to_clients.len();
+        for f in self.to_clients.drain(..) {
+            let dst = &f[0..6];
+            if dst == [0xff; 6] {
+                for c in &mut self.clients {
+                    let mut copy = self.pool.take(f.len());
+                    copy.copy_from_slice(&f);
+                    c.rx.push_back(copy);
+                }
+                self.pool.give(f);
+            } else if dst[0..4] == [0x02, 0x43, 0, 0] {
+                let i = usize::from(dst[4]) << 8 | usize::from(dst[5]);
+                self.clients[i].rx.push_back(f);
+            } else {
+                panic!("frame to an unknown MAC {dst:02x?}");
+            }
+        }
+        moved
+    }
+
+    /// Every connection sends `per_conn` more requests; runs until all are
+    /// answered and checks every answer had its expected status.
+    pub fn run(&mut self, per_conn: u64) {
+        for c in &mut self.clients {
+            c.add_requests(per_conn);
+        }
+        self.run_until(200 * per_conn + 10_000, |sim| sim.clients.iter().all(HttpClient::done));
+        for c in &self.clients {
+            assert_eq!(c.wrong_status, 0, "unexpected answer: {}", c.first_wrong);
+        }
+    }
+
+    /// Clients close every connection once answered; runs until the stack has none open.
+    pub fn close_all(&mut self) {
+        for c in &mut self.clients {
+            c.close_when_done();
+        }
+        self.run_until(100_000, |sim| {
+            sim.clients.iter().all(HttpClient::done) && sim.stack.counters().connections_open == 0
+        });
+    }
+
+    /// Steps until `done`; the clock advances 1 ms per busy step, waits in
+    /// real time while a response is held for the writer, and jumps to the
+    /// next timer when nothing moves. Panics after `max_steps`.
+    pub fn run_until(&mut self, max_steps: u64, mut done: impl FnMut(&HttpSim) -> bool) {
+        let mut steps = 0u64;
+        while !done(self) {
+            steps += 1;
+            assert!(steps < max_steps, "stuck: {:?}", self.app.counters());
+            if self.step() > 0 {
+                self.now += Duration::from_millis(1);
+            } else if self.app.counters().held > 0 {
+                // Waiting for the writer thread (a real fsync): real time passes, not virtual.
+                std::thread::sleep(std::time::Duration::from_micros(20));
+            } else {
+                let mut next = self.now + Duration::from_millis(1);
+                let mut at = self.stack.poll_at();
+                for c in &mut self.clients {
+                    if let Some(t) = c.poll_at(self.now) {
+                        at = Some(at.map_or(t, |a: Instant| a.min(t)));
+                    }
+                }
+                if let Some(t) = at {
+                    next = next.max(t);
+                }
+                self.now = next;
+            }
+        }
+    }
+
+    pub fn answered(&self) -> u64 {
+        self.clients.iter().map(HttpClient::answered).sum()
+    }
+}
+
+/// The buffer-lifecycle balance once no request is in progress: every pool
+/// balances and has nothing lent, no body memory is reserved, and the
+/// writer gives back every batch (waits up to 5 s for it to catch up).
+pub fn assert_pools_idle(sim: &mut HttpSim, budget: &BodyBudget) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while sim.app.counters().batches_in_use > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let c = *sim.app.counters();
+    assert_eq!(c.body_buffers_allocated, c.body_buffers_in_use + c.body_buffers_free, "{c:?}");
+    assert_eq!(c.response_buffers_allocated, c.response_buffers_in_use + c.response_buffers_free, "{c:?}");
+    assert_eq!(c.batches_allocated, c.batches_in_use + c.batches_free, "{c:?}");
+    assert_eq!((c.body_buffers_in_use, c.response_buffers_in_use, c.batches_in_use), (0, 0, 0), "{c:?}");
+    assert_eq!(c.body_budget_reserved_bytes, 0, "{c:?}");
+    assert_eq!(budget.reserved(), 0, "the global budget holds nothing");
+    assert_eq!(c.held, 0);
 }
