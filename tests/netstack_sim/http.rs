@@ -463,7 +463,7 @@ impl HttpSim {
     /// Steps until `done`; the clock advances 1 ms per busy step, waits in
     /// real time while a response is held for the writer, and jumps to the
     /// next timer when nothing moves. Panics after `max_steps`.
-    pub fn run_until(&mut self, max_steps: u64, mut done: impl FnMut(&HttpSim) -> bool) {
+    pub fn run_until(&mut self, max_steps: u64, mut done: impl FnMut(&mut HttpSim) -> bool) {
         let mut steps = 0u64;
         while !done(self) {
             steps += 1;
@@ -491,6 +491,11 @@ impl HttpSim {
 
     pub fn answered(&self) -> u64 {
         self.clients.iter().map(HttpClient::answered).sum()
+    }
+
+    /// Body-budget bytes the application's connections hold now.
+    pub fn app_reserved(&mut self) -> u64 {
+        self.app.counters().body_budget_reserved_bytes
     }
 }
 
