@@ -1105,21 +1105,39 @@ fn error_message(error: HttpError) -> &'static str {
 
 /// Fuzz entry: the first bytes choose split points, the rest is fed as
 /// received bytes in those pieces, with requests answered (some held) and
-/// output drained. Panics only if an invariant breaks (buffers beyond their
-/// bounds).
+/// output drained. The first control byte's low bit chooses pooled mode with
+/// a small body budget (buffers attached and returned around every call).
+/// Panics only if an invariant breaks (buffers beyond their bounds, pool
+/// counters out of balance, budget bytes not released).
 pub fn fuzz_connection(data: &[u8]) {
     let config = HttpConfig { max_body_bytes: 4096, max_header_bytes: 512, ..HttpConfig::default() };
     let (control, mut bytes) = data.split_at(data.len().min(8));
+    let pooled = control.first().is_some_and(|b| b & 1 == 1);
+    let budget = Arc::new(BodyBudget::new(3000));
+    let mut pools = ConnectionPools::new(4);
     let mut conn = Connection::new(&config, 0);
+    if pooled {
+        conn = conn.pooled().with_budget(Arc::clone(&budget));
+    }
     let mut now = 0u64;
     let mut i = 0usize;
     while !bytes.is_empty() && !conn.wants_close() {
         let piece = usize::from(control.get(i % control.len().max(1)).copied().unwrap_or(7)) + 1;
         i += 1;
-        let taken = conn.receive(&bytes[..piece.min(bytes.len())], now);
+        if pooled {
+            conn.attach_buffers(&mut pools);
+        }
+        let mut taken = conn.receive(&bytes[..piece.min(bytes.len())], now);
+        while conn.needs_buffers() {
+            conn.attach_buffers(&mut pools);
+            taken += conn.receive(&bytes[taken..piece.min(bytes.len())], now);
+        }
         bytes = &bytes[taken..];
         now += 1_000_000;
         loop {
+            if conn.needs_buffers() {
+                conn.attach_buffers(&mut pools);
+            }
             match conn.poll_request(now) {
                 Some(Event::Request(req)) => {
                     let _ = (req.method(), req.path(), req.query(), req.header("host"), req.body().len());
@@ -1134,10 +1152,22 @@ pub fn fuzz_connection(data: &[u8]) {
         assert!(conn.compressed.capacity() <= conn.body_limit());
         let n = conn.take_output().len();
         conn.consume_output(n);
+        if pooled {
+            conn.return_buffers(&mut pools);
+            assert_eq!(budget.reserved(), conn.reserved_body_bytes(), "one connection holds all reservations");
+            for p in [pools.body.counters(), pools.response.counters()] {
+                assert!(p.balanced(), "{p:?}");
+            }
+            assert!(pools.body.counters().in_use + pools.response.counters().in_use <= 5);
+        }
         if taken == 0 && conn.take_output().is_empty() && !conn.awaiting_response() {
             break;
         }
     }
+    conn.release_buffers(&mut pools);
+    drop(conn);
+    assert_eq!(budget.reserved(), 0, "budget released on close");
+    assert_eq!((pools.body.counters().in_use, pools.response.counters().in_use), (0, 0));
 }
 
 #[cfg(test)]
