@@ -328,6 +328,26 @@ fn kernel_clients_write_over_tcp_and_every_2xx_is_in_the_log() {
         net["connections_opened"].as_u64().unwrap(),
         net["connections_closed"].as_u64().unwrap() + net["connections_open"].as_u64().unwrap()
     );
+    assert_http_pools_idle(&report);
+}
+
+/// Buffer lifecycle after a run: every pool balances and no connection
+/// buffer is lent once the clients are done (batches may still be on their
+/// way through the writer when the report is taken); no body memory stays
+/// reserved.
+fn assert_http_pools_idle(report: &serde_json::Value) {
+    let http = &report["http"];
+    let n = |k: &str| http[k].as_u64().unwrap_or_else(|| panic!("report.http.{k} missing: {http:#}"));
+    for pool in ["body_buffers", "response_buffers", "batches"] {
+        let (in_use, free, allocated) =
+            (n(&format!("{pool}_in_use")), n(&format!("{pool}_free")), n(&format!("{pool}_allocated")));
+        assert_eq!(allocated, in_use + free, "{pool}: {http:#}");
+        if pool != "batches" {
+            assert_eq!(in_use, 0, "{pool} still lent after the run: {http:#}");
+        }
+    }
+    assert!(n("body_buffers_high_water") > 0, "{http:#}");
+    assert_eq!(n("body_budget_reserved_bytes"), 0, "{http:#}");
 }
 
 #[test]
@@ -387,6 +407,7 @@ fn wrk_keep_alive_load_has_no_socket_errors_and_every_2xx_is_written() {
     assert_eq!(field("non2xx"), 0, "{stdout}");
     let report = app.stop();
     // Every 2xx but the readiness /ping answered a 100-line write.
+    assert_http_pools_idle(&report);
     let ok = report["http"]["responses_2xx"].as_u64().unwrap() - 1;
     assert!(ok >= field("requests"), "{report:#}");
     // Every acknowledged batch (and nothing else) is in the log.
