@@ -64,6 +64,12 @@ pub struct HttpCounters {
     pub response_buffers_free: u64,
     pub response_buffers_high_water: u64,
     pub response_buffer_allocations: u64,
+    /// gzip inflaters lent to connections (a body being inflated).
+    pub inflaters_in_use: u64,
+    pub inflaters_allocated: u64,
+    pub inflaters_free: u64,
+    pub inflaters_high_water: u64,
+    pub inflater_allocations: u64,
     /// Writer batches held by the application or in flight to the writer.
     pub batches_in_use: u64,
     pub batches_allocated: u64,
@@ -240,6 +246,10 @@ impl HttpApp {
         (c.response_buffers_in_use, c.response_buffers_allocated) = (resp.in_use, resp.allocated);
         (c.response_buffers_free, c.response_buffers_high_water) = (resp.free, resp.high_water);
         c.response_buffer_allocations = resp.allocations;
+        let inflaters = self.ctx.pools.inflaters.counters();
+        (c.inflaters_in_use, c.inflaters_allocated, c.inflaters_free) =
+            (inflaters.in_use, inflaters.allocated, inflaters.free);
+        (c.inflaters_high_water, c.inflater_allocations) = (inflaters.high_water, inflaters.allocations);
         let batches = self.ctx.writer.batch_pool();
         (c.batches_in_use, c.batches_allocated, c.batches_free) = (batches.in_use, batches.allocated, batches.free);
         c.batches_high_water = batches.high_water;

@@ -165,3 +165,49 @@ fn keep_alive_requests_allocate_nothing_ack_enqueued() {
 fn keep_alive_requests_allocate_nothing_ack_durable() {
     steady_state(AckMode::Durable);
 }
+
+/// Connection churn: every connection carries `REQUESTS_PER_CONNECTION`
+/// requests, then the client closes it and opens the next one. The flow
+/// table, socket recycling, `Connection` set-up and the pools must not
+/// allocate per connection either.
+#[test]
+fn new_connections_allocate_nothing_per_connection() {
+    const REQUESTS_PER_CONNECTION: u64 = 2;
+    let _one_at_a_time = MEASURE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).unwrap();
+    let http = HttpConfig::default();
+    let budget = Arc::new(BodyBudget::new(http.body_memory_budget_bytes));
+    let mix = request_mix();
+    let (mut sim, writer) =
+        HttpSim::new(AckMode::Enqueued, dir.path(), http, budget.clone(), CLIENTS, CONNS_PER_CLIENT, mix);
+    for c in &mut sim.clients {
+        c.requests_per_connection = Some(REQUESTS_PER_CONNECTION);
+    }
+    sim.run(10 * sim.requests.len() as u64);
+    let opened = |sim: &HttpSim| sim.clients.iter().map(|c| c.opened()).sum::<u64>();
+    let (small, large) = (1_000 / CONNS, 10_000 / CONNS);
+    let o0 = opened(&sim);
+    let a_small = allocations(|| sim.run(small));
+    let o1 = opened(&sim);
+    let a_large = allocations(|| sim.run(large));
+    let o2 = opened(&sim);
+    let (c_small, c_large) = (o1 - o0, o2 - o1);
+    let per_connection = a_large.saturating_sub(a_small) as f64 / (c_large - c_small) as f64;
+    println!(
+        "alloc_steady churn: {c_small} connections ({} requests): {a_small} allocations; {c_large} connections \
+         ({} requests): {a_large} allocations; per connection {per_connection:.6} (goal 0)",
+        small * CONNS,
+        large * CONNS
+    );
+    let c = *sim.stack.counters();
+    assert_eq!(c.connections_opened, c.connections_closed + c.connections_open, "{c:?}");
+    assert!(c_large >= 9 * c_small / 2, "the clients did reconnect: {c_small} then {c_large}");
+    netstack_sim::http::assert_pools_idle(&mut sim, &budget);
+    drop(sim);
+    writer.shutdown().unwrap();
+    let slack = (c_large - c_small) as usize / 1000;
+    assert!(
+        a_large.saturating_sub(a_small) <= slack,
+        "allocations grow with the connection count: {a_small} for {c_small} connections, {a_large} for {c_large}"
+    );
+}

@@ -338,7 +338,7 @@ fn kernel_clients_write_over_tcp_and_every_2xx_is_in_the_log() {
 fn assert_http_pools_idle(report: &serde_json::Value) {
     let http = &report["http"];
     let n = |k: &str| http[k].as_u64().unwrap_or_else(|| panic!("report.http.{k} missing: {http:#}"));
-    for pool in ["body_buffers", "response_buffers", "batches"] {
+    for pool in ["body_buffers", "response_buffers", "inflaters", "batches"] {
         let (in_use, free, allocated) =
             (n(&format!("{pool}_in_use")), n(&format!("{pool}_free")), n(&format!("{pool}_allocated")));
         assert_eq!(allocated, in_use + free, "{pool}: {http:#}");

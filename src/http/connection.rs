@@ -47,6 +47,8 @@ const COMPRESSED: u8 = 4;
 const OUTPUT: u8 = 8;
 const SCRATCH: u8 = 16;
 const ALL_BUFFERS: [u8; 5] = [INPUT, DECODED, COMPRESSED, OUTPUT, SCRATCH];
+/// Not a buffer: the gzip inflater, lent by the inflater pool.
+const INFLATER: u8 = 32;
 const NS_PER_MS: u64 = 1_000_000;
 
 /// What [`Connection::poll_request`] yields.
@@ -280,6 +282,9 @@ impl Connection {
             if chunked && self.head.gzip {
                 wanted |= COMPRESSED;
             }
+            if self.head.gzip {
+                wanted |= INFLATER;
+            }
         }
         wanted
     }
@@ -288,7 +293,9 @@ impl Connection {
     /// [`Connection::attach_buffers`] (which resumes it), then offer the
     /// bytes `receive` did not take again.
     pub fn needs_buffers(&self) -> bool {
-        self.pooled && self.phase == Phase::Body && self.wanted_buffers() & !self.lent & (DECODED | COMPRESSED) != 0
+        self.pooled
+            && self.phase == Phase::Body
+            && self.wanted_buffers() & !self.lent & (DECODED | COMPRESSED | INFLATER) != 0
     }
 
     fn buffer_mut(&mut self, bit: u8) -> &mut Vec<u8> {
@@ -313,6 +320,10 @@ impl Connection {
                 self.lent |= bit;
             }
         }
+        if missing & INFLATER != 0 && self.inflater.is_none() {
+            self.inflater = Some(pools.inflaters.take());
+            self.lent |= INFLATER;
+        }
         if self.phase == Phase::Body {
             self.advance();
         }
@@ -336,6 +347,18 @@ impl Connection {
                 self.give_back(bit, pools);
             }
         }
+        if !busy {
+            self.give_back_inflater(pools);
+        }
+    }
+
+    fn give_back_inflater(&mut self, pools: &mut ConnectionPools) {
+        if self.lent & INFLATER != 0 {
+            if let Some(inflater) = self.inflater.take() {
+                pools.inflaters.give(inflater);
+            }
+            self.lent &= !INFLATER;
+        }
     }
 
     /// Gives every lent buffer back (the connection is closing).
@@ -345,6 +368,7 @@ impl Connection {
                 self.give_back(bit, pools);
             }
         }
+        self.give_back_inflater(pools);
         self.out_pos = 0;
     }
 
@@ -562,13 +586,15 @@ impl Connection {
                 }
             }
         }
-        self.inflater = None;
+        if self.lent & INFLATER == 0 {
+            self.inflater = None;
+        }
     }
 
     /// Whether [`Connection::release_memory`] would free something.
     fn holds_large_buffers(&self) -> bool {
         let large = |bit: u8, v: &Vec<u8>| self.lent & bit == 0 && v.is_empty() && v.capacity() > SHRINK_ABOVE;
-        self.inflater.is_some()
+        (self.inflater.is_some() && self.lent & INFLATER == 0)
             || large(INPUT, &self.input)
             || large(OUTPUT, &self.output)
             || large(DECODED, &self.decoded)
@@ -1168,6 +1194,8 @@ pub fn fuzz_connection(data: &[u8]) {
     drop(conn);
     assert_eq!(budget.reserved(), 0, "budget released on close");
     assert_eq!((pools.body.counters().in_use, pools.response.counters().in_use), (0, 0));
+    assert_eq!(pools.inflaters.counters().in_use, 0);
+    assert!(pools.inflaters.counters().balanced());
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Recycled byte buffers for HTTP connections, with counters that prove no
 //! buffer leaks: a worker's [`ConnectionPools`] lend each connection its
-//! request (body) buffers and response buffers while it has a request in
+//! request (body) buffers, response buffers and gzip inflaters while it has a request in
 //! progress or output to send, and take them back when it is idle or closes
 //! ([`Connection::attach_buffers`](super::Connection::attach_buffers) /
 //! [`Connection::return_buffers`](super::Connection::return_buffers)).
@@ -87,18 +87,68 @@ impl BufferPool {
     }
 }
 
+/// Recycled gzip inflaters (zlib state and window, ~40 KiB each): a
+/// connection borrows one for a gzip body only.
+pub struct InflaterPool {
+    free: Vec<flate2::Decompress>,
+    counters: PoolCounters,
+}
+
+impl std::fmt::Debug for InflaterPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InflaterPool").field("counters", &self.counters()).finish_non_exhaustive()
+    }
+}
+
+impl InflaterPool {
+    pub fn new(max_free: usize) -> InflaterPool {
+        InflaterPool { free: Vec::with_capacity(max_free), counters: PoolCounters::default() }
+    }
+
+    pub fn take(&mut self) -> flate2::Decompress {
+        let inflater = match self.free.pop() {
+            Some(inflater) => inflater,
+            None => {
+                self.counters.allocations += 1;
+                self.counters.allocated += 1;
+                flate2::Decompress::new(false)
+            }
+        };
+        self.counters.in_use += 1;
+        self.counters.high_water = self.counters.high_water.max(self.counters.in_use);
+        inflater
+    }
+
+    pub fn give(&mut self, inflater: flate2::Decompress) {
+        debug_assert!(self.counters.in_use > 0, "an inflater given back that was never taken");
+        self.counters.in_use = self.counters.in_use.saturating_sub(1);
+        if self.free.len() == self.free.capacity() {
+            self.counters.allocated = self.counters.allocated.saturating_sub(1);
+            return;
+        }
+        self.free.push(inflater);
+    }
+
+    pub fn counters(&self) -> PoolCounters {
+        PoolCounters { free: self.free.len() as u64, ..self.counters }
+    }
+}
+
 /// A worker's pools: request buffers (head + body, de-chunked and inflated
-/// bodies) and response buffers (output and body formatting).
+/// bodies), response buffers (output and body formatting) and inflaters.
 #[derive(Debug)]
 pub struct ConnectionPools {
     pub body: BufferPool,
     pub response: BufferPool,
+    pub inflaters: InflaterPool,
 }
 
 /// Buffers start at 4 KiB (a typical request or response fits) ...
 const INITIAL_CAPACITY: usize = 4 << 10;
 /// ... and are kept up to 64 KiB when returned (larger ones are freed).
 const KEEP_CAPACITY: usize = 64 << 10;
+/// Idle inflaters kept at most (they are large; gzip bodies are rarer).
+const MAX_FREE_INFLATERS: usize = 64;
 
 impl ConnectionPools {
     /// Pools keeping at most `max_free` idle buffers each.
@@ -106,6 +156,7 @@ impl ConnectionPools {
         ConnectionPools {
             body: BufferPool::new(INITIAL_CAPACITY, KEEP_CAPACITY, max_free),
             response: BufferPool::new(INITIAL_CAPACITY, KEEP_CAPACITY, max_free),
+            inflaters: InflaterPool::new(max_free.min(MAX_FREE_INFLATERS)),
         }
     }
 }

@@ -162,6 +162,10 @@ struct HttpConn {
     written: usize,
     response: Box<[u8; RESPONSE_BUFFER]>,
     response_len: usize,
+    /// Requests answered on the current TCP connection.
+    on_this_connection: u64,
+    /// TCP connections opened so far.
+    opened: u64,
 }
 
 /// One client host (its own MAC and IP) with keep-alive connections.
@@ -180,6 +184,9 @@ pub struct HttpClient {
     pub first_of_class: [String; 6],
     /// Close each connection once all its requests are answered.
     closing: bool,
+    /// Churn: a connection closes after this many answers and a new one
+    /// (next local port) carries on. `None`: keep-alive for good.
+    pub requests_per_connection: Option<u64>,
 }
 
 impl HttpClient {
@@ -209,6 +216,8 @@ impl HttpClient {
                     written: 0,
                     response: Box::new([0; RESPONSE_BUFFER]),
                     response_len: 0,
+                    on_this_connection: 0,
+                    opened: 0,
                 }
             })
             .collect();
@@ -222,6 +231,7 @@ impl HttpClient {
             by_class: [0; 6],
             first_of_class: Default::default(),
             closing: false,
+            requests_per_connection: None,
         }
     }
 
@@ -241,6 +251,11 @@ impl HttpClient {
         self.conns.iter().map(|c| c.answered).sum()
     }
 
+    /// TCP connections opened so far.
+    pub fn opened(&self) -> u64 {
+        self.conns.iter().map(|c| c.opened).sum()
+    }
+
     pub fn done(&self) -> bool {
         self.conns.iter().all(|c| c.answered == c.target)
     }
@@ -254,11 +269,26 @@ impl HttpClient {
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Vec<u8>>, pool: &FramePool, requests: &[HttpRequest]) {
         let mut dev = PoolDevice { rx: &mut self.rx, tx: out, pool };
         self.iface.poll(now, &mut dev, &mut self.sockets);
-        for c in &mut self.conns {
+        let n_conns = self.conns.len() as u64;
+        for (k, c) in self.conns.iter_mut().enumerate() {
             let s = self.sockets.get_mut::<tcp::Socket>(c.handle);
+            let per = self.requests_per_connection.unwrap_or(u64::MAX);
+            if c.connected && c.on_this_connection == per && c.answered < c.target {
+                // Churn: this connection is done; once closed, the next one starts.
+                if s.is_open() && s.state() != tcp::State::TimeWait {
+                    s.close();
+                }
+                if matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait) {
+                    s.abort();
+                    c.connected = false;
+                    c.on_this_connection = 0;
+                    c.local_port = 30_000 + ((k as u64 + c.opened * n_conns) % 30_000) as u16;
+                }
+            }
             if !c.connected {
                 s.connect(self.iface.context(), (SERVER_IP, PORT), c.local_port).unwrap();
                 c.connected = true;
+                c.opened += 1;
                 continue;
             }
             while s.can_recv() && c.response_len < RESPONSE_BUFFER {
@@ -286,12 +316,13 @@ impl HttpClient {
                 c.response.copy_within(len..c.response_len, 0);
                 c.response_len -= len;
                 c.answered += 1;
+                c.on_this_connection += 1;
             }
             assert!(c.response_len < RESPONSE_BUFFER, "a response does not fit the client's buffer");
             if self.closing && c.answered == c.target && s.is_open() {
                 s.close();
             }
-            if c.sent == c.answered && c.sent < c.target && s.may_send() {
+            if c.sent == c.answered && c.sent < c.target && c.on_this_connection < per && s.may_send() {
                 let req = &requests[(c.sent % requests.len() as u64) as usize].bytes;
                 c.written += s.send_slice(&req[c.written..]).unwrap();
                 if c.written == req.len() {
@@ -510,8 +541,10 @@ pub fn assert_pools_idle(sim: &mut HttpSim, budget: &BodyBudget) {
     let c = *sim.app.counters();
     assert_eq!(c.body_buffers_allocated, c.body_buffers_in_use + c.body_buffers_free, "{c:?}");
     assert_eq!(c.response_buffers_allocated, c.response_buffers_in_use + c.response_buffers_free, "{c:?}");
+    assert_eq!(c.inflaters_allocated, c.inflaters_in_use + c.inflaters_free, "{c:?}");
     assert_eq!(c.batches_allocated, c.batches_in_use + c.batches_free, "{c:?}");
-    assert_eq!((c.body_buffers_in_use, c.response_buffers_in_use, c.batches_in_use), (0, 0, 0), "{c:?}");
+    let lent = (c.body_buffers_in_use, c.response_buffers_in_use, c.inflaters_in_use, c.batches_in_use);
+    assert_eq!(lent, (0, 0, 0, 0), "{c:?}");
     assert_eq!(c.body_budget_reserved_bytes, 0, "{c:?}");
     assert_eq!(budget.reserved(), 0, "the global budget holds nothing");
     assert_eq!(c.held, 0);
