@@ -127,6 +127,14 @@ fn bench(c: &mut Criterion) {
         b.iter(|| assert_eq!(serve(&mut conn, &one), 1));
     });
 
+    // The same with buffers lent by pools and a body budget, as `serve` runs it.
+    group.bench_function("keepalive_1k_body_pooled", |b| {
+        let budget = Arc::new(BodyBudget::new(config.body_memory_budget_bytes));
+        let mut pools = ConnectionPools::new(16);
+        let mut conn = Connection::new(&config, 0).pooled().with_budget(budget);
+        b.iter(|| assert_eq!(serve_with(&mut conn, &one, Some(&mut pools)), 1));
+    });
+
     let sixteen = one.repeat(16);
     group.throughput(Throughput::Elements(16));
     group.bench_function("pipelined_16x1k", |b| {

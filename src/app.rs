@@ -443,7 +443,8 @@ impl TcpApp for HttpApp {
                         self.ctx.counters.held -= 1;
                     }
                     let reserved = state.http.reserved_body_bytes() as u64;
-                    self.ctx.counters.body_budget_reserved_bytes -= reserved;
+                    let gauge = &mut self.ctx.counters.body_budget_reserved_bytes;
+                    *gauge = gauge.saturating_sub(reserved);
                     state.http.release_buffers(&mut self.ctx.pools);
                 }
                 // Dropping the connection releases its budget reservation.
