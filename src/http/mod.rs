@@ -7,8 +7,11 @@
 //!
 //! No sockets, no clock, no DPDK: the TCP layer moves bytes in and out, the
 //! application glue decides what each request means and answers it (possibly
-//! later, for `ack = durable`). Buffers are owned by the connection and reused
-//! across keep-alive requests, so the steady state allocates nothing.
+//! later, for `ack = durable`). Buffers are reused across keep-alive requests
+//! (owned by the connection, or in `serve` lent by the worker's
+//! [`ConnectionPools`] while a request is in progress), so the steady state
+//! allocates nothing (`tests/alloc_steady.rs` counts it through the whole
+//! worker logic).
 //!
 //! The loop the TCP layer and the application run per connection:
 //!
