@@ -4,34 +4,49 @@
 //!
 //! Before measuring, a counting allocator checks the design rule "no heap
 //! allocation per request in steady state" for plain, pipelined, chunked,
-//! gzip and error-answered requests (`cargo test --release --bench http`
-//! runs just that check and each benchmark once).
+//! gzip and error-answered requests, with the connection's own buffers and
+//! with buffers lent by the worker's pools and a body budget, as `serve` runs
+//! it (`cargo test --release --bench http` runs just that check and each
+//! benchmark once).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use metricsstream::http::{Connection, Event, HttpConfig, Response};
+use metricsstream::http::{BodyBudget, Connection, ConnectionPools, Event, HttpConfig, Response};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use std::alloc::System;
 use std::hint::black_box;
 use std::io::Write as _;
+use std::sync::Arc;
 
 // Counts allocations (stats_alloc wraps the system allocator): no `unsafe`
 // outside dpdk-sys/ and src/dpdk/, benches included.
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// Serves `segment` 100 times after a warm-up and asserts no allocation.
+/// Serves `segment` 100 times after a warm-up and asserts no allocation,
+/// once with the connection's own buffers and once pooled (buffers lent per
+/// segment and returned when idle; body bytes reserved from a budget).
 fn assert_no_allocations(name: &str, segment: &[u8], per_segment: usize) {
-    let mut conn = Connection::new(&HttpConfig::default(), 0);
-    for _ in 0..3 {
-        assert_eq!(serve(&mut conn, segment), per_segment, "{name}");
+    let budget = Arc::new(BodyBudget::new(HttpConfig::default().body_memory_budget_bytes));
+    let mut pools = ConnectionPools::new(16);
+    for pooled in [false, true] {
+        let mut conn = Connection::new(&HttpConfig::default(), 0);
+        if pooled {
+            conn = conn.pooled().with_budget(Arc::clone(&budget));
+        }
+        let mut pools = pooled.then_some(&mut pools);
+        for _ in 0..3 {
+            assert_eq!(serve_with(&mut conn, segment, pools.as_deref_mut()), per_segment, "{name}");
+        }
+        let region = Region::new(GLOBAL);
+        for _ in 0..100 {
+            assert_eq!(serve_with(&mut conn, segment, pools.as_deref_mut()), per_segment, "{name}");
+        }
+        let change = region.change();
+        let allocations = change.allocations + change.reallocations;
+        assert_eq!(allocations, 0, "{name} (pooled: {pooled}): {allocations} allocations in 100 steady-state rounds");
     }
-    let region = Region::new(GLOBAL);
-    for _ in 0..100 {
-        assert_eq!(serve(&mut conn, segment), per_segment, "{name}");
-    }
-    let change = region.change();
-    let allocations = change.allocations + change.reallocations;
-    assert_eq!(allocations, 0, "{name}: {allocations} allocations in 100 steady-state rounds");
+    assert_eq!((pools.body.counters().in_use, pools.response.counters().in_use), (0, 0), "{name}");
+    assert_eq!(budget.reserved(), 0, "{name}");
 }
 
 fn request(body: &[u8], gzip: bool) -> Vec<u8> {
@@ -49,12 +64,26 @@ fn request(body: &[u8], gzip: bool) -> Vec<u8> {
 
 /// Feeds `segment` and answers every request; returns the requests seen.
 fn serve(conn: &mut Connection, segment: &[u8]) -> usize {
+    serve_with(conn, segment, None)
+}
+
+/// [`serve`], with buffers lent by `pools` around each step if given.
+fn serve_with(conn: &mut Connection, segment: &[u8], mut pools: Option<&mut ConnectionPools>) -> usize {
     let mut rest = segment;
     let mut seen = 0;
     while !rest.is_empty() {
+        if let Some(p) = pools.as_deref_mut() {
+            conn.attach_buffers(p);
+        }
         let n = conn.receive(rest, 0);
         rest = &rest[n..];
-        while let Some(event) = conn.poll_request(0) {
+        loop {
+            if conn.needs_buffers() {
+                if let Some(p) = pools.as_deref_mut() {
+                    conn.attach_buffers(p);
+                }
+            }
+            let Some(event) = conn.poll_request(0) else { break };
             if let Event::Request(req) = event {
                 black_box(req.body());
                 if req.path() == "/missing" {
@@ -67,6 +96,9 @@ fn serve(conn: &mut Connection, segment: &[u8]) -> usize {
         }
         let out = conn.take_output().len();
         conn.consume_output(out);
+        if let Some(p) = pools.as_deref_mut() {
+            conn.return_buffers(p);
+        }
     }
     seen
 }
@@ -93,6 +125,14 @@ fn bench(c: &mut Criterion) {
     group.bench_function("keepalive_1k_body", |b| {
         let mut conn = Connection::new(&config, 0);
         b.iter(|| assert_eq!(serve(&mut conn, &one), 1));
+    });
+
+    // The same with buffers lent by pools and a body budget, as `serve` runs it.
+    group.bench_function("keepalive_1k_body_pooled", |b| {
+        let budget = Arc::new(BodyBudget::new(config.body_memory_budget_bytes));
+        let mut pools = ConnectionPools::new(16);
+        let mut conn = Connection::new(&config, 0).pooled().with_budget(budget);
+        b.iter(|| assert_eq!(serve_with(&mut conn, &one, Some(&mut pools)), 1));
     });
 
     let sixteen = one.repeat(16);

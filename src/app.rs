@@ -9,7 +9,7 @@
 
 use crate::http::auth::{self, AuthConfig, AuthDecision};
 use crate::http::routes::{self, Route};
-use crate::http::{Connection, Event, HttpConfig, RequestRef, Response};
+use crate::http::{BodyBudget, Connection, ConnectionPools, Event, HttpConfig, HttpError, RequestRef, Response};
 use crate::ingest::json::JsonBatchParser;
 use crate::ingest::line_protocol::{LineProtocolParser, Precision};
 use crate::limit::{KeyedLimiter, RateLimitHeaders};
@@ -47,6 +47,38 @@ pub struct HttpCounters {
     pub body_bytes: u64,
     /// Responses held for durability right now.
     pub held: u64,
+    // Buffer pools (gauges, except `*_allocations`; summed over workers,
+    // `*_high_water` is the sum of the workers' highs). Each pool balances:
+    // allocated == in_use + free; in_use returns to 0 when connections are
+    // idle or closed (batches: once the writer caught up).
+    /// Request buffers (head + body, de-chunked, inflated) lent to connections.
+    pub body_buffers_in_use: u64,
+    pub body_buffers_allocated: u64,
+    pub body_buffers_free: u64,
+    pub body_buffers_high_water: u64,
+    /// Request buffers ever allocated (flat in steady state).
+    pub body_buffer_allocations: u64,
+    /// Response buffers (output, body formatting) lent to connections.
+    pub response_buffers_in_use: u64,
+    pub response_buffers_allocated: u64,
+    pub response_buffers_free: u64,
+    pub response_buffers_high_water: u64,
+    pub response_buffer_allocations: u64,
+    /// gzip inflaters lent to connections (a body being inflated).
+    pub inflaters_in_use: u64,
+    pub inflaters_allocated: u64,
+    pub inflaters_free: u64,
+    pub inflaters_high_water: u64,
+    pub inflater_allocations: u64,
+    /// Writer batches held by the application or in flight to the writer.
+    pub batches_in_use: u64,
+    pub batches_allocated: u64,
+    pub batches_free: u64,
+    pub batches_high_water: u64,
+    /// Body-memory budget bytes this worker's connections hold (gauge).
+    pub body_budget_reserved_bytes: u64,
+    /// Requests answered 503 because the body-memory budget was full.
+    pub body_budget_refused: u64,
 }
 
 impl HttpCounters {
@@ -76,6 +108,8 @@ pub struct AppShared {
     pub metrics: MetricsRenderer,
     /// Added to the monotonic `now` to stamp records that carry no timestamp.
     pub unix_offset_ns: u64,
+    /// The body-memory budget all workers share (`http.body_memory_budget_bytes`).
+    pub body_budget: Arc<BodyBudget>,
 }
 
 struct ConnState {
@@ -131,6 +165,10 @@ struct Ctx {
     basic_scratch: [u8; auth::BASIC_SCRATCH_BYTES],
     reply: Reply,
     fixed: Option<Response<'static>>,
+    /// `/metrics` text, reused across scrapes.
+    metrics_text: String,
+    /// Buffers lent to the connections.
+    pools: ConnectionPools,
     counters: HttpCounters,
     /// Group commit: every request handled in one worker iteration goes into
     /// this batch, submitted by [`HttpApp::flush`] at the end of the iteration.
@@ -190,6 +228,8 @@ impl HttpApp {
                     accepted: 0,
                 },
                 fixed: None,
+                metrics_text: String::with_capacity(8192),
+                pools: ConnectionPools::new(MAX_FREE_BUFFERS),
                 counters: HttpCounters::default(),
                 open: None,
                 open_no: 1,
@@ -198,7 +238,24 @@ impl HttpApp {
         }
     }
 
-    pub fn counters(&self) -> &HttpCounters {
+    /// The counters, with the pool gauges read now.
+    pub fn counters(&mut self) -> &HttpCounters {
+        let c = &mut self.ctx.counters;
+        let body = self.ctx.pools.body.counters();
+        (c.body_buffers_in_use, c.body_buffers_allocated, c.body_buffers_free) =
+            (body.in_use, body.allocated, body.free);
+        (c.body_buffers_high_water, c.body_buffer_allocations) = (body.high_water, body.allocations);
+        let resp = self.ctx.pools.response.counters();
+        (c.response_buffers_in_use, c.response_buffers_allocated) = (resp.in_use, resp.allocated);
+        (c.response_buffers_free, c.response_buffers_high_water) = (resp.free, resp.high_water);
+        c.response_buffer_allocations = resp.allocations;
+        let inflaters = self.ctx.pools.inflaters.counters();
+        (c.inflaters_in_use, c.inflaters_allocated, c.inflaters_free) =
+            (inflaters.in_use, inflaters.allocated, inflaters.free);
+        (c.inflaters_high_water, c.inflater_allocations) = (inflaters.high_water, inflaters.allocations);
+        let batches = self.ctx.writer.batch_pool();
+        (c.batches_in_use, c.batches_allocated, c.batches_free) = (batches.in_use, batches.allocated, batches.free);
+        c.batches_high_water = batches.high_water;
         &self.ctx.counters
     }
 
@@ -211,7 +268,8 @@ impl HttpApp {
     pub fn flush(&mut self) -> bool {
         let Some(batch) = self.ctx.open.take() else { return false };
         if batch.is_empty() {
-            self.ctx.open = Some(batch);
+            // Back to the pool: an idle worker holds no batch.
+            self.ctx.writer.recycle(batch);
             return false;
         }
         let ticket = match self.ctx.writer.submit(batch) {
@@ -273,9 +331,12 @@ impl HttpApp {
                         (_, false) => Response::no_content(),
                     };
                     self.ctx.counters.count_status(response.status);
-                    state.http.respond(&response);
-                    // Pipelined requests waited behind this one.
-                    process(state, &mut self.ctx, &mut self.held, now_ns);
+                    let held_list = &mut self.held;
+                    with_buffers(state, &mut self.ctx, |state, ctx| {
+                        state.http.respond(&response);
+                        // Pipelined requests waited behind this one.
+                        process(state, ctx, held_list, now_ns);
+                    });
                     self.to_wake.push(id);
                     self.held.swap_remove(i);
                 }
@@ -309,7 +370,7 @@ impl HttpApp {
         self.to_wake.clear();
         for state in self.conns.iter_mut().flatten() {
             if state.http.next_deadline_ns().is_some_and(|d| d <= now_ns) {
-                state.http.poll_timeout(now_ns);
+                with_buffers(state, &mut self.ctx, |state, _| state.http.poll_timeout(now_ns));
                 self.to_wake.push(state.id);
             }
         }
@@ -353,7 +414,9 @@ impl TcpApp for HttpApp {
     fn on_open(&mut self, conn: ConnId, peer: SocketAddrV4, now: Instant) {
         self.ctx.counters.connections_accepted += 1;
         if let Some(slot) = self.conns.get_mut(conn.index()) {
-            let mut http = Connection::new(&self.ctx.shared.http, ns(now));
+            let mut http = Connection::new(&self.ctx.shared.http, ns(now))
+                .pooled()
+                .with_budget(Arc::clone(&self.ctx.shared.body_budget));
             if self.shutting_down {
                 http.shut_down();
             }
@@ -366,15 +429,26 @@ impl TcpApp for HttpApp {
             return data.len();
         };
         let now_ns = ns(now);
-        let taken = state.http.receive(data, now_ns);
-        process(state, &mut self.ctx, &mut self.held, now_ns);
-        taken
+        let held = &mut self.held;
+        with_buffers(state, &mut self.ctx, |state, ctx| {
+            let mut taken = state.http.receive(data, now_ns);
+            // A body that waits for a de-chunk/inflate buffer: lend it, offer the rest.
+            while state.http.needs_buffers() {
+                state.http.attach_buffers(&mut ctx.pools);
+                taken += state.http.receive(&data[taken..], now_ns);
+            }
+            process(state, ctx, held, now_ns);
+            taken
+        })
     }
 
     fn on_peer_closed(&mut self, conn: ConnId, now: Instant) {
         if let Some(state) = self.conns.get_mut(conn.index()).and_then(Option::as_mut).filter(|s| s.id == conn) {
-            state.http.receive_eof();
-            process(state, &mut self.ctx, &mut self.held, ns(now));
+            let held = &mut self.held;
+            with_buffers(state, &mut self.ctx, |state, ctx| {
+                state.http.receive_eof();
+                process(state, ctx, held, ns(now));
+            });
         }
     }
 
@@ -384,6 +458,7 @@ impl TcpApp for HttpApp {
             if !pending.is_empty() {
                 let n = out(pending);
                 state.http.consume_output(n);
+                state.http.return_buffers(&mut self.ctx.pools);
             }
         }
     }
@@ -399,9 +474,16 @@ impl TcpApp for HttpApp {
     fn on_close(&mut self, conn: ConnId, _now: Instant) {
         if let Some(slot) = self.conns.get_mut(conn.index()) {
             if slot.as_ref().is_some_and(|s| s.id == conn) {
-                if slot.as_ref().is_some_and(|s| s.held.is_some()) {
-                    self.ctx.counters.held -= 1;
+                if let Some(state) = slot.as_mut() {
+                    if state.held.is_some() {
+                        self.ctx.counters.held -= 1;
+                    }
+                    let reserved = state.http.reserved_body_bytes() as u64;
+                    let gauge = &mut self.ctx.counters.body_budget_reserved_bytes;
+                    *gauge = gauge.saturating_sub(reserved);
+                    state.http.release_buffers(&mut self.ctx.pools);
                 }
+                // Dropping the connection releases its budget reservation.
                 *slot = None;
                 self.ctx.counters.connections_closed += 1;
             }
@@ -409,15 +491,38 @@ impl TcpApp for HttpApp {
     }
 }
 
+/// Idle buffers a worker's pools keep (each pool); beyond, returned buffers are freed.
+const MAX_FREE_BUFFERS: usize = 1024;
+
+/// Lends `state` its buffers around `f`, then takes back what it does not
+/// need any more and books the change of its body-budget reservation.
+fn with_buffers<R>(state: &mut ConnState, ctx: &mut Ctx, f: impl FnOnce(&mut ConnState, &mut Ctx) -> R) -> R {
+    let before = state.http.reserved_body_bytes() as u64;
+    state.http.attach_buffers(&mut ctx.pools);
+    let result = f(state, ctx);
+    state.http.return_buffers(&mut ctx.pools);
+    let after = state.http.reserved_body_bytes() as u64;
+    let c = &mut ctx.counters;
+    c.body_budget_reserved_bytes = (c.body_budget_reserved_bytes + after).saturating_sub(before);
+    result
+}
+
 /// Handles every complete request of a connection, in order, until one is
 /// held for durability or none is left.
 fn process(state: &mut ConnState, ctx: &mut Ctx, held: &mut Vec<ConnId>, now_ns: u64) {
     while state.held.is_none() {
+        if state.http.needs_buffers() {
+            // The next pipelined request's body waits for a de-chunk/inflate buffer.
+            state.http.attach_buffers(&mut ctx.pools);
+        }
         let outcome = match state.http.poll_request(now_ns) {
             None => return,
-            Some(Event::Error(_)) => {
-                // The connection already answered (400/408/413/431/...).
+            Some(Event::Error(e)) => {
+                // The connection already answered (400/408/413/431/503...).
                 ctx.counters.protocol_errors += 1;
+                if e == HttpError::BodyBudgetExhausted {
+                    ctx.counters.body_budget_refused += 1;
+                }
                 continue;
             }
             Some(Event::Request(req)) => {
@@ -492,12 +597,13 @@ fn handle(req: RequestRef<'_>, peer: SocketAddrV4, ctx: &mut Ctx, now_ns: u64) -
             Outcome::Respond
         }
         Route::Metrics => {
-            let mut text = String::with_capacity(8192);
-            (ctx.shared.metrics)(&mut text);
+            // Rendered into a text buffer kept across scrapes (the renderer takes a String).
+            ctx.metrics_text.clear();
+            (ctx.shared.metrics)(&mut ctx.metrics_text);
             ctx.reply.kind = ReplyKind::Body;
             ctx.reply.status = 200;
             ctx.reply.content_type = "text/plain; version=0.0.4";
-            ctx.reply.body.extend_from_slice(text.as_bytes());
+            ctx.reply.body.extend_from_slice(ctx.metrics_text.as_bytes());
             ctx.counters.requests_other += 1;
             Outcome::Respond
         }

@@ -191,6 +191,8 @@ impl AppConfig {
             .limits
             .validate()
             .map_err(|e| ConfigError::Parse { path: origin.to_string(), message: e.to_string() })?;
+        // [http] was parsed but never checked before: a budget below max_body_bytes would refuse every large body.
+        config.http.validate().map_err(|e| ConfigError::Parse { path: origin.to_string(), message: e.to_string() })?;
         Ok(config)
     }
 
@@ -211,6 +213,13 @@ mod app_config_tests {
         let c = AppConfig::parse(example, "example").unwrap();
         assert_eq!(c.udp.line_port, 8089);
         assert_eq!(AppConfig::parse("", "empty").unwrap(), AppConfig::default());
+        assert_eq!(c.http.body_memory_budget_bytes, 256 << 20);
+    }
+
+    #[test]
+    fn http_table_is_validated() {
+        let err = AppConfig::parse("[http]\nbody_memory_budget_bytes = 1024\n", "t").unwrap_err();
+        assert!(err.to_string().contains("body_memory_budget_bytes"), "{err}");
     }
 
     #[test]

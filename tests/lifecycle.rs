@@ -48,6 +48,7 @@ fn cycle(dir: &std::path::Path, n: usize) -> u64 {
         auth: Arc::new(Default::default()),
         limiter: limiter.clone(),
         metrics: Arc::new(|_: &mut String| {}),
+        body_budget: Arc::new(metricsstream::http::BodyBudget::new(64 << 20)),
         unix_offset_ns: 0,
     };
     let link = L2Config {

@@ -367,6 +367,21 @@ fn kernel_clients_write_over_tcp_and_every_2xx_is_in_the_log() {
         net["connections_opened"].as_u64().unwrap(),
         net["connections_closed"].as_u64().unwrap() + net["connections_open"].as_u64().unwrap()
     );
+    assert_http_pools_idle(&report);
+}
+
+/// Buffer lifecycle after a run whose clients are all done: no connection
+/// buffer is lent (batches may still be on their way through the writer when
+/// the report is taken; every pool's balance is in `assert_balances`), no
+/// body memory stays reserved.
+fn assert_http_pools_idle(report: &serde_json::Value) {
+    let http = &report["http"];
+    let n = |k: &str| http[k].as_u64().unwrap_or_else(|| panic!("report.http.{k} missing: {http:#}"));
+    for pool in ["body_buffers", "response_buffers", "inflaters"] {
+        assert_eq!(n(&format!("{pool}_in_use")), 0, "{pool} still lent after the run: {http:#}");
+    }
+    assert!(n("body_buffers_high_water") > 0, "{http:#}");
+    assert_eq!(n("body_budget_reserved_bytes"), 0, "{http:#}");
 }
 
 /// Graceful stop over real TCP: after SIGTERM a new connection is refused
@@ -720,4 +735,65 @@ fn soak_mixed_http_and_udp_load_keeps_every_balance() {
         report["http"], report["udp"]
     );
     assert!(report["udp"]["records_limited"].as_u64().unwrap() > 0, "the limiter was never exercised");
+}
+
+/// The global body-memory budget with kernel clients: a slow upload holds
+/// most of it, so a concurrent upload is refused 503 + Retry-After (before
+/// its body is sent: `Expect: 100-continue`), and is accepted once the slow
+/// one finished. The refusal is counted and nothing stays reserved.
+#[test]
+fn uploads_beyond_the_body_budget_get_503_until_memory_is_free() {
+    let dir = TempDir::new("budget");
+    let data = dir.path("data");
+    let config = dir.path("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[writer]\ndata_dir = \"{}\"\nack = \"enqueued\"\n[http]\nmax_body_bytes = 262144\n\
+             body_memory_budget_bytes = 262144\n[limits]\ndefault_rate = 100000000\ndefault_burst = 100000000\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let body = |name: &str, lines: usize| {
+        let path = dir.path(name);
+        let mut f = std::fs::File::create(&path).unwrap();
+        for i in 0..lines {
+            writeln!(f, "{name},seq={i:06} value={i}i {}", 1_700_000_000_000_000_000u64 + i as u64).unwrap();
+        }
+        path
+    };
+    let (slow, quick) = (body("slow", 5000), body("quick", 2000)); // ~240 KB and ~95 KB
+    let url = "http://198.18.0.1:8080/write";
+    let _dpdk = dpdk_lock();
+    let veth = Veth::new("b");
+    let app = start(&veth, &config, &dir.path("report.json"));
+    // ~240 KB at 60 KB/s: its reservation is held for ~4 s.
+    let slow_arg = format!("@{}", slow.display());
+    let uploader = veth
+        .client("curl")
+        .args(["-sS", "-m", "30", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Expect:"])
+        .args(["--limit-rate", "60k", "--data-binary", &slow_arg, url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let quick_arg = format!("@{}", quick.display());
+    let out = veth
+        .client("curl")
+        .args(["-sS", "-m", "10", "-i", "-H", "Expect: 100-continue", "--data-binary", &quick_arg, url])
+        .output()
+        .unwrap();
+    let refused = text(&out.stdout);
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused} {}", text(&out.stderr));
+    assert!(refused.contains("Retry-After: 1") && refused.contains(r#""code":"unavailable""#), "{refused}");
+    let slow_out = uploader.wait_with_output().unwrap();
+    assert_eq!(text(&slow_out.stdout), "204", "slow upload: {}", text(&slow_out.stderr));
+    let (code, answer) = curl(&veth, &["--data-binary", &quick_arg, url]);
+    assert_eq!(code, 204, "{answer}");
+    let report = app.stop();
+    assert_eq!(report["http"]["body_budget_refused"], 1, "{report:#}");
+    assert_http_pools_idle(&report);
+    assert_eq!(report["records_written"], 7000, "{report:#}");
 }

@@ -115,6 +115,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         limiter: limiter.clone(),
         metrics,
         unix_offset_ns: clock.unix_at_epoch_ns(),
+        body_budget: Arc::new(metricsstream::http::BodyBudget::new(config.http.body_memory_budget_bytes)),
     };
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -1,5 +1,5 @@
-//! The `[http]` table: listening port, request size limits, timeouts and the
-//! per-worker connection cap. Unknown keys are errors (as everywhere in the
+//! The `[http]` table: listening port, request size limits, timeouts, the
+//! per-worker connection cap and the global body-memory budget. Unknown keys are errors (as everywhere in the
 //! configuration), and [`HttpConfig::validate`] rejects values that cannot work.
 
 use serde::Deserialize;
@@ -21,6 +21,10 @@ pub struct HttpConfig {
     pub header_timeout_ms: u64,
     /// Connections one worker holds at most; further SYNs are refused.
     pub max_connections_per_worker: u32,
+    /// Request-body bytes all workers' connections hold at most together
+    /// (reserved by Content-Length, per chunk, per inflate step); a request
+    /// beyond it is answered 503 with Retry-After. At least `max_body_bytes`.
+    pub body_memory_budget_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -32,6 +36,7 @@ impl Default for HttpConfig {
             idle_timeout_ms: 60_000,
             header_timeout_ms: 10_000,
             max_connections_per_worker: 16_384,
+            body_memory_budget_bytes: 256 << 20,
         }
     }
 }
@@ -48,6 +53,8 @@ pub enum HttpConfigError {
     Timeout(&'static str),
     #[error("http.max_connections_per_worker must be between 1 and 1048576, got {0}")]
     MaxConnections(u32),
+    #[error("http.body_memory_budget_bytes must be between max_body_bytes ({max_body}) and 64 GiB, got {budget}")]
+    BodyBudget { budget: usize, max_body: usize },
 }
 
 impl HttpConfig {
@@ -70,6 +77,12 @@ impl HttpConfig {
         if !(1..=1 << 20).contains(&self.max_connections_per_worker) {
             return Err(HttpConfigError::MaxConnections(self.max_connections_per_worker));
         }
+        if !(self.max_body_bytes..=64 << 30).contains(&self.body_memory_budget_bytes) {
+            return Err(HttpConfigError::BodyBudget {
+                budget: self.body_memory_budget_bytes,
+                max_body: self.max_body_bytes,
+            });
+        }
         Ok(())
     }
 }
@@ -86,6 +99,9 @@ mod tests {
         let c: HttpConfig = toml::from_str("port = 9000\nmax_body_bytes = 1048576\nidle_timeout_ms = 5000").unwrap();
         assert_eq!((c.port, c.max_body_bytes, c.idle_timeout_ms), (9000, 1 << 20, 5000));
         assert_eq!(c.max_header_bytes, 16 << 10);
+        let c: HttpConfig = toml::from_str("body_memory_budget_bytes = 1073741824").unwrap();
+        assert_eq!(c.body_memory_budget_bytes, 1 << 30);
+        c.validate().unwrap();
     }
 
     #[test]
@@ -102,5 +118,9 @@ mod tests {
         assert_eq!(bad(|c| c.idle_timeout_ms = 0), HttpConfigError::Timeout("idle_timeout_ms"));
         assert_eq!(bad(|c| c.header_timeout_ms = 0), HttpConfigError::Timeout("header_timeout_ms"));
         assert_eq!(bad(|c| c.max_connections_per_worker = 0), HttpConfigError::MaxConnections(0));
+        assert_eq!(
+            bad(|c| c.body_memory_budget_bytes = 1 << 20),
+            HttpConfigError::BodyBudget { budget: 1 << 20, max_body: 32 << 20 }
+        );
     }
 }

@@ -15,8 +15,18 @@
 //! bodies inflated into it, both capped at `max_body_bytes` (checked on the
 //! decompressed size too). All buffers are kept across keep-alive requests and
 //! shrunk after the connection has been idle for a second, if they grew large.
+//!
+//! Pooled mode ([`Connection::pooled`], what the worker uses): the buffers
+//! are lent by the worker's [`ConnectionPools`] ([`Connection::attach_buffers`]
+//! before feeding or answering, [`Connection::return_buffers`] after), so an
+//! idle keep-alive connection holds none. A body that needs a de-chunk or
+//! inflate buffer the connection does not hold waits ([`Connection::needs_buffers`])
+//! until the next `attach_buffers`. With a [`BodyBudget`]
+//! ([`Connection::with_budget`]) body bytes are reserved from the global
+//! budget and a body that does not fit is answered 503.
 
-use super::{HttpConfig, HttpError, Response};
+use super::{BodyBudget, ConnectionPools, HttpConfig, HttpError, Response};
+use std::sync::Arc;
 
 /// More header fields than this is answered 431.
 pub const MAX_HEADERS: usize = 64;
@@ -30,6 +40,15 @@ const OUTPUT_HIGH_WATER: usize = 64 << 10;
 /// Inflate output grows in steps of this (until the body limit).
 const INFLATE_STEP: usize = 32 << 10;
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// The buffers a pooled connection borrows, as bits of `Connection::lent`.
+const INPUT: u8 = 1;
+const DECODED: u8 = 2;
+const COMPRESSED: u8 = 4;
+const OUTPUT: u8 = 8;
+const SCRATCH: u8 = 16;
+const ALL_BUFFERS: [u8; 5] = [INPUT, DECODED, COMPRESSED, OUTPUT, SCRATCH];
+/// Not a buffer: the gzip inflater, lent by the inflater pool.
+const INFLATER: u8 = 32;
 const NS_PER_MS: u64 = 1_000_000;
 
 /// What [`Connection::poll_request`] yields.
@@ -176,6 +195,19 @@ pub struct Connection {
     restart_clock: bool,
     /// Graceful shutdown: the next response closes the connection.
     closing: bool,
+    /// Buffers come from the worker's pools (see the module documentation).
+    pooled: bool,
+    /// Which buffers (bits) are lent by the pools right now.
+    lent: u8,
+    budget: Option<Arc<BodyBudget>>,
+    /// Bytes of the budget this connection holds for the current request.
+    reserved: usize,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.release_body();
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -218,7 +250,150 @@ impl Connection {
             last_activity_ns: now_ns,
             restart_clock: false,
             closing: false,
+            pooled: false,
+            lent: 0,
+            budget: None,
+            reserved: 0,
         }
+    }
+
+    /// Buffers come from the worker's pools: see [`Connection::attach_buffers`].
+    pub fn pooled(mut self) -> Connection {
+        self.pooled = true;
+        self
+    }
+
+    /// Request bodies reserve their bytes from `budget` (503 when it is full).
+    pub fn with_budget(mut self, budget: Arc<BodyBudget>) -> Connection {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Bytes of the body budget this connection holds now.
+    pub fn reserved_body_bytes(&self) -> usize {
+        self.reserved
+    }
+
+    /// The buffers the current phase can write to.
+    fn wanted_buffers(&self) -> u8 {
+        let mut wanted = INPUT | OUTPUT | SCRATCH;
+        if matches!(self.phase, Phase::Body | Phase::Ready | Phase::Dispatched) {
+            let chunked = self.head.framing == Framing::Chunked;
+            if chunked || self.head.gzip {
+                wanted |= DECODED;
+            }
+            if chunked && self.head.gzip {
+                wanted |= COMPRESSED;
+            }
+            if self.head.gzip {
+                wanted |= INFLATER;
+            }
+        }
+        wanted
+    }
+
+    /// Pooled mode: a body is waiting for a de-chunk/inflate buffer; call
+    /// [`Connection::attach_buffers`] (which resumes it), then offer the
+    /// bytes `receive` did not take again.
+    pub fn needs_buffers(&self) -> bool {
+        self.pooled
+            && self.phase == Phase::Body
+            && self.wanted_buffers() & !self.lent & (DECODED | COMPRESSED | INFLATER) != 0
+    }
+
+    fn buffer_mut(&mut self, bit: u8) -> &mut Vec<u8> {
+        match bit {
+            INPUT => &mut self.input,
+            DECODED => &mut self.decoded,
+            COMPRESSED => &mut self.compressed,
+            OUTPUT => &mut self.output,
+            _ => &mut self.scratch,
+        }
+    }
+
+    /// Borrows from `pools` the buffers this connection may write to before
+    /// the next `return_buffers` (call it before `receive`, `respond`,
+    /// `poll_timeout`, ...), and resumes a body that waited for one.
+    pub fn attach_buffers(&mut self, pools: &mut ConnectionPools) {
+        let missing = self.wanted_buffers() & !self.lent;
+        for bit in ALL_BUFFERS {
+            if missing & bit != 0 && self.buffer_mut(bit).capacity() == 0 {
+                let pool = if bit & (OUTPUT | SCRATCH) != 0 { &mut pools.response } else { &mut pools.body };
+                *self.buffer_mut(bit) = pool.take();
+                self.lent |= bit;
+            }
+        }
+        if missing & INFLATER != 0 && self.inflater.is_none() {
+            self.inflater = Some(pools.inflaters.take());
+            self.lent |= INFLATER;
+        }
+        if self.phase == Phase::Body {
+            self.advance();
+        }
+    }
+
+    /// Gives back to `pools` the lent buffers that hold nothing needed now:
+    /// request buffers between requests, the output once sent, the scratch
+    /// space always.
+    pub fn return_buffers(&mut self, pools: &mut ConnectionPools) {
+        let busy = matches!(self.phase, Phase::Body | Phase::Ready | Phase::Dispatched);
+        for bit in ALL_BUFFERS {
+            if self.lent & bit == 0 {
+                continue;
+            }
+            let idle = match bit {
+                OUTPUT => self.output.is_empty(),
+                SCRATCH => true,
+                _ => !busy && self.buffer_mut(bit).is_empty(),
+            };
+            if idle {
+                self.give_back(bit, pools);
+            }
+        }
+        if !busy {
+            self.give_back_inflater(pools);
+        }
+    }
+
+    fn give_back_inflater(&mut self, pools: &mut ConnectionPools) {
+        if self.lent & INFLATER != 0 {
+            if let Some(inflater) = self.inflater.take() {
+                pools.inflaters.give(inflater);
+            }
+            self.lent &= !INFLATER;
+        }
+    }
+
+    /// Gives every lent buffer back (the connection is closing).
+    pub fn release_buffers(&mut self, pools: &mut ConnectionPools) {
+        for bit in ALL_BUFFERS {
+            if self.lent & bit != 0 {
+                self.give_back(bit, pools);
+            }
+        }
+        self.give_back_inflater(pools);
+        self.out_pos = 0;
+    }
+
+    fn give_back(&mut self, bit: u8, pools: &mut ConnectionPools) {
+        let buf = std::mem::take(self.buffer_mut(bit));
+        let pool = if bit & (OUTPUT | SCRATCH) != 0 { &mut pools.response } else { &mut pools.body };
+        pool.give(buf);
+        self.lent &= !bit;
+    }
+
+    /// Reserves `n` more body bytes from the budget, if there is one.
+    fn reserve_body(&mut self, n: usize) -> Result<(), HttpError> {
+        reserve(self.budget.as_deref(), &mut self.reserved, n)
+    }
+
+    fn release_body(&mut self) {
+        if let Some(budget) = &self.budget {
+            if self.reserved > 0 {
+                budget.release(self.reserved);
+            }
+        }
+        self.reserved = 0;
     }
 
     /// Most bytes the input buffer ever holds: one maximal request plus the
@@ -415,27 +590,29 @@ impl Connection {
         if !matches!(self.phase, Phase::Head | Phase::Done) {
             return;
         }
-        if self.input.is_empty() && self.input.capacity() > SHRINK_ABOVE {
-            self.input = Vec::new();
-        }
-        for v in [&mut self.decoded, &mut self.compressed, &mut self.scratch] {
-            if v.capacity() > SHRINK_ABOVE {
-                *v = Vec::new();
+        // Lent buffers go back to their pool instead (`return_buffers`).
+        for bit in ALL_BUFFERS {
+            if self.lent & bit == 0 {
+                let v = self.buffer_mut(bit);
+                if v.is_empty() && v.capacity() > SHRINK_ABOVE {
+                    *v = Vec::new();
+                }
             }
         }
-        if self.output.is_empty() && self.output.capacity() > SHRINK_ABOVE {
-            self.output = Vec::new();
+        if self.lent & INFLATER == 0 {
+            self.inflater = None;
         }
-        self.inflater = None;
     }
 
     /// Whether [`Connection::release_memory`] would free something.
     fn holds_large_buffers(&self) -> bool {
-        let large = |v: &Vec<u8>| v.capacity() > SHRINK_ABOVE;
-        self.inflater.is_some()
-            || (self.input.is_empty() && large(&self.input))
-            || (self.output.is_empty() && large(&self.output))
-            || [&self.decoded, &self.compressed, &self.scratch].into_iter().any(large)
+        let large = |bit: u8, v: &Vec<u8>| self.lent & bit == 0 && v.is_empty() && v.capacity() > SHRINK_ABOVE;
+        (self.inflater.is_some() && self.lent & INFLATER == 0)
+            || large(INPUT, &self.input)
+            || large(OUTPUT, &self.output)
+            || large(DECODED, &self.decoded)
+            || large(COMPRESSED, &self.compressed)
+            || large(SCRATCH, &self.scratch)
     }
 
     fn restart_clock_at(&mut self, now_ns: u64) {
@@ -471,13 +648,18 @@ impl Connection {
         self.chunk_pos = 0;
         self.trailer_bytes = 0;
         self.scanned = 0;
+        self.release_body();
     }
 
     /// Queues the error response and stops reading requests.
     fn fail(&mut self, error: HttpError) {
-        let r = Response::error(error.status(), error.code(), error_message(error));
+        let mut r = Response::error(error.status(), error.code(), error_message(error));
+        if error == HttpError::BodyBudgetExhausted {
+            r = r.with_raw_headers(b"Retry-After: 1\r\n");
+        }
         r.write_to(&mut self.output, &mut self.scratch, false, Some("close"));
         self.input.clear();
+        self.release_body();
         self.phase = Phase::Failed(error);
     }
 
@@ -496,6 +678,9 @@ impl Connection {
                     }
                 }
                 Phase::Body => {
+                    if self.needs_buffers() {
+                        return; // resumed by attach_buffers
+                    }
                     let complete = match self.head.framing {
                         Framing::Length(n) => Ok(self.input.len() >= self.head.len + n),
                         Framing::Chunked => self.dechunk(),
@@ -597,6 +782,9 @@ impl Connection {
             None if chunked => Framing::Chunked,
             None => Framing::Length(0),
         };
+        if let Framing::Length(n @ 1..) = head.framing {
+            self.reserve_body(n)?;
+        }
         // 100 Continue once, only if a body is expected and none of it has
         // arrived yet (a client that did not wait needs none). A refused
         // request returned above, so it gets its final status instead.
@@ -633,6 +821,9 @@ impl Connection {
                     };
                     if size > max_body - target.len() {
                         break Err(HttpError::BodyTooLarge);
+                    }
+                    if let Err(e) = reserve(self.budget.as_deref(), &mut self.reserved, size) {
+                        break Err(e);
                     }
                     pos += nl + 1;
                     self.chunk = if size == 0 { ChunkState::Trailer } else { ChunkState::Data(size) };
@@ -714,7 +905,8 @@ impl Connection {
             Framing::Chunked => &self.compressed[..],
         };
         let inflater = self.inflater.get_or_insert_with(|| flate2::Decompress::new(false));
-        gunzip(src, &mut self.decoded, inflater, self.max_body)?;
+        let (budget, reserved) = (self.budget.as_deref(), &mut self.reserved);
+        gunzip(src, &mut self.decoded, inflater, self.max_body, &mut |n| reserve(budget, reserved, n))?;
         self.body_at = BodyAt::Decoded;
         Ok(())
     }
@@ -867,11 +1059,31 @@ fn gzip_header_len(src: &[u8]) -> Option<usize> {
     (pos <= src.len()).then_some(pos)
 }
 
+/// Reserves `n` bytes from `budget` (if any) into `reserved`.
+fn reserve(budget: Option<&BodyBudget>, reserved: &mut usize, n: usize) -> Result<(), HttpError> {
+    if let Some(budget) = budget {
+        if !budget.try_reserve(n) {
+            return Err(HttpError::BodyBudgetExhausted);
+        }
+        *reserved += n;
+    }
+    Ok(())
+}
+
 /// Inflates the gzip members in `src` into `dst` (cleared first), refusing
 /// output beyond `max` bytes without ever holding more than `max + 1`.
-fn gunzip(mut src: &[u8], dst: &mut Vec<u8>, inflater: &mut flate2::Decompress, max: usize) -> Result<(), HttpError> {
+/// `reserve` is asked for every byte of `dst`'s capacity before it is
+/// written to (the body-memory budget).
+fn gunzip(
+    mut src: &[u8],
+    dst: &mut Vec<u8>,
+    inflater: &mut flate2::Decompress,
+    max: usize,
+    reserve: &mut dyn FnMut(usize) -> Result<(), HttpError>,
+) -> Result<(), HttpError> {
     use flate2::{FlushDecompress, Status};
     dst.clear();
+    let mut reserved = 0;
     loop {
         src = &src[gzip_header_len(src).ok_or(HttpError::BadGzip)?..];
         inflater.reset(false);
@@ -881,6 +1093,10 @@ fn gunzip(mut src: &[u8], dst: &mut Vec<u8>, inflater: &mut flate2::Decompress, 
                 return Err(HttpError::BodyTooLarge);
             }
             reserve_bounded(dst, INFLATE_STEP.min(max + 1 - dst.len()), max + 1);
+            if dst.capacity() > reserved {
+                reserve(dst.capacity() - reserved)?;
+                reserved = dst.capacity();
+            }
             let (in_before, out_before) = (inflater.total_in(), dst.len());
             let status = inflater.decompress_vec(src, dst, FlushDecompress::None).map_err(|_| HttpError::BadGzip)?;
             let used = (inflater.total_in() - in_before) as usize;
@@ -922,26 +1138,45 @@ fn error_message(error: HttpError) -> &'static str {
         HttpError::BodyTimeout => "request body stalled",
         HttpError::UnsupportedContentEncoding => "unsupported Content-Encoding: only gzip and identity",
         HttpError::UnsupportedTransferEncoding => "unsupported Transfer-Encoding: only chunked",
+        HttpError::BodyBudgetExhausted => "the appliance holds too many request bodies right now; retry later",
     }
 }
 
 /// Fuzz entry: the first bytes choose split points, the rest is fed as
 /// received bytes in those pieces, with requests answered (some held) and
-/// output drained. Panics only if an invariant breaks (buffers beyond their
-/// bounds).
+/// output drained. The first control byte's low bit chooses pooled mode with
+/// a small body budget (buffers attached and returned around every call).
+/// Panics only if an invariant breaks (buffers beyond their bounds, pool
+/// counters out of balance, budget bytes not released).
 pub fn fuzz_connection(data: &[u8]) {
     let config = HttpConfig { max_body_bytes: 4096, max_header_bytes: 512, ..HttpConfig::default() };
     let (control, mut bytes) = data.split_at(data.len().min(8));
+    let pooled = control.first().is_some_and(|b| b & 1 == 1);
+    let budget = Arc::new(BodyBudget::new(3000));
+    let mut pools = ConnectionPools::new(4);
     let mut conn = Connection::new(&config, 0);
+    if pooled {
+        conn = conn.pooled().with_budget(Arc::clone(&budget));
+    }
     let mut now = 0u64;
     let mut i = 0usize;
     while !bytes.is_empty() && !conn.wants_close() {
         let piece = usize::from(control.get(i % control.len().max(1)).copied().unwrap_or(7)) + 1;
         i += 1;
-        let taken = conn.receive(&bytes[..piece.min(bytes.len())], now);
+        if pooled {
+            conn.attach_buffers(&mut pools);
+        }
+        let mut taken = conn.receive(&bytes[..piece.min(bytes.len())], now);
+        while conn.needs_buffers() {
+            conn.attach_buffers(&mut pools);
+            taken += conn.receive(&bytes[taken..piece.min(bytes.len())], now);
+        }
         bytes = &bytes[taken..];
         now += 1_000_000;
         loop {
+            if conn.needs_buffers() {
+                conn.attach_buffers(&mut pools);
+            }
             match conn.poll_request(now) {
                 Some(Event::Request(req)) => {
                     let _ = (req.method(), req.path(), req.query(), req.header("host"), req.body().len());
@@ -956,10 +1191,24 @@ pub fn fuzz_connection(data: &[u8]) {
         assert!(conn.compressed.capacity() <= conn.body_limit());
         let n = conn.take_output().len();
         conn.consume_output(n);
+        if pooled {
+            conn.return_buffers(&mut pools);
+            assert_eq!(budget.reserved(), conn.reserved_body_bytes(), "one connection holds all reservations");
+            for p in [pools.body.counters(), pools.response.counters()] {
+                assert!(p.balanced(), "{p:?}");
+            }
+            assert!(pools.body.counters().in_use + pools.response.counters().in_use <= 5);
+        }
         if taken == 0 && conn.take_output().is_empty() && !conn.awaiting_response() {
             break;
         }
     }
+    conn.release_buffers(&mut pools);
+    drop(conn);
+    assert_eq!(budget.reserved(), 0, "budget released on close");
+    assert_eq!((pools.body.counters().in_use, pools.response.counters().in_use), (0, 0));
+    assert_eq!(pools.inflaters.counters().in_use, 0);
+    assert!(pools.inflaters.counters().balanced());
 }
 
 #[cfg(test)]

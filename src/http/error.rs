@@ -28,6 +28,10 @@ pub enum HttpError {
     UnsupportedContentEncoding,
     #[error("unsupported Transfer-Encoding (only chunked)")]
     UnsupportedTransferEncoding,
+    /// The global body-memory budget (`http.body_memory_budget_bytes`) has
+    /// no room for this body now: 503 with `Retry-After`.
+    #[error("body memory budget exhausted")]
+    BodyBudgetExhausted,
 }
 
 impl HttpError {
@@ -44,6 +48,7 @@ impl HttpError {
             HttpError::HeaderTimeout | HttpError::BodyTimeout => 408,
             HttpError::UnsupportedContentEncoding => 415,
             HttpError::UnsupportedTransferEncoding => 501,
+            HttpError::BodyBudgetExhausted => 503,
         }
     }
 
@@ -56,6 +61,7 @@ impl HttpError {
             431 => "request header fields too large",
             408 => "request timeout",
             415 => "unsupported media type",
+            503 => "unavailable",
             _ => "not implemented",
         }
     }

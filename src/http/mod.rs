@@ -1,12 +1,17 @@
 //! The sans-IO HTTP/1.1 server side of `serve`: one [`Connection`] per TCP
 //! connection, fed bytes and a `now_ns`, polled for requests and output bytes;
 //! [`Response`] serialisation; pure request routing ([`routes`]) and
-//! credential parsing ([`auth`]); the `[http]` configuration ([`HttpConfig`]).
+//! credential parsing ([`auth`]); the `[http]` configuration ([`HttpConfig`]);
+//! the per-worker buffer pools ([`ConnectionPools`]) and the global
+//! body-memory budget ([`BodyBudget`]).
 //!
 //! No sockets, no clock, no DPDK: the TCP layer moves bytes in and out, the
 //! application glue decides what each request means and answers it (possibly
-//! later, for `ack = durable`). Buffers are owned by the connection and reused
-//! across keep-alive requests, so the steady state allocates nothing.
+//! later, for `ack = durable`). Buffers are reused across keep-alive requests
+//! (owned by the connection, or in `serve` lent by the worker's
+//! [`ConnectionPools`] while a request is in progress), so the steady state
+//! allocates nothing (`tests/alloc_steady.rs` counts it through the whole
+//! worker logic).
 //!
 //! The loop the TCP layer and the application run per connection:
 //!
@@ -38,15 +43,19 @@
 //! ```
 
 pub mod auth;
+mod budget;
 mod config;
 mod connection;
 mod error;
+mod pool;
 mod response;
 pub mod routes;
 
+pub use budget::BodyBudget;
 pub use config::{HttpConfig, HttpConfigError};
 pub use connection::{fuzz_connection, Connection, Event, RequestRef};
 pub use error::HttpError;
+pub use pool::{BufferPool, ConnectionPools, InflaterPool, PoolCounters};
 pub use response::{reason_phrase, Body, Response};
 
 /// Fuzz entry for the pure helpers: routing, v1/v2 query parsing and

@@ -44,7 +44,8 @@ pub mod stats;
 pub use codec::{Batch, BatchMark, DecodeError};
 pub use config::{AckMode, ConfigError, VictoriaMetricsConfig, WriterConfig};
 pub use runtime::{
-    Backpressure, BackpressureReason, Ticket, Writer, WriterError, WriterHandle, WriterRuntime, WriterSummary,
+    Backpressure, BackpressureReason, BatchPoolCounters, Ticket, Writer, WriterError, WriterHandle, WriterRuntime,
+    WriterSummary,
 };
 pub use segment::{verify_log, LogTail, Recovery, SegmentError, SegmentWriter, VerifyReport};
 pub use shipper::{Shipper, ShipperError};

@@ -74,6 +74,20 @@ pub struct Backpressure {
     pub reason: BackpressureReason,
 }
 
+/// A handle's batch pool: `allocated == in_use + free` (batches are never
+/// created or freed after start). `in_use` counts batches the worker holds
+/// and batches on their way through the writer; it returns to 0 once the
+/// worker holds none and the writer has caught up. A batch that never came
+/// back would keep it above 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchPoolCounters {
+    pub in_use: u64,
+    pub allocated: u64,
+    pub free: u64,
+    /// Most batches out of the pool at once (seen at `take_batch`).
+    pub high_water: u64,
+}
+
 /// One worker's end of the hand-off. `Send`, not shared: one per worker.
 #[derive(Debug)]
 pub struct WriterHandle {
@@ -82,6 +96,9 @@ pub struct WriterHandle {
     full_tx: Sender<Batch>,
     empty_rx: Receiver<Batch>,
     empty_tx: Sender<Batch>,
+    /// Batches allocated for this handle at start.
+    pool_size: u64,
+    batches_high_water: u64,
     next_seq: u64,
     durable: Arc<[PaddedU64]>,
     stats: Arc<WriterStats>,
@@ -92,7 +109,11 @@ impl WriterHandle {
     /// are in flight (backpressure).
     pub fn take_batch(&mut self) -> Option<Batch> {
         match self.empty_rx.try_recv() {
-            Ok(b) => Some(b),
+            Ok(b) => {
+                let in_use = self.pool_size.saturating_sub(self.empty_rx.len() as u64);
+                self.batches_high_water = self.batches_high_water.max(in_use);
+                Some(b)
+            }
             Err(_) => {
                 self.stats.writer_backpressure.fetch_add(1, Ordering::Relaxed);
                 None
@@ -139,6 +160,17 @@ impl WriterHandle {
     /// ack mode (always true for `enqueued`).
     pub fn is_acked(&self, ticket: &Ticket) -> bool {
         self.ack == AckMode::Enqueued || self.durable_seq() >= ticket.seq
+    }
+
+    /// This handle's batch pool right now.
+    pub fn batch_pool(&self) -> BatchPoolCounters {
+        let free = (self.empty_rx.len() as u64).min(self.pool_size);
+        BatchPoolCounters {
+            in_use: self.pool_size - free,
+            allocated: self.pool_size,
+            free,
+            high_water: self.batches_high_water,
+        }
     }
 
     pub fn ack_mode(&self) -> AckMode {
@@ -242,6 +274,8 @@ impl Writer {
                 full_tx,
                 empty_rx,
                 empty_tx: empty_tx.clone(),
+                pool_size: pool_size as u64,
+                batches_high_water: 0,
                 next_seq: 1,
                 durable: Arc::clone(&durable),
                 stats: Arc::clone(&stats),

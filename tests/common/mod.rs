@@ -154,6 +154,14 @@ pub fn assert_balances(report: &serde_json::Value) {
     // Every record accepted (HTTP 2xx or UDP) was written by the clean stop.
     assert_eq!(n(report, "records_written"), n(report, "records_accepted"), "{report:#}");
     assert_udp_records_balance(report, &report["udp"]);
+    // Every pooled buffer is either lent or free.
+    for pool in ["body_buffers", "response_buffers", "inflaters", "batches"] {
+        let http = &report["http"];
+        let n = |k: String| http[&k].as_u64().unwrap_or_else(|| panic!("report.http.{k} missing: {report:#}"));
+        let (in_use, free, allocated) =
+            (n(format!("{pool}_in_use")), n(format!("{pool}_free")), n(format!("{pool}_allocated")));
+        assert_eq!(allocated, in_use + free, "{pool} pool does not balance: {report:#}");
+    }
 }
 
 fn assert_udp_records_balance(report: &serde_json::Value, udp: &serde_json::Value) {

@@ -4,6 +4,8 @@
 //! loss and reordering, and a PING/PONG `TcpApp` on the server side.
 #![allow(dead_code)]
 
+pub mod http;
+
 use metricsstream::net::{ConnId, FrameSink, L2Config, NetStack, NetStackConfig, TcpApp};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};

@@ -639,3 +639,112 @@ proptest! {
         prop_assert_eq!(out, String::from_utf8_lossy(&whole.1).into_owned());
     }
 }
+
+// ---------------------------------------------------------------- pools and budget
+
+use crate::http::{BodyBudget, ConnectionPools};
+use std::sync::Arc;
+
+fn budgeted(budget: &Arc<BodyBudget>) -> Connection {
+    Connection::new(&config(), 0).with_budget(Arc::clone(budget))
+}
+
+/// A Content-Length body reserves its bytes at the head and gives them back
+/// when answered; a body that does not fit gets 503 + Retry-After + close.
+#[test]
+fn budget_reserves_content_length_and_refuses_beyond() {
+    let budget = Arc::new(BodyBudget::new(100));
+    let mut a = budgeted(&budget);
+    feed(&mut a, b"POST /write HTTP/1.1\r\nContent-Length: 60\r\n\r\n", 0);
+    assert_eq!((a.reserved_body_bytes(), budget.reserved()), (60, 60), "reserved at the head");
+    let mut b = budgeted(&budget);
+    feed(&mut b, b"POST /write HTTP/1.1\r\nContent-Length: 50\r\n\r\n0123456789", 0);
+    assert_eq!(error(&mut b, 0), HttpError::BodyBudgetExhausted);
+    let out = drain(&mut b);
+    assert!(out.starts_with("HTTP/1.1 503 "), "{out}");
+    assert!(out.contains("Retry-After: 1\r\n") && out.contains("Connection: close\r\n"), "{out}");
+    assert!(out.contains(r#""code":"unavailable""#), "{out}");
+    assert!(b.wants_close());
+    assert_eq!((budget.reserved(), budget.refused()), (60, 1));
+    // A body without Content-Length reserves nothing.
+    let mut c = budgeted(&budget);
+    feed(&mut c, b"GET /ping HTTP/1.1\r\n\r\n", 0);
+    assert_eq!(request(&mut c).path, "/ping");
+    feed(&mut a, &[b'x'; 60], 0);
+    assert_eq!(request(&mut a).body.len(), 60);
+    a.respond(&Response::no_content());
+    assert_eq!((a.reserved_body_bytes(), budget.reserved()), (0, 0), "released when answered");
+    // Closing mid-body releases too.
+    let mut d = budgeted(&budget);
+    feed(&mut d, b"POST /write HTTP/1.1\r\nContent-Length: 90\r\n\r\nxx", 0);
+    assert_eq!(budget.reserved(), 90);
+    drop(d);
+    assert_eq!(budget.reserved(), 0);
+}
+
+/// Chunked bodies reserve per chunk; gzip bodies per inflate step (the
+/// decoded buffer's capacity).
+#[test]
+fn budget_grows_with_chunks_and_inflation() {
+    let budget = Arc::new(BodyBudget::new(100));
+    let mut c = budgeted(&budget);
+    feed(&mut c, b"POST /write HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n32\r\n", 0);
+    assert_eq!(budget.reserved(), 50);
+    feed(&mut c, &[b'a'; 50], 0);
+    feed(&mut c, b"\r\n3c\r\n", 0);
+    assert_eq!(error(&mut c, 0), HttpError::BodyBudgetExhausted);
+    assert!(drain(&mut c).starts_with("HTTP/1.1 503 "));
+    assert_eq!(budget.reserved(), 0, "released on failure");
+
+    let config = HttpConfig { max_body_bytes: 1 << 20, ..config() };
+    let budget = Arc::new(BodyBudget::new(16 << 10));
+    let mut g = Connection::new(&config, 0).with_budget(Arc::clone(&budget));
+    let body = gzip(&[b'z'; 200 << 10]);
+    let mut req = format!("POST /write HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", body.len())
+        .into_bytes();
+    req.extend_from_slice(&body);
+    feed(&mut g, &req, 0);
+    assert_eq!(error(&mut g, 0), HttpError::BodyBudgetExhausted, "inflating beyond the budget");
+    assert_eq!(budget.reserved(), 0);
+}
+
+/// A pooled connection borrows buffers only while it has something to hold,
+/// and a chunked body waits for its de-chunk buffer until it is lent.
+#[test]
+fn pooled_connection_borrows_and_returns_buffers() {
+    let mut pools = ConnectionPools::new(8);
+    let mut c = Connection::new(&config(), 0).pooled();
+    let in_use = |p: &ConnectionPools| (p.body.counters().in_use, p.response.counters().in_use);
+    c.attach_buffers(&mut pools);
+    assert_eq!(in_use(&pools), (1, 2), "input, output and scratch");
+    let req = b"POST /write HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let taken = c.receive(req, 0);
+    assert!(c.needs_buffers(), "the body waits for a de-chunk buffer");
+    assert!(c.poll_request(0).is_none());
+    c.attach_buffers(&mut pools);
+    assert!(!c.needs_buffers());
+    feed(&mut c, &req[taken..], 0);
+    assert_eq!(request(&mut c).body, b"hello");
+    assert_eq!(in_use(&pools), (2, 2));
+    c.return_buffers(&mut pools);
+    assert_eq!(in_use(&pools), (2, 0), "the request is being answered: its buffers stay; empty output and scratch go");
+    c.attach_buffers(&mut pools);
+    c.respond(&Response::no_content());
+    c.return_buffers(&mut pools);
+    assert_eq!(in_use(&pools), (0, 1), "the output waits to be sent");
+    assert_eq!(drain(&mut c), "HTTP/1.1 204 No Content\r\n\r\n");
+    c.return_buffers(&mut pools);
+    assert_eq!(in_use(&pools), (0, 0), "idle keep-alive: nothing held");
+    for p in [pools.body.counters(), pools.response.counters()] {
+        assert!(p.balanced(), "{p:?}");
+    }
+    // Recycled on the next request: no new buffer.
+    let before = (pools.body.counters().allocations, pools.response.counters().allocations);
+    c.attach_buffers(&mut pools);
+    feed(&mut c, b"GET /ping HTTP/1.1\r\n\r\n", 0);
+    assert_eq!(request(&mut c).path, "/ping");
+    c.respond(&Response::no_content());
+    c.release_buffers(&mut pools);
+    assert_eq!(in_use(&pools), (0, 0));
+    assert_eq!((pools.body.counters().allocations, pools.response.counters().allocations), before);
+}

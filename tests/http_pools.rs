@@ -1,0 +1,73 @@
+//! Buffer lifecycle through the worker logic: 200 connections upload at
+//! once against a small global body-memory budget over the in-memory
+//! network (`NetStack` + `HttpApp` + a real writer). What fits is accepted,
+//! the rest is answered 503 with `Retry-After` and a JSON message and
+//! counted, and once the connections close every pool balances with nothing
+//! lent and the budget holds nothing.
+
+mod netstack_sim;
+
+use metricsstream::http::{BodyBudget, HttpConfig};
+use metricsstream::writer::AckMode;
+use netstack_sim::http::{assert_pools_idle, HttpRequest, HttpSim};
+use std::io::Write as _;
+use std::sync::Arc;
+
+const CLIENTS: usize = 40;
+const CONNS_PER_CLIENT: usize = 5;
+
+fn upload(lines: usize) -> HttpRequest {
+    let mut body = Vec::new();
+    for i in 0..lines {
+        writeln!(body, "upload,host=h{i} value={i} {}", 1_700_000_000_000_000_000u64 + i as u64).unwrap();
+    }
+    // Status 0: 204 or 503 are both right here; the test counts them.
+    HttpRequest::new("POST", "/write?precision=ns", "", &body, 0)
+}
+
+#[test]
+fn uploads_beyond_the_body_budget_get_503_and_everything_balances() {
+    let request = upload(60);
+    let body_len = request.bytes.len() - request.bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() - 4;
+    let limit = 64 << 10;
+    let http = HttpConfig { max_body_bytes: 16 << 10, body_memory_budget_bytes: limit, ..HttpConfig::default() };
+    http.validate().unwrap();
+    let budget = Arc::new(BodyBudget::new(limit));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sim, writer) =
+        HttpSim::new(AckMode::Durable, dir.path(), http, budget.clone(), CLIENTS, CONNS_PER_CLIENT, vec![request]);
+    for c in &mut sim.clients {
+        c.add_requests(1);
+    }
+    // Every connection's head arrives in the same round: the budget decides.
+    let mut most_reserved = 0;
+    sim.run_until(100_000, |sim| {
+        most_reserved = most_reserved.max(sim.app_reserved());
+        sim.clients.iter().all(|c| c.done())
+    });
+    let ok: u64 = sim.clients.iter().map(|c| c.by_class[2]).sum();
+    let refused: u64 = sim.clients.iter().map(|c| c.by_class[5]).sum();
+    let conns = (CLIENTS * CONNS_PER_CLIENT) as u64;
+    println!("http_pools: {ok} uploads of {body_len} B accepted, {refused} refused 503; budget {limit} B");
+    assert_eq!(ok + refused, conns, "every upload answered 204 or 503");
+    assert!(ok >= (limit / body_len) as u64 / 2 && ok < conns, "accepted {ok}");
+    assert!(refused > 0);
+    assert!(most_reserved <= limit as u64, "reserved {most_reserved} > budget {limit}");
+    let answer = sim.clients.iter().find(|c| c.by_class[5] > 0).map(|c| c.first_of_class[5].clone()).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    assert!(answer.contains("Retry-After: 1\r\n"), "{answer}");
+    assert!(answer.contains(r#"{"code":"unavailable","message":"#), "{answer}");
+
+    let counters = *sim.app.counters();
+    assert_eq!(counters.body_budget_refused, refused, "{counters:?}");
+    assert_eq!(budget.refused(), refused);
+    assert_eq!(counters.responses_2xx, ok);
+    assert!(counters.body_buffers_high_water > 0 && counters.response_buffers_high_water > 0);
+
+    sim.close_all();
+    assert_pools_idle(&mut sim, &budget);
+    let c = *sim.app.counters();
+    assert_eq!(c.connections_accepted, c.connections_closed, "{c:?}");
+    drop(sim);
+    writer.shutdown().unwrap();
+}
