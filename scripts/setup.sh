@@ -61,4 +61,9 @@ if [ "$tests" = 1 ] && ! python3 -c 'import influxdb_client' 2>/dev/null; then
     # The real InfluxDB v2 client (PyPI) writes to serve in tests/serve_veth.rs.
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore influxdb-client
 fi
+if [ "$tests" = 1 ] && ! command -v cargo-fuzz >/dev/null; then
+    # scripts/fuzz.sh runs the libFuzzer targets in fuzz/ (on stable Rust).
+    echo "setup.sh: installing cargo-fuzz"
+    cargo install --quiet --locked cargo-fuzz
+fi
 echo "setup.sh: DPDK $version, $(cargo --version)"

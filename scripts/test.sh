@@ -23,5 +23,8 @@ MS_BIN=target/release/metricsstream bash tests/ops/run.sh
 step "loom models of the lock-free limiter (own target dir: --cfg loom rebuilds everything)"
 RUSTFLAGS="--cfg loom" cargo test --release --quiet --lib limit::loom_tests --target-dir target/loom
 
+step "fuzz: every cargo-fuzz target for 20 s from its seeds (HTTP, line protocol, JSON, StatsD)"
+bash scripts/fuzz.sh --seconds 20
+
 step "cargo test (unit, property, fuzz-seed, DPDK, veth/curl/wrk, VictoriaMetrics and crash tests)"
 cargo test --release --workspace
