@@ -658,13 +658,32 @@ fn parse_line<'a>(
 
 /// Sorts tags by key (byte order); telegraf already sends them sorted, so check first.
 fn sort_tags(tags: &mut [Tag<'_>]) -> Result<(), LineErrorReason> {
-    // Common case in one pass: strictly increasing keys are sorted and distinct
-    // (most neighbours differ in the first byte, settled without memcmp).
-    let increasing = |a: &[u8], b: &[u8]| match a.first().cmp(&b.first()) {
-        Ordering::Equal => a < b,
-        order => order == Ordering::Less,
-    };
-    if tags.windows(2).all(|w| increasing(w[0].key.as_bytes(), w[1].key.as_bytes())) {
+    // Most neighbours differ in the first byte: settle those without memcmp.
+    fn key_cmp(a: &[u8], b: &[u8]) -> Ordering {
+        match a.first().cmp(&b.first()) {
+            Ordering::Equal => a.cmp(b),
+            order => order,
+        }
+    }
+    // Common case in one pass: strictly increasing keys are sorted and distinct.
+    if tags.windows(2).all(|w| key_cmp(w[0].key.as_bytes(), w[1].key.as_bytes()) == Ordering::Less) {
+        return Ok(());
+    }
+    if tags.len() <= 16 {
+        // Insertion sort: a handful of tags, often nearly sorted; a duplicate
+        // key shows up as an equal neighbour on the way (the sorted prefix
+        // puts an equal key right where the new one stops).
+        for i in 1..tags.len() {
+            let mut j = i;
+            while j > 0 {
+                match key_cmp(tags[j - 1].key.as_bytes(), tags[j].key.as_bytes()) {
+                    Ordering::Greater => tags.swap(j - 1, j),
+                    Ordering::Equal => return Err(LineErrorReason::DuplicateTagKey),
+                    Ordering::Less => break,
+                }
+                j -= 1;
+            }
+        }
         return Ok(());
     }
     let by_key = |a: &Tag<'_>, b: &Tag<'_>| a.key.as_bytes().cmp(b.key.as_bytes());
@@ -1651,6 +1670,25 @@ mod tests {
         }
 
         proptest! {
+            #[test]
+            fn sort_tags_matches_a_full_sort(keys in proptest::collection::vec("[ab]{1,3}", 0..20)) {
+                let mut tags: Vec<Tag<'static>> = keys.iter().map(|k| tag(k, "v")).collect();
+                let mut expected = keys.clone();
+                expected.sort();
+                let duplicate = expected.windows(2).any(|w| w[0] == w[1]);
+                match sort_tags(&mut tags) {
+                    Ok(()) => {
+                        prop_assert!(!duplicate);
+                        let sorted: Vec<&str> = tags.iter().map(|t| t.key.as_ref()).collect();
+                        prop_assert_eq!(sorted, expected.iter().map(String::as_str).collect::<Vec<_>>());
+                    }
+                    Err(reason) => {
+                        prop_assert!(duplicate);
+                        prop_assert_eq!(reason, LineErrorReason::DuplicateTagKey);
+                    }
+                }
+            }
+
             #[test]
             fn integer_parsing_matches_str_parse(token in "-?[0-9]{0,24}|[0-9 /:a-]{0,24}") {
                 let bytes = token.as_bytes();
