@@ -756,14 +756,28 @@ fn dedup_fields_last_wins(scratch: &mut LineScratch<'_, '_>) {
     if n < 2 {
         return;
     }
-    // Small sets with distinct keys (the common case): nothing to mark.
-    if n <= 16
-        && !fields
-            .iter()
-            .enumerate()
-            .any(|(i, g)| fields.get(i + 1..).unwrap_or(&[]).iter().any(|f| same_key(&g.key, &f.key)))
-    {
-        return;
+    // Small sets with distinct keys (the common case): nothing to mark. A
+    // 64-bit signature set of (length, last byte) proves most sets distinct
+    // with one well-predicted branch per key; a shared signature falls back
+    // to comparing pairs.
+    if n <= 16 {
+        let mut seen = 0u64;
+        let mut maybe_duplicate = false;
+        for f in fields.iter() {
+            let key = f.key.as_bytes();
+            let signature = (key.len() as u64).wrapping_mul(7) ^ u64::from(key.last().copied().unwrap_or(0));
+            let bit = 1u64 << (signature & 63);
+            maybe_duplicate |= seen & bit != 0;
+            seen |= bit;
+        }
+        if !maybe_duplicate
+            || !fields
+                .iter()
+                .enumerate()
+                .any(|(i, g)| fields.get(i + 1..).unwrap_or(&[]).iter().any(|f| same_key(&g.key, &f.key)))
+        {
+            return;
+        }
     }
     let dead = &mut *scratch.field_dead;
     dead.clear();
@@ -1739,6 +1753,24 @@ mod tests {
                     let expected = body[start..].iter().position(|b| bytes.contains(b)).map_or(body.len(), |i| start + i);
                     prop_assert_eq!(cursor.pos, expected);
                 }
+            }
+
+            #[test]
+            fn duplicate_fields_keep_the_last_value(keys in proptest::collection::vec("[ab]{1,2}|cc[a-z]", 1..20)) {
+                let line: Vec<String> = keys.iter().enumerate().map(|(i, k)| format!("{k}={i}i")).collect();
+                let record = parse_one(format!("m {} 1", line.join(",")).as_bytes());
+                let mut expected: Vec<(String, i64)> = Vec::new();
+                for (i, k) in keys.iter().enumerate() {
+                    if !keys[i + 1..].contains(k) {
+                        expected.push((k.clone(), i as i64));
+                    }
+                }
+                let got: Vec<(String, i64)> = record
+                    .fields
+                    .iter()
+                    .map(|f| (f.key.to_string(), match f.value { FieldValue::Int(v) => v, _ => -1 }))
+                    .collect();
+                prop_assert_eq!(got, expected);
             }
 
             #[test]
