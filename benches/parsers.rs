@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 use metricsstream::ingest::{
     JsonBatchParser, LineProtocolParser, Precision, RecordRef, RecordSink, SinkFull, StatsdParser,
 };
+use metricsstream::limit::{KeyedLimiter, LimitsConfig};
+use metricsstream::udp::{UdpConfig, UdpIngest};
+use metricsstream::writer::{Batch, Writer, WriterConfig};
+use smoltcp::wire::Ipv4Address;
+use std::sync::Arc;
 
 const NOW_NS: i64 = 1_700_000_000_000_000_000;
 
@@ -97,10 +102,23 @@ fn statsd_datagram() -> Vec<u8> {
 }
 
 fn measure(name: &str, body: &[u8], mut parse_once: impl FnMut(&mut TouchingSink) -> usize) {
+    // `PARSERS_ONLY=name` runs one measurement (prefix match), e.g. under callgrind.
+    if std::env::var("PARSERS_ONLY").is_ok_and(|only| !name.starts_with(&only)) {
+        return;
+    }
     // `cargo bench` passes `--bench`; under `cargo test --all-targets` just smoke-run once.
     if !std::env::args().any(|arg| arg == "--bench") {
         let parsed = parse_once(&mut TouchingSink::default());
         println!("{name}: {parsed} records (run with `cargo bench` for timings)");
+        return;
+    }
+    // `PARSERS_PASSES=N`: exactly N passes, untimed (instruction counts per pass
+    // under `valgrind --tool=callgrind` are then repeatable).
+    if let Some(passes) = std::env::var("PARSERS_PASSES").ok().and_then(|n| n.parse::<u64>().ok()) {
+        let mut sink = TouchingSink::default();
+        let records: u64 = (0..passes).map(|_| parse_once(&mut sink) as u64).sum();
+        black_box(sink.bytes);
+        println!("{name:<14} {passes} passes, {records} records");
         return;
     }
     // Warm up caches and the parsers' scratch space.
@@ -112,6 +130,7 @@ fn measure(name: &str, body: &[u8], mut parse_once: impl FnMut(&mut TouchingSink
     let mut iterations = 0u64;
     let mut records = 0u64;
     let started = Instant::now();
+    let cpu_started = thread_cpu_ns();
     while started.elapsed() < Duration::from_secs(2) {
         for _ in 0..100 {
             records += parse_once(&mut sink) as u64;
@@ -119,14 +138,23 @@ fn measure(name: &str, body: &[u8], mut parse_once: impl FnMut(&mut TouchingSink
         iterations += 100;
     }
     let secs = started.elapsed().as_secs_f64();
+    // CPU time of this thread: what a shared, loaded machine disturbs least.
+    let cpu_secs = (thread_cpu_ns() - cpu_started) as f64 / 1e9;
     black_box(sink.bytes);
     println!(
-        "{name:<14} body {:>6} B  {:>8.1} MB/s  {:>6.2} M records/s  ({} records/body)",
+        "{name:<14} body {:>6} B  {:>8.1} MB/s  {:>6.2} M records/s  ({} records/body)  CPU time: {:>6.2} M records/s, {:>6.1} ns/body",
         body.len(),
         (body.len() as u64 * iterations) as f64 / secs / 1e6,
         records as f64 / secs / 1e6,
         records / iterations.max(1),
+        records as f64 / cpu_secs / 1e6,
+        cpu_secs * 1e9 / iterations.max(1) as f64,
     );
+}
+
+fn thread_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 fn main() {
@@ -152,6 +180,57 @@ fn main() {
         }
         records
     });
+
+    // The UDP stage's per-datagram work without DPDK or the writer thread:
+    // parse into a writer batch (encoding every record), then one limiter
+    // decision per datagram keyed by its source address, as `UdpIngest` does.
+    let mut batch = Batch::with_budget(1 << 20, 4096);
+    measure("lp dgram->batch", &total, |_| {
+        let mut records = 0;
+        for datagram in &datagrams {
+            let mark = batch.mark();
+            let summary = lp.parse_into(black_box(datagram), Precision::Nanoseconds, NOW_NS, &mut batch);
+            if summary.resume_at.is_some() {
+                batch.rollback(mark);
+                batch.clear();
+                continue;
+            }
+            records += summary.records;
+        }
+        records
+    });
+    // The whole UDP stage, `UdpIngest::on_datagram` (parse, encode, one limiter
+    // decision per datagram keyed by its source address, batches to a real
+    // writer thread persisting to tmpfs), minus DPDK. Under callgrind use
+    // `--separate-threads=yes` and read the main thread.
+    let limits = LimitsConfig { default_rate: 1_000_000_000, default_burst: 1_000_000_000, ..LimitsConfig::default() };
+    let limiter = Arc::new(KeyedLimiter::new(&limits).expect("valid limits"));
+    let dir = tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).expect("temp dir");
+    let writer_config = WriterConfig { data_dir: dir.path().to_path_buf(), ..WriterConfig::default() };
+    let (runtime, mut handles) = Writer::start(writer_config, 1).expect("writer starts");
+    let mut udp = UdpIngest::new(UdpConfig::default(), limiter, handles.remove(0));
+    let sources: Vec<Ipv4Address> =
+        (0..datagrams.len()).map(|i| Ipv4Address::new(198, 18, (i / 250) as u8, (i % 250) as u8)).collect();
+    let mut now_ns = 0u64;
+    measure("udp ingest", &total, |_| {
+        let before = udp.counters().records_accepted;
+        now_ns += 1_000;
+        for (datagram, &src) in datagrams.iter().zip(&sources) {
+            udp.on_datagram(src, 8089, black_box(datagram), now_ns);
+        }
+        udp.maybe_flush(now_ns);
+        (udp.counters().records_accepted - before) as usize
+    });
+    udp.flush();
+    let counters = *udp.counters();
+    drop(udp);
+    let summary = runtime.shutdown().expect("writer shuts down");
+    if counters.records_parsed > 0 {
+        println!(
+            "udp ingest: {} records parsed, {} written, {} dropped writer-full",
+            counters.records_parsed, summary.records_written, counters.records_dropped_writer_full
+        );
+    }
 
     let json = json_body();
     let mut js = JsonBatchParser::new();

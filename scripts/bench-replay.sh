@@ -5,13 +5,15 @@
 # pipeline (`replay --config`: every datagram parsed, limited and handed to
 # the writer, which persists to a scratch directory). Rounds alternate so that
 # background load hits all three alike; medians and ratios are printed.
+# With --baseline-bin, every round also runs the pipeline with that (older)
+# metricsstream binary right after ours: an A/B of a change under the same load.
 #
 #   scripts/bench-replay.sh [--pcap FILE] [--kind udp-line|udp-statsd|http]
-#                           [--seconds S] [--rounds N] [--json OUT]
+#                           [--seconds S] [--rounds N] [--json OUT] [--baseline-bin BIN]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-kind=udp-line seconds=5 rounds=3 pcap="" json=""
+kind=udp-line seconds=5 rounds=3 pcap="" json="" baseline=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --pcap) pcap=$2; shift 2 ;;
@@ -19,7 +21,8 @@ while [ $# -gt 0 ]; do
         --seconds) seconds=$2; shift 2 ;;
         --rounds) rounds=$2; shift 2 ;;
         --json) json=$2; shift 2 ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        --baseline-bin) baseline=$2; shift 2 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -60,7 +63,7 @@ testpmd_mpps() {
 }
 
 replay_mpps() {
-    "$bin" replay --pcap "$pcap" --duration "$seconds" --stats-interval 0 --report "$tmp/r.json" "$@" >/dev/null 2>&1
+    "${replay_bin:-$bin}" replay --pcap "$pcap" --duration "$seconds" --stats-interval 0 --report "$tmp/r.json" "$@" >/dev/null 2>&1
     python3 -c 'import json,sys; print("%.3f" % json.load(open(sys.argv[1]))["rx_mpps"])' "$tmp/r.json"
 }
 
@@ -74,7 +77,8 @@ pipeline() {
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-t=() r=() u=() w=()
+echo "load avg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+t=() r=() u=() w=() b=()
 for i in $(seq "$rounds"); do
     t+=("$(testpmd_mpps)")
     r+=("$(replay_mpps)")
@@ -82,6 +86,10 @@ for i in $(seq "$rounds"); do
     read -r written_mrps parsed written dropped < "$tmp/pipeline.txt"
     w+=("$written_mrps")
     echo "round $i: testpmd rxonly ${t[-1]} Mpps | replay ${r[-1]} Mpps | pipeline ${u[-1]} Mpps, records written ${written_mrps} M/s (parsed $parsed, written $written, dropped writer-full $dropped)"
+    if [ -n "$baseline" ]; then
+        b+=("$(replay_bin=$baseline pipeline)")
+        echo "round $i: baseline pipeline ${b[-1]} Mpps ($baseline)"
+    fi
 done
 tm=$(median "${t[@]}") rm_=$(median "${r[@]}") um=$(median "${u[@]}") wm=$(median "${w[@]}")
 ratio=$(awk -v a="$rm_" -v b="$tm" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
@@ -93,6 +101,10 @@ echo "metricsstream replay: $rm_ Mpps (median)"
 echo "ratio replay/testpmd: $ratio (goal >= 0.8)"
 echo "metricsstream UDP pipeline (parse, limit, write): $um Mpps, $wm M records/s written (median)"
 echo "ratio pipeline/testpmd: $uratio (goal >= 0.5)"
+if [ -n "$baseline" ]; then
+    bm=$(median "${b[@]}")
+    echo "baseline pipeline ($baseline): $bm Mpps (median), ratio to testpmd $(awk -v a="$bm" -v b="$tm" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'); ours/baseline $(awk -v a="$um" -v b="$bm" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')"
+fi
 if [ -n "$json" ]; then
     printf '{"pcap_frames": %s, "avg_frame_bytes": %s, "testpmd_mpps": %s, "replay_mpps": %s, "ratio": %s, "pipeline_mpps": %s, "pipeline_records_written_mps": %s, "pipeline_ratio": %s}\n' \
         "$packets" "$frame" "$tm" "$rm_" "$ratio" "$um" "$wm" "$uratio" > "$json"

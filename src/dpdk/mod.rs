@@ -21,6 +21,24 @@ pub use mbuf::{Mbuf, RxBurst, TxBurst, BURST_SIZE};
 pub use mempool::Mempool;
 pub use port::{Link, Port, PortConfig, PortStats, RxQueue, TxQueue};
 
+/// Hints the CPU to start loading the cache line of `value` (a limiter slot,
+/// a table entry) without waiting for it: unlike a plain load, a prefetch
+/// never holds up the instructions after it.
+#[inline(always)]
+pub fn prefetch<T>(value: &T) {
+    let p = value as *const T as *const i8;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch is a hint and never faults; `p` is a valid reference anyway.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p, std::arch::x86_64::_MM_HINT_T0)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: as above, through DPDK's rte_prefetch0.
+    unsafe {
+        dpdk_sys::ms_prefetch0(p as *const _)
+    };
+}
+
 /// The DPDK version the binary runs against, e.g. "DPDK 22.11.11".
 pub fn version() -> String {
     // SAFETY: rte_version returns a pointer to a static NUL-terminated string.

@@ -439,32 +439,83 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Advances to the first byte (at or after the cursor) that `stop` marks, or to the end.
-    fn skip_until(&mut self, stop: &[bool; 256]) {
-        let rest = self.body.get(self.pos..).unwrap_or(&[]);
-        self.pos += rest.iter().position(|&b| stop[usize::from(b)]).unwrap_or(rest.len());
+    /// Advances to the first byte (at or after the cursor) in `stop`, or to the end.
+    ///
+    /// Eight bytes per step (SWAR): one well-predicted branch per word instead
+    /// of an unpredictable one per byte, which was the parser's largest cost.
+    #[inline(always)]
+    fn skip_until(&mut self, stop: &StopSet) {
+        let mut pos = self.pos;
+        while let Some(word) = self.body.get(pos..pos + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+            let hits = stop.matches(u64::from_le_bytes(word));
+            if hits != 0 {
+                self.pos = pos + (hits.trailing_zeros() / 8) as usize;
+                return;
+            }
+            pos += 8;
+        }
+        // The last 0-7 bytes, padded with zero bytes (never a stop byte).
+        let rest = self.body.get(pos..).unwrap_or(&[]);
+        let mut word = [0u8; 8];
+        if let Some(head) = word.get_mut(..rest.len()) {
+            head.copy_from_slice(rest);
+        }
+        let hits = stop.matches(u64::from_le_bytes(word));
+        self.pos = if hits != 0 { pos + (hits.trailing_zeros() / 8) as usize } else { self.body.len() };
     }
 }
 
-/// A 256-entry byte class: `true` for each byte in `bytes`.
-const fn byte_class(bytes: &[u8]) -> [bool; 256] {
-    let mut table = [false; 256];
-    let mut i = 0;
-    while i < bytes.len() {
-        table[bytes[i] as usize] = true;
-        i += 1;
+/// A set of up to five (non-zero) bytes a scan stops at, tested a word at a time.
+struct StopSet {
+    /// Each byte of the set broadcast to all eight lanes (the last one repeated
+    /// to fill five).
+    lanes: [u64; 5],
+}
+
+const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+impl StopSet {
+    const fn new(bytes: &[u8]) -> StopSet {
+        assert!(!bytes.is_empty() && bytes.len() <= 5);
+        let mut lanes = [0u64; 5];
+        let mut i = 0;
+        while i < 5 {
+            let b = if i < bytes.len() { bytes[i] } else { bytes[bytes.len() - 1] };
+            assert!(b != 0, "zero pads the tail word, so it cannot be a stop byte");
+            lanes[i] = LOW_BITS * b as u64;
+            i += 1;
+        }
+        StopSet { lanes }
     }
-    table
+
+    /// The high bit of each byte lane of `word` that holds a byte of the set.
+    /// Exact up to and including the lowest set bit (a borrow starts only at a
+    /// matching lane and can only mark lanes above it), which is all a scan reads.
+    #[inline(always)]
+    fn matches(&self, word: u64) -> u64 {
+        let mut hits = 0;
+        for lane in self.lanes {
+            let x = word ^ lane;
+            hits |= x.wrapping_sub(LOW_BITS) & !x & HIGH_BITS;
+        }
+        hits
+    }
+
+    #[cfg(test)]
+    fn contains(&self, b: u8) -> bool {
+        self.matches(u64::from(b)) & 0x80 != 0
+    }
 }
 
 /// Bytes that end (or may escape within) a measurement: its terminators and `\\`.
-static MEASUREMENT_STOP: [bool; 256] = byte_class(b", \n\\");
+static MEASUREMENT_STOP: StopSet = StopSet::new(b", \n\\");
 /// Bytes that end (or may escape within) a tag key, tag value or field key.
-static KEY_STOP: [bool; 256] = byte_class(b",= \n\\");
+static KEY_STOP: StopSet = StopSet::new(b",= \n\\");
 /// Bytes that end an unquoted field value.
-static VALUE_STOP: [bool; 256] = byte_class(b", \n\r");
+static VALUE_STOP: StopSet = StopSet::new(b", \n\r");
 /// Bytes that end a timestamp token.
-static TIMESTAMP_STOP: [bool; 256] = byte_class(b" \t\r\n");
+static TIMESTAMP_STOP: StopSet = StopSet::new(b" \t\r\n");
 
 /// Which element an identifier is: decides its terminators and escapes.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -486,7 +537,7 @@ impl Element {
     }
 
     /// Terminators plus the backslash: where [`scan_identifier`] must look.
-    fn stop_bytes(self) -> &'static [bool; 256] {
+    fn stop_bytes(self) -> &'static StopSet {
         match self {
             Element::Measurement => &MEASUREMENT_STOP,
             Element::TagKey | Element::TagValue | Element::FieldKey => &KEY_STOP,
@@ -658,13 +709,32 @@ fn parse_line<'a>(
 
 /// Sorts tags by key (byte order); telegraf already sends them sorted, so check first.
 fn sort_tags(tags: &mut [Tag<'_>]) -> Result<(), LineErrorReason> {
-    // Common case in one pass: strictly increasing keys are sorted and distinct
-    // (most neighbours differ in the first byte, settled without memcmp).
-    let increasing = |a: &[u8], b: &[u8]| match a.first().cmp(&b.first()) {
-        Ordering::Equal => a < b,
-        order => order == Ordering::Less,
-    };
-    if tags.windows(2).all(|w| increasing(w[0].key.as_bytes(), w[1].key.as_bytes())) {
+    // Most neighbours differ in the first byte: settle those without memcmp.
+    fn key_cmp(a: &[u8], b: &[u8]) -> Ordering {
+        match a.first().cmp(&b.first()) {
+            Ordering::Equal => a.cmp(b),
+            order => order,
+        }
+    }
+    // Common case in one pass: strictly increasing keys are sorted and distinct.
+    if tags.windows(2).all(|w| key_cmp(w[0].key.as_bytes(), w[1].key.as_bytes()) == Ordering::Less) {
+        return Ok(());
+    }
+    if tags.len() <= 16 {
+        // Insertion sort: a handful of tags, often nearly sorted; a duplicate
+        // key shows up as an equal neighbour on the way (the sorted prefix
+        // puts an equal key right where the new one stops).
+        for i in 1..tags.len() {
+            let mut j = i;
+            while j > 0 {
+                match key_cmp(tags[j - 1].key.as_bytes(), tags[j].key.as_bytes()) {
+                    Ordering::Greater => tags.swap(j - 1, j),
+                    Ordering::Equal => return Err(LineErrorReason::DuplicateTagKey),
+                    Ordering::Less => break,
+                }
+                j -= 1;
+            }
+        }
         return Ok(());
     }
     let by_key = |a: &Tag<'_>, b: &Tag<'_>| a.key.as_bytes().cmp(b.key.as_bytes());
@@ -686,14 +756,28 @@ fn dedup_fields_last_wins(scratch: &mut LineScratch<'_, '_>) {
     if n < 2 {
         return;
     }
-    // Small sets with distinct keys (the common case): nothing to mark.
-    if n <= 16
-        && !fields
-            .iter()
-            .enumerate()
-            .any(|(i, g)| fields.get(i + 1..).unwrap_or(&[]).iter().any(|f| same_key(&g.key, &f.key)))
-    {
-        return;
+    // Small sets with distinct keys (the common case): nothing to mark. A
+    // 64-bit signature set of (length, last byte) proves most sets distinct
+    // with one well-predicted branch per key; a shared signature falls back
+    // to comparing pairs.
+    if n <= 16 {
+        let mut seen = 0u64;
+        let mut maybe_duplicate = false;
+        for f in fields.iter() {
+            let key = f.key.as_bytes();
+            let signature = (key.len() as u64).wrapping_mul(7) ^ u64::from(key.last().copied().unwrap_or(0));
+            let bit = 1u64 << (signature & 63);
+            maybe_duplicate |= seen & bit != 0;
+            seen |= bit;
+        }
+        if !maybe_duplicate
+            || !fields
+                .iter()
+                .enumerate()
+                .any(|(i, g)| fields.get(i + 1..).unwrap_or(&[]).iter().any(|f| same_key(&g.key, &f.key)))
+        {
+            return;
+        }
     }
     let dead = &mut *scratch.field_dead;
     dead.clear();
@@ -1270,12 +1354,12 @@ mod tests {
         for element in [Element::Measurement, Element::TagKey, Element::TagValue, Element::FieldKey] {
             for b in 0..=255u8 {
                 let expected = element.is_terminator(b) || b == b'\\';
-                assert_eq!(element.stop_bytes()[usize::from(b)], expected, "byte {b:#04x}");
+                assert_eq!(element.stop_bytes().contains(b), expected, "byte {b:#04x}");
             }
         }
         for b in 0..=255u8 {
-            assert_eq!(VALUE_STOP[usize::from(b)], matches!(b, b',' | b' ' | b'\n' | b'\r'));
-            assert_eq!(TIMESTAMP_STOP[usize::from(b)], matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+            assert_eq!(VALUE_STOP.contains(b), matches!(b, b',' | b' ' | b'\n' | b'\r'));
+            assert_eq!(TIMESTAMP_STOP.contains(b), matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
         }
     }
 
@@ -1651,6 +1735,63 @@ mod tests {
         }
 
         proptest! {
+            #[test]
+            fn word_scan_finds_the_first_stop_byte(
+                body in proptest::collection::vec(prop_oneof![any::<u8>(), Just(b','), Just(b'='), Just(b' '), Just(b'\n'), Just(b'\\'), Just(0u8), Just(0x80u8)], 0..40),
+                start in 0usize..40,
+            ) {
+                let sets: [(&StopSet, &[u8]); 4] = [
+                    (&MEASUREMENT_STOP, b", \n\\"),
+                    (&KEY_STOP, b",= \n\\"),
+                    (&VALUE_STOP, b", \n\r"),
+                    (&TIMESTAMP_STOP, b" \t\r\n"),
+                ];
+                for (set, bytes) in sets {
+                    let start = start.min(body.len());
+                    let mut cursor = Cursor { body: &body, text: None, pos: start, line: 1 };
+                    cursor.skip_until(set);
+                    let expected = body[start..].iter().position(|b| bytes.contains(b)).map_or(body.len(), |i| start + i);
+                    prop_assert_eq!(cursor.pos, expected);
+                }
+            }
+
+            #[test]
+            fn duplicate_fields_keep_the_last_value(keys in proptest::collection::vec("[ab]{1,2}|cc[a-z]", 1..20)) {
+                let line: Vec<String> = keys.iter().enumerate().map(|(i, k)| format!("{k}={i}i")).collect();
+                let record = parse_one(format!("m {} 1", line.join(",")).as_bytes());
+                let mut expected: Vec<(String, i64)> = Vec::new();
+                for (i, k) in keys.iter().enumerate() {
+                    if !keys[i + 1..].contains(k) {
+                        expected.push((k.clone(), i as i64));
+                    }
+                }
+                let got: Vec<(String, i64)> = record
+                    .fields
+                    .iter()
+                    .map(|f| (f.key.to_string(), match f.value { FieldValue::Int(v) => v, _ => -1 }))
+                    .collect();
+                prop_assert_eq!(got, expected);
+            }
+
+            #[test]
+            fn sort_tags_matches_a_full_sort(keys in proptest::collection::vec("[ab]{1,3}", 0..20)) {
+                let mut tags: Vec<Tag<'static>> = keys.iter().map(|k| tag(k, "v")).collect();
+                let mut expected = keys.clone();
+                expected.sort();
+                let duplicate = expected.windows(2).any(|w| w[0] == w[1]);
+                match sort_tags(&mut tags) {
+                    Ok(()) => {
+                        prop_assert!(!duplicate);
+                        let sorted: Vec<&str> = tags.iter().map(|t| t.key.as_ref()).collect();
+                        prop_assert_eq!(sorted, expected.iter().map(String::as_str).collect::<Vec<_>>());
+                    }
+                    Err(reason) => {
+                        prop_assert!(duplicate);
+                        prop_assert_eq!(reason, LineErrorReason::DuplicateTagKey);
+                    }
+                }
+            }
+
             #[test]
             fn integer_parsing_matches_str_parse(token in "-?[0-9]{0,24}|[0-9 /:a-]{0,24}") {
                 let bytes = token.as_bytes();

@@ -317,6 +317,14 @@ impl KeyedLimiter {
         }
     }
 
+    /// The slot a decision for `key` reads first (its home slot), for a
+    /// caller to prefetch when it knows its keys early (a worker, at the top
+    /// of an rx burst): opaque, it only has an address.
+    #[inline]
+    pub fn home_slot(&self, key: ClientKey) -> Option<&(impl Sized + '_)> {
+        self.slots.get(key.home(self.mask))
+    }
+
     /// Decide a burst of requests (e.g. one per packet of an rx burst) at one
     /// `now_ns`: `out[i]` is the verdict for `requests[i]` (`out` must be at
     /// least as long). Same semantics as calling [`KeyedLimiter::try_acquire`]

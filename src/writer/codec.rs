@@ -49,25 +49,6 @@ const TYPE_TRUE: u8 = 4;
 const TYPE_STR: u8 = 5;
 
 #[inline]
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    if v < 0x80 {
-        // Lengths and counts: the common one-byte case.
-        out.push(v as u8);
-        return;
-    }
-    // Build in a stack buffer: one capacity check instead of one per byte.
-    let mut tmp = [0u8; 10];
-    let mut n = 0;
-    while v >= 0x80 {
-        tmp[n] = (v as u8) | 0x80;
-        v >>= 7;
-        n += 1;
-    }
-    tmp[n] = v as u8;
-    out.extend_from_slice(&tmp[..=n]);
-}
-
-#[inline]
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
@@ -77,45 +58,126 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-#[inline]
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
+/// Longest LEB128 encoding of a `u64`.
+const MAX_VARINT: usize = 10;
+
+/// Writes one record into a slice that [`encode_record`] sized for the worst
+/// case, so no write checks capacity or grows the vector (the per-push
+/// checks and `memcpy` calls of `Vec` were most of the encoding cost for
+/// records made of short strings).
+struct Encoder<'b> {
+    out: &'b mut [u8],
+    pos: usize,
+}
+
+impl Encoder<'_> {
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        if let Some(slot) = self.out.get_mut(self.pos) {
+            *slot = b;
+        }
+        self.pos += 1;
+    }
+
+    #[inline]
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+
+    /// Copies `bytes`; short ones (most names and values) with at most two
+    /// fixed-size overlapping moves instead of a `memcpy` call.
+    #[inline]
+    fn bytes(&mut self, bytes: &[u8]) {
+        let n = bytes.len();
+        let Some(dst) = self.out.get_mut(self.pos..self.pos + n) else {
+            return;
+        };
+        if (8..=16).contains(&n) {
+            copy_fixed::<8>(&mut dst[..8], &bytes[..8]);
+            copy_fixed::<8>(&mut dst[n - 8..], &bytes[n - 8..]);
+        } else if (4..8).contains(&n) {
+            copy_fixed::<4>(&mut dst[..4], &bytes[..4]);
+            copy_fixed::<4>(&mut dst[n - 4..], &bytes[n - 4..]);
+        } else {
+            dst.copy_from_slice(bytes);
+        }
+        self.pos += n;
+    }
+
+    #[inline]
+    fn str(&mut self, s: &str) {
+        self.varint(s.len() as u64);
+        self.bytes(s.as_bytes());
+    }
+}
+
+#[inline(always)]
+fn copy_fixed<const N: usize>(dst: &mut [u8], src: &[u8]) {
+    if let (Ok(d), Ok(s)) = (<&mut [u8; N]>::try_from(dst), <&[u8; N]>::try_from(src)) {
+        *d = *s;
+    }
+}
+
+/// An upper bound of the encoded size of `record` (every varint at its longest).
+fn encoded_bound(record: &RecordRef<'_, '_>) -> usize {
+    let tags: usize = record.tags.iter().map(|t| 2 * MAX_VARINT + t.key.len() + t.value.len()).sum();
+    let fields: usize = record
+        .fields
+        .iter()
+        .map(|f| {
+            MAX_VARINT
+                + f.key.len()
+                + 1
+                + match &f.value {
+                    FieldValue::Str(s) => MAX_VARINT + s.len(),
+                    _ => MAX_VARINT,
+                }
+        })
+        .sum();
+    4 * MAX_VARINT + record.measurement.len() + tags + fields
 }
 
 /// Appends the encoding of `record` to `out`.
 pub fn encode_record(record: &RecordRef<'_, '_>, out: &mut Vec<u8>) {
-    put_str(out, record.measurement);
-    put_varint(out, record.tags.len() as u64);
+    let start = out.len();
+    out.resize(start + encoded_bound(record), 0);
+    let mut e = Encoder { out: &mut out[start..], pos: 0 };
+    e.str(record.measurement);
+    e.varint(record.tags.len() as u64);
     for tag in record.tags {
-        put_str(out, &tag.key);
-        put_str(out, &tag.value);
+        e.str(&tag.key);
+        e.str(&tag.value);
     }
-    put_varint(out, record.fields.len() as u64);
+    e.varint(record.fields.len() as u64);
     for field in record.fields {
-        put_str(out, &field.key);
-        match &field.value {
-            FieldValue::Int(v) => {
-                out.push(TYPE_INT);
-                put_varint(out, zigzag(*v));
-            }
-            FieldValue::UInt(v) => {
-                out.push(TYPE_UINT);
-                put_varint(out, *v);
-            }
-            FieldValue::Float(v) => {
-                out.push(TYPE_FLOAT);
-                out.extend_from_slice(&v.to_bits().to_le_bytes());
-            }
-            FieldValue::Bool(false) => out.push(TYPE_FALSE),
-            FieldValue::Bool(true) => out.push(TYPE_TRUE),
-            FieldValue::Str(s) => {
-                out.push(TYPE_STR);
-                put_str(out, s);
-            }
+        e.str(&field.key);
+        // An if-chain, most common types first, rather than a `match` that
+        // compiles to a jump table: one indirect branch per field that the
+        // mix of types in a line keeps mispredicting.
+        if let FieldValue::Float(v) = &field.value {
+            e.byte(TYPE_FLOAT);
+            e.bytes(&v.to_bits().to_le_bytes());
+        } else if let FieldValue::Int(v) = &field.value {
+            e.byte(TYPE_INT);
+            e.varint(zigzag(*v));
+        } else if let FieldValue::UInt(v) = &field.value {
+            e.byte(TYPE_UINT);
+            e.varint(*v);
+        } else if let FieldValue::Bool(b) = &field.value {
+            e.byte(if *b { TYPE_TRUE } else { TYPE_FALSE });
+        } else if let FieldValue::Str(s) = &field.value {
+            e.byte(TYPE_STR);
+            e.str(s);
         }
     }
-    put_varint(out, zigzag(record.timestamp_ns));
+    e.varint(zigzag(record.timestamp_ns));
+    let written = e.pos;
+    debug_assert!(start + written <= out.len(), "encoded_bound is an upper bound");
+    out.truncate(start + written);
 }
 
 /// A cursor over encoded records. Each `next_record` call decodes one.
@@ -442,8 +504,11 @@ pub(crate) mod tests {
     #[test]
     fn varint_edges() {
         for v in [0u64, 1, 127, 128, 16383, 16384, u64::MAX] {
-            let mut out = Vec::new();
-            put_varint(&mut out, v);
+            let mut out = vec![0u8; MAX_VARINT];
+            let mut e = Encoder { out: &mut out, pos: 0 };
+            e.varint(v);
+            let n = e.pos;
+            out.truncate(n);
             assert_eq!(RecordDecoder::new(&out).varint().unwrap(), v);
         }
         for v in [0i64, -1, 1, i64::MIN, i64::MAX] {
