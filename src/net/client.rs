@@ -23,7 +23,7 @@
 
 use super::cell::{interface, CellDevice};
 use super::classify::{classify, Frame};
-use super::l2::{ArpOutcome, L2Config, Link, ETH_HEADER_LEN, ETH_MIN_FRAME};
+use super::l2::{ArpOutcome, L2Config, Link, ETH_MIN_FRAME};
 use super::stack::{FrameSink, NetCounters};
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
