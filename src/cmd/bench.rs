@@ -82,13 +82,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     // --- serve on port A ---------------------------------------------------
     let serve_pool = Arc::new(
-        Mempool::new(&eal, "bench_serve", lg::pool_size(&port_config) + args.ring_size, 256, Mempool::DEFAULT_DATA_ROOM)
-            .context("cannot allocate the serve mbuf pool; raise -m")?,
+        Mempool::new(
+            &eal,
+            "bench_serve",
+            lg::pool_size(&port_config) + args.ring_size,
+            256,
+            Mempool::DEFAULT_DATA_ROOM,
+        )
+        .context("cannot allocate the serve mbuf pool; raise -m")?,
     );
     let mut serve_port = Port::open(&eal, serve_port_id, &port_config, serve_pool.clone())?;
     let serve_mac = serve_port.mac()?;
-    let (writer, handles) =
-        Writer::start(config.writer.clone(), 2).with_context(|| format!("cannot start the writer in {}", config.writer.data_dir.display()))?;
+    let (writer, handles) = Writer::start(config.writer.clone(), 2)
+        .with_context(|| format!("cannot start the writer in {}", config.writer.data_dir.display()))?;
     let mut handles = handles.into_iter();
     let (Some(app_writer), Some(udp_writer)) = (handles.next(), handles.next()) else {
         bail!("internal error: the writer gave fewer handles than asked for");
@@ -118,7 +124,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let now = smoltcp::time::Instant::from_micros((clock.now_ns() / 1000) as i64);
     let stack = NetStack::new(stack_config, now).context("TCP stack configuration")?;
     let app = HttpApp::new(shared, app_writer, stack.slots());
-    let udp = UdpIngest::new(config.udp.clone(), limiter.clone(), udp_writer).with_unix_offset(clock.unix_at_epoch_ns());
+    let udp =
+        UdpIngest::new(config.udp.clone(), limiter.clone(), udp_writer).with_unix_offset(clock.unix_at_epoch_ns());
     let Some((rx, tx)) = serve_port.take_queues().into_iter().next() else { bail!("the serve port has no queue") };
     let serve_published: Arc<Published<ServeCounters>> = Arc::new(Published::default());
     let serve_stop = Arc::new(AtomicBool::new(false));
@@ -159,7 +166,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         config.writer.data_dir.display(),
         config.writer.ack,
     );
-    let running = lg::launch(&eal, &mut load_port, load_pool, lcores[1], client_ip, None, target, requests, &args.source)?;
+    let running =
+        lg::launch(&eal, &mut load_port, load_pool, lcores[1], client_ip, None, target, requests, &args.source)?;
     lg::wait(&running, args.source.duration, args.source.stats_interval, &interrupted);
     let load_report = lg::finish(running)?;
 

@@ -101,7 +101,12 @@ pub fn requests(source: &LoadSource, target: SocketAddrV4) -> anyhow::Result<Req
         (Some(pcap), _) => {
             let (requests, extract) = Requests::from_pcap(pcap, &source.pcap_ports)
                 .with_context(|| format!("cannot take HTTP requests from {}", pcap.display()))?;
-            eprintln!("{}: {} requests from {} flows ({extract:?})", pcap.display(), requests.items.len(), extract.flows);
+            eprintln!(
+                "{}: {} requests from {} flows ({extract:?})",
+                pcap.display(),
+                requests.items.len(),
+                extract.flows
+            );
             Ok(requests)
         }
         (None, Some(body)) => {
@@ -134,8 +139,7 @@ pub fn launch(
     let Some((rx, tx)) = port.take_queues().into_iter().next() else { bail!("the port has no queue") };
     let clock = MonotonicClock::new();
     let now = smoltcp::time::Instant::from_micros((clock.now_ns() / 1000) as i64);
-    let link =
-        L2Config { mac: EthernetAddress(mac), ip: ip.0, prefix_len: ip.1, gateway, neighbor_capacity: 64 };
+    let link = L2Config { mac: EthernetAddress(mac), ip: ip.0, prefix_len: ip.1, gateway, neighbor_capacity: 64 };
     let mut config = ClientStackConfig::new(link, target, source.connections);
     config.rx_buffer = 4096;
     // A request fits the send buffer whole when it can (bigger ones go out in pieces).

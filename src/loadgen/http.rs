@@ -157,7 +157,8 @@ impl HttpLoad {
     pub fn poll_aborts(&mut self, now: Instant) -> &[ClientConn] {
         let now_us = now.total_micros();
         for c in self.conns.iter_mut() {
-            if matches!(c.phase, Phase::Sending | Phase::Head | Phase::Body) && now_us - c.started_us > self.timeout_us {
+            if matches!(c.phase, Phase::Sending | Phase::Head | Phase::Body) && now_us - c.started_us > self.timeout_us
+            {
                 c.phase = Phase::Broken;
                 self.counters.timeouts += 1;
                 self.to_abort.extend(c.id);

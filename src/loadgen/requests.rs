@@ -213,7 +213,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ms-loadgen-req-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("http.pcap");
-        let params = Params { kind: Kind::Http, packets: 200, clients: 4, seed: 7, base_time_ns: 1_700_000_000_000_000_000 };
+        let params =
+            Params { kind: Kind::Http, packets: 200, clients: 4, seed: 7, base_time_ns: 1_700_000_000_000_000_000 };
         let mut w = PcapWriter::create(&path).unwrap();
         generate(&params, |ts, f| w.write(ts, f)).unwrap();
         w.finish().unwrap();
@@ -226,7 +227,10 @@ mod tests {
             let body = &r.bytes[r.bytes.len() - r.body_len..];
             assert!(body.ends_with(b"\n") && body.split(|&b| b == b'\n').count() > 10);
         }
-        assert!(matches!(Requests::from_pcap(&path, &[9999]), Err(RequestsError::Pcap(_)) | Err(RequestsError::NoRequests(_))));
+        assert!(matches!(
+            Requests::from_pcap(&path, &[9999]),
+            Err(RequestsError::Pcap(_)) | Err(RequestsError::NoRequests(_))
+        ));
     }
 
     #[test]
@@ -252,7 +256,11 @@ mod tests {
         assert_eq!(out[0].bytes, one.to_vec());
         assert_eq!(ex.incomplete_tails, 1);
         let mut out = Vec::new();
-        split_requests(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", &mut out, &mut ex);
+        split_requests(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            &mut out,
+            &mut ex,
+        );
         assert!(out.is_empty());
         assert_eq!(ex.chunked_skipped, 1);
     }

@@ -449,7 +449,12 @@ impl ClientStack {
     /// Starts missing connections, services the cells that got input, were
     /// woken or have a timer due (data and events to `app`, its output out
     /// through `sink`), and recycles finished connections. Returns the cells serviced.
-    pub fn poll<A: ClientApp + ?Sized, S: FrameSink + ?Sized>(&mut self, now: Instant, app: &mut A, sink: &mut S) -> usize {
+    pub fn poll<A: ClientApp + ?Sized, S: FrameSink + ?Sized>(
+        &mut self,
+        now: Instant,
+        app: &mut A,
+        sink: &mut S,
+    ) -> usize {
         self.connect_missing(now, sink);
         let now_us = now.total_micros();
         while let Some(&Reverse((t, cell))) = self.timers.peek() {
@@ -552,7 +557,13 @@ impl ClientStack {
         None
     }
 
-    fn service<A: ClientApp + ?Sized, S: FrameSink + ?Sized>(&mut self, now: Instant, cell_ix: usize, app: &mut A, sink: &mut S) {
+    fn service<A: ClientApp + ?Sized, S: FrameSink + ?Sized>(
+        &mut self,
+        now: Instant,
+        cell_ix: usize,
+        app: &mut A,
+        sink: &mut S,
+    ) {
         let per_cell = self.per_cell;
         let base = cell_ix * per_cell;
         // 1. Application: events and data in, output out, closes.
