@@ -351,3 +351,99 @@ impl ClientApp for HttpLoad {
         c.body_left = 0;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(timeout_us: u64) -> (HttpLoad, ClientConn) {
+        let requests = Requests::from_body(b"a v=1 1\nb v=2 2\n", "/write", "h").unwrap();
+        let mut load = HttpLoad::new(Arc::new(requests), 4, timeout_us);
+        let conn = ClientConn::for_tests(1, 7);
+        load.on_open(conn, Instant::from_millis(0));
+        (load, conn)
+    }
+
+    /// Sends the next request whole; returns its bytes.
+    fn send(load: &mut HttpLoad, conn: ClientConn, at_ms: i64) -> Vec<u8> {
+        let mut wire = Vec::new();
+        load.poll_send(conn, Instant::from_millis(at_ms), &mut |b| {
+            wire.extend_from_slice(b);
+            b.len()
+        });
+        wire
+    }
+
+    #[test]
+    fn responses_split_anywhere_are_timed_and_counted_and_the_next_request_follows() {
+        let (mut load, conn) = client(1_000_000);
+        let req = send(&mut load, conn, 0);
+        assert!(req.starts_with(b"POST /write HTTP/1.1\r\n") && req.ends_with(b"b v=2 2\n"));
+        assert!(send(&mut load, conn, 1).is_empty(), "one request in flight");
+        for b in b"HTTP/1.1 204 No Content\r\nX-A: b\r\n\r\n" {
+            assert_eq!(load.on_data(conn, &[*b], Instant::from_millis(5)), 1);
+        }
+        let c = *load.counters();
+        assert_eq!((c.requests_sent, c.responses, c.status_2xx, c.records_2xx), (1, 1, 1, 2));
+        assert_eq!(load.histogram.len(), 1);
+        assert_eq!(load.histogram.max(), load.histogram.highest_equivalent(5_000));
+        // A 400 with a body arriving in two pieces, body split from its head.
+        assert_eq!(send(&mut load, conn, 10), req);
+        let resp = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 11\r\n\r\n{\"e\":\"bad\"}";
+        assert_eq!(load.on_data(conn, &resp[..30], Instant::from_millis(12)), 30);
+        assert_eq!(load.on_data(conn, &resp[30..], Instant::from_millis(12)), resp.len() - 30);
+        let c = *load.counters();
+        assert_eq!((c.responses, c.status_4xx, c.records_2xx, c.socket_errors()), (2, 1, 2, 0));
+    }
+
+    #[test]
+    fn bytes_after_a_response_are_left_for_the_next_call_and_unasked_bytes_break_the_connection() {
+        let (mut load, conn) = client(1_000_000);
+        send(&mut load, conn, 0);
+        let two = b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
+        assert_eq!(load.on_data(conn, two, Instant::from_millis(1)), two.len() / 2);
+        assert_eq!(load.on_data(conn, &two[two.len() / 2..], Instant::from_millis(1)), two.len() / 2);
+        assert_eq!(load.counters().protocol_errors, 1);
+        assert_eq!(load.poll_aborts(Instant::from_millis(2)), &[conn]);
+        assert!(load.poll_aborts(Instant::from_millis(3)).is_empty());
+        load.on_close(conn, CloseKind::Aborted, Instant::from_millis(4));
+        assert_eq!(load.counters().socket_errors(), 1, "the abort is not counted twice");
+    }
+
+    #[test]
+    fn garbage_chunked_and_oversized_heads_are_protocol_errors() {
+        for resp in [
+            b"NOT HTTP\r\n\r\n".to_vec(),
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+            [b"HTTP/1.1 200 OK\r\nX: ".as_slice(), &[b'a'; MAX_RESPONSE_HEAD]].concat(),
+        ] {
+            let (mut load, conn) = client(1_000_000);
+            send(&mut load, conn, 0);
+            load.on_data(conn, &resp, Instant::from_millis(1));
+            assert_eq!(load.counters().protocol_errors, 1, "{:?}", String::from_utf8_lossy(&resp[..20]));
+            assert_eq!(load.counters().responses, 0);
+        }
+    }
+
+    #[test]
+    fn unanswered_requests_time_out_once_and_closes_are_classified() {
+        let (mut load, conn) = client(100_000);
+        send(&mut load, conn, 0);
+        assert!(load.poll_aborts(Instant::from_millis(100)).is_empty());
+        assert_eq!(load.poll_aborts(Instant::from_millis(101)), &[conn]);
+        assert!(load.poll_aborts(Instant::from_millis(500)).is_empty());
+        load.on_close(conn, CloseKind::Aborted, Instant::from_millis(501));
+        assert_eq!((load.counters().timeouts, load.counters().socket_errors()), (1, 1));
+        // A server close between requests is not an error; during one it is.
+        let c2 = ClientConn::for_tests(2, 0);
+        load.on_open(c2, Instant::from_millis(600));
+        load.on_close(c2, CloseKind::PeerClosed, Instant::from_millis(601));
+        let c3 = ClientConn::for_tests(3, 0);
+        load.on_open(c3, Instant::from_millis(600));
+        send(&mut load, c3, 600);
+        load.on_close(c3, CloseKind::PeerClosed, Instant::from_millis(601));
+        load.on_close(ClientConn::for_tests(0, 0), CloseKind::ConnectFailed, Instant::from_millis(601));
+        let c = load.counters();
+        assert_eq!((c.server_closes, c.read_errors, c.connect_errors, c.socket_errors()), (1, 1, 1, 3));
+    }
+}

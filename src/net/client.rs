@@ -56,6 +56,12 @@ impl ClientConn {
     pub fn generation(self) -> u32 {
         self.generation
     }
+
+    /// An id as the stack would hand it out, for applications' unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(index: u32, generation: u32) -> ClientConn {
+        ClientConn { index, generation }
+    }
 }
 
 /// How a connection ended.
