@@ -31,6 +31,8 @@ enum Command {
     Loadgen(cmd::loadgen::LoadgenArgs),
     /// In-process HTTP benchmark: serve's worker and loadgen's on two ports joined by rings.
     Bench(cmd::bench::BenchArgs),
+    /// Render a `scripts/bench.sh` run (JSON) as Markdown tables and an SVG chart.
+    BenchReport(cmd::bench_report::BenchReportArgs),
     /// Write synthetic metric traffic (UDP line protocol, StatsD, HTTP conversations) to a pcap.
     GenPcap(cmd::gen_pcap::GenPcapArgs),
     /// Print the log's records (line protocol or JSON), in log order.
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Rx(args) => cmd::rx::run(args),
         Command::Loadgen(args) => cmd::loadgen::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::BenchReport(args) => cmd::bench_report::run(args),
         Command::GenPcap(args) => cmd::gen_pcap::run(args),
         Command::Dump(args) => cli::dump(&args, &mut std::io::stdout().lock()).map(drop).map_err(Into::into),
         Command::Verify(args) => cli::verify(&args, &mut std::io::stdout().lock()).map_err(Into::into),
