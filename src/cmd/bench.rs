@@ -168,8 +168,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     let running =
         lg::launch(&eal, &mut load_port, load_pool, lcores[1], client_ip, None, target, requests, &args.source)?;
-    lg::wait(&running, args.source.duration, args.source.stats_interval, &interrupted);
-    let load_report = lg::finish(running)?;
+    let steady = lg::wait(&running, args.source.duration, args.source.stats_interval, &interrupted);
+    let load_report = lg::finish(running, steady)?;
 
     // --- stop serve, drain the writer -------------------------------------
     serve_stop.store(true, Ordering::Relaxed);

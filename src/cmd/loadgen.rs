@@ -192,16 +192,30 @@ pub fn stats_line(t: f64, c: &LoadgenCounters, prev: &LoadgenCounters, interval:
     )
 }
 
+/// The counters when every connection was first open: req/s is measured from
+/// there, so the connect ramp (seconds at 10,000 connections) does not dilute it.
+pub struct Steady {
+    at: Instant,
+    counters: LoadgenCounters,
+}
+
 /// Runs the main-lcore loop until `duration` (or `interrupted`), printing stats lines.
-pub fn wait(running: &Running, duration: f64, stats_interval: f64, interrupted: &AtomicBool) {
+pub fn wait(running: &Running, duration: f64, stats_interval: f64, interrupted: &AtomicBool) -> Option<Steady> {
     let deadline = running.started + Duration::from_secs_f64(duration);
     let interval = (stats_interval > 0.0).then(|| Duration::from_secs_f64(stats_interval));
     let mut next_tick = interval.map(|i| running.started + i);
     let mut prev = LoadgenCounters::default();
+    let mut steady = None;
     while !interrupted.load(Ordering::Relaxed) {
         let now = Instant::now();
         if now >= deadline {
             break;
+        }
+        if steady.is_none() {
+            let c = running.published.snapshot();
+            if c.client.net.connections_open as usize >= running.connections {
+                steady = Some(Steady { at: now, counters: c });
+            }
         }
         if let (Some(tick), Some(i)) = (next_tick, interval) {
             if now >= tick {
@@ -213,12 +227,26 @@ pub fn wait(running: &Running, duration: f64, stats_interval: f64, interrupted: 
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    steady
 }
 
 /// Stops the worker (it drains in-flight requests and closes its
 /// connections) and returns the report.
-pub fn finish(running: Running) -> anyhow::Result<serde_json::Value> {
+pub fn finish(running: Running, steady: Option<Steady>) -> anyhow::Result<serde_json::Value> {
     let load_s = running.started.elapsed().as_secs_f64();
+    let at_stop = running.published.snapshot();
+    let steady_json = match &steady {
+        Some(s) => {
+            let secs = s.at.elapsed().as_secs_f64();
+            let (a, b) = (&at_stop.http, &s.counters.http);
+            serde_json::json!({
+                "duration_s": secs,
+                "requests_per_s": a.responses.saturating_sub(b.responses) as f64 / secs,
+                "records_2xx_per_s": a.records_2xx.saturating_sub(b.records_2xx) as f64 / secs,
+            })
+        }
+        None => serde_json::Value::Null,
+    };
     running.stop.store(true, Ordering::Relaxed);
     running.job.join()?;
     let c = running.published.snapshot();
@@ -232,8 +260,12 @@ pub fn finish(running: Running) -> anyhow::Result<serde_json::Value> {
         "connections": running.connections,
         "requests_in_set": running.requests,
         "duration_s": load_s,
-        "requests_per_s": c.http.responses as f64 / load_s,
-        "records_2xx_per_s": c.http.records_2xx as f64 / load_s,
+        // From the moment every connection was open to the stop (null if they never all opened).
+        "steady": steady_json,
+        "requests_per_s": steady_json["requests_per_s"].as_f64().unwrap_or(c.http.responses as f64 / load_s),
+        "records_2xx_per_s": steady_json["records_2xx_per_s"].as_f64().unwrap_or(c.http.records_2xx as f64 / load_s),
+        "overall": { "requests_per_s": c.http.responses as f64 / load_s,
+                     "records_2xx_per_s": c.http.records_2xx as f64 / load_s },
         "socket_errors": c.http.socket_errors(),
         "latency": loadgen::latency_json(&histogram),
         "http": c.http,
@@ -288,8 +320,8 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         args.source.duration
     );
     let running = launch(&eal, &mut port, pool, lcores[0], ip, args.gateway, args.target, requests, &args.source)?;
-    wait(&running, args.source.duration, args.source.stats_interval, &interrupted);
-    let mut report = finish(running)?;
+    let steady = wait(&running, args.source.duration, args.source.stats_interval, &interrupted);
+    let mut report = finish(running, steady)?;
     let stats = port.stats()?;
     report["port"] = serde_json::json!({ "rx_packets": stats.ipackets, "tx_packets": stats.opackets,
         "imissed": stats.imissed, "rx_nombuf": stats.rx_nombuf, "oerrors": stats.oerrors });
