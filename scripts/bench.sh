@@ -53,7 +53,7 @@ step() { printf '\n== %s (load average %s)\n' "$*" "$(cut -d' ' -f1-3 /proc/load
 skip_part() { printf '%s\n' "$2" >"$TMP/$1.skipped"; echo "skipped $1: $2" >&2; }
 
 if [ "$QUICK" = 1 ]; then
-    REPLAY_ARGS=(--seconds 2 --rounds 1) LOADGEN_S=2 WRK_ARGS=(--quick) WRITER_ENV=(RUNS=1 RECORDS=2000000)
+    REPLAY_ARGS=(--seconds 4 --rounds 1) LOADGEN_S=2 WRK_ARGS=(--quick) WRITER_ENV=(RUNS=1 RECORDS=2000000)
 else
     REPLAY_ARGS=(--seconds 5 --rounds 3) LOADGEN_S=10 WRK_ARGS=(--seconds 10) WRITER_ENV=(RUNS=3)
 fi
@@ -167,8 +167,12 @@ comparisons, http, notes, raw = [], [], [], {}
 def compare(name, unit, ours_label, ours, peer_label, peer, goal=None, note="", skip=None):
     c = {"name": name, "unit": unit, "ours_label": ours_label, "ours": ours, "peer_label": peer_label,
          "peer": peer, "goal": goal, "note": note}
-    if skip or ours is None or peer is None:
-        c.update(ours=None, peer=None, skipped=skip or "no figure in the output")
+    if not skip and (ours is None or peer is None):
+        skip = "no figure in the output"
+    if not skip and not peer > 0:
+        skip = f"the peer measured {peer} {unit} (run too short, or it failed)"
+    if skip:
+        c.update(ours=None, peer=None, skipped=skip)
     comparisons.append(c)
 
 # replay
@@ -189,7 +193,7 @@ for ack in ("enqueued", "durable"):
         raw[f"loadgen_{ack}_{conns}"] = rep
         l = rep["loadgen"]
         lg[(ack, conns)] = l["requests_per_s"]
-        http.append({"system": f"metricsstream serve (ack={ack})", "client": "loadgen, in-process ring pair",
+        http.append({"system": f"serve ack={ack}", "client": "loadgen (ring pair)",
                      "connections": conns, "req_per_s": l["requests_per_s"], "records_per_s": l["records_2xx_per_s"],
                      "p50_ms": l["latency"]["p50_us"] / 1000, "p99_ms": l["latency"]["p99_us"] / 1000,
                      "socket_errors": l["socket_errors"],
@@ -207,7 +211,7 @@ if not why and os.path.exists(path("wrk.txt")):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) >= 8 and cells[1].isdigit():
             ms = lambda s: float(s.split()[0]) if s.split() and re.match(r"^[0-9.]+$", s.split()[0]) else None
-            rows.append({"system": cells[0], "client": "wrk -t 2, veth", "connections": int(cells[1]),
+            rows.append({"system": cells[0], "client": "wrk (veth)", "connections": int(cells[1]),
                          "req_per_s": float(cells[2]), "records_per_s": float(cells[3]), "p50_ms": ms(cells[4]),
                          "p99_ms": ms(cells[5]), "socket_errors": int(cells[6]), "non_2xx": int(cells[7])})
     raw["wrk_table"] = rows

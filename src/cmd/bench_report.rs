@@ -164,6 +164,17 @@ pub fn markdown(run: &BenchRun) -> String {
     md
 }
 
+/// A tick value with at most two decimals and no trailing zeros (0.2, 1, 2.5).
+fn trim(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Rows of our system (bench-http.sh calls it "appliance"), as opposed to peers.
+fn is_ours(system: &str) -> bool {
+    ["metricsstream", "appliance", "serve"].iter().any(|p| system.starts_with(p))
+}
+
 const OURS: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
 const PEER: RGBColor = RGBColor(0xbb, 0xbb, 0xbb);
 const GOAL: RGBColor = RGBColor(0xd6, 0x27, 0x28);
@@ -200,7 +211,8 @@ pub fn svg(run: &BenchRun, path: &std::path::Path) -> anyhow::Result<()> {
         .disable_y_mesh()
         .disable_y_axis()
         .x_desc("ratio")
-        .x_label_formatter(&|v| format!("{v}x"))
+        .x_labels(6)
+        .x_label_formatter(&|v| format!("{}x", trim(*v)))
         .draw()?;
     chart.draw_series(std::iter::once(PathElement::new(vec![(1.0, 0.0), (1.0, n)], BLACK.stroke_width(1))))?;
     for (i, c) in measured.iter().enumerate() {
@@ -235,18 +247,18 @@ pub fn svg(run: &BenchRun, path: &std::path::Path) -> anyhow::Result<()> {
         .draw()?;
     for (i, h) in run.http.iter().enumerate() {
         let y = m - 1.0 - i as f64;
-        let color = if h.system.starts_with("metricsstream") { OURS } else { PEER };
+        let color = if is_ours(&h.system) { OURS } else { PEER };
         chart
             .draw_series(std::iter::once(Rectangle::new([(0.0, y + 0.12), (h.req_per_s, y + 0.52)], color.filled())))?;
         let label = format!(
-            "{} <- {}, {} conns: {} req/s, p99 {}",
+            "{} <- {}, {} c: {} req/s, p99 {}",
             h.system,
             h.client,
             h.connections,
             num(h.req_per_s),
             opt(h.p99_ms, |v| format!("{v:.1} ms"))
         );
-        chart.draw_series(std::iter::once(Text::new(label, (0.0, y + 0.78), ("sans-serif", 13))))?;
+        chart.draw_series(std::iter::once(Text::new(label, (0.0, y + 0.78), ("sans-serif", 12))))?;
     }
     root.present()?;
     Ok(())
