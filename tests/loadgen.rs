@@ -85,3 +85,72 @@ fn loadgen_replays_the_http_requests_of_a_pcap() {
     assert!(records > ok * 10, "each synthetic request carries 10-49 lines");
     assert_eq!(dumped_records(&dir), records, "the log holds exactly the records of the 2xx requests: {report:#}");
 }
+
+/// Between processes: `serve` and `loadgen` as two DPDK processes joined by
+/// memif (`role=server` / `role=client` on one socket). Two pollers share the
+/// cores, so this checks function, not speed.
+#[test]
+fn loadgen_and_serve_in_two_processes_over_memif() {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+    let _dpdk = dpdk_lock();
+    let dir = TempDir::new("loadgen-memif");
+    let lines = 20u64;
+    let body: String =
+        (0..lines).map(|i| format!("mem,host=h{i} v={i} {}\n", 1_700_000_000_000_000_000u64 + i)).collect();
+    std::fs::write(dir.path("body.lp"), body).unwrap();
+    let config = config(&dir, "durable");
+    let socket = dir.path("memif.sock");
+    let eal = |role: &str| {
+        vec![
+            "--no-huge".to_string(),
+            "-m".into(),
+            "512".into(),
+            "--no-shconf".into(),
+            "--no-pci".into(),
+            "-l".into(),
+            "0-1".into(),
+            "--log-level".into(),
+            "*:warning".into(),
+            "--vdev".into(),
+            format!("net_memif0,role={role},socket={}", socket.display()),
+        ]
+    };
+    let serve_log = std::fs::File::create(dir.path("serve.log")).unwrap();
+    let serve_report = dir.path("serve.json");
+    let mut args: Vec<String> =
+        ["serve", "--config", config.to_str().unwrap(), "--stats-interval", "0", "--report"].map(String::from).to_vec();
+    args.push(serve_report.to_str().unwrap().into());
+    args.push("--".into());
+    args.extend(eal("server"));
+    let serve = Command::new(BIN).args(&args).stdout(Stdio::null()).stderr(serve_log).spawn().expect("spawn serve");
+    let pid = serve.id().to_string();
+    let mut serve = ChildGuard(Some(serve));
+    let start = Instant::now();
+    while !std::fs::read_to_string(dir.path("serve.log")).unwrap_or_default().contains("serving ") {
+        assert!(start.elapsed() < Duration::from_secs(30), "serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let report = dir.path("loadgen.json");
+    let mut args: Vec<String> =
+        ["loadgen", "--body", dir.path("body.lp").to_str().unwrap(), "--connections", "16"].map(String::from).to_vec();
+    args.extend(
+        ["--duration", "3", "--stats-interval", "0", "--report", report.to_str().unwrap(), "--"].map(String::from),
+    );
+    args.extend(eal("client"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args, LIMIT);
+    assert!(out.status.success(), "loadgen failed:\n{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = serve.0.as_mut().unwrap().wait().unwrap();
+    serve.0 = None;
+    assert!(status.success(), "serve: {}", std::fs::read_to_string(dir.path("serve.log")).unwrap());
+    let lg = read_json(&report);
+    let ok = lg["http"]["status_2xx"].as_u64().unwrap();
+    assert!(ok > 0 && lg["requests_per_s"].as_f64().unwrap() > 0.0, "{lg:#}");
+    assert_eq!(lg["socket_errors"].as_u64().unwrap(), 0, "{lg:#}");
+    assert_eq!(lg["http"]["responses"].as_u64().unwrap(), ok, "{lg:#}");
+    assert_eq!(lg["unfinished"].as_u64().unwrap(), 0, "{lg:#}");
+    assert_eq!(dumped_records(&dir), ok * lines, "the log holds exactly the 2xx batches");
+    assert_eq!(read_json(&serve_report)["records_written"].as_u64().unwrap(), ok * lines);
+}
