@@ -298,21 +298,19 @@ impl ClientApp for HttpLoad {
     }
 
     fn poll_send(&mut self, conn: ClientConn, now: Instant, out: &mut dyn FnMut(&[u8]) -> usize) {
-        let stopping = self.stopping;
-        let requests = self.requests.clone();
-        let Some(c) = self.conn(conn) else { return };
-        if c.phase == Phase::Ready && !stopping && !requests.items.is_empty() {
+        // Field by field (not through `self.conn`) so the request bytes are borrowed alongside.
+        let Some(c) = self.conns.get_mut(conn.index()).filter(|c| c.id == Some(conn)) else { return };
+        if c.phase == Phase::Ready && !self.stopping && !self.requests.items.is_empty() {
             c.phase = Phase::Sending;
             c.sent = 0;
             c.head_len = 0;
             c.started_us = now.total_micros();
             self.counters.requests_sent += 1;
         }
-        let Some(c) = self.conn(conn) else { return };
         if c.phase != Phase::Sending {
             return;
         }
-        let bytes = &requests.items[c.req as usize].bytes;
+        let bytes = &self.requests.items[c.req as usize].bytes;
         let before = c.sent;
         while c.sent < bytes.len() {
             let n = out(&bytes[c.sent..]);
@@ -324,8 +322,7 @@ impl ClientApp for HttpLoad {
         if c.sent == bytes.len() {
             c.phase = Phase::Head;
         }
-        let sent = (c.sent - before) as u64;
-        self.counters.bytes_sent += sent;
+        self.counters.bytes_sent += (c.sent - before) as u64;
     }
 
     fn wants_close(&mut self, conn: ClientConn) -> bool {

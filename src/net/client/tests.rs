@@ -84,7 +84,7 @@ fn client_connections_open_exchange_and_close_against_the_server_stack() {
     let n = 40;
     let t0 = Instant::from_millis(0);
     let mut server = NetStack::new(NetStackConfig::new(l2(1, SERVER), 8080, 64), t0).unwrap();
-    let mut cfg = ClientStackConfig::new(l2(2, CLIENT), SocketAddrV4::new(SERVER.into(), 8080), n);
+    let mut cfg = ClientStackConfig::new(l2(2, CLIENT), SocketAddrV4::new(SERVER, 8080), n);
     cfg.sockets_per_cell = 8;
     cfg.max_connects_per_poll = 16;
     let mut client = ClientStack::new(cfg, t0).unwrap();
@@ -127,7 +127,7 @@ fn client_connections_open_exchange_and_close_against_the_server_stack() {
 #[test]
 fn an_unanswered_target_is_asked_by_arp_and_no_syn_is_sent_before_it_answers() {
     let t0 = Instant::from_millis(0);
-    let cfg = ClientStackConfig::new(l2(2, CLIENT), SocketAddrV4::new(SERVER.into(), 8080), 4);
+    let cfg = ClientStackConfig::new(l2(2, CLIENT), SocketAddrV4::new(SERVER, 8080), 4);
     let mut client = ClientStack::new(cfg, t0).unwrap();
     let mut app = Pinger { rounds: 1, state: vec![(0, 0, false); client.slots()], closes: Vec::new(), opens: 0 };
     let mut out: Vec<Vec<u8>> = Vec::new();
@@ -142,7 +142,7 @@ fn an_unanswered_target_is_asked_by_arp_and_no_syn_is_sent_before_it_answers() {
 #[test]
 fn bad_configurations_are_refused() {
     let t0 = Instant::from_millis(0);
-    let target = SocketAddrV4::new(SERVER.into(), 8080);
+    let target = SocketAddrV4::new(SERVER, 8080);
     let mut cfg = ClientStackConfig::new(l2(2, CLIENT), target, 0);
     assert_eq!(ClientStack::new(cfg, t0).err(), Some(ClientStackError::BadConnections(0)));
     cfg.connections = 60_000; // more than the 55,536 ports from 10,000
