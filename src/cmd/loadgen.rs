@@ -273,6 +273,8 @@ pub fn finish(running: Running, steady: Option<Steady>) -> anyhow::Result<serde_
         "tx_no_mbuf": c.tx_no_mbuf,
         "tx_unsent_dropped": c.tx_unsent_dropped,
         "unfinished": c.unfinished,
+        // Share of the worker's time spent on frames and connections: near 1, loadgen itself is the limit.
+        "busy_fraction": if c.loop_ns > 0 { c.busy_ns as f64 / c.loop_ns as f64 } else { 0.0 },
     }))
 }
 
@@ -280,7 +282,7 @@ pub fn finish(running: Running, steady: Option<Steady>) -> anyhow::Result<serde_
 pub fn summary(r: &serde_json::Value) -> String {
     let l = &r["latency"];
     format!(
-        "loadgen: {} connections, {:.1} s: {:.0} req/s, 2xx {}, non-2xx {}, socket errors {}, latency p50 {} us p99 {} us max {} us",
+        "loadgen: {} connections, {:.1} s: {:.0} req/s, 2xx {}, non-2xx {}, socket errors {}, latency p50 {} us p99 {} us max {} us, busy {:.0}%",
         r["connections"],
         r["duration_s"].as_f64().unwrap_or(0.0),
         r["requests_per_s"].as_f64().unwrap_or(0.0),
@@ -290,6 +292,7 @@ pub fn summary(r: &serde_json::Value) -> String {
         l["p50_us"],
         l["p99_us"],
         l["max_us"],
+        r["busy_fraction"].as_f64().unwrap_or(0.0) * 100.0,
     )
 }
 

@@ -33,6 +33,10 @@ pub struct LoadgenCounters {
     pub tx_unsent_dropped: u64,
     /// Requests still unanswered when the drain time ran out.
     pub unfinished: u64,
+    /// Time in loop iterations that received frames or had cells to service,
+    /// and in all of them: busy/loop near 1 means loadgen itself is the limit.
+    pub busy_ns: u64,
+    pub loop_ns: u64,
 }
 
 /// Everything a loadgen worker owns.
@@ -66,8 +70,15 @@ pub fn run_loadgen(mut w: LoadgenWorker) -> i32 {
     let mut last_scan = 0u64;
     let mut last_publish = 0u64;
     let mut stop_at: Option<u64> = None;
+    // The previous iteration: when it started and whether it did work.
+    let (mut prev_ns, mut prev_busy) = (w.clock.now_ns(), false);
     loop {
         let now_ns = w.clock.now_ns();
+        counters.loop_ns += now_ns - prev_ns;
+        if prev_busy {
+            counters.busy_ns += now_ns - prev_ns;
+        }
+        prev_ns = now_ns;
         if stop_at.is_none() && w.stop.load(Ordering::Relaxed) {
             stop_at = Some(now_ns + w.drain_ns);
             w.app.stop();
@@ -95,8 +106,9 @@ pub fn run_loadgen(mut w: LoadgenWorker) -> i32 {
                 w.stack.abort(conn);
             }
         }
+        prev_busy = n > 0;
         if n > 0 || w.stack.poll_at().is_some_and(|t| t <= now) {
-            w.stack.poll(now, &mut w.app, &mut sink);
+            prev_busy |= w.stack.poll(now, &mut w.app, &mut sink) > 0;
         }
         counters.tx_no_mbuf += sink.no_mbuf;
         w.tx.tx_burst(&mut txb);
