@@ -182,7 +182,7 @@ impl HttpLoad {
     }
 
     /// The head in `c.head[..end]` is complete: status and body length.
-    fn parse_head(c: &mut Conn, end: usize) -> Result<(), ()> {
+    fn parse_head(c: &mut Conn, end: usize, head_only: bool) -> Result<(), ()> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut headers);
         match resp.parse(&c.head[..end]) {
@@ -199,7 +199,7 @@ impl HttpLoad {
                 return Err(());
             }
         }
-        if (100..200).contains(&status) || status == 204 || status == 304 {
+        if head_only || (100..200).contains(&status) || status == 204 || status == 304 {
             body = 0;
         }
         c.status = status;
@@ -237,7 +237,8 @@ impl ClientApp for HttpLoad {
     }
 
     fn on_data(&mut self, conn: ClientConn, data: &[u8], now: Instant) -> usize {
-        let Some(c) = self.conn(conn) else { return data.len() };
+        // Field by field (not through `self.conn`) so the request set is readable alongside.
+        let Some(c) = self.conns.get_mut(conn.index()).filter(|c| c.id == Some(conn)) else { return data.len() };
         let mut used = 0;
         let mut completed = false;
         while used < data.len() && !completed {
@@ -264,7 +265,8 @@ impl ClientApp for HttpLoad {
                             let end = search_from + p + 4;
                             used += end - old;
                             c.head_len = 0;
-                            if Self::parse_head(c, end).is_err() {
+                            let head_only = self.requests.items.get(c.req as usize).is_some_and(|r| r.head_only);
+                            if Self::parse_head(c, end, head_only).is_err() {
                                 self.counters.bytes_received += used as u64;
                                 self.broken(conn);
                                 return data.len();
@@ -352,6 +354,7 @@ impl ClientApp for HttpLoad {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::loadgen::requests::Request;
 
     fn client(timeout_us: u64) -> (HttpLoad, ClientConn) {
         let requests = Requests::from_body(b"a v=1 1\nb v=2 2\n", "/write", "h").unwrap();
@@ -405,6 +408,19 @@ mod tests {
         assert!(load.poll_aborts(Instant::from_millis(3)).is_empty());
         load.on_close(conn, CloseKind::Aborted, Instant::from_millis(4));
         assert_eq!(load.counters().socket_errors(), 1, "the abort is not counted twice");
+    }
+
+    #[test]
+    fn a_head_request_expects_no_body_despite_content_length() {
+        let head = Request { bytes: b"HEAD /ping HTTP/1.1\r\n\r\n".to_vec(), body_len: 0, head_only: true };
+        let mut load = HttpLoad::new(Arc::new(Requests { items: vec![head] }), 1, 1_000_000);
+        let conn = ClientConn::for_tests(0, 0);
+        load.on_open(conn, Instant::from_millis(0));
+        send(&mut load, conn, 0);
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n";
+        assert_eq!(load.on_data(conn, resp, Instant::from_millis(1)), resp.len());
+        assert_eq!((load.counters().status_2xx, load.counters().records_2xx), (1, 0));
+        assert!(!send(&mut load, conn, 2).is_empty(), "the next request goes out: the response was complete");
     }
 
     #[test]

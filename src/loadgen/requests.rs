@@ -32,6 +32,8 @@ pub struct Request {
     pub bytes: Vec<u8>,
     /// Length of the body (after the head).
     pub body_len: usize,
+    /// A HEAD request: its response has a Content-Length but no body.
+    pub head_only: bool,
 }
 
 /// What the pcap held besides the requests taken.
@@ -66,7 +68,7 @@ impl Requests {
         )
         .into_bytes();
         bytes.extend_from_slice(body);
-        Ok(Requests { items: vec![Request { bytes, body_len: body.len() }] })
+        Ok(Requests { items: vec![Request { bytes, body_len: body.len(), head_only: false }] })
     }
 
     /// The requests of every client → server flow to one of `ports`, flows in
@@ -186,7 +188,7 @@ fn split_requests(mut stream: &[u8], out: &mut Vec<Request>, extract: &mut PcapE
             extract.incomplete_tails += 1;
             return;
         };
-        out.push(Request { bytes: bytes.to_vec(), body_len });
+        out.push(Request { bytes: bytes.to_vec(), body_len, head_only: req.method == Some("HEAD") });
         stream = &stream[head_len + body_len..];
     }
 }
