@@ -599,13 +599,20 @@ impl ClientStack {
                     _ => break,
                 }
             }
-            if sock.may_send() {
-                app.poll_send(conn, now, &mut |bytes| sock.send_slice(bytes).unwrap_or(0));
-            }
-            // The server closed (FIN): answer with ours, the connection is done.
-            if sock.state() == tcp::State::CloseWait && !sock.can_recv() {
+            // The server closed (FIN) and its last bytes are consumed: answer with our
+            // FIN and send nothing more (an HTTP server that closed answers no new request).
+            let fin_received = matches!(
+                sock.state(),
+                tcp::State::CloseWait | tcp::State::LastAck | tcp::State::Closing | tcp::State::TimeWait
+            );
+            if fin_received && !s.peer_closed && !sock.can_recv() {
                 s.peer_closed = true;
-                sock.close();
+                if !s.close_requested {
+                    sock.close();
+                }
+            }
+            if !s.peer_closed && sock.may_send() {
+                app.poll_send(conn, now, &mut |bytes| sock.send_slice(bytes).unwrap_or(0));
             }
             if !s.close_requested && !s.peer_closed && app.wants_close(conn) {
                 s.close_requested = true;

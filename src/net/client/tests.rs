@@ -103,9 +103,6 @@ fn client_connections_open_exchange_and_close_against_the_server_stack() {
         for f in &to_client {
             client.receive(now, f, &mut to_server);
         }
-        if std::env::var_os("CLIENT_TEST_DEBUG").is_some() {
-            eprintln!("{now}: to_server {} st {:?} srv {:?}", to_server.len(), &pinger.state[..3], server.counters());
-        }
         if pinger.closes.len() >= n {
             client.stop_connecting();
         }
@@ -150,4 +147,76 @@ fn bad_configurations_are_refused() {
     cfg.connections = 1;
     cfg.rx_buffer = 100;
     assert_eq!(ClientStack::new(cfg, t0).err(), Some(ClientStackError::BadBuffers));
+}
+
+/// Echoes once, then closes (like a server answering `Connection: close`).
+#[derive(Default)]
+struct EchoOnce {
+    inner: Echo,
+    answered: std::collections::HashSet<usize>,
+}
+
+impl TcpApp for EchoOnce {
+    fn on_open(&mut self, c: ConnId, p: SocketAddrV4, t: Instant) {
+        self.inner.on_open(c, p, t)
+    }
+    fn on_data(&mut self, c: ConnId, d: &[u8], t: Instant) -> usize {
+        self.inner.on_data(c, d, t)
+    }
+    fn on_peer_closed(&mut self, c: ConnId, t: Instant) {
+        self.inner.on_peer_closed(c, t)
+    }
+    fn poll_send(&mut self, c: ConnId, t: Instant, out: &mut dyn FnMut(&[u8]) -> usize) {
+        let had = self.inner.pending.get(&c.index()).is_some_and(|p| !p.is_empty());
+        self.inner.poll_send(c, t, out);
+        if had && self.inner.pending.get(&c.index()).is_some_and(|p| p.is_empty()) {
+            self.answered.insert(c.index());
+        }
+    }
+    fn wants_close(&mut self, c: ConnId) -> bool {
+        self.answered.contains(&c.index()) || self.inner.wants_close(c)
+    }
+    fn on_close(&mut self, c: ConnId, t: Instant) {
+        self.answered.remove(&c.index());
+        self.inner.on_close(c, t)
+    }
+}
+
+#[test]
+fn connections_the_server_closes_are_reported_and_reopened() {
+    let n = 8;
+    let t0 = Instant::from_millis(0);
+    let mut server = NetStack::new(NetStackConfig::new(l2(1, SERVER), 8080, 64), t0).unwrap();
+    let cfg = ClientStackConfig::new(l2(2, CLIENT), SocketAddrV4::new(SERVER, 8080), n);
+    let mut client = ClientStack::new(cfg, t0).unwrap();
+    let mut echo = EchoOnce::default();
+    // Three rounds per connection, but the server closes after each: every round needs a new connection.
+    let mut pinger = Pinger { rounds: 3, state: vec![(0, 0, false); client.slots()], closes: Vec::new(), opens: 0 };
+    let mut now = t0;
+    let mut to_server: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..400 {
+        client.poll(now, &mut pinger, &mut to_server);
+        let mut to_client: Vec<Vec<u8>> = Vec::new();
+        for f in std::mem::take(&mut to_server) {
+            let _ = server.receive(now, &f, &mut to_client);
+        }
+        server.poll(now, &mut echo, &mut to_client);
+        for f in &to_client {
+            client.receive(now, f, &mut to_server);
+        }
+        if pinger.closes.len() >= 3 * n {
+            client.stop_connecting();
+            if client.busy() == 0 {
+                break;
+            }
+        }
+        now += Duration::from_millis(1);
+    }
+    let c = *client.counters();
+    assert!(pinger.closes.len() >= 3 * n, "{c:?} server {:?} closes {:?}", server.counters(), pinger.closes);
+    assert!(pinger.closes.iter().all(|k| *k == CloseKind::PeerClosed), "{:?}", pinger.closes);
+    assert_eq!(c.closed_by_peer as usize, pinger.closes.len());
+    assert_eq!(c.connects as usize, pinger.closes.len(), "each close was followed by a new connection");
+    assert_eq!((c.connect_failed, c.resets), (0, 0));
+    assert_eq!(c.net.connections_open, 0);
 }
