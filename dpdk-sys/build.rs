@@ -56,6 +56,10 @@ fn main() {
         }
     }
 
+    // rte_eth_from_rings (ms_ring_port_pair) lives in the ring PMD, which
+    // pkg-config does not list (PMDs are plugins): link it by name.
+    println!("cargo:rustc-link-lib=dylib=rte_net_ring");
+
     let bindings = bindgen::Builder::default()
         .header("shim.h")
         .clang_args(&cflags)

@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include "shim.h"
 
 uint16_t ms_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n) {
@@ -39,5 +40,26 @@ int ms_link_get(uint16_t port, uint32_t *speed_mbps, int *up) {
     if (rc != 0) return rc;
     *speed_mbps = link.link_speed;
     *up = link.link_status == RTE_ETH_LINK_UP;
+    return 0;
+}
+
+int ms_ring_port_pair(const char *name, unsigned int ring_size, uint16_t *port_a, uint16_t *port_b) {
+    char n[RTE_RING_NAMESIZE];
+    int socket = (int)rte_socket_id();
+    if (socket < 0) socket = 0;
+    snprintf(n, sizeof(n), "%s_ab", name);
+    struct rte_ring *ab = rte_ring_create(n, ring_size, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (ab == NULL) return -1;
+    snprintf(n, sizeof(n), "%s_ba", name);
+    struct rte_ring *ba = rte_ring_create(n, ring_size, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (ba == NULL) { rte_ring_free(ab); return -1; }
+    snprintf(n, sizeof(n), "%s_a", name);
+    int a = rte_eth_from_rings(n, &ba, 1, &ab, 1, (unsigned)socket);
+    if (a < 0) { rte_ring_free(ab); rte_ring_free(ba); return -1; }
+    snprintf(n, sizeof(n), "%s_b", name);
+    int b = rte_eth_from_rings(n, &ab, 1, &ba, 1, (unsigned)socket);
+    if (b < 0) return -1;
+    *port_a = (uint16_t)a;
+    *port_b = (uint16_t)b;
     return 0;
 }

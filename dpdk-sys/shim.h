@@ -16,6 +16,8 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_version.h>
+#include <rte_ring.h>
+#include <rte_eth_ring.h>
 
 uint16_t ms_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
 uint16_t ms_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
@@ -42,5 +44,11 @@ const char *ms_version(void);
 uint64_t ms_rss_hf_ip_tcp_udp(void);
 /* Link status without blocking: 0 on success. */
 int ms_link_get(uint16_t port, uint32_t *speed_mbps, int *up);
+/* Two ethdevs wired back to back by two single-producer/single-consumer rings
+ * of ring_size slots: what one transmits the other receives (the net_ring PMD's
+ * rte_eth_from_rings; its `nodeaction=` devargs share one ring per queue for RX
+ * and TX, a loopback, not a pair). Names: "<name>_a" / "<name>_b". Returns 0 and
+ * the port ids, or -1 with rte_errno set. The rings live as long as the process. */
+int ms_ring_port_pair(const char *name, unsigned int ring_size, uint16_t *port_a, uint16_t *port_b);
 
 #endif

@@ -19,6 +19,7 @@
 //! - [`app`]: the HTTP application on the TCP stack (route, auth, parse, limit, write, durable acks).
 //! - [`config`]: TOML profiles and appliance configuration.
 //! - [`pcap`]: pcap file reading/writing and the synthetic traffic generator.
+//! - [`loadgen`]: the DPDK HTTP load generator (closed loop over the client TCP stack, HDR latencies).
 //! - [`udp`]: the UDP ingestion stage (parse, limit, batch to the writer).
 //! - [`worker`]: the poll-mode loops (replay/rx classify, UDP ingest, serve).
 #![deny(unsafe_code)]
@@ -29,6 +30,7 @@ pub mod dpdk;
 pub mod http;
 pub mod ingest;
 pub mod limit;
+pub mod loadgen;
 pub mod net;
 pub mod pcap;
 pub mod stats;

@@ -26,6 +26,13 @@ enum Command {
     Replay(cmd::replay::ReplayArgs),
     /// Receive, classify and count on any DPDK port (a bound NIC, virtio, vhost, AF_PACKET) and report Mpps.
     Rx(cmd::rx::RxArgs),
+    /// HTTP load generator on DPDK: N live TCP connections (own userspace stack) replaying a
+    /// body or a pcap's HTTP requests closed-loop; req/s, latency percentiles, status classes.
+    Loadgen(cmd::loadgen::LoadgenArgs),
+    /// In-process HTTP benchmark: serve's worker and loadgen's on two ports joined by rings.
+    Bench(cmd::bench::BenchArgs),
+    /// Render a `scripts/bench.sh` run (JSON) as Markdown tables and an SVG chart.
+    BenchReport(cmd::bench_report::BenchReportArgs),
     /// Write synthetic metric traffic (UDP line protocol, StatsD, HTTP conversations) to a pcap.
     GenPcap(cmd::gen_pcap::GenPcapArgs),
     /// Print the log's records (line protocol or JSON), in log order.
@@ -43,6 +50,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Rx(args) => cmd::rx::run(args),
+        Command::Loadgen(args) => cmd::loadgen::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
+        Command::BenchReport(args) => cmd::bench_report::run(args),
         Command::GenPcap(args) => cmd::gen_pcap::run(args),
         Command::Dump(args) => cli::dump(&args, &mut std::io::stdout().lock()).map(drop).map_err(Into::into),
         Command::Verify(args) => cli::verify(&args, &mut std::io::stdout().lock()).map_err(Into::into),

@@ -1,6 +1,9 @@
 //! The subcommands: argument structs (clap) and the code that runs them.
 //! Binary-only code: errors are `anyhow` here and typed in the library.
+pub mod bench;
+pub mod bench_report;
 pub mod gen_pcap;
+pub mod loadgen;
 pub mod receive;
 pub mod replay;
 pub mod rx;

@@ -13,6 +13,7 @@ mod lcore;
 mod mbuf;
 mod mempool;
 mod port;
+mod ring_pair;
 
 pub use eal::Eal;
 pub use error::DpdkError;
@@ -20,6 +21,7 @@ pub use lcore::{current_lcore, LcoreJob};
 pub use mbuf::{Mbuf, RxBurst, TxBurst, BURST_SIZE};
 pub use mempool::Mempool;
 pub use port::{Link, Port, PortConfig, PortStats, RxQueue, TxQueue};
+pub use ring_pair::ring_port_pair;
 
 /// Hints the CPU to start loading the cache line of `value` (a limiter slot,
 /// a table entry) without waiting for it: unlike a plain load, a prefetch

@@ -4,6 +4,7 @@
 //! sharded userspace TCP stack built from small smoltcp cells.
 mod cell;
 pub mod classify;
+pub mod client;
 pub mod flow;
 pub mod l2;
 pub mod stack;

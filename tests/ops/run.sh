@@ -17,6 +17,7 @@
 #   command of docs/operations.md (net_pcap -> net_null / tx_pcap, MAC rewrite)
 # - when target/release/metricsstream exists (or $MS_BIN): both profiles load
 #   and run in `metricsstream replay` (virtio.toml on real hugepages)
+# - scripts/bench.sh --quick (loadgen in-process and writer parts only; MS_OPS_SKIP_BENCH=1 skips)
 # Never touches a real interface: binding is only ever run with --dry-run.
 # Last line: "N passed, N failed"; exit status 1 when anything failed.
 set -uo pipefail
@@ -412,6 +413,31 @@ else
         bash hugepages/setup.sh --pages "$old" --no-mount >/dev/null 2>&1
         if [[ $was_mounted -eq 0 ]] && [[ -z $(ls -A /dev/hugepages 2>/dev/null) ]]; then umount /dev/hugepages; fi
     fi
+fi
+
+# ------------------------------- scripts/bench.sh smoke (loadgen in-process + writer)
+# The short parts only (~1 min): the wrk/VictoriaMetrics, testpmd and limiter parts
+# are exercised by a full `scripts/bench.sh` run, not here.
+if [[ -n ${MS_OPS_SKIP_DPDK:-} || -n ${MS_OPS_SKIP_BENCH:-} ]]; then
+    skip "scripts/bench.sh --quick" "MS_OPS_SKIP_DPDK or MS_OPS_SKIP_BENCH set"
+elif ! command -v python3 >/dev/null; then
+    skip "scripts/bench.sh --quick" "python3 missing"
+else
+    out=$(timeout 300 bash scripts/bench.sh --quick --skip replay,wrk,limiter --out "$TMP/bench" 2>&1)
+    rc=$?
+    json=$(find "$TMP/bench" -name '20*Z.json' 2>/dev/null | head -1)
+    [[ $rc -eq 0 && -n $json ]] && python3 - "$json" <<'PY'
+import json, sys
+run = json.load(open(sys.argv[1]))
+rows = {(h["client"], h["connections"]) for h in run["http"]}
+assert ("loadgen (ring pair)", 100) in rows and ("loadgen (ring pair)", 10000) in rows, rows
+assert all(h["socket_errors"] == 0 and h["req_per_s"] > 0 for h in run["http"]), run["http"]
+by = {c["name"]: c for c in run["comparisons"]}
+assert by["durable writer vs dd"]["ours"] > 0 and by["durable writer vs dd"]["peer"] > 0, by
+assert by["limiter vs governor, 10k uniform keys, 1 thread(s)"]["skipped"] == "--skip", by
+PY
+    [[ $? -eq 0 ]] && head -c 5 "$TMP/bench/latest.svg" | grep -q '<svg' && grep -q 'loadgen (ring pair) | 10000 |' "$TMP/bench/latest.md"
+    check "scripts/bench.sh --quick: loadgen at 100 and 10,000 connections without socket errors, writer vs dd, JSON + Markdown + SVG" $? "$out"
 fi
 
 echo "$PASS passed, $FAIL failed"

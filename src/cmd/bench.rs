@@ -1,0 +1,208 @@
+//! `metricsstream bench`: the in-process HTTP benchmark. One process, one
+//! EAL, two ports wired back to back by a pair of rings (`net_ring`): the
+//! `serve` worker (TCP stack, HTTP app, limiter, writer) on one lcore and
+//! the `loadgen` worker on another, so req/s per worker is measured without
+//! the kernel, veth or a second process polling the same cores.
+//!
+//! At the end loadgen stops first (it drains its in-flight requests), then
+//! serve flushes and the writer fsyncs, so every 2xx loadgen counted is a
+//! batch in the log (`metricsstream dump --data-dir`).
+
+use super::loadgen::{self as lg, LoadSource};
+use anyhow::{bail, Context};
+use clap::Args;
+use metricsstream::app::{AppShared, HttpApp, MetricsRenderer};
+use metricsstream::config::{AppConfig, Profile};
+use metricsstream::dpdk::{ring_port_pair, LcoreJob, Mempool, Port, PortConfig};
+use metricsstream::limit::{KeyedLimiter, MonotonicClock};
+use metricsstream::net::{L2Config, NetStack, NetStackConfig};
+use metricsstream::stats::Published;
+use metricsstream::udp::UdpIngest;
+use metricsstream::worker::{self, ServeCounters, ServeWorker};
+use metricsstream::writer::Writer;
+use smoltcp::wire::EthernetAddress;
+use std::net::SocketAddrV4;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// The appliance config `serve` runs with (its [net] ipv4 and [http] port are the target).
+    #[arg(long)]
+    config: PathBuf,
+    #[command(flatten)]
+    source: LoadSource,
+    /// loadgen's address and prefix (in the appliance's prefix).
+    #[arg(long, default_value = "198.18.0.2/24")]
+    client_ip: String,
+    /// Slots of each of the two rings joining the ports.
+    #[arg(long, default_value_t = 4096)]
+    ring_size: u32,
+    /// EAL arguments [default: --no-huge -m 1024 --no-shconf --no-pci, and on a machine with
+    /// fewer than 3 CPUs `--lcores 0@(0,1),1@1,2@0`: serve on CPU 1, loadgen on CPU 0].
+    #[arg(last = true)]
+    eal_args: Vec<String>,
+}
+
+/// Held (durable) responses get this long after loadgen stopped.
+const SERVE_DRAIN: Duration = Duration::from_secs(2);
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let config = AppConfig::load(&args.config)?;
+    let (server_ip, prefix_len, gateway) = config.net.addresses().map_err(anyhow::Error::msg)?;
+    let target = SocketAddrV4::new(server_ip, config.http.port);
+    let client_ip = lg::parse_cidr(&args.client_ip)?;
+    let requests = lg::requests(&args.source, target)?;
+    if usize::from(u16::MAX) < args.source.connections
+        || (config.http.max_connections_per_worker as usize) < args.source.connections
+    {
+        bail!(
+            "{} connections need [http] max_connections_per_worker >= that (it is {})",
+            args.source.connections,
+            config.http.max_connections_per_worker
+        );
+    }
+
+    let mut eal_args = if args.eal_args.is_empty() {
+        ["--no-huge", "-m", "1024", "--no-shconf", "--no-pci", "--log-level", "*:warning"].map(String::from).to_vec()
+    } else {
+        args.eal_args.clone()
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if !Profile::sets_lcores(&eal_args) && cpus < 3 {
+        // Two busy-polling workers on two CPUs; the main lcore and the writer float.
+        eal_args.push("--lcores".into());
+        eal_args.push("0@(0,1),1@1,2@0".into());
+    }
+    let (eal, lcores) = super::start_eal(eal_args, 2)?;
+    let (serve_port_id, load_port_id) = ring_port_pair(&eal, "msbench", args.ring_size)?;
+    let port_config = PortConfig { queues: 1, rx_desc: 1024, tx_desc: 1024, promiscuous: true };
+
+    // --- serve on port A ---------------------------------------------------
+    let serve_pool = Arc::new(
+        Mempool::new(
+            &eal,
+            "bench_serve",
+            lg::pool_size(&port_config) + args.ring_size,
+            256,
+            Mempool::DEFAULT_DATA_ROOM,
+        )
+        .context("cannot allocate the serve mbuf pool; raise -m")?,
+    );
+    let mut serve_port = Port::open(&eal, serve_port_id, &port_config, serve_pool.clone())?;
+    let serve_mac = serve_port.mac()?;
+    let (writer, handles) = Writer::start(config.writer.clone(), 2)
+        .with_context(|| format!("cannot start the writer in {}", config.writer.data_dir.display()))?;
+    let mut handles = handles.into_iter();
+    let (Some(app_writer), Some(udp_writer)) = (handles.next(), handles.next()) else {
+        bail!("internal error: the writer gave fewer handles than asked for");
+    };
+    let limiter = Arc::new(KeyedLimiter::new(&config.limits)?);
+    let clock = MonotonicClock::new();
+    let metrics: MetricsRenderer = Arc::new(|_: &mut String| {});
+    let shared = AppShared {
+        http: config.http.clone(),
+        auth: Arc::new(config.auth.clone()),
+        limiter: limiter.clone(),
+        metrics,
+        unix_offset_ns: clock.unix_at_epoch_ns(),
+    };
+    let link = L2Config {
+        mac: EthernetAddress(serve_mac),
+        ip: server_ip,
+        prefix_len,
+        gateway,
+        neighbor_capacity: config.net.neighbors,
+    };
+    let mut stack_config = NetStackConfig::new(link, config.http.port, config.http.max_connections_per_worker as usize);
+    stack_config.sockets_per_cell = config.net.sockets_per_cell;
+    stack_config.rx_buffer = config.net.tcp_rx_buffer;
+    stack_config.tx_buffer = config.net.tcp_tx_buffer;
+    stack_config.idle_timeout = Some(smoltcp::time::Duration::from_millis(config.http.idle_timeout_ms.max(1000)));
+    let now = smoltcp::time::Instant::from_micros((clock.now_ns() / 1000) as i64);
+    let stack = NetStack::new(stack_config, now).context("TCP stack configuration")?;
+    let app = HttpApp::new(shared, app_writer, stack.slots());
+    let udp =
+        UdpIngest::new(config.udp.clone(), limiter.clone(), udp_writer).with_unix_offset(clock.unix_at_epoch_ns());
+    let Some((rx, tx)) = serve_port.take_queues().into_iter().next() else { bail!("the serve port has no queue") };
+    let serve_published: Arc<Published<ServeCounters>> = Arc::new(Published::default());
+    let serve_stop = Arc::new(AtomicBool::new(false));
+    let w = ServeWorker {
+        rx,
+        tx,
+        pool: serve_pool.clone(),
+        stack,
+        app,
+        udp,
+        clock,
+        published: serve_published.clone(),
+        stop: serve_stop.clone(),
+        drain_ns: SERVE_DRAIN.as_nanos() as u64,
+    };
+    let serve_job = LcoreJob::launch(&eal, lcores[0], move || worker::run_serve(w))?;
+
+    // --- loadgen on port B -------------------------------------------------
+    let load_pool = Arc::new(
+        Mempool::new(&eal, "bench_load", lg::pool_size(&port_config) + args.ring_size, 256, Mempool::DEFAULT_DATA_ROOM)
+            .context("cannot allocate the loadgen mbuf pool; raise -m")?,
+    );
+    let mut load_port = Port::open(&eal, load_port_id, &port_config, load_pool.clone())?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, interrupted.clone())?;
+        signal_hook::flag::register(sig, interrupted.clone())?;
+    }
+    eprintln!(
+        "bench: serve {server_ip}:{} on lcore {} <-> ring pair <-> loadgen {}/{} on lcore {}: {} connections, {} s, data in {} (ack {:?})",
+        config.http.port,
+        lcores[0],
+        client_ip.0,
+        client_ip.1,
+        lcores[1],
+        args.source.connections,
+        args.source.duration,
+        config.writer.data_dir.display(),
+        config.writer.ack,
+    );
+    let running =
+        lg::launch(&eal, &mut load_port, load_pool, lcores[1], client_ip, None, target, requests, &args.source)?;
+    let steady = lg::wait(&running, args.source.duration, args.source.stats_interval, &interrupted);
+    let load_report = lg::finish(running, steady)?;
+
+    // --- stop serve, drain the writer -------------------------------------
+    serve_stop.store(true, Ordering::Relaxed);
+    serve_job.join()?;
+    let served = serve_published.snapshot();
+    drop(load_port);
+    drop(serve_port);
+    let summary = writer.shutdown().context("writer shutdown")?;
+    let report = serde_json::json!({
+        "mode": "in-process (net_ring pair), one serve worker + one loadgen worker",
+        "ack": format!("{:?}", config.writer.ack),
+        "loadgen": load_report,
+        "serve": {
+            "net": served.net,
+            "http": served.http,
+            "records_written": summary.records_written,
+            "fsyncs": summary.fsyncs,
+            "tx_no_mbuf": served.tx_no_mbuf,
+            "tx_unsent_dropped": served.tx_unsent_dropped,
+        },
+    });
+    println!("{}", lg::summary(&report["loadgen"]));
+    println!(
+        "serve: {} requests, 2xx {}, records accepted {}, written {}, fsyncs {}",
+        served.http.requests,
+        served.http.responses_2xx,
+        served.http.records_accepted,
+        summary.records_written,
+        summary.fsyncs
+    );
+    if let Some(path) = &args.source.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
+    Ok(())
+}
