@@ -44,6 +44,12 @@ fn dumped_records(dir: &TempDir) -> u64 {
 /// Checks the loadgen side of a report and returns (2xx, records in 2xx requests).
 fn check_loadgen(report: &serde_json::Value) -> (u64, u64) {
     let lg = &report["loadgen"];
+    // In-process: both sides' mbufs are back in their pools.
+    for side in ["serve", "loadgen"] {
+        let m = &report[side]["mbufs"];
+        assert_eq!(m["in_use_at_stop"], m["idle_baseline"], "{side} mbufs: {report:#}");
+        assert_eq!(m["in_use_after_close"], 0, "{side} mbufs: {report:#}");
+    }
     let http = &lg["http"];
     let ok = http["status_2xx"].as_u64().unwrap();
     assert!(ok > 0, "no 2xx: {report:#}");
@@ -146,11 +152,14 @@ fn loadgen_and_serve_in_two_processes_over_memif() {
     serve.0 = None;
     assert!(status.success(), "serve: {}", std::fs::read_to_string(dir.path("serve.log")).unwrap());
     let lg = read_json(&report);
+    assert_balances(&lg);
+    let serve = read_json(&serve_report);
+    assert_balances(&serve);
     let ok = lg["http"]["status_2xx"].as_u64().unwrap();
     assert!(ok > 0 && lg["requests_per_s"].as_f64().unwrap() > 0.0, "{lg:#}");
     assert_eq!(lg["socket_errors"].as_u64().unwrap(), 0, "{lg:#}");
     assert_eq!(lg["http"]["responses"].as_u64().unwrap(), ok, "{lg:#}");
     assert_eq!(lg["unfinished"].as_u64().unwrap(), 0, "{lg:#}");
     assert_eq!(dumped_records(&dir), ok * lines, "the log holds exactly the 2xx batches");
-    assert_eq!(read_json(&serve_report)["records_written"].as_u64().unwrap(), ok * lines);
+    assert_eq!(serve["records_written"].as_u64().unwrap(), ok * lines);
 }

@@ -11,21 +11,18 @@
 use super::loadgen::{self as lg, LoadSource};
 use anyhow::{bail, Context};
 use clap::Args;
-use metricsstream::app::{AppShared, HttpApp, MetricsRenderer};
 use metricsstream::config::{AppConfig, Profile};
 use metricsstream::dpdk::{ring_port_pair, LcoreJob, Mempool, Port, PortConfig};
 use metricsstream::limit::{KeyedLimiter, MonotonicClock};
-use metricsstream::net::{L2Config, NetStack, NetStackConfig};
-use metricsstream::stats::Published;
-use metricsstream::udp::UdpIngest;
-use metricsstream::worker::{self, ServeCounters, ServeWorker};
+use metricsstream::net::L2Config;
+use metricsstream::stats::{MbufReport, Published};
+use metricsstream::worker::{self, ServeCounters};
 use metricsstream::writer::Writer;
 use smoltcp::wire::EthernetAddress;
 use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -45,9 +42,6 @@ pub struct BenchArgs {
     #[arg(last = true)]
     eal_args: Vec<String>,
 }
-
-/// Held (durable) responses get this long after loadgen stopped.
-const SERVE_DRAIN: Duration = Duration::from_secs(2);
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let config = AppConfig::load(&args.config)?;
@@ -92,6 +86,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .context("cannot allocate the serve mbuf pool; raise -m")?,
     );
     let mut serve_port = Port::open(&eal, serve_port_id, &port_config, serve_pool.clone())?;
+    let serve_baseline = serve_pool.in_use();
     let serve_mac = serve_port.mac()?;
     let (writer, handles) = Writer::start(config.writer.clone(), 2)
         .with_context(|| format!("cannot start the writer in {}", config.writer.data_dir.display()))?;
@@ -101,14 +96,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let limiter = Arc::new(KeyedLimiter::new(&config.limits)?);
     let clock = MonotonicClock::new();
-    let metrics: MetricsRenderer = Arc::new(|_: &mut String| {});
-    let shared = AppShared {
-        http: config.http.clone(),
-        auth: Arc::new(config.auth.clone()),
-        limiter: limiter.clone(),
-        metrics,
-        unix_offset_ns: clock.unix_at_epoch_ns(),
-    };
+    let shared = super::serve::app_shared(&config, limiter, Arc::new(|_: &mut String| {}), &clock);
     let link = L2Config {
         mac: EthernetAddress(serve_mac),
         ip: server_ip,
@@ -116,31 +104,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         gateway,
         neighbor_capacity: config.net.neighbors,
     };
-    let mut stack_config = NetStackConfig::new(link, config.http.port, config.http.max_connections_per_worker as usize);
-    stack_config.sockets_per_cell = config.net.sockets_per_cell;
-    stack_config.rx_buffer = config.net.tcp_rx_buffer;
-    stack_config.tx_buffer = config.net.tcp_tx_buffer;
-    stack_config.idle_timeout = Some(smoltcp::time::Duration::from_millis(config.http.idle_timeout_ms.max(1000)));
-    let now = smoltcp::time::Instant::from_micros((clock.now_ns() / 1000) as i64);
-    let stack = NetStack::new(stack_config, now).context("TCP stack configuration")?;
-    let app = HttpApp::new(shared, app_writer, stack.slots());
-    let udp =
-        UdpIngest::new(config.udp.clone(), limiter.clone(), udp_writer).with_unix_offset(clock.unix_at_epoch_ns());
-    let Some((rx, tx)) = serve_port.take_queues().into_iter().next() else { bail!("the serve port has no queue") };
-    let serve_published: Arc<Published<ServeCounters>> = Arc::new(Published::default());
     let serve_stop = Arc::new(AtomicBool::new(false));
-    let w = ServeWorker {
-        rx,
-        tx,
-        pool: serve_pool.clone(),
-        stack,
-        app,
-        udp,
+    let setup = super::serve::WorkerSetup {
+        config: &config,
+        link,
+        shared: &shared,
         clock,
-        published: serve_published.clone(),
+        pool: serve_pool.clone(),
         stop: serve_stop.clone(),
-        drain_ns: SERVE_DRAIN.as_nanos() as u64,
     };
+    let Some(queues) = serve_port.take_queues().into_iter().next() else { bail!("the serve port has no queue") };
+    let serve_published: Arc<Published<ServeCounters>> = Arc::new(Published::default());
+    let w = setup.worker(0, queues, (app_writer, udp_writer), serve_published.clone(), None)?;
     let serve_job = LcoreJob::launch(&eal, lcores[0], move || worker::run_serve(w))?;
 
     // --- loadgen on port B -------------------------------------------------
@@ -149,6 +124,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             .context("cannot allocate the loadgen mbuf pool; raise -m")?,
     );
     let mut load_port = Port::open(&eal, load_port_id, &port_config, load_pool.clone())?;
+    let load_baseline = load_pool.in_use();
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register_conditional_shutdown(sig, 130, interrupted.clone())?;
@@ -166,8 +142,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         config.writer.data_dir.display(),
         config.writer.ack,
     );
-    let running =
-        lg::launch(&eal, &mut load_port, load_pool, lcores[1], client_ip, None, target, requests, &args.source)?;
+    let running = lg::launch(
+        &eal,
+        &mut load_port,
+        load_pool.clone(),
+        lcores[1],
+        client_ip,
+        None,
+        target,
+        requests,
+        &args.source,
+    )?;
     let steady = lg::wait(&running, args.source.duration, args.source.stats_interval, &interrupted);
     let load_report = lg::finish(running, steady)?;
 
@@ -175,9 +160,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     serve_stop.store(true, Ordering::Relaxed);
     serve_job.join()?;
     let served = serve_published.snapshot();
+    let (serve_at_stop, load_at_stop) = (serve_pool.in_use(), load_pool.in_use());
     drop(load_port);
     drop(serve_port);
+    let mbufs = |pool: &Mempool, idle_baseline, in_use_at_stop| MbufReport {
+        pool_size: pool.size(),
+        idle_baseline,
+        in_use_at_stop,
+        in_use_after_close: pool.in_use(),
+    };
+    let (serve_mbufs, load_mbufs) =
+        (mbufs(&serve_pool, serve_baseline, serve_at_stop), mbufs(&load_pool, load_baseline, load_at_stop));
     let summary = writer.shutdown().context("writer shutdown")?;
+    let mut load_report = load_report;
+    load_report["mbufs"] = serde_json::to_value(load_mbufs)?;
     let report = serde_json::json!({
         "mode": "in-process (net_ring pair), one serve worker + one loadgen worker",
         "ack": format!("{:?}", config.writer.ack),
@@ -189,6 +185,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "fsyncs": summary.fsyncs,
             "tx_no_mbuf": served.tx_no_mbuf,
             "tx_unsent_dropped": served.tx_unsent_dropped,
+            "mbufs": serve_mbufs,
         },
     });
     println!("{}", lg::summary(&report["loadgen"]));
@@ -203,6 +200,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.source.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
+    for (side, m) in [("serve", serve_mbufs), ("loadgen", load_mbufs)] {
+        if !m.balances() {
+            bail!("internal error: {side}'s mbufs do not return to the pool: {m:?}");
+        }
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ use metricsstream::loadgen::{self, HttpLoad, LoadgenCounters, LoadgenWorker};
 use metricsstream::net::client::{ClientStack, ClientStackConfig};
 use metricsstream::net::L2Config;
 use metricsstream::stats::Published;
+use metricsstream::stats::{LifecycleReport, MbufReport, ProcessResources};
 use smoltcp::wire::{EthernetAddress, Ipv4Address};
 use std::net::SocketAddrV4;
 use std::path::PathBuf;
@@ -322,16 +323,31 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         requests.items.len(),
         args.source.duration
     );
-    let running = launch(&eal, &mut port, pool, lcores[0], ip, args.gateway, args.target, requests, &args.source)?;
+    // Before the worker exists; the port is started and idle.
+    let (at_start, idle_baseline) = (ProcessResources::now(), pool.in_use());
+    let running =
+        launch(&eal, &mut port, pool.clone(), lcores[0], ip, args.gateway, args.target, requests, &args.source)?;
     let steady = wait(&running, args.source.duration, args.source.stats_interval, &interrupted);
     let mut report = finish(running, steady)?;
     let stats = port.stats()?;
     report["port"] = serde_json::json!({ "rx_packets": stats.ipackets, "tx_packets": stats.opackets,
         "imissed": stats.imissed, "rx_nombuf": stats.rx_nombuf, "oerrors": stats.oerrors });
+    let in_use_at_stop = pool.in_use();
+    drop(port);
+    let process = LifecycleReport { at_start, at_exit: ProcessResources::now() };
+    let mbufs = MbufReport { pool_size: pool.size(), idle_baseline, in_use_at_stop, in_use_after_close: pool.in_use() };
+    report["mbufs"] = serde_json::to_value(mbufs)?;
+    report["process"] = serde_json::to_value(process)?;
     println!("{}", summary(&report));
     if let Some(path) = &args.source.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
+    if !mbufs.balances() {
+        bail!("internal error: mbufs do not return to the pool: {mbufs:?}");
+    }
+    if !process.balances() {
+        bail!("internal error: threads or file descriptors outlive the run: {process:?}");
     }
     Ok(())
 }

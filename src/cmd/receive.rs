@@ -221,13 +221,13 @@ pub fn run(
             in_use_at_stop: pool.in_use(),
             in_use_after_close: 0,
         },
-        // The port (and its files) is still open, as it was at start.
-        process: LifecycleReport { at_start, at_exit: ProcessResources::now() },
+        process: LifecycleReport { at_start, at_exit: at_start },
         dpdk_version: dpdk::version(),
         ingest,
     };
     drop(port);
     report.mbufs.in_use_after_close = pool.in_use();
+    report.process.at_exit = ProcessResources::now();
 
     println!(
         "{}: {:.2} s, {} packets, {:.3} Mpps, {:.2} Gbps over {} worker(s)",

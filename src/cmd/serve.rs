@@ -9,14 +9,14 @@ use anyhow::{bail, Context};
 use clap::Args;
 use metricsstream::app::{AppShared, HttpApp, MetricsRenderer};
 use metricsstream::config::{AppConfig, Profile};
-use metricsstream::dpdk::{LcoreJob, Mempool, Port, PortConfig, BURST_SIZE};
+use metricsstream::dpdk::{LcoreJob, Mempool, Port, PortConfig, RxQueue, TxQueue, BURST_SIZE};
 use metricsstream::limit::{KeyedLimiter, MonotonicClock};
 use metricsstream::net::{L2Config, NetStack, NetStackConfig};
 use metricsstream::pcap::trace::{self, PacketTrace};
 use metricsstream::stats::{LifecycleReport, MbufReport, ProcessResources, Published};
 use metricsstream::udp::UdpIngest;
 use metricsstream::worker::{self, ServeCounters, ServeWorker};
-use metricsstream::writer::{Shipper, Writer, WriterStats};
+use metricsstream::writer::{Shipper, Writer, WriterHandle, WriterStats};
 use smoltcp::wire::EthernetAddress;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -109,14 +109,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let (published, writer_stats, pool) = (published.clone(), writer.stats().clone(), pool.clone());
         Arc::new(move |out: &mut String| render_metrics(out, &published, &writer_stats, &pool, idle_baseline))
     };
-    let shared = AppShared {
-        http: config.http.clone(),
-        auth: Arc::new(config.auth.clone()),
-        limiter: limiter.clone(),
-        metrics,
-        unix_offset_ns: clock.unix_at_epoch_ns(),
-        body_budget: Arc::new(metricsstream::http::BodyBudget::new(config.http.body_memory_budget_bytes)),
-    };
+    let shared = app_shared(&config, limiter.clone(), metrics, &clock);
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -129,24 +122,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())?;
     let mut jobs = Vec::new();
     let mut handles = handles.into_iter();
+    let link = L2Config { mac: EthernetAddress(mac), ip, prefix_len, gateway, neighbor_capacity: config.net.neighbors };
+    let setup = WorkerSetup { config: &config, link, shared: &shared, clock, pool: pool.clone(), stop: stop.clone() };
     for (q, (rx, tx)) in port.take_queues().into_iter().enumerate() {
         let (Some(app_writer), Some(udp_writer)) = (handles.next(), handles.next()) else {
             bail!("internal error: the writer gave fewer handles than asked for");
         };
-        let link =
-            L2Config { mac: EthernetAddress(mac), ip, prefix_len, gateway, neighbor_capacity: config.net.neighbors };
-        let mut stack_config =
-            NetStackConfig::new(link, config.http.port, config.http.max_connections_per_worker as usize);
-        stack_config.sockets_per_cell = config.net.sockets_per_cell;
-        stack_config.rx_buffer = config.net.tcp_rx_buffer;
-        stack_config.tx_buffer = config.net.tcp_tx_buffer;
-        stack_config.idle_timeout = Some(smoltcp::time::Duration::from_millis(config.http.idle_timeout_ms.max(1000)));
-        stack_config.seed ^= q as u64;
-        let now = smoltcp::time::Instant::from_micros((clock.now_ns() / 1000) as i64);
-        let stack = NetStack::new(stack_config, now).context("TCP stack configuration")?;
-        let app = HttpApp::new(shared.clone(), app_writer, stack.slots());
-        let udp =
-            UdpIngest::new(config.udp.clone(), limiter.clone(), udp_writer).with_unix_offset(clock.unix_at_epoch_ns());
         let trace = match &args.trace_pcap {
             Some(base) => {
                 let path = trace::path_for_worker(base, q as u16, workers);
@@ -157,19 +138,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
             None => None,
         };
-        let w = ServeWorker {
-            rx,
-            tx,
-            pool: pool.clone(),
-            stack,
-            app,
-            udp,
-            clock,
-            published: published[q].clone(),
-            stop: stop.clone(),
-            drain_ns: DRAIN.as_nanos() as u64,
-            trace,
-        };
+        let w = setup.worker(q, (rx, tx), (app_writer, udp_writer), published[q].clone(), trace)?;
         jobs.push(LcoreJob::launch(&eal, lcores[q], move || worker::run_serve(w))?);
     }
     eprintln!(
@@ -223,9 +192,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let summary = writer.shutdown().context("writer shutdown")?;
-    // The port (and its sockets/files) is still open, as it was at start.
-    let process = LifecycleReport { at_start, at_exit: ProcessResources::now() };
     drop(port);
+    let process = LifecycleReport { at_start, at_exit: ProcessResources::now() };
     let mbufs = MbufReport { pool_size: pool.size(), idle_baseline, in_use_at_stop, in_use_after_close: pool.in_use() };
     let net = &total.net;
     let report = serde_json::json!({
@@ -283,6 +251,73 @@ fn warn_small_af_packet_ring(eal_args: &[String]) {
             "warning: net_af_packet without framecnt= uses 512-frame rings, which drop frames (uncounted) \
              under many connections; give it about 6 frames per connection, e.g. framecnt=8192 for 1,000"
         );
+    }
+}
+
+/// What every worker's HTTP application shares (also used by `bench`).
+pub(super) fn app_shared(
+    config: &AppConfig,
+    limiter: Arc<KeyedLimiter>,
+    metrics: MetricsRenderer,
+    clock: &MonotonicClock,
+) -> AppShared {
+    AppShared {
+        http: config.http.clone(),
+        auth: Arc::new(config.auth.clone()),
+        limiter,
+        metrics,
+        unix_offset_ns: clock.unix_at_epoch_ns(),
+        body_budget: Arc::new(metricsstream::http::BodyBudget::new(config.http.body_memory_budget_bytes)),
+    }
+}
+
+/// Builds `serve` workers (also used by `bench`): one TCP stack, HTTP
+/// application and UDP stage per RX/TX queue pair.
+pub(super) struct WorkerSetup<'a> {
+    pub config: &'a AppConfig,
+    pub link: L2Config,
+    pub shared: &'a AppShared,
+    pub clock: MonotonicClock,
+    pub pool: Arc<Mempool>,
+    pub stop: Arc<AtomicBool>,
+}
+
+impl WorkerSetup<'_> {
+    /// The worker of queue pair `q`, with its two writer handles (HTTP, UDP).
+    pub fn worker(
+        &self,
+        q: usize,
+        (rx, tx): (RxQueue, TxQueue),
+        (app_writer, udp_writer): (WriterHandle, WriterHandle),
+        published: Arc<Published<ServeCounters>>,
+        trace: Option<PacketTrace>,
+    ) -> anyhow::Result<ServeWorker> {
+        let (config, clock) = (self.config, self.clock);
+        let mut stack_config =
+            NetStackConfig::new(self.link, config.http.port, config.http.max_connections_per_worker as usize);
+        stack_config.sockets_per_cell = config.net.sockets_per_cell;
+        stack_config.rx_buffer = config.net.tcp_rx_buffer;
+        stack_config.tx_buffer = config.net.tcp_tx_buffer;
+        stack_config.idle_timeout = Some(smoltcp::time::Duration::from_millis(config.http.idle_timeout_ms.max(1000)));
+        stack_config.seed ^= q as u64;
+        let now = smoltcp::time::Instant::from_micros((clock.now_ns() / 1000) as i64);
+        let stack = NetStack::new(stack_config, now).context("TCP stack configuration")?;
+        let app = HttpApp::new(self.shared.clone(), app_writer, stack.slots());
+        let udp = UdpIngest::new(config.udp.clone(), self.shared.limiter.clone(), udp_writer)
+            .with_unix_offset(clock.unix_at_epoch_ns());
+        Ok(ServeWorker {
+            rx,
+            tx,
+            pool: self.pool.clone(),
+            stack,
+            app,
+            udp,
+            clock,
+            published,
+            stop: self.stop.clone(),
+            drain_ns: DRAIN.as_nanos() as u64,
+            trace,
+        })
     }
 }
 

@@ -95,7 +95,7 @@ pub fn run_loadgen(mut w: LoadgenWorker) -> i32 {
         }
         let now = Instant::from_micros((now_ns / 1_000) as i64);
         let n = w.rx.rx_burst(&mut burst);
-        let mut sink = MbufSink { pool: &w.pool, burst: &mut txb, tx: &mut w.tx, no_mbuf: 0 };
+        let mut sink = MbufSink { pool: &w.pool, burst: &mut txb, tx: &mut w.tx, no_mbuf: 0, trace: None, now_ns: 0 };
         for i in 0..n {
             w.stack.receive(now, burst.packet(i), &mut sink);
         }
@@ -122,6 +122,8 @@ pub fn run_loadgen(mut w: LoadgenWorker) -> i32 {
     w.tx.tx_burst(&mut txb);
     counters.tx_unsent_dropped += txb.drop_all() as u64;
     burst.clear();
+    // Completed transmissions give their mbufs back now, not on a later burst.
+    let _ = w.tx.reclaim_completed();
     counters.client = *w.stack.counters();
     counters.http = *w.app.counters();
     w.published.publish_final(&counters);
