@@ -94,15 +94,26 @@ struct Appliance {
     report: std::path::PathBuf,
 }
 
+/// How long a test's appliance may run before it stops by itself
+/// (`--duration`): a safety net, so a hung test leaves no poller behind.
+const SERVE_LIMIT_SECS: u64 = 120;
+
 fn start(veth: &Veth, config: &std::path::Path, report: &std::path::Path) -> Appliance {
-    start_with(veth, config, report, &[])
+    start_with(veth, config, report, &[], SERVE_LIMIT_SECS)
 }
 
-fn start_with(veth: &Veth, config: &std::path::Path, report: &std::path::Path, extra: &[&str]) -> Appliance {
+fn start_with(
+    veth: &Veth,
+    config: &std::path::Path,
+    report: &std::path::Path,
+    extra: &[&str],
+    limit_secs: u64,
+) -> Appliance {
     let child = Command::new("ip")
         .args(["netns", "exec", &veth.app_ns, BIN, "serve", "--config", config.to_str().unwrap()])
         .args(extra)
-        .args(["--report", report.to_str().unwrap(), "--duration", "120", "--stats-interval", "0", "--"])
+        .args(["--report", report.to_str().unwrap(), "--duration", &limit_secs.to_string(), "--stats-interval", "0"])
+        .arg("--")
         .args(["--no-huge", "-m", "512", "--no-shconf", "--no-pci", "-l", "0-1", "--log-level", "*:warning"])
         .arg("--vdev")
         .arg(format!("net_af_packet0,iface={},framecnt={AF_PACKET_FRAMES}", veth.app_if))
@@ -129,6 +140,18 @@ fn start_with(veth: &Veth, config: &std::path::Path, report: &std::path::Path, e
 }
 
 impl Appliance {
+    /// Panics with serve's stderr if it has exited: says more than the
+    /// connection timeout the next request would get.
+    fn assert_running(&mut self) {
+        let child = self.child.0.as_mut().unwrap();
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("serve exited early ({status}): {err}");
+        }
+    }
+
     /// SIGTERM, wait for the clean exit, return the report.
     fn stop(self) -> serde_json::Value {
         // `ip netns exec` execs the binary, so this PID is the appliance.
@@ -541,7 +564,13 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
     let _dpdk = dpdk_lock();
     let veth = Veth::new("p");
     let trace = dir.path("trace.pcap");
-    let app = start_with(&veth, &config, &dir.path("report.json"), &["--trace-pcap", trace.to_str().unwrap()]);
+    let app = start_with(
+        &veth,
+        &config,
+        &dir.path("report.json"),
+        &["--trace-pcap", trace.to_str().unwrap()],
+        SERVE_LIMIT_SECS,
+    );
     let url = "http://198.18.0.1:8080";
     for i in 0..5 {
         let (code, body) =
@@ -660,18 +689,26 @@ fn soak_mixed_http_and_udp_load_keeps_every_balance() {
     let dir = TempDir::new("soak");
     let data = dir.path("data");
     let config = dir.path("config.toml");
-    // A limit low enough that some UDP clients are limited: every path is exercised.
+    // UDP is keyed by its source address and gets a default limit below what
+    // the sender offers (~60k records/s), so the limiter's refusals are
+    // exercised; wrk names itself (X-Client-Id) and has room to spare, so
+    // every HTTP request is written.
     std::fs::write(
         &config,
         format!(
-            "[writer]\ndata_dir = \"{}\"\n[limits]\ndefault_rate = 500000\ndefault_burst = 1000000\n",
+            "[writer]\ndata_dir = \"{}\"\n[limits]\ndefault_rate = 20000\ndefault_burst = 40000\n\
+             [[limits.client]]\nid = \"soak-wrk\"\nrate = 100000000\n",
             data.display()
         ),
     )
     .unwrap();
     let script = dir.path("post.lua");
     let body: String = (0..100).map(|i| format!("soak,host=h{} v={i}i 1700000000{i:09}\n", i % 10)).collect();
-    std::fs::write(&script, format!("wrk.method = \"POST\"\nwrk.body = {body:?}\n")).unwrap();
+    std::fs::write(
+        &script,
+        format!("wrk.method = \"POST\"\nwrk.headers[\"X-Client-Id\"] = \"soak-wrk\"\nwrk.body = {body:?}\n"),
+    )
+    .unwrap();
     let udp_sender = dir.path("udp.py");
     std::fs::write(
         &udp_sender,
@@ -688,7 +725,7 @@ fn soak_mixed_http_and_udp_load_keeps_every_balance() {
     .unwrap();
     let _dpdk = dpdk_lock();
     let veth = Veth::new("s");
-    let app = start(&veth, &config, &dir.path("report.json"));
+    let mut app = start_with(&veth, &config, &dir.path("report.json"), &[], secs + 60);
     let wrk = veth
         .client("wrk")
         .args(["-t", "1", "-c", "50", "-d", &format!("{secs}s"), "--timeout", "5s", "-s"])
@@ -706,6 +743,7 @@ fn soak_mixed_http_and_udp_load_keeps_every_balance() {
     let mut peak_mbufs = 0.0f64;
     while start.elapsed() < Duration::from_secs(secs) {
         std::thread::sleep(Duration::from_secs(1));
+        app.assert_running();
         let m = scrape(&veth);
         let g = |k: &str| *m.get(&format!("metricsstream_{k}")).unwrap_or_else(|| panic!("no {k} in /metrics"));
         let open = g("net_connections_open");
@@ -735,6 +773,7 @@ fn soak_mixed_http_and_udp_load_keeps_every_balance() {
         report["http"], report["udp"]
     );
     assert!(report["udp"]["records_limited"].as_u64().unwrap() > 0, "the limiter was never exercised");
+    assert_eq!(report["http"]["responses_2xx"], report["http"]["requests"], "{:#}", report["http"]);
 }
 
 /// The global body-memory budget with kernel clients: a slow upload holds
