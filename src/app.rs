@@ -353,7 +353,8 @@ impl HttpApp {
 
     /// Graceful shutdown: every connection answers the request it is
     /// receiving or answering with `Connection: close` and closes; idle ones
-    /// close now (so do connections whose handshake completes later).
+    /// close when next serviced, once the bytes their socket already holds
+    /// were offered (so do connections whose handshake completes later).
     /// Returns the connections the stack must service (`NetStack::wake`).
     pub fn shut_down(&mut self) -> &[ConnId] {
         self.shutting_down = true;

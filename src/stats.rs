@@ -412,8 +412,17 @@ impl<'a> Exposition<'a> {
 
 /// Fields that are a current level rather than a running total.
 pub fn is_gauge(field: &str) -> bool {
-    const LEVELS: [&str; 8] =
-        ["_open", "_in_use", "_high_water", "_allocated", "_occupancy", "_lag_records", "_reserved", "_free"];
+    const LEVELS: [&str; 9] = [
+        "_open",
+        "_in_use",
+        "_high_water",
+        "_allocated",
+        "_occupancy",
+        "_lag_records",
+        "_reserved",
+        "_reserved_bytes",
+        "_free",
+    ];
     const NAMES: [&str; 4] = ["held", "flows", "free", "slots"];
     NAMES.contains(&field) || LEVELS.iter().any(|s| field.ends_with(s))
 }

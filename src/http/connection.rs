@@ -553,13 +553,13 @@ impl Connection {
     }
 
     /// Graceful shutdown: a request being received or answered still gets its
-    /// response, with `Connection: close`, then the connection closes; an idle
-    /// one (nothing received of a next request) closes now.
+    /// response, with `Connection: close`, then the connection closes. An idle
+    /// one (nothing received of a next request) closes at the next
+    /// [`Connection::wants_close`], which the caller asks after offering what
+    /// the socket had received: a request that arrived with the signal is
+    /// answered, not cut off.
     pub fn shut_down(&mut self) {
         self.closing = true;
-        if self.phase == Phase::Head && self.input.is_empty() {
-            self.phase = Phase::Done;
-        }
     }
 
     /// Bytes waiting to be sent.
@@ -576,10 +576,15 @@ impl Connection {
         }
     }
 
-    /// The connection is finished (any error already yielded) and its output
-    /// flushed: close it (FIN, then keep reading and discarding briefly, so
-    /// unread request bytes do not turn into an RST that eats the response).
-    pub fn wants_close(&self) -> bool {
+    /// The connection is finished (any error already yielded, or idle after
+    /// [`Connection::shut_down`]: decided here, once, and later input is
+    /// discarded) and its output flushed: close it (FIN, then keep reading
+    /// and discarding briefly, so unread request bytes do not turn into an
+    /// RST that eats the response).
+    pub fn wants_close(&mut self) -> bool {
+        if self.closing && self.phase == Phase::Head && self.input.is_empty() {
+            self.phase = Phase::Done;
+        }
         self.phase == Phase::Done && self.out_pos == self.output.len()
     }
 

@@ -748,3 +748,36 @@ fn pooled_connection_borrows_and_returns_buffers() {
     assert_eq!(in_use(&pools), (0, 0));
     assert_eq!((pools.body.counters().allocations, pools.response.counters().allocations), before);
 }
+
+/// Shutdown of an idle connection whose request arrived with the signal:
+/// the caller offers the received bytes before asking `wants_close`, so the
+/// request is answered (with `Connection: close`), not cut off.
+#[test]
+fn shut_down_answers_a_request_received_before_the_close_decision() {
+    let mut c = conn();
+    c.shut_down();
+    feed(&mut c, POST_CL, 0);
+    assert!(!c.wants_close(), "a request arrived: answer it first");
+    assert_eq!(request(&mut c).body, b"cpu v=1 100");
+    c.respond(&Response::no_content());
+    assert!(drain(&mut c).contains("Connection: close\r\n"));
+    assert!(c.wants_close());
+}
+
+/// Shutdown of an idle connection: it closes at the first `wants_close`,
+/// and what arrives after that decision is discarded, not answered.
+#[test]
+fn shut_down_closes_an_idle_connection_once_and_discards_later_input() {
+    let mut c = conn();
+    feed(&mut c, POST_CL, 0);
+    assert_eq!(request(&mut c).body, b"cpu v=1 100");
+    c.respond(&Response::no_content());
+    drain(&mut c);
+    assert!(!c.wants_close(), "keep-alive");
+    c.shut_down();
+    assert!(c.wants_close());
+    feed(&mut c, POST_CL, 1);
+    assert!(c.poll_request(1).is_none());
+    assert!(c.take_output().is_empty());
+    assert!(c.wants_close());
+}
