@@ -94,29 +94,40 @@ struct Appliance {
     report: std::path::PathBuf,
 }
 
-/// How long a test's appliance may run before it stops by itself
-/// (`--duration`): a safety net, so a hung test leaves no poller behind.
-const SERVE_LIMIT_SECS: u64 = 120;
-
-fn start(veth: &Veth, config: &std::path::Path, report: &std::path::Path) -> Appliance {
-    start_with(veth, config, report, &[], SERVE_LIMIT_SECS)
+/// How a test runs `serve`, beyond its config file.
+struct ServeRun<'a> {
+    /// More `serve` flags.
+    extra: &'a [&'a str],
+    /// `--duration`: the appliance stops by itself after this long, a safety
+    /// net so that a hung test leaves no poller behind.
+    limit_secs: u64,
+    /// Workers, one AF_PACKET queue pair each (the kernel spreads flows over
+    /// the queues by hash, as RSS would). Workers beyond the first share
+    /// CPU 1 (`--lcores`): that tests correctness, not speed.
+    workers: u16,
 }
 
-fn start_with(
-    veth: &Veth,
-    config: &std::path::Path,
-    report: &std::path::Path,
-    extra: &[&str],
-    limit_secs: u64,
-) -> Appliance {
+impl Default for ServeRun<'_> {
+    fn default() -> Self {
+        ServeRun { extra: &[], limit_secs: 120, workers: 1 }
+    }
+}
+
+fn start(veth: &Veth, config: &std::path::Path, report: &std::path::Path) -> Appliance {
+    start_with(veth, config, report, ServeRun::default())
+}
+
+fn start_with(veth: &Veth, config: &std::path::Path, report: &std::path::Path, run: ServeRun) -> Appliance {
+    let lcores =
+        std::iter::once("0@0".to_string()).chain((1..=run.workers).map(|w| format!("{w}@1"))).collect::<Vec<_>>();
     let child = Command::new("ip")
         .args(["netns", "exec", &veth.app_ns, BIN, "serve", "--config", config.to_str().unwrap()])
-        .args(extra)
-        .args(["--report", report.to_str().unwrap(), "--duration", &limit_secs.to_string(), "--stats-interval", "0"])
-        .arg("--")
-        .args(["--no-huge", "-m", "512", "--no-shconf", "--no-pci", "-l", "0-1", "--log-level", "*:warning"])
-        .arg("--vdev")
-        .arg(format!("net_af_packet0,iface={},framecnt={AF_PACKET_FRAMES}", veth.app_if))
+        .args(run.extra)
+        .args(["--report", report.to_str().unwrap(), "--duration", &run.limit_secs.to_string()])
+        .args(["--workers", &run.workers.to_string(), "--stats-interval", "0", "--"])
+        .args(["--no-huge", "-m", "512", "--no-shconf", "--no-pci", "--lcores", &lcores.join(",")])
+        .args(["--log-level", "*:warning", "--vdev"])
+        .arg(format!("net_af_packet0,iface={},framecnt={AF_PACKET_FRAMES},qpairs={}", veth.app_if, run.workers))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -180,6 +191,53 @@ impl Appliance {
         let report = read_json(&self.report);
         assert_balances(&report);
         report
+    }
+}
+
+/// A finished wrk run: POSTs `body` to /write over keep-alive connections,
+/// each sending the next request when the last one was answered.
+struct Wrk {
+    stdout: String,
+    /// wrk's summary, printed by the script's `done`: `RESULT requests=N non2xx=N ...`.
+    result: String,
+}
+
+impl Wrk {
+    fn post(veth: &Veth, dir: &TempDir, body: &str, threads: usize, connections: usize, secs: u64) -> Wrk {
+        let script = dir.path("post.lua");
+        std::fs::write(
+            &script,
+            format!(
+                "wrk.method = \"POST\"\nwrk.body = {body:?}\nwrk.headers[\"Content-Type\"] = \"text/plain\"\n\
+                 done = function(summary, latency, requests)\n  io.write(string.format(\"RESULT requests=%d non2xx=%d connect=%d read=%d write=%d timeout=%d p99_us=%d\\n\", \
+                 summary.requests, summary.errors.status, summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.timeout, latency:percentile(99)))\nend\n"
+            ),
+        )
+        .unwrap();
+        // Many sockets need more than the default 1,024 open files.
+        let out = veth
+            .client("sh")
+            .args(["-c", "ulimit -n 20000 && exec wrk \"$@\"", "wrk", "-t", &threads.to_string()])
+            .args(["-c", &connections.to_string(), "-d", &format!("{secs}s"), "--timeout", "5s", "-s"])
+            .args([script.to_str().unwrap(), "http://198.18.0.1:8080/write"])
+            .output()
+            .unwrap();
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "wrk: {stdout} {}", text(&out.stderr));
+        let result =
+            stdout.lines().find(|l| l.starts_with("RESULT ")).unwrap_or_else(|| panic!("{stdout}")).to_string();
+        Wrk { stdout, result }
+    }
+
+    fn field(&self, k: &str) -> u64 {
+        let v = self.result.split_whitespace().find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='));
+        v.unwrap_or_else(|| panic!("no {k} in {}", self.result)).parse().unwrap()
+    }
+
+    /// No connect, read, write or timeout error, and every response 2xx.
+    fn assert_no_errors(&self) {
+        let errors = ["connect", "read", "write", "timeout", "non2xx"].map(|k| self.field(k));
+        assert_eq!(errors, [0; 5], "{}", self.stdout);
     }
 }
 
@@ -460,6 +518,13 @@ print(repr(response.decode()), flush=True)
         .unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(client.stdout.take().unwrap()));
     assert_eq!(lines.next().unwrap().unwrap(), "half-sent");
+    // The signal must find the request in progress: wait until the worker
+    // parsed its head (it reserved the body's memory).
+    let start = Instant::now();
+    while scrape(&veth)["metricsstream_http_body_budget_reserved_bytes"] == 0.0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the half-sent request never arrived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // ip netns exec execs the binary: this PID is the appliance.
     let pid = app.child.0.as_ref().unwrap().id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -504,44 +569,23 @@ fn wrk_keep_alive_load_has_no_socket_errors_and_every_2xx_is_written() {
     let body: String = (0..100)
         .map(|i| format!("cpu,cpu=c{},host=h{} usage={i}.5,idle={i}i 1700000000{i:09}\n", i % 4, i % 10))
         .collect();
-    let script = dir.path("post.lua");
-    std::fs::write(
-        &script,
-        format!(
-            "wrk.method = \"POST\"\nwrk.body = {:?}\nwrk.headers[\"Content-Type\"] = \"text/plain\"\n\
-             done = function(summary, latency, requests)\n  io.write(string.format(\"RESULT requests=%d non2xx=%d connect=%d read=%d write=%d timeout=%d p99_us=%d\\n\", \
-             summary.requests, summary.errors.status, summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.timeout, latency:percentile(99)))\nend\n",
-            body
-        ),
-    )
-    .unwrap();
     let _dpdk = dpdk_lock();
     let veth = Veth::new("k");
     let app = start(&veth, &config, &dir.path("report.json"));
-    // 1,000 sockets need more than the default 1,024 open files.
-    let out = veth
-        .client("sh")
-        .args(["-c", "ulimit -n 20000 && exec wrk \"$@\"", "wrk", "-t", "2", "-c", &CONNECTIONS.to_string()])
-        .args(["-d", "10s", "--timeout", "5s", "-s", script.to_str().unwrap(), "http://198.18.0.1:8080/write"])
-        .output()
-        .unwrap();
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "wrk: {stdout} {}", text(&out.stderr));
-    let result = stdout.lines().find(|l| l.starts_with("RESULT ")).unwrap_or_else(|| panic!("{stdout}"));
-    let field = |k: &str| -> u64 {
-        result.split_whitespace().find_map(|kv| kv.strip_prefix(&format!("{k}="))).unwrap().parse().unwrap()
-    };
+    let wrk = Wrk::post(&veth, &dir, &body, 2, CONNECTIONS, 10);
     let report = app.stop();
     let ring_drops = veth.app_rx_packets().saturating_sub(report["rx_packets"].as_u64().unwrap());
-    eprintln!("wrk over veth, {CONNECTIONS} connections: {stdout}\nframes lost in the AF_PACKET ring: {ring_drops}");
-    assert_eq!((field("connect"), field("read"), field("write"), field("timeout")), (0, 0, 0, 0), "{stdout}");
-    assert_eq!(field("non2xx"), 0, "{stdout}");
-    assert!(field("requests") > CONNECTIONS as u64, "{stdout}");
+    eprintln!(
+        "wrk over veth, {CONNECTIONS} connections: {}\nframes lost in the AF_PACKET ring: {ring_drops}",
+        wrk.stdout
+    );
+    wrk.assert_no_errors();
+    assert!(wrk.field("requests") > CONNECTIONS as u64, "{}", wrk.stdout);
     assert!(report["net"]["syn_accepted"].as_u64().unwrap() > CONNECTIONS as u64, "{report:#}");
     // Every 2xx but the readiness /ping answered a 100-line write (wrk stops
     // counting at 10 s; requests answered after that are written too).
     let ok = report["http"]["responses_2xx"].as_u64().unwrap() - 1;
-    assert!(ok >= field("requests"), "{report:#}");
+    assert!(ok >= wrk.field("requests"), "{report:#}");
     assert_eq!(report["records_written"].as_u64().unwrap(), ok * 100, "{report:#}");
     // The log itself holds exactly those records, intact...
     let out = run(&["verify", "--data-dir", data.to_str().unwrap()], Duration::from_secs(60));
@@ -553,6 +597,71 @@ fn wrk_keep_alive_load_has_no_socket_errors_and_every_2xx_is_written() {
     let out = run(&["dump", "--data-dir", data.to_str().unwrap(), "--from", &from], Duration::from_secs(60));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim_end(), body.trim_end());
+}
+
+/// Two workers, one queue pair each: the kernel's AF_PACKET fanout hashes
+/// flows over the queues as RSS would on a NIC, and each worker's stack
+/// serves the flows of its queue alone (its own flow table, neighbours and
+/// sockets). TCP from wrk and UDP from 64 source ports reach both workers;
+/// no request fails, every 2xx and every datagram's record is written, and
+/// every balance holds per worker.
+#[test]
+fn two_workers_each_serve_the_flows_hashed_to_their_queue() {
+    const CONNECTIONS: usize = 200;
+    const UDP_SOURCES: usize = 64;
+    const DATAGRAMS_PER_SOURCE: usize = 50;
+    let dir = TempDir::new("rss");
+    let data = dir.path("data");
+    let config = dir.path("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[writer]\ndata_dir = \"{}\"\n[limits]\ndefault_rate = 100000000\ndefault_burst = 100000000\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let body: String = (0..10).map(|i| format!("rss,host=h{i} v={i}i 1700000000{i:09}\n")).collect();
+    let udp_sender = dir.path("udp.py");
+    std::fs::write(
+        &udp_sender,
+        format!(
+            "import socket, time\n\
+             socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range({UDP_SOURCES})]\n\
+             for n in range({DATAGRAMS_PER_SOURCE}):\n\
+             \x20   for i, s in enumerate(socks):\n\
+             \x20       s.sendto(b'rss_udp,src=%d v=%di' % (i, n), ('198.18.0.1', 8089))\n\
+             \x20   time.sleep(0.005)\n"
+        ),
+    )
+    .unwrap();
+    let _dpdk = dpdk_lock();
+    let veth = Veth::new("r");
+    let app = start_with(&veth, &config, &dir.path("report.json"), ServeRun { workers: 2, ..ServeRun::default() });
+    let udp = veth.client("python3").arg(&udp_sender).status().unwrap();
+    assert!(udp.success());
+    let wrk = Wrk::post(&veth, &dir, &body, 2, CONNECTIONS, 5);
+    let report = app.stop();
+    let ring_drops = veth.app_rx_packets().saturating_sub(report["rx_packets"].as_u64().unwrap());
+    eprintln!(
+        "two workers: {}\nper worker: {:#}\nframes lost in the AF_PACKET rings: {ring_drops}",
+        wrk.result, report["workers"]
+    );
+    wrk.assert_no_errors();
+    let workers = report["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2, "{report:#}");
+    for (q, w) in workers.iter().enumerate() {
+        assert!(w["connections_opened"].as_u64().unwrap() > 0, "worker {q} got no connection: {report:#}");
+        assert!(w["udp_datagrams"].as_u64().unwrap() > 0, "worker {q} got no datagram: {report:#}");
+    }
+    let udp_records = (UDP_SOURCES * DATAGRAMS_PER_SOURCE) as u64;
+    assert_eq!(report["udp"]["records_accepted"], udp_records, "{report:#}");
+    // Every 2xx but the readiness /ping answered a 10-line write.
+    let ok = report["http"]["responses_2xx"].as_u64().unwrap() - 1;
+    assert!(ok >= wrk.field("requests"), "{report:#}");
+    assert_eq!(report["records_written"].as_u64().unwrap(), ok * 10 + udp_records, "{report:#}");
+    let out = run(&["verify", "--data-dir", data.to_str().unwrap()], Duration::from_secs(60));
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 #[test]
@@ -568,8 +677,7 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
         &veth,
         &config,
         &dir.path("report.json"),
-        &["--trace-pcap", trace.to_str().unwrap()],
-        SERVE_LIMIT_SECS,
+        ServeRun { extra: &["--trace-pcap", trace.to_str().unwrap()], ..ServeRun::default() },
     );
     let url = "http://198.18.0.1:8080";
     for i in 0..5 {
@@ -607,6 +715,7 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
     );
     assert!(body.contains("# TYPE metricsstream_net_connections_open gauge"), "{body}");
     assert!(body.contains("# TYPE metricsstream_mbufs_in_use gauge"), "{body}");
+    assert!(body.contains("# TYPE metricsstream_http_body_budget_reserved_bytes gauge"), "{body}");
 
     // A real Prometheus in the client namespace scrapes the appliance.
     let prom_config = dir.path("prometheus.yml");
@@ -725,7 +834,8 @@ fn soak_mixed_http_and_udp_load_keeps_every_balance() {
     .unwrap();
     let _dpdk = dpdk_lock();
     let veth = Veth::new("s");
-    let mut app = start_with(&veth, &config, &dir.path("report.json"), &[], secs + 60);
+    let mut app =
+        start_with(&veth, &config, &dir.path("report.json"), ServeRun { limit_secs: secs + 60, ..ServeRun::default() });
     let wrk = veth
         .client("wrk")
         .args(["-t", "1", "-c", "50", "-d", &format!("{secs}s"), "--timeout", "5s", "-s"])

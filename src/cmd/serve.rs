@@ -204,6 +204,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                      "tx_no_mbuf": total.tx_no_mbuf, "tx_unsent": total.tx_unsent_dropped,
                      "rx_chained": total.rx_chained_dropped },
         "net": net_json(net),
+        "workers": per_worker(&published),
         "sockets": total.sockets,
         "lifecycle_imbalances": imbalances,
         "mbufs": mbufs,
@@ -349,6 +350,23 @@ fn sum(published: &[Arc<Published<ServeCounters>>]) -> ServeCounters {
         t.sockets = add_fields(&t.sockets, &c.sockets);
     }
     t
+}
+
+/// What each worker (RX queue) handled: shows whether RSS spreads the flows.
+fn per_worker(published: &[Arc<Published<ServeCounters>>]) -> serde_json::Value {
+    published
+        .iter()
+        .map(|p| {
+            let c = p.snapshot();
+            serde_json::json!({
+                "rx_frames": c.net.rx_frames,
+                "connections_opened": c.net.connections_opened,
+                "http_requests": c.http.requests,
+                "udp_datagrams": c.udp.datagrams(),
+                "records_accepted": c.http.records_accepted + c.udp.records_accepted,
+            })
+        })
+        .collect()
 }
 
 /// Checks every worker's connection lifecycle balances (see
