@@ -1,13 +1,15 @@
-//! One stack cell: a smoltcp `Interface` (`Medium::Ip`) with a small, fixed
-//! set of TCP sockets, and the `phy::Device` that feeds it one packet at a
-//! time and frames what it sends.
+//! The stack cell and what both TCP stacks (server and client) build on it:
+//! a [`Cell`] is a smoltcp `Interface` (`Medium::Ip`) with a small, fixed set
+//! of TCP sockets; [`CellIo`] and [`CellDevice`] are the `phy::Device` that
+//! feeds it one packet at a time and frames what it sends; [`CellScheduler`]
+//! decides which cells a poll services. smoltcp's per-packet socket scan is
+//! bounded by the cell size, not by the number of connections of the worker.
 //!
-//! A cell holds at most one socket in LISTEN at a time (its *listener*), so a
-//! SYN handed to the cell is taken by exactly that socket and the stack knows
-//! the connection's slot without searching. The other free sockets are idle
-//! (CLOSED, no tuple) until the listener is taken and the next one is armed.
-//! smoltcp's per-packet socket scan is bounded by the cell size, not by the
-//! number of connections of the worker.
+//! A server cell ([`ServerCell`]) holds at most one socket in LISTEN at a
+//! time (its *listener*), so a SYN handed to the cell is taken by exactly
+//! that socket and the stack knows the connection's slot without searching.
+//! The other free sockets are idle (CLOSED, no tuple) until the listener is
+//! taken and the next one is armed.
 
 use super::l2::{FrameError, Link, ETH_HEADER_LEN};
 use super::stack::{FrameSink, NetCounters};
@@ -16,6 +18,8 @@ use smoltcp::phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, M
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpCidr, Ipv4Address};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 /// Device capabilities of every cell: IP medium, our MTU, IPv4 header
 /// checksums already verified by `classify` on receive.
@@ -66,23 +70,18 @@ pub(crate) fn interface(
     iface
 }
 
-/// A cell: interface, sockets, and which of them listens / idles.
+/// A cell: a smoltcp interface and its TCP sockets, addressed by slot.
+/// Both stacks shard their connections into cells; what a slot means is the
+/// stack's business (the server's accept state is in [`ServerCell`]).
 pub(crate) struct Cell {
     pub iface: Interface,
     pub sockets: SocketSet<'static>,
     /// Socket handle of each slot.
     pub handles: Vec<SocketHandle>,
-    /// The slot in LISTEN, if any.
-    pub listener: Option<u16>,
-    /// Slots that are CLOSED and free (a stack; capacity = sockets per cell).
-    pub idle: Vec<u16>,
-    /// Whether the cell is in the stack's list of cells to service.
-    pub active: bool,
-    /// The deadline the cell is queued for in the timer heap.
-    pub deadline: Option<Instant>,
 }
 
 impl Cell {
+    /// A cell of `sockets` CLOSED sockets, each with its own buffers.
     pub fn new(
         iface: Interface,
         sockets: usize,
@@ -97,18 +96,60 @@ impl Cell {
                 tcp::SocketBuffer::new(vec![0; rx_buffer]),
                 tcp::SocketBuffer::new(vec![0; tx_buffer]),
             );
-            // Responses are written whole; do not hold the tail back for an ACK.
+            // Requests and responses are written whole; do not hold the tail back for an ACK.
             s.set_nagle_enabled(false);
             s.set_timeout(timeout);
             s.set_keep_alive(timeout.map(|t| t / 2));
             handles.push(set.add(s));
         }
-        let idle = (0..sockets as u16).rev().collect();
-        Cell { iface, sockets: set, handles, listener: None, idle, active: false, deadline: None }
+        Cell { iface, sockets: set, handles }
+    }
+
+    /// A cell without sockets: its interface answers every TCP segment with RST.
+    pub fn socketless(iface: Interface) -> Cell {
+        Cell { iface, sockets: SocketSet::new(Vec::new()), handles: Vec::new() }
+    }
+
+    pub fn socket(&mut self, slot: usize) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut::<tcp::Socket>(self.handles[slot])
+    }
+
+    /// Returns a socket that left its connection (CLOSED, TIME-WAIT, or
+    /// LISTEN) to CLOSED with no tuple, without sending anything.
+    pub fn reset_socket(&mut self, slot: usize, port: u16) {
+        let s = self.socket(slot);
+        // listen() resets a CLOSED or TIME-WAIT socket silently (no RST);
+        // close() on LISTEN goes to CLOSED without a tuple.
+        let _ = s.listen(port);
+        s.close();
+        debug_assert_eq!(s.state(), tcp::State::Closed);
+    }
+
+    /// When the cell wants servicing again after a service: at once if the
+    /// sink refused output (`blocked`: smoltcp kept it), else at smoltcp's timer.
+    pub fn next_service(&mut self, now: Instant, blocked: bool) -> Option<Instant> {
+        self.iface.poll_at(now, &self.sockets).map(|t| if blocked { now } else { t })
+    }
+}
+
+/// A cell of the server stack: at most one socket listens (the *listener*),
+/// the other free sockets are idle (see the module docs).
+pub(crate) struct ServerCell {
+    pub cell: Cell,
+    /// The slot in LISTEN, if any.
+    pub listener: Option<u16>,
+    /// Slots that are CLOSED and free (a stack; capacity = sockets per cell).
+    pub idle: Vec<u16>,
+}
+
+impl ServerCell {
+    pub fn new(cell: Cell) -> ServerCell {
+        let idle = (0..cell.handles.len() as u16).rev().collect();
+        ServerCell { cell, listener: None, idle }
     }
 
     pub fn socket(&mut self, slot: u16) -> &mut tcp::Socket<'static> {
-        self.sockets.get_mut::<tcp::Socket>(self.handles[usize::from(slot)])
+        self.cell.socket(usize::from(slot))
     }
 
     /// Puts an idle socket in LISTEN on `port`; false if none is idle.
@@ -125,13 +166,216 @@ impl Cell {
     /// in LISTEN after an RST in SYN-RECEIVED) to CLOSED with no tuple, so it
     /// neither answers nor sends anything, and makes it idle.
     pub fn recycle(&mut self, slot: u16, port: u16) {
-        let s = self.socket(slot);
-        // listen() resets a CLOSED or TIME-WAIT socket silently (no RST);
-        // close() on LISTEN goes to CLOSED without a tuple.
-        let _ = s.listen(port);
-        s.close();
-        debug_assert_eq!(s.state(), tcp::State::Closed);
+        self.cell.reset_socket(usize::from(slot), port);
         self.idle.push(slot);
+    }
+}
+
+/// Hands the bytes `sock` received to `take` chunk by chunk, until it takes
+/// none (the rest stays in the socket and its window shrinks) or none are left.
+pub(crate) fn deliver_received(sock: &mut tcp::Socket<'_>, mut take: impl FnMut(&[u8]) -> usize) {
+    while sock.can_recv() {
+        match sock.recv(|data| {
+            let taken = take(data).min(data.len());
+            (taken, taken)
+        }) {
+            Ok(taken) if taken > 0 => {}
+            _ => break,
+        }
+    }
+}
+
+/// Whether the peer's FIN has arrived (received data may still be unread).
+pub(crate) fn peer_sent_fin(state: tcp::State) -> bool {
+    matches!(state, tcp::State::CloseWait | tcp::State::LastAck | tcp::State::Closing | tcp::State::TimeWait)
+}
+
+/// What a stack's cells send through: the [`Link`] that frames their IP
+/// packets, a scratch buffer for a packet the sink has no room for, and the
+/// MTU. One per stack, so building a cell's device borrows it apart from the
+/// cells and the counters.
+pub(crate) struct CellIo {
+    pub link: Link,
+    scratch: Vec<u8>,
+    mtu: usize,
+}
+
+impl CellIo {
+    pub fn new(link: Link, mtu: usize) -> CellIo {
+        CellIo { link, scratch: vec![0; mtu], mtu }
+    }
+
+    /// Runs smoltcp's ingress for one IP packet in `cell` (what smoltcp
+    /// answers at once, e.g. an RST, goes to `sink`).
+    pub fn ingress<S: FrameSink + ?Sized>(
+        &mut self,
+        cell: &mut Cell,
+        ip: &[u8],
+        now: Instant,
+        sink: &mut S,
+        counters: &mut NetCounters,
+    ) {
+        let mut dev = self.device(Some(ip), sink, counters, now);
+        let _ = cell.iface.poll_ingress_single(now, &mut dev, &mut cell.sockets);
+    }
+
+    /// Runs smoltcp's egress for `cell`; returns whether the sink ran out of
+    /// room (smoltcp keeps what it could not send).
+    pub fn egress<S: FrameSink + ?Sized>(
+        &mut self,
+        cell: &mut Cell,
+        now: Instant,
+        sink: &mut S,
+        counters: &mut NetCounters,
+    ) -> bool {
+        let mut dev = self.device(None, sink, counters, now);
+        let _ = cell.iface.poll_egress(now, &mut dev, &mut cell.sockets);
+        dev.blocked
+    }
+
+    fn device<'a, S: FrameSink + ?Sized>(
+        &'a mut self,
+        rx: Option<&'a [u8]>,
+        sink: &'a mut S,
+        counters: &'a mut NetCounters,
+        now: Instant,
+    ) -> CellDevice<'a, S> {
+        CellDevice {
+            rx,
+            sink,
+            link: &mut self.link,
+            counters,
+            scratch: &mut self.scratch,
+            mtu: self.mtu,
+            now,
+            blocked: false,
+        }
+    }
+}
+
+/// Timer-heap entry: (deadline in µs, cell).
+type Deadline = Reverse<(i64, u32)>;
+
+/// Which cells a stack services, and when. A cell is serviced at the next
+/// poll once it is activated (it got input, was woken, or its output was
+/// held back) or its smoltcp deadline is due. One poll services at most
+/// `max_per_poll` cells; the others stay at the front of the active list, so
+/// they come first at the next poll. Deadlines sit in a min-heap with lazy
+/// deletion: a cell's new deadline leaves its old entry behind, ignored when
+/// popped, and the heap is rebuilt from the live deadlines once it holds
+/// more than 4 entries per cell. Everything is allocated in `new`.
+pub(crate) struct CellScheduler {
+    /// Per cell: whether it is on `active` (or in the current batch, not yet handed out).
+    queued: Vec<bool>,
+    /// Per cell: the deadline of its live heap entry.
+    deadlines: Vec<Option<Instant>>,
+    /// Cells to service at the next poll, in order.
+    active: Vec<u32>,
+    /// The current poll's batch (swapped with `active`) and the next to hand out.
+    servicing: Vec<u32>,
+    next: usize,
+    timers: BinaryHeap<Deadline>,
+    max_per_poll: usize,
+}
+
+impl CellScheduler {
+    pub fn new(cells: usize, max_per_poll: usize) -> CellScheduler {
+        let max_per_poll = max_per_poll.max(1);
+        CellScheduler {
+            queued: vec![false; cells],
+            deadlines: vec![None; cells],
+            active: Vec::with_capacity(cells),
+            servicing: Vec::with_capacity(cells),
+            next: 0,
+            // Stale entries are dropped by a rebuild past 4 per cell; one poll adds at most one per cell serviced.
+            timers: BinaryHeap::with_capacity(cells * 4 + max_per_poll + 1),
+            max_per_poll,
+        }
+    }
+
+    /// Services `cell` at the next poll.
+    #[inline]
+    pub fn activate(&mut self, cell: usize) {
+        if !self.queued[cell] {
+            self.queued[cell] = true;
+            self.active.push(cell as u32);
+        }
+    }
+
+    /// When a poll has work: now if a cell is active, else the earliest deadline.
+    pub fn poll_at(&self) -> Option<Instant> {
+        if !self.active.is_empty() {
+            return Some(Instant::ZERO);
+        }
+        self.timers.peek().map(|Reverse((t, _))| Instant::from_micros(*t))
+    }
+
+    /// Starts a poll: activates the cells whose deadline is due and takes
+    /// the first `max_per_poll` active cells as the batch that
+    /// [`next_cell`](Self::next_cell) hands out. Returns the batch size.
+    pub fn begin_poll(&mut self, now: Instant) -> usize {
+        debug_assert!(self.servicing.is_empty(), "end_poll ends every poll");
+        let now_us = now.total_micros();
+        while let Some(&Reverse((t, cell))) = self.timers.peek() {
+            if t > now_us {
+                break;
+            }
+            self.timers.pop();
+            let cell = cell as usize;
+            if self.deadlines[cell].is_some_and(|d| d.total_micros() == t) {
+                self.deadlines[cell] = None;
+                self.activate(cell);
+            }
+        }
+        let n = self.active.len().min(self.max_per_poll);
+        std::mem::swap(&mut self.active, &mut self.servicing);
+        // Cells beyond the cap go back to the front of the active list.
+        self.active.extend(self.servicing.drain(n..));
+        self.next = 0;
+        n
+    }
+
+    /// The next cell of the batch to service; it can be activated again from now on.
+    pub fn next_cell(&mut self) -> Option<usize> {
+        let cell = *self.servicing.get(self.next)? as usize;
+        self.next += 1;
+        self.queued[cell] = false;
+        Some(cell)
+    }
+
+    /// Records when a serviced `cell` wants servicing again: at or before
+    /// `now` it is activated for the next poll, later it waits in the heap,
+    /// `None` means no timer.
+    pub fn schedule(&mut self, cell: usize, now: Instant, next: Option<Instant>) {
+        match next {
+            Some(t) if t <= now => {
+                self.deadlines[cell] = None;
+                self.activate(cell);
+            }
+            Some(t) => {
+                if self.deadlines[cell] != Some(t) {
+                    self.deadlines[cell] = Some(t);
+                    self.timers.push(Reverse((t.total_micros(), cell as u32)));
+                }
+            }
+            None => self.deadlines[cell] = None,
+        }
+    }
+
+    /// Ends a poll (after the whole batch was handed out) and bounds the heap.
+    pub fn end_poll(&mut self) {
+        debug_assert_eq!(self.next, self.servicing.len(), "every cell of the batch is serviced");
+        self.servicing.clear();
+        self.next = 0;
+        if self.timers.len() > self.deadlines.len() * 4 {
+            // Drop stale entries (deadlines that were replaced).
+            self.timers.clear();
+            for (cell, deadline) in self.deadlines.iter().enumerate() {
+                if let Some(d) = deadline {
+                    self.timers.push(Reverse((d.total_micros(), cell as u32)));
+                }
+            }
+        }
     }
 }
 
@@ -232,5 +476,116 @@ impl<S: FrameSink + ?Sized> TxToken for CellTx<'_, '_, S> {
             Err(FrameError::Malformed) => dev.counters.tx_drop_no_route += 1,
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    /// Runs one poll and returns the cells handed out, in order.
+    fn poll(s: &mut CellScheduler, now: Instant) -> Vec<usize> {
+        let n = s.begin_poll(now);
+        let batch: Vec<usize> = std::iter::from_fn(|| s.next_cell()).collect();
+        s.end_poll();
+        assert_eq!(batch.len(), n);
+        batch
+    }
+
+    #[test]
+    fn an_active_cell_is_serviced_once_per_poll() {
+        let mut s = CellScheduler::new(4, 8);
+        assert_eq!(s.poll_at(), None);
+        s.activate(2);
+        s.activate(1);
+        s.activate(2);
+        assert_eq!(s.poll_at(), Some(Instant::ZERO));
+        assert_eq!(poll(&mut s, at(0)), vec![2, 1]);
+        assert_eq!(poll(&mut s, at(0)), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn cells_beyond_the_cap_come_first_at_the_next_poll() {
+        let mut s = CellScheduler::new(8, 2);
+        for cell in [5, 0, 3, 1] {
+            s.activate(cell);
+        }
+        assert_eq!(s.begin_poll(at(0)), 2);
+        assert_eq!(s.next_cell(), Some(5));
+        // Activated while the batch runs: behind the cells the cap held back.
+        s.activate(7);
+        // Reactivated after its service: serviced again at the next poll, not in this one.
+        s.activate(5);
+        // Still waiting in this batch: not queued twice.
+        s.activate(0);
+        assert_eq!(s.next_cell(), Some(0));
+        assert_eq!(s.next_cell(), None);
+        s.end_poll();
+        assert_eq!(poll(&mut s, at(0)), vec![3, 1]);
+        assert_eq!(poll(&mut s, at(0)), vec![7, 5]);
+        assert_eq!(poll(&mut s, at(0)), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn a_cell_is_activated_when_its_deadline_is_due() {
+        let mut s = CellScheduler::new(4, 8);
+        s.schedule(1, at(0), Some(at(10)));
+        s.schedule(3, at(0), Some(at(5)));
+        assert_eq!(s.poll_at(), Some(at(5)));
+        assert_eq!(poll(&mut s, at(4)), Vec::<usize>::new());
+        assert_eq!(poll(&mut s, at(10)), vec![3, 1]);
+        assert_eq!(s.poll_at(), None);
+    }
+
+    #[test]
+    fn a_replaced_or_cleared_deadline_does_not_fire() {
+        let mut s = CellScheduler::new(4, 8);
+        s.schedule(0, at(0), Some(at(10)));
+        s.schedule(0, at(1), Some(at(20)));
+        s.schedule(2, at(0), Some(at(10)));
+        s.schedule(2, at(1), None);
+        assert_eq!(poll(&mut s, at(15)), Vec::<usize>::new());
+        assert_eq!(poll(&mut s, at(20)), vec![0]);
+    }
+
+    #[test]
+    fn a_deadline_already_due_activates_for_the_next_poll() {
+        let mut s = CellScheduler::new(4, 8);
+        s.schedule(1, at(0), Some(at(10)));
+        // Serviced early (e.g. input): its smoltcp timer is now due, or its output was held back.
+        s.schedule(1, at(12), Some(at(12)));
+        assert_eq!(s.poll_at(), Some(Instant::ZERO));
+        assert_eq!(poll(&mut s, at(12)), vec![1]);
+        // The old heap entry finds no deadline and activates nothing.
+        assert_eq!(poll(&mut s, at(12)), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn stale_timers_are_dropped_so_the_heap_stays_within_its_capacity() {
+        let cells = 3;
+        let mut s = CellScheduler::new(cells, 2);
+        let capacity = s.timers.capacity();
+        for round in 0..100 {
+            s.activate(round % cells);
+            let now = at(round as i64);
+            let n = s.begin_poll(now);
+            while let Some(cell) = s.next_cell() {
+                // Every service moves the cell's deadline later, leaving a stale entry.
+                s.schedule(cell, now, Some(at(1000 + round as i64)));
+            }
+            s.end_poll();
+            assert!(n <= 2);
+            assert!(s.timers.len() <= cells * 4, "round {round}: {} entries", s.timers.len());
+        }
+        assert_eq!(s.timers.capacity(), capacity, "the heap never grew");
+        // The live deadlines survived the rebuilds (two polls: the cap is 2).
+        let mut fired = poll(&mut s, at(2000));
+        fired.extend(poll(&mut s, at(2000)));
+        fired.sort_unstable();
+        assert_eq!(fired, vec![0, 1, 2]);
     }
 }

@@ -21,16 +21,13 @@
 //! (ports rotate through `first_port..=65535`), so a reused 4-tuple is as
 //! far away as the port range allows.
 
-use super::cell::{interface, CellDevice};
+use super::cell::{deliver_received, interface, peer_sent_fin, Cell, CellIo, CellScheduler};
 use super::classify::{classify, Frame};
 use super::l2::{ArpOutcome, L2Config, Link, ETH_MIN_FRAME};
 use super::stack::{FrameSink, NetCounters};
-use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, IpEndpoint, Ipv4Address};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::net::SocketAddrV4;
 
 /// ARP requests for the target's next hop are repeated this often until answered.
@@ -189,25 +186,11 @@ struct Slot {
     peer_closed: bool,
 }
 
-struct ClientCell {
-    iface: Interface,
-    sockets: SocketSet<'static>,
-    handles: Vec<SocketHandle>,
-    active: bool,
-    deadline: Option<Instant>,
-}
-
-impl ClientCell {
-    fn socket(&mut self, slot: usize) -> &mut tcp::Socket<'static> {
-        self.sockets.get_mut::<tcp::Socket>(self.handles[slot])
-    }
-}
-
 /// The sharded client TCP/IP stack of one loadgen worker. See the module docs.
 pub struct ClientStack {
-    link: Link,
+    io: CellIo,
     target: SocketAddrV4,
-    cells: Vec<ClientCell>,
+    cells: Vec<Cell>,
     slots: Vec<Slot>,
     /// Idle slots (a stack).
     idle: Vec<u32>,
@@ -218,15 +201,10 @@ pub struct ClientStack {
     /// Connections to keep (lowered to 0 to wind down).
     wanted: usize,
     busy: usize,
-    active: Vec<u32>,
-    servicing: Vec<u32>,
-    timers: BinaryHeap<Reverse<(i64, u32)>>,
-    scratch: Vec<u8>,
+    scheduler: CellScheduler,
     counters: ClientCounters,
     per_cell: usize,
-    mtu: usize,
     max_connects_per_poll: usize,
-    max_cells_per_poll: usize,
     last_arp: Option<Instant>,
 }
 
@@ -249,20 +227,7 @@ impl ClientStack {
         let mut cells = Vec::with_capacity(ncells);
         for i in 0..ncells {
             let iface = interface(l.ip, l.prefix_len, l.gateway, c.mtu, c.seed ^ (i as u64 + 1) << 17, now);
-            let mut sockets = SocketSet::new(Vec::with_capacity(c.sockets_per_cell));
-            let mut handles = Vec::with_capacity(c.sockets_per_cell);
-            for _ in 0..c.sockets_per_cell {
-                let mut s = tcp::Socket::new(
-                    tcp::SocketBuffer::new(vec![0; c.rx_buffer]),
-                    tcp::SocketBuffer::new(vec![0; c.tx_buffer]),
-                );
-                // Requests are written whole; do not hold the tail back for an ACK.
-                s.set_nagle_enabled(false);
-                s.set_timeout(c.timeout);
-                s.set_keep_alive(c.timeout.map(|t| t / 2));
-                handles.push(sockets.add(s));
-            }
-            cells.push(ClientCell { iface, sockets, handles, active: false, deadline: None });
+            cells.push(Cell::new(iface, c.sockets_per_cell, c.rx_buffer, c.tx_buffer, c.timeout));
         }
         let nslots = ncells * c.sockets_per_cell;
         let slot = Slot {
@@ -277,7 +242,7 @@ impl ClientStack {
         // Only the first `connections` slots are ever used; connect low slots first.
         let idle = (0..c.connections as u32).rev().collect();
         Ok(ClientStack {
-            link: Link::new(l),
+            io: CellIo::new(Link::new(l), c.mtu),
             target: c.target,
             cells,
             slots: vec![slot; nslots],
@@ -287,15 +252,10 @@ impl ClientStack {
             first_port: c.first_port.max(1),
             wanted: c.connections,
             busy: 0,
-            active: Vec::with_capacity(ncells),
-            servicing: Vec::with_capacity(ncells),
-            timers: BinaryHeap::with_capacity(ncells * 4 + c.max_cells_per_poll.max(1) + 1),
-            scratch: vec![0; c.mtu],
+            scheduler: CellScheduler::new(ncells, c.max_cells_per_poll),
             counters: ClientCounters::default(),
             per_cell: c.sockets_per_cell,
-            mtu: c.mtu,
             max_connects_per_poll: c.max_connects_per_poll.max(1),
-            max_cells_per_poll: c.max_cells_per_poll.max(1),
             last_arp: None,
         })
     }
@@ -321,7 +281,7 @@ impl ClientStack {
 
     /// Whether the target's next hop answered ARP.
     pub fn target_resolved(&self) -> bool {
-        self.link.next_hop(*self.target.ip()).and_then(|hop| self.link.neighbors.lookup(hop)).is_some()
+        self.io.link.next_hop(*self.target.ip()).and_then(|hop| self.io.link.neighbors.lookup(hop)).is_some()
     }
 
     /// Stops reconnecting: idle slots stay idle from now on (connections that
@@ -340,7 +300,7 @@ impl ClientStack {
         s.abort_requested = true;
         let (cell, slot) = (conn.index() / self.per_cell, conn.index() % self.per_cell);
         self.cells[cell].socket(slot).abort();
-        self.activate(cell);
+        self.scheduler.activate(cell);
         true
     }
 
@@ -351,7 +311,7 @@ impl ClientStack {
         if s.generation != conn.generation || s.state != SlotState::Busy {
             return false;
         }
-        self.activate(conn.index() / self.per_cell);
+        self.scheduler.activate(conn.index() / self.per_cell);
         true
     }
 
@@ -371,13 +331,13 @@ impl ClientStack {
                 return;
             }
         };
-        let to_us = dst_mac == self.link.mac();
+        let to_us = dst_mac == self.io.link.mac();
         match classified.frame {
             Frame::Malformed(_) => self.counters.net.drop_malformed += 1,
             Frame::Arp { arp } if to_us || dst_mac.is_broadcast() => {
                 self.counters.net.rx_arp += 1;
-                if let ArpOutcome::Reply { to_mac, to_ip } = self.link.handle_arp(arp, now) {
-                    let link = &self.link;
+                if let ArpOutcome::Reply { to_mac, to_ip } = self.io.link.handle_arp(arp, now) {
+                    let link = &self.io.link;
                     if sink.frame(ETH_MIN_FRAME, &mut |f: &mut [u8]| {
                         link.write_arp_reply(f, to_mac, to_ip);
                         true
@@ -399,7 +359,7 @@ impl ClientStack {
         // classify checked the IPv4 header and that the TCP header is inside `ip`.
         let src = Ipv4Address::new(ip[12], ip[13], ip[14], ip[15]);
         let dst = Ipv4Address::new(ip[16], ip[17], ip[18], ip[19]);
-        if dst != self.link.ip() {
+        if dst != self.io.link.ip() {
             self.counters.net.drop_wrong_ip += 1;
             return;
         }
@@ -410,7 +370,7 @@ impl ClientStack {
             self.counters.rx_other += 1;
             return;
         }
-        self.link.learn_from_ipv4(src_mac, src, now);
+        self.io.link.learn_from_ipv4(src_mac, src, now);
         let index = self.port_owner[usize::from(dst_port)];
         if index == NO_SLOT {
             // A late segment of a recycled connection; the server's own timers end it.
@@ -419,37 +379,17 @@ impl ClientStack {
         }
         let cell_ix = index as usize / self.per_cell;
         self.counters.net.rx_tcp += 1;
-        let cell = &mut self.cells[cell_ix];
-        let mut dev = CellDevice {
-            rx: Some(ip),
-            sink: &mut *sink,
-            link: &mut self.link,
-            counters: &mut self.counters.net,
-            scratch: &mut self.scratch,
-            mtu: self.mtu,
-            now,
-            blocked: false,
-        };
-        let _ = cell.iface.poll_ingress_single(now, &mut dev, &mut cell.sockets);
-        self.activate(cell_ix);
-    }
-
-    #[inline]
-    fn activate(&mut self, cell: usize) {
-        let c = &mut self.cells[cell];
-        if !c.active {
-            c.active = true;
-            self.active.push(cell as u32);
-        }
+        self.io.ingress(&mut self.cells[cell_ix], ip, now, sink, &mut self.counters.net);
+        self.scheduler.activate(cell_ix);
     }
 
     /// The earliest time `poll` has work: now if cells are active or
     /// connections are missing, else the earliest smoltcp timer.
     pub fn poll_at(&self) -> Option<Instant> {
-        if !self.active.is_empty() || (self.busy < self.wanted && !self.idle.is_empty()) {
+        if self.busy < self.wanted && !self.idle.is_empty() {
             return Some(Instant::ZERO);
         }
-        self.timers.peek().map(|Reverse((t, _))| Instant::from_micros(*t))
+        self.scheduler.poll_at()
     }
 
     /// Starts missing connections, services the cells that got input, were
@@ -462,36 +402,12 @@ impl ClientStack {
         sink: &mut S,
     ) -> usize {
         self.connect_missing(now, sink);
-        let now_us = now.total_micros();
-        while let Some(&Reverse((t, cell))) = self.timers.peek() {
-            if t > now_us {
-                break;
-            }
-            self.timers.pop();
-            let c = &mut self.cells[cell as usize];
-            if c.deadline.is_some_and(|d| d.total_micros() == t) {
-                c.deadline = None;
-                self.activate(cell as usize);
-            }
-        }
-        let n = self.active.len().min(self.max_cells_per_poll);
-        std::mem::swap(&mut self.active, &mut self.servicing);
-        self.active.extend(self.servicing.drain(n..));
-        for i in 0..n {
-            let cell = self.servicing[i] as usize;
-            self.cells[cell].active = false;
+        let n = self.scheduler.begin_poll(now);
+        while let Some(cell) = self.scheduler.next_cell() {
             self.service(now, cell, app, sink);
         }
-        self.servicing.clear();
+        self.scheduler.end_poll();
         self.counters.net.cells_polled += n as u64;
-        if self.timers.len() > self.cells.len() * 4 {
-            self.timers.clear();
-            for (i, c) in self.cells.iter().enumerate() {
-                if let Some(d) = c.deadline {
-                    self.timers.push(Reverse((d.total_micros(), i as u32)));
-                }
-            }
-        }
         n
     }
 
@@ -501,12 +417,12 @@ impl ClientStack {
             return;
         }
         if !self.target_resolved() {
-            let Some(hop) = self.link.next_hop(*self.target.ip()) else { return };
+            let Some(hop) = self.io.link.next_hop(*self.target.ip()) else { return };
             if self.last_arp.is_some_and(|t| now < t + ARP_RETRY) {
                 return;
             }
             self.last_arp = Some(now);
-            let link = &self.link;
+            let link = &self.io.link;
             if sink.frame(ETH_MIN_FRAME, &mut |f: &mut [u8]| {
                 link.write_arp_request(f, hop);
                 true
@@ -545,7 +461,7 @@ impl ClientStack {
             s.peer_closed = false;
             self.busy += 1;
             self.counters.connects += 1;
-            self.activate(cell_ix);
+            self.scheduler.activate(cell_ix);
         }
     }
 
@@ -590,22 +506,10 @@ impl ClientStack {
                 self.counters.net.connections_opened += 1;
                 self.counters.net.connections_open += 1;
             }
-            while sock.can_recv() {
-                match sock.recv(|data| {
-                    let taken = app.on_data(conn, data, now).min(data.len());
-                    (taken, taken)
-                }) {
-                    Ok(taken) if taken > 0 => {}
-                    _ => break,
-                }
-            }
+            deliver_received(sock, |data| app.on_data(conn, data, now));
             // The server closed (FIN) and its last bytes are consumed: answer with our
             // FIN and send nothing more (an HTTP server that closed answers no new request).
-            let fin_received = matches!(
-                sock.state(),
-                tcp::State::CloseWait | tcp::State::LastAck | tcp::State::Closing | tcp::State::TimeWait
-            );
-            if fin_received && !s.peer_closed && !sock.can_recv() {
+            if peer_sent_fin(sock.state()) && !s.peer_closed && !sock.can_recv() {
                 s.peer_closed = true;
                 if !s.close_requested {
                     sock.close();
@@ -621,28 +525,15 @@ impl ClientStack {
         }
         // 2. smoltcp egress.
         let cell = &mut self.cells[cell_ix];
-        let mut dev = CellDevice {
-            rx: None,
-            sink: &mut *sink,
-            link: &mut self.link,
-            counters: &mut self.counters.net,
-            scratch: &mut self.scratch,
-            mtu: self.mtu,
-            now,
-            blocked: false,
-        };
-        let _ = cell.iface.poll_egress(now, &mut dev, &mut cell.sockets);
-        let blocked = dev.blocked;
+        let blocked = self.io.egress(cell, now, sink, &mut self.counters.net);
         // 3. Recycle finished connections.
-        let cell = &mut self.cells[cell_ix];
         for slot in 0..per_cell {
             let index = base + slot;
             let s = &mut self.slots[index];
             if s.state != SlotState::Busy {
                 continue;
             }
-            let sock = cell.sockets.get_mut::<tcp::Socket>(cell.handles[slot]);
-            let done = match sock.state() {
+            let done = match cell.socket(slot).state() {
                 tcp::State::Closed => true,
                 tcp::State::TimeWait => !blocked,
                 _ => false,
@@ -671,9 +562,7 @@ impl ClientStack {
                 self.counters.net.connections_open -= 1;
             }
             app.on_close(ClientConn { index: index as u32, generation: s.generation }, kind, now);
-            // listen() resets a CLOSED or TIME-WAIT socket without an RST; close() leaves it tuple-less.
-            let _ = sock.listen(s.local_port);
-            sock.close();
+            cell.reset_socket(slot, s.local_port);
             self.port_owner[usize::from(s.local_port)] = NO_SLOT;
             s.state = SlotState::Idle;
             s.app_open = false;
@@ -681,23 +570,9 @@ impl ClientStack {
             self.idle.push(index as u32);
             self.busy -= 1;
         }
-        // 4. Next deadline.
-        match cell.iface.poll_at(now, &cell.sockets) {
-            Some(t) if t <= now || blocked => {
-                cell.deadline = None;
-                if !cell.active {
-                    cell.active = true;
-                    self.active.push(cell_ix as u32);
-                }
-            }
-            Some(t) => {
-                if cell.deadline != Some(t) {
-                    cell.deadline = Some(t);
-                    self.timers.push(Reverse((t.total_micros(), cell_ix as u32)));
-                }
-            }
-            None => cell.deadline = None,
-        }
+        // 4. Next deadline: again at the next poll if output is pending, else its timer.
+        let next = cell.next_service(now, blocked);
+        self.scheduler.schedule(cell_ix, now, next);
     }
 }
 

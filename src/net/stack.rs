@@ -85,16 +85,13 @@
 //! // ... tx_burst(tx); publish *stack.counters() now and then.
 //! ```
 
-use super::cell::{interface, Cell, CellDevice};
+use super::cell::{deliver_received, interface, peer_sent_fin, Cell, CellIo, CellScheduler, ServerCell};
 use super::classify::{classify, Frame, Malformed};
 use super::flow::{FlowKey, FlowTable};
 use super::l2::{is_echo_request, ArpOutcome, L2Config, Link, ETH_HEADER_LEN, ETH_MIN_FRAME};
-use smoltcp::iface::{Interface, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, Ipv4Address};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::net::SocketAddrV4;
 
 const PROTO_ICMP: u8 = 1;
@@ -362,32 +359,21 @@ struct Slot {
     flow: FlowKey,
 }
 
-/// Timer-heap entry: (deadline in µs, cell).
-type Deadline = Reverse<(i64, u32)>;
-
 /// The sharded userspace TCP/IP stack of one worker. See the module docs.
 pub struct NetStack {
-    link: Link,
+    io: CellIo,
     flows: FlowTable,
-    cells: Vec<Cell>,
-    /// Socket-less interface that answers stray segments with RST.
-    rst_iface: Interface,
-    rst_sockets: SocketSet<'static>,
+    cells: Vec<ServerCell>,
+    /// Socket-less cell that answers stray segments with RST.
+    rst_cell: Cell,
     slots: Vec<Slot>,
     /// Cells with an armed listener; the top one takes the next SYN.
     accept: Vec<u32>,
-    /// Cells to service at the next poll.
-    active: Vec<u32>,
-    /// Cells being serviced by the current poll (swapped with `active`).
-    servicing: Vec<u32>,
-    timers: BinaryHeap<Deadline>,
-    scratch: Vec<u8>,
+    scheduler: CellScheduler,
     counters: NetCounters,
     per_cell: usize,
     port: u16,
     max_connections: usize,
-    mtu: usize,
-    max_cells_per_poll: usize,
     /// False after `stop_accepting`: new SYNs are refused.
     accepting: bool,
 }
@@ -407,7 +393,7 @@ impl NetStack {
         let mut cells = Vec::with_capacity(ncells);
         for i in 0..ncells {
             let iface = interface(l.ip, l.prefix_len, l.gateway, c.mtu, c.seed ^ (i as u64 + 1) << 17, now);
-            cells.push(Cell::new(iface, c.sockets_per_cell, c.rx_buffer, c.tx_buffer, c.idle_timeout));
+            cells.push(ServerCell::new(Cell::new(iface, c.sockets_per_cell, c.rx_buffer, c.tx_buffer, c.idle_timeout)));
         }
         let mut accept = Vec::with_capacity(ncells);
         for (i, cell) in cells.iter_mut().enumerate().rev() {
@@ -423,23 +409,16 @@ impl NetStack {
             flow: FlowKey::default(),
         };
         Ok(NetStack {
-            link: Link::new(l),
+            io: CellIo::new(Link::new(l), c.mtu),
             flows: FlowTable::new(c.max_connections, c.seed),
-            rst_iface: interface(l.ip, l.prefix_len, l.gateway, c.mtu, c.seed, now),
-            rst_sockets: SocketSet::new(Vec::new()),
+            rst_cell: Cell::socketless(interface(l.ip, l.prefix_len, l.gateway, c.mtu, c.seed, now)),
             slots: vec![slot; ncells * c.sockets_per_cell],
             accept,
-            active: Vec::with_capacity(ncells),
-            servicing: Vec::with_capacity(ncells),
-            // Stale entries are dropped by a rebuild past 4 per cell; one poll adds at most one per cell serviced.
-            timers: BinaryHeap::with_capacity(ncells * 4 + c.max_cells_per_poll.max(1) + 1),
-            scratch: vec![0; c.mtu],
+            scheduler: CellScheduler::new(ncells, c.max_cells_per_poll),
             counters: NetCounters::default(),
             per_cell: c.sockets_per_cell,
             port: c.listen_port,
             max_connections: c.max_connections,
-            mtu: c.mtu,
-            max_cells_per_poll: c.max_cells_per_poll.max(1),
             accepting: true,
             cells,
         })
@@ -474,7 +453,7 @@ impl NetStack {
 
     /// The neighbour table (for inspection).
     pub fn link(&self) -> &Link {
-        &self.link
+        &self.io.link
     }
 
     /// Sockets that are neither listening nor owned by a connection, plus
@@ -525,10 +504,7 @@ impl NetStack {
 
     /// The earliest smoltcp timer of any cell, if any (an idle worker may sleep until then).
     pub fn poll_at(&self) -> Option<Instant> {
-        if !self.active.is_empty() {
-            return Some(Instant::ZERO);
-        }
-        self.timers.peek().map(|Reverse((t, _))| Instant::from_micros(*t))
+        self.scheduler.poll_at()
     }
 
     /// Handles one received Ethernet frame. ARP and ICMP echo are answered
@@ -570,14 +546,14 @@ impl NetStack {
         }
         let dst_mac = EthernetAddress::from_bytes(&frame[0..6]);
         let src_mac = EthernetAddress::from_bytes(&frame[6..12]);
-        let to_us = dst_mac == self.link.mac();
+        let to_us = dst_mac == self.io.link.mac();
         if let Frame::Arp { arp } = classified.frame {
             if !to_us && !dst_mac.is_broadcast() {
                 return Received::Dropped(DropReason::WrongMac);
             }
-            return match self.link.handle_arp(arp, now) {
+            return match self.io.link.handle_arp(arp, now) {
                 ArpOutcome::Reply { to_mac, to_ip } => {
-                    let link = &self.link;
+                    let link = &self.io.link;
                     let sent = sink.frame(ETH_MIN_FRAME, &mut |f: &mut [u8]| {
                         link.write_arp_reply(f, to_mac, to_ip);
                         true
@@ -603,10 +579,10 @@ impl NetStack {
         let ip = match classified.frame {
             Frame::Ipv4Tcp { ip } | Frame::Ipv4Other { ip, .. } => ip,
             Frame::Ipv4Udp { src, dst, src_port, dst_port, payload } => {
-                if dst != self.link.ip() {
+                if dst != self.io.link.ip() {
                     return Received::Dropped(DropReason::WrongIp);
                 }
-                self.link.learn_from_ipv4(src_mac, src, now);
+                self.io.link.learn_from_ipv4(src_mac, src, now);
                 self.counters.rx_udp += 1;
                 return Received::Udp { src, src_port, dst_port, payload };
             }
@@ -615,14 +591,14 @@ impl NetStack {
         // ip: a checked IPv4 packet (classify verified lengths and checksum).
         let src = Ipv4Address::new(ip[12], ip[13], ip[14], ip[15]);
         let dst = Ipv4Address::new(ip[16], ip[17], ip[18], ip[19]);
-        if dst != self.link.ip() {
+        if dst != self.io.link.ip() {
             return Received::Dropped(DropReason::WrongIp);
         }
-        self.link.learn_from_ipv4(src_mac, src, now);
+        self.io.link.learn_from_ipv4(src_mac, src, now);
         match classified.frame {
             Frame::Ipv4Tcp { ip } => self.tcp_input(now, ip, src, dst, sink),
             Frame::Ipv4Other { protocol: PROTO_ICMP, ip } if is_echo_request(ip) => {
-                let link = &self.link;
+                let link = &self.io.link;
                 let sent =
                     sink.frame(ETH_HEADER_LEN + ip.len(), &mut |f: &mut [u8]| link.write_echo_reply(ip, src_mac, f));
                 if !sent {
@@ -675,7 +651,7 @@ impl NetStack {
             if sock.state() == tcp::State::Listen {
                 sock.close();
             }
-            self.activate(cell);
+            self.scheduler.activate(cell);
             self.counters.rx_tcp += 1;
             return Received::Consumed;
         }
@@ -739,46 +715,26 @@ impl NetStack {
         self.counters.connections_opened += 1;
         self.counters.connections_open += 1;
         self.counters.rx_tcp += 1;
-        self.activate(cell_ix);
+        self.scheduler.activate(cell_ix);
         Received::Consumed
     }
 
     /// Runs smoltcp's ingress for one IP packet in cell `cell`.
     fn feed<S: FrameSink + ?Sized>(&mut self, now: Instant, cell: usize, ip: &[u8], sink: &mut S) {
-        let cell = &mut self.cells[cell];
-        let mut dev = CellDevice {
-            rx: Some(ip),
-            sink: &mut *sink,
-            link: &mut self.link,
-            counters: &mut self.counters,
-            scratch: &mut self.scratch,
-            mtu: self.mtu,
-            now,
-            blocked: false,
-        };
-        let _ = cell.iface.poll_ingress_single(now, &mut dev, &mut cell.sockets);
+        self.io.ingress(&mut self.cells[cell].cell, ip, now, sink, &mut self.counters);
         self.flush_arp(now, sink);
     }
 
+    /// Lets the socket-less cell answer a stray segment with RST.
     fn feed_rst<S: FrameSink + ?Sized>(&mut self, now: Instant, ip: &[u8], sink: &mut S) {
-        let mut dev = CellDevice {
-            rx: Some(ip),
-            sink: &mut *sink,
-            link: &mut self.link,
-            counters: &mut self.counters,
-            scratch: &mut self.scratch,
-            mtu: self.mtu,
-            now,
-            blocked: false,
-        };
-        let _ = self.rst_iface.poll_ingress_single(now, &mut dev, &mut self.rst_sockets);
+        self.io.ingress(&mut self.rst_cell, ip, now, sink, &mut self.counters);
         self.flush_arp(now, sink);
     }
 
     /// Sends the ARP requests `Link` asked for while framing.
     fn flush_arp<S: FrameSink + ?Sized>(&mut self, _now: Instant, sink: &mut S) {
-        while let Some(ip) = self.link.take_pending_arp() {
-            let link = &self.link;
+        while let Some(ip) = self.io.link.take_pending_arp() {
+            let link = &self.io.link;
             if sink.frame(ETH_MIN_FRAME, &mut |f: &mut [u8]| {
                 link.write_arp_request(f, ip);
                 true
@@ -791,15 +747,6 @@ impl NetStack {
         }
     }
 
-    #[inline]
-    fn activate(&mut self, cell: usize) {
-        let c = &mut self.cells[cell];
-        if !c.active {
-            c.active = true;
-            self.active.push(cell as u32);
-        }
-    }
-
     /// Asks for `conn` to be serviced at the next `poll` even without input
     /// (e.g. a held response became ready). False if `conn` is stale.
     pub fn wake(&mut self, conn: ConnId) -> bool {
@@ -807,7 +754,7 @@ impl NetStack {
         if s.generation != conn.generation || s.state != SlotState::Open {
             return false;
         }
-        self.activate(conn.index() / self.per_cell);
+        self.scheduler.activate(conn.index() / self.per_cell);
         true
     }
 
@@ -821,43 +768,13 @@ impl NetStack {
         app: &mut A,
         sink: &mut S,
     ) -> usize {
-        let now_us = now.total_micros();
-        while let Some(&Reverse((t, cell))) = self.timers.peek() {
-            if t > now_us {
-                break;
-            }
-            self.timers.pop();
-            let c = &mut self.cells[cell as usize];
-            if c.deadline.is_some_and(|d| d.total_micros() == t) {
-                c.deadline = None;
-                self.activate(cell as usize);
-            }
-        }
-        let n = self.active.len().min(self.max_cells_per_poll);
-        std::mem::swap(&mut self.active, &mut self.servicing);
-        // Cells beyond the cap go back to the front of the active list.
-        self.active.extend(self.servicing.drain(n..));
-        for i in 0..n {
-            let cell = self.servicing[i] as usize;
-            self.cells[cell].active = false;
+        let n = self.scheduler.begin_poll(now);
+        while let Some(cell) = self.scheduler.next_cell() {
             self.service(now, cell, app, sink);
         }
-        self.servicing.clear();
+        self.scheduler.end_poll();
         self.counters.cells_polled += n as u64;
-        if self.timers.len() > self.cells.len() * 4 {
-            self.rebuild_timers();
-        }
         n
-    }
-
-    /// Drops stale heap entries (deadlines that were replaced), bounding the heap.
-    fn rebuild_timers(&mut self) {
-        self.timers.clear();
-        for (i, c) in self.cells.iter().enumerate() {
-            if let Some(d) = c.deadline {
-                self.timers.push(Reverse((d.total_micros(), i as u32)));
-            }
-        }
     }
 
     fn service<A: TcpApp + ?Sized, S: FrameSink + ?Sized>(
@@ -886,20 +803,8 @@ impl NetStack {
                 app.on_open(conn, peer, now);
                 s.app_open = true;
             }
-            while sock.can_recv() {
-                match sock.recv(|data| {
-                    let taken = app.on_data(conn, data, now).min(data.len());
-                    (taken, taken)
-                }) {
-                    Ok(taken) if taken > 0 => {}
-                    _ => break,
-                }
-            }
-            let fin_received = matches!(
-                sock.state(),
-                tcp::State::CloseWait | tcp::State::LastAck | tcp::State::Closing | tcp::State::TimeWait
-            );
-            if !s.peer_fin_seen && fin_received && !sock.can_recv() {
+            deliver_received(sock, |data| app.on_data(conn, data, now));
+            if !s.peer_fin_seen && peer_sent_fin(sock.state()) && !sock.can_recv() {
                 s.peer_fin_seen = true;
                 app.on_peer_closed(conn, now);
             }
@@ -912,19 +817,7 @@ impl NetStack {
             }
         }
         // 2. smoltcp egress.
-        let cell = &mut self.cells[cell_ix];
-        let mut dev = CellDevice {
-            rx: None,
-            sink: &mut *sink,
-            link: &mut self.link,
-            counters: &mut self.counters,
-            scratch: &mut self.scratch,
-            mtu: self.mtu,
-            now,
-            blocked: false,
-        };
-        let _ = cell.iface.poll_egress(now, &mut dev, &mut cell.sockets);
-        let blocked = dev.blocked;
+        let blocked = self.io.egress(&mut self.cells[cell_ix].cell, now, sink, &mut self.counters);
         self.flush_arp(now, sink);
         // 3. Recycle finished connections.
         let cell = &mut self.cells[cell_ix];
@@ -957,21 +850,7 @@ impl NetStack {
             }
         }
         // 4. Next deadline: again at the next poll if output is pending, else its timer.
-        match cell.iface.poll_at(now, &cell.sockets) {
-            Some(t) if t <= now || blocked => {
-                cell.deadline = None;
-                if !cell.active {
-                    cell.active = true;
-                    self.active.push(cell_ix as u32);
-                }
-            }
-            Some(t) => {
-                if cell.deadline != Some(t) {
-                    cell.deadline = Some(t);
-                    self.timers.push(Reverse((t.total_micros(), cell_ix as u32)));
-                }
-            }
-            None => cell.deadline = None,
-        }
+        let next = cell.cell.next_service(now, blocked);
+        self.scheduler.schedule(cell_ix, now, next);
     }
 }
