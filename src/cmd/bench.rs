@@ -160,6 +160,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     serve_stop.store(true, Ordering::Relaxed);
     serve_job.join()?;
     let served = serve_published.snapshot();
+    // Both workers are gone: what each sent that the other never read is
+    // still in the rings between the ports (a wire that keeps its frames).
+    let in_flight_discarded = [&mut serve_port, &mut load_port]
+        .map(|p| p.discard_received().context("internal error: a queue of the ring pair is still in use"))
+        .into_iter()
+        .sum::<anyhow::Result<u64>>()?;
     let (serve_at_stop, load_at_stop) = (serve_pool.in_use(), load_pool.in_use());
     drop(load_port);
     drop(serve_port);
@@ -187,6 +193,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "tx_unsent_dropped": served.tx_unsent_dropped,
             "mbufs": serve_mbufs,
         },
+        "frames_in_flight_at_stop": in_flight_discarded,
     });
     println!("{}", lg::summary(&report["loadgen"]));
     println!(

@@ -3,7 +3,7 @@
 
 use super::eal::Eal;
 use super::error::{check, DpdkError};
-use super::mbuf::{RxBurst, TxBurst};
+use super::mbuf::{RxBurst, TxBurst, BURST_SIZE};
 use super::mempool::Mempool;
 use std::ffi::CStr;
 use std::os::raw::c_char;
@@ -170,6 +170,34 @@ impl Port {
     /// Hands out the RX/TX queue pairs, once: each belongs to one worker.
     pub fn take_queues(&mut self) -> Vec<(RxQueue, TxQueue)> {
         std::mem::take(&mut self.rx).into_iter().zip(std::mem::take(&mut self.tx)).collect()
+    }
+
+    /// Frees what the RX queues hold once their workers are gone: frames that
+    /// arrived after the last poll. On a ring pair these are the peer's mbufs
+    /// still "on the wire" (in the ring) when both ends stopped; nothing
+    /// else would ever free them. Returns how many were freed, or `None`
+    /// while a queue handle is held outside the port (a worker may still
+    /// poll it). Stops at the first partial burst, so a live NIC cannot
+    /// keep it busy.
+    pub fn discard_received(&mut self) -> Option<u64> {
+        if Arc::strong_count(&self.inner) != 1 + self.rx.len() + self.tx.len() {
+            return None;
+        }
+        let mut burst = RxBurst::default();
+        let mut discarded = 0u64;
+        for queue in 0..self.queues {
+            // No other handle of this queue is polled: checked above.
+            let mut rx = RxQueue { port: Arc::clone(&self.inner), queue };
+            loop {
+                let n = rx.rx_burst(&mut burst);
+                discarded += n as u64;
+                if n < BURST_SIZE {
+                    break;
+                }
+            }
+        }
+        burst.clear();
+        Some(discarded)
     }
 
     pub fn stats(&self) -> Result<PortStats, DpdkError> {
