@@ -7,6 +7,10 @@
 //! read-modify-write is ever needed on the datapath. The main lcore reads
 //! the blocks to print and report.
 
+mod exposition;
+
+pub use exposition::{for_each_u64_field, is_gauge, Exposition, MetricKind};
+
 use crate::net::classify::{Classified, Malformed};
 use crate::net::FrameClass;
 use serde::Serialize;
@@ -292,25 +296,6 @@ mod tests {
     }
 
     #[test]
-    fn exposition_has_help_type_and_base_units() {
-        #[derive(Serialize)]
-        struct C {
-            requests: u64,
-            connections_open: u64,
-            fsync_ns: u64,
-        }
-        let mut out = String::new();
-        Exposition::new(&mut out).section("x", &C { requests: 3, connections_open: 2, fsync_ns: 1_500_000_000 });
-        assert!(
-            out.contains("# TYPE metricsstream_x_requests_total counter\nmetricsstream_x_requests_total 3\n"),
-            "{out}"
-        );
-        assert!(out.contains("# TYPE metricsstream_x_connections_open gauge\nmetricsstream_x_connections_open 2\n"));
-        assert!(out.contains("metricsstream_x_fsync_seconds_total 1.5\n"), "{out}");
-        assert_eq!(out.matches("# HELP ").count(), 3);
-    }
-
-    #[test]
     fn mbuf_and_process_balances() {
         let m = MbufReport { pool_size: 10, idle_baseline: 4, in_use_at_stop: 4, in_use_after_close: 0 };
         assert!(m.balances());
@@ -356,73 +341,4 @@ impl<T: Copy + Default> Published<T> {
     pub fn snapshot(&self) -> T {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// Prometheus text exposition (format 0.0.4): every sample with its `# HELP`
-/// and `# TYPE`, names `metricsstream_<section>_<field>`, counters ending in
-/// `_total`, nanosecond counters in seconds (base units, as promtool wants).
-pub struct Exposition<'a> {
-    out: &'a mut String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MetricKind {
-    Counter,
-    Gauge,
-}
-
-impl<'a> Exposition<'a> {
-    pub fn new(out: &'a mut String) -> Exposition<'a> {
-        Exposition { out }
-    }
-
-    /// One sample; `name` without the `metricsstream_` prefix or `_total`.
-    pub fn sample(&mut self, name: &str, help: &str, kind: MetricKind, value: f64) {
-        use std::fmt::Write as _;
-        let (kind, suffix) = match kind {
-            MetricKind::Counter => ("counter", "_total"),
-            MetricKind::Gauge => ("gauge", ""),
-        };
-        let _ = write!(
-            self.out,
-            "# HELP metricsstream_{name}{suffix} {help}\n# TYPE metricsstream_{name}{suffix} {kind}\nmetricsstream_{name}{suffix} {value}\n"
-        );
-    }
-
-    /// Every integer field of a counter struct (through its serde form):
-    /// gauges are the fields [`is_gauge`] names, the rest are counters.
-    pub fn section<T: Serialize>(&mut self, section: &str, counters: &T) {
-        let Ok(serde_json::Value::Object(map)) = serde_json::to_value(counters) else { return };
-        for (field, value) in &map {
-            let Some(n) = value.as_u64() else { continue };
-            let kind = if is_gauge(field) { MetricKind::Gauge } else { MetricKind::Counter };
-            let words = field.replace('_', " ");
-            match field.strip_suffix("_ns") {
-                Some(base) => self.sample(
-                    &format!("{section}_{base}_seconds"),
-                    &format!("{section}: {words} (in seconds)"),
-                    kind,
-                    n as f64 / 1e9,
-                ),
-                None => self.sample(&format!("{section}_{field}"), &format!("{section}: {words}"), kind, n as f64),
-            }
-        }
-    }
-}
-
-/// Fields that are a current level rather than a running total.
-pub fn is_gauge(field: &str) -> bool {
-    const LEVELS: [&str; 9] = [
-        "_open",
-        "_in_use",
-        "_high_water",
-        "_allocated",
-        "_occupancy",
-        "_lag_records",
-        "_reserved",
-        "_reserved_bytes",
-        "_free",
-    ];
-    const NAMES: [&str; 4] = ["held", "flows", "free", "slots"];
-    NAMES.contains(&field) || LEVELS.iter().any(|s| field.ends_with(s))
 }

@@ -186,6 +186,24 @@ pub struct SocketLevels {
 }
 
 impl ServeCounters {
+    /// Writes the workers' counters, each summed over them, as Prometheus
+    /// samples (serve's `/metrics`). Runs on a worker lcore once per scrape:
+    /// allocates nothing (`tests/alloc_steady.rs`).
+    pub fn expose(workers: &[Arc<crate::stats::Published<ServeCounters>>], e: &mut crate::stats::Exposition) {
+        use crate::stats::MetricKind;
+        let each = || workers.iter().map(|p| p.snapshot());
+        e.section_sum("net", each().map(|c| c.net));
+        e.section_sum("sockets", each().map(|c| c.sockets));
+        e.section_sum("http", each().map(|c| c.http));
+        e.section_sum("udp", each().map(|c| c.udp));
+        let sum = |field: fn(&ServeCounters) -> u64| each().map(|c| field(&c)).sum::<u64>() as f64;
+        let frames = "frames of several segments, dropped before the stack";
+        e.sample("rx_chained_dropped", frames, MetricKind::Counter, sum(|c| c.rx_chained_dropped));
+        e.sample("tx_no_mbuf", "frames not sent: no mbuf in the pool", MetricKind::Counter, sum(|c| c.tx_no_mbuf));
+        let unsent = "frames the TX queue did not take after retries, freed";
+        e.sample("tx_unsent_dropped", unsent, MetricKind::Counter, sum(|c| c.tx_unsent_dropped));
+    }
+
     /// The connection-lifecycle balances that hold at every publication:
     /// every opened connection is open or closed, the flow table holds
     /// exactly the open connections, and every socket not owned by one is

@@ -434,21 +434,9 @@ fn render_metrics(
     idle_baseline: u32,
 ) {
     use metricsstream::stats::{Exposition, MetricKind};
-    let total = sum(published);
     let mut e = Exposition::new(out);
-    e.section("net", &total.net);
-    e.section("sockets", &total.sockets);
-    e.section("http", &total.http);
-    e.section("udp", &total.udp);
+    ServeCounters::expose(published, &mut e);
     e.section("writer", &writer.snapshot());
-    let tx = [
-        ("rx_chained_dropped", total.rx_chained_dropped),
-        ("tx_no_mbuf", total.tx_no_mbuf),
-        ("tx_unsent_dropped", total.tx_unsent_dropped),
-    ];
-    for (name, n) in tx {
-        e.sample(name, &name.replace('_', " "), MetricKind::Counter, n as f64);
-    }
     let mbufs = [
         ("mbufs_in_use", "mbufs taken out of the pool right now", pool.in_use()),
         ("mbufs_idle_baseline", "mbufs in use with the port started and idle", idle_baseline),
