@@ -788,24 +788,24 @@ fn scrape(veth: &Veth) -> std::collections::HashMap<String, f64> {
 }
 
 /// Soak: mixed HTTP (wrk) and UDP (line protocol and StatsD) load for
-/// `MS_SOAK_SECS` (default 300) seconds, with the balances checked from
-/// `/metrics` every second and from the report at the end. Opt-in:
-/// `MS_SOAK_SECS=300 cargo test --release --test serve_veth soak -- --ignored --nocapture`
+/// `MS_SOAK_SECS` seconds, with the balances checked from `/metrics` every
+/// second and from the report at the end. The test command runs it for 20 s;
+/// the full soak is 5 minutes:
+/// `MS_SOAK_SECS=300 cargo test --release --test serve_veth soak -- --nocapture`
 #[test]
-#[ignore = "soak test (5 minutes): MS_SOAK_SECS=300 cargo test --release --test serve_veth soak -- --ignored"]
 fn soak_mixed_http_and_udp_load_keeps_every_balance() {
-    let secs: u64 = std::env::var("MS_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    let secs: u64 = std::env::var("MS_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
     let dir = TempDir::new("soak");
     let data = dir.path("data");
     let config = dir.path("config.toml");
     // UDP is keyed by its source address and gets a default limit below what
-    // the sender offers (~60k records/s), so the limiter's refusals are
+    // the sender offers (~60k records/s here, surely more than 5k on any machine), so the limiter's refusals are
     // exercised; wrk names itself (X-Client-Id) and has room to spare, so
     // every HTTP request is written.
     std::fs::write(
         &config,
         format!(
-            "[writer]\ndata_dir = \"{}\"\n[limits]\ndefault_rate = 20000\ndefault_burst = 40000\n\
+            "[writer]\ndata_dir = \"{}\"\n[limits]\ndefault_rate = 5000\ndefault_burst = 10000\n\
              [[limits.client]]\nid = \"soak-wrk\"\nrate = 100000000\n",
             data.display()
         ),
