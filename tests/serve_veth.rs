@@ -798,10 +798,10 @@ fn soak_mixed_http_and_udp_load_keeps_every_balance() {
     let dir = TempDir::new("soak");
     let data = dir.path("data");
     let config = dir.path("config.toml");
-    // UDP is keyed by its source address and gets a default limit below what
-    // the sender offers (~60k records/s here, surely more than 5k on any machine), so the limiter's refusals are
-    // exercised; wrk names itself (X-Client-Id) and has room to spare, so
-    // every HTTP request is written.
+    // UDP is keyed by its source address and gets a default limit far below
+    // what the sender offers (~60k records/s here), so the limiter's
+    // refusals are exercised on any machine; wrk names itself (X-Client-Id)
+    // and has room to spare, so every HTTP request is written.
     std::fs::write(
         &config,
         format!(
