@@ -1218,7 +1218,7 @@ impl fmt::Display for Precision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::record::{Record, SinkFull};
+    use crate::ingest::record::{field, tag, Record, SinkFull};
 
     const NOW: i64 = 1_700_000_000_000_000_000;
 
@@ -1240,14 +1240,6 @@ mod tests {
         let (records, summary) = parse_all(body);
         assert!(records.is_empty(), "body {:?} parsed", String::from_utf8_lossy(body));
         summary.first_error.expect("an error").reason
-    }
-
-    fn tag(key: &str, value: &str) -> Tag<'static> {
-        Tag { key: Cow::Owned(key.into()), value: Cow::Owned(value.into()) }
-    }
-
-    fn field(key: &str, value: FieldValue<'static>) -> Field<'static> {
-        Field { key: Cow::Owned(key.into()), value }
     }
 
     #[test]
