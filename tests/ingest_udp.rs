@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use metricsstream::pcap::synth::{client, udp_frame, SERVER_IP, SERVER_MAC};
-use metricsstream::pcap::PcapWriter;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -65,31 +64,9 @@ fn mixed_pcap_gives_exact_counts_and_dump_returns_the_records() {
     frames.push(datagram(4, 8125, "checkout.bad:1|nosuchtype"));
     // Not an ingestion port.
     frames.push(datagram(5, 53, "dns?"));
-    let mut w = PcapWriter::create(&pcap).unwrap();
-    for (i, f) in frames.iter().enumerate() {
-        w.write(i as u64, f).unwrap();
-    }
-    w.finish().unwrap();
+    write_pcap(&pcap, &frames);
 
-    let _dpdk = dpdk_lock();
-    let out = run(
-        &[
-            "replay",
-            "--pcap",
-            pcap.to_str().unwrap(),
-            "--once",
-            "--duration",
-            "20",
-            "--config",
-            config.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "replay failed: {}", text(&out.stderr));
-    let r = read_json(&report);
-    assert_balances(&r);
+    let r = replay_once(&pcap, &report, &["--config", config.to_str().unwrap()]);
     let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("no {k} in {r:#}"));
     assert_eq!(n("rx_packets"), frames.len() as u64);
     assert_eq!(n("udp_datagrams"), 15);

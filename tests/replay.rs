@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use metricsstream::pcap::synth::{client, tcp_frame, udp_frame, TcpFlags, SERVER_IP, SERVER_MAC};
-use metricsstream::pcap::PcapWriter;
 use smoltcp::wire::{Ipv4Packet, Ipv6Address};
 use std::time::Duration;
 
@@ -82,31 +81,9 @@ fn known_composition_gives_exact_counts() {
     add(3, tcp()[..14 + 20 + 10].to_vec()); // TCP header cut short
     add(2, bad_checksum());
     add(1, lldp());
-    let mut w = PcapWriter::create(&pcap).unwrap();
-    for (i, f) in frames.iter().enumerate() {
-        w.write(i as u64 * 1000, f).unwrap();
-    }
-    w.finish().unwrap();
+    write_pcap(&pcap, &frames);
 
-    let _dpdk = dpdk_lock();
-    let out = run(
-        &[
-            "replay",
-            "--pcap",
-            pcap.to_str().unwrap(),
-            "--once",
-            "--duration",
-            "20",
-            "--report",
-            report.to_str().unwrap(),
-            "--trace-pcap",
-            trace.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "replay failed: {}", text(&out.stderr));
-    let r = read_json(&report);
-    assert_balances(&r);
+    let r = replay_once(&pcap, &report, &["--trace-pcap", trace.to_str().unwrap()]);
     assert_eq!(r["rx_packets"], 43, "{r:#}");
     // --trace-pcap: the worker saw exactly the frames of the file, in order.
     let mut traced = metricsstream::pcap::PcapReader::open(&trace).unwrap();
@@ -187,9 +164,7 @@ fn missing_pcap_is_a_one_line_error() {
 fn bad_eal_arguments_are_a_one_line_error() {
     let dir = TempDir::new("badeal");
     let pcap = dir.path("p.pcap");
-    let mut w = PcapWriter::create(&pcap).unwrap();
-    w.write(0, &udp()).unwrap();
-    w.finish().unwrap();
+    write_pcap(&pcap, &[udp()]);
     let _dpdk = dpdk_lock();
     let out = run(
         &["replay", "--pcap", pcap.to_str().unwrap(), "--duration", "1", "--", "--no-such-eal-flag"],

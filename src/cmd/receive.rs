@@ -4,8 +4,9 @@
 //! summary and the JSON report.
 
 use anyhow::{bail, Context};
-use metricsstream::config::AppConfig;
-use metricsstream::dpdk::{self, Eal, LcoreJob, Mempool, Port};
+use clap::Args;
+use metricsstream::config::{AppConfig, PortSection};
+use metricsstream::dpdk::{self, Eal, LcoreJob, Mempool, Port, PortConfig, BURST_SIZE};
 use metricsstream::limit::{KeyedLimiter, MonotonicClock};
 use metricsstream::net::FrameClass;
 use metricsstream::pcap::trace::{self, PacketTrace};
@@ -21,6 +22,90 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The options `replay` and `rx` share: when the run ends, what it reports,
+/// and whether it runs the UDP ingestion pipeline.
+#[derive(Args, Debug)]
+pub struct ReceiveArgs {
+    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Write the final report as JSON to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Write every frame a worker receives to this pcap (one file per worker:
+    /// FILE-qN.pcap when there are several). Costs throughput while on.
+    #[arg(long, value_name = "FILE")]
+    trace_pcap: Option<PathBuf>,
+    /// Appliance config (TOML, e.g. dpdk-config/metricsstream.toml): run the UDP
+    /// ingestion pipeline (parse, limit, write to [writer] data_dir) on its [udp] ports.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Seconds between stats lines on stderr (0: none).
+    #[arg(long, default_value_t = 1.0)]
+    stats_interval: f64,
+}
+
+impl ReceiveArgs {
+    pub fn duration(&self) -> Option<f64> {
+        self.duration
+    }
+
+    /// Rejects values the run cannot use; call it before starting the EAL, so
+    /// a typo costs no start-up.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(d) = self.duration {
+            if !(d > 0.0 && d.is_finite()) {
+                bail!("--duration must be a positive number of seconds");
+            }
+        }
+        Ok(())
+    }
+
+    /// The run's options (loads the appliance config, if any).
+    pub fn run_options(&self, label: &'static str, stop_after_packets: Option<u64>) -> anyhow::Result<RunOptions> {
+        Ok(RunOptions {
+            label,
+            duration: self.duration,
+            stats_interval: self.stats_interval,
+            stop_after_packets,
+            report: self.report.clone(),
+            ingest: self.config.as_deref().map(AppConfig::load).transpose()?,
+            trace_pcap: self.trace_pcap.clone(),
+        })
+    }
+}
+
+/// Mbufs for `workers` RX queues of port `p`: per queue its descriptor ring,
+/// two bursts in flight and `held_per_queue` more (a looping pcap's copy);
+/// then the profile's spare mbufs and one cache per lcore (workers + main).
+/// `None` if that does not fit a mempool's `u32` size.
+pub fn rx_pool_size(p: &PortSection, workers: u16, held_per_queue: u64) -> Option<u32> {
+    let per_queue = held_per_queue + u64::from(p.rx_desc) + 2 * BURST_SIZE as u64;
+    let total =
+        u64::from(workers) * per_queue + u64::from(p.mbufs) + u64::from(p.mbuf_cache) * (u64::from(workers) + 1);
+    u32::try_from(total).ok()
+}
+
+/// Creates the receive pool of `pool_size` mbufs and opens `port_id` with one
+/// RX queue per worker, promiscuous. `alloc_failed` says what to do when the
+/// pool cannot be allocated.
+pub fn open_rx_port(
+    eal: &Eal,
+    port_id: u16,
+    p: &PortSection,
+    workers: u16,
+    pool_size: u32,
+    alloc_failed: impl FnOnce() -> String,
+) -> anyhow::Result<(Port, Arc<Mempool>)> {
+    let pool = Arc::new(
+        Mempool::new(eal, "ms_rx_pool", pool_size, p.mbuf_cache, Mempool::DEFAULT_DATA_ROOM)
+            .with_context(alloc_failed)?,
+    );
+    let config = PortConfig { queues: workers, rx_desc: p.rx_desc, tx_desc: p.tx_desc, promiscuous: true };
+    let port = Port::open(eal, port_id, &config, pool.clone())?;
+    Ok((port, pool))
+}
 
 /// When and how a receive run ends and reports.
 pub struct RunOptions {

@@ -2,15 +2,12 @@
 //! PMD with `infinite_rx=1`) into the workers, prints a stats line every
 //! interval and a summary, and writes the JSON report.
 
-use super::receive::{self, RunOptions};
+use super::receive::{self, ReceiveArgs};
 use anyhow::{bail, Context};
 use clap::Args;
-use metricsstream::config::AppConfig;
 use metricsstream::config::{Profile, DEFAULT_REPLAY_PROFILE};
-use metricsstream::dpdk::{Mempool, Port, PortConfig, BURST_SIZE};
 use metricsstream::pcap::count_packets;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// Name of the pcap port replay creates.
 const PCAP_PORT: &str = "net_pcap0";
@@ -20,19 +17,9 @@ pub struct ReplayArgs {
     /// pcap file (Ethernet) to replay; the PMD loads it into mbufs once and loops over it.
     #[arg(long)]
     pcap: PathBuf,
-    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
-    #[arg(long)]
-    duration: Option<f64>,
     /// Worker lcores, one RX queue each (each queue replays the whole pcap) [default: profile's rx_queues].
     #[arg(long)]
     workers: Option<u16>,
-    /// Write the final report as JSON to this file.
-    #[arg(long)]
-    report: Option<PathBuf>,
-    /// Write every frame a worker receives to this pcap (one file per worker:
-    /// FILE-qN.pcap when there are several). Costs throughput while on.
-    #[arg(long, value_name = "FILE")]
-    trace_pcap: Option<PathBuf>,
     /// DPDK profile (TOML) [default: dpdk-config/pcap-replay.toml, built in: --no-huge, no NIC].
     #[arg(long)]
     profile: Option<PathBuf>,
@@ -40,13 +27,8 @@ pub struct ReplayArgs {
     /// for checking a capture's composition rather than speed.
     #[arg(long)]
     once: bool,
-    /// Appliance config (TOML, e.g. dpdk-config/metricsstream.toml): run the UDP
-    /// ingestion pipeline (parse, limit, write to [writer] data_dir) on its [udp] ports.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Seconds between stats lines on stderr (0: none).
-    #[arg(long, default_value_t = 1.0)]
-    stats_interval: f64,
+    #[command(flatten)]
+    run: ReceiveArgs,
     /// Extra EAL arguments, appended to the profile's (e.g. `-- -m 2048`).
     #[arg(last = true)]
     eal_args: Vec<String>,
@@ -58,11 +40,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         None => Profile::parse(DEFAULT_REPLAY_PROFILE, "built-in pcap-replay profile")?,
     };
     let workers = args.workers.unwrap_or(profile.port.rx_queues);
-    if let Some(d) = args.duration {
-        if !(d > 0.0 && d.is_finite()) {
-            bail!("--duration must be a positive number of seconds");
-        }
-    }
+    args.run.check()?;
     let pcap = args.pcap.to_str().context("the pcap path is not UTF-8")?.to_string();
     if pcap.contains(',') {
         bail!("the pcap path must not contain ',' (DPDK device arguments are comma-separated)");
@@ -85,38 +63,23 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     // infinite_rx keeps a copy of the whole file per queue in mbufs.
     let p = &profile.port;
     let held = if args.once { 0 } else { packets };
-    let per_queue = held + u64::from(p.rx_desc) + 2 * BURST_SIZE as u64;
-    let pool_size =
-        u64::from(workers) * per_queue + u64::from(p.mbufs) + u64::from(p.mbuf_cache) * (u64::from(workers) + 1);
-    let pool_size = u32::try_from(pool_size).context("the pcap is too large to hold in an mbuf pool")?;
-    let pool = Arc::new(
-        Mempool::new(&eal, "ms_rx_pool", pool_size, p.mbuf_cache, Mempool::DEFAULT_DATA_ROOM).with_context(|| {
-            format!(
-                "cannot allocate {pool_size} mbufs (~{} MiB) to hold {packets} packets x {workers} queue(s); raise -m after `--` or replay a smaller pcap",
-                (u64::from(pool_size) * 2560) >> 20
-            )
-        })?,
-    );
-    let config = PortConfig { queues: workers, rx_desc: p.rx_desc, tx_desc: p.tx_desc, promiscuous: true };
-    let port = Port::open(&eal, port_id, &config, pool.clone())?;
+    let pool_size = receive::rx_pool_size(p, workers, held).context("the pcap is too large to hold in an mbuf pool")?;
+    let (port, pool) = receive::open_rx_port(&eal, port_id, p, workers, pool_size, || {
+        format!(
+            "cannot allocate {pool_size} mbufs (~{} MiB) to hold {packets} packets x {workers} queue(s); raise -m after `--` or replay a smaller pcap",
+            (u64::from(pool_size) * 2560) >> 20
+        )
+    })?;
 
     let banner = format!(
         "replaying {pcap} ({packets} packets) on {} with {workers} worker(s); {}",
         port.name(),
-        match (args.duration, args.once) {
+        match (args.run.duration(), args.once) {
             (Some(d), _) => format!("{d} s"),
             (None, true) => "once".into(),
             (None, false) => "until Ctrl-C".into(),
         }
     );
-    let run = RunOptions {
-        label: "replay",
-        duration: args.duration,
-        stats_interval: args.stats_interval,
-        stop_after_packets: args.once.then(|| packets * u64::from(workers)),
-        report: args.report.clone(),
-        ingest: args.config.as_deref().map(AppConfig::load).transpose()?,
-        trace_pcap: args.trace_pcap.clone(),
-    };
+    let run = args.run.run_options("replay", args.once.then(|| packets * u64::from(workers)))?;
     receive::run(&eal, port, pool, &lcores, &run, &banner)
 }

@@ -36,7 +36,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::line_protocol::recycle_vec;
-use super::record::{Discard, Field, FieldValue, RecordRef, RecordSink, Tag};
+use super::record::{sort_tags_last_wins, Discard, Field, FieldValue, RecordRef, RecordSink, Tag};
 
 /// Caps that bound work and scratch memory per body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -389,21 +389,6 @@ impl<'de, S: RecordSink + ?Sized> Visitor<'de> for MetricSeed<'_, '_, 'de, S> {
     }
 }
 
-/// Stable sort by key, then keep the last of each run of equal keys.
-fn sort_tags_last_wins(tags: &mut Vec<Tag<'_>>) {
-    if tags.windows(2).any(|w| w[0].key.as_bytes() >= w[1].key.as_bytes()) {
-        tags.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
-        // `later` is removed; move its value into the kept earlier element.
-        tags.dedup_by(|later, earlier| {
-            let same = later.key == earlier.key;
-            if same {
-                std::mem::swap(&mut later.value, &mut earlier.value);
-            }
-            same
-        });
-    }
-}
-
 /// A metric's `tags` object (or `null`).
 struct TagsSeed<'p, 'a> {
     tags: &'p mut Vec<Tag<'a>>,
@@ -456,8 +441,7 @@ impl<'de> Visitor<'de> for TagsSeed<'_, 'de> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::record::Record;
-    use crate::ingest::record::SinkFull;
+    use crate::ingest::record::{tag, Record, SinkFull};
 
     const NOW: i64 = 1_700_000_000_000_000_000;
 
@@ -474,10 +458,6 @@ mod tests {
             Err(JsonBatchError::Invalid(e)) => e,
             other => panic!("expected invalid, got {other:?} for {body}"),
         }
-    }
-
-    fn tag(key: &str, value: &str) -> Tag<'static> {
-        Tag { key: Cow::Owned(key.into()), value: Cow::Owned(value.into()) }
     }
 
     #[test]

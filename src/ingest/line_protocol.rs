@@ -601,13 +601,18 @@ fn scan_identifier_escaped<'a>(
     if !escaped {
         return cursor.text(start, cursor.pos).map(Cow::Borrowed);
     }
-    let raw = cursor.slice(start, cursor.pos);
+    unescape(cursor.slice(start, cursor.pos), |next| element.is_escapable(next))
+}
+
+/// `raw` with every backslash that precedes an `is_escapable` byte removed (the
+/// byte after it is kept as is); any other backslash stays a literal one.
+fn unescape(raw: &[u8], is_escapable: impl Fn(u8) -> bool) -> Result<Cow<'_, str>, LineErrorReason> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while let Some(&b) = raw.get(i) {
         if b == b'\\' {
             if let Some(&next) = raw.get(i + 1) {
-                if element.is_escapable(next) {
+                if is_escapable(next) {
                     out.push(next);
                     i += 2;
                     continue;
@@ -618,6 +623,26 @@ fn scan_identifier_escaped<'a>(
         i += 1;
     }
     String::from_utf8(out).map(Cow::Owned).map_err(|_| LineErrorReason::InvalidUtf8)
+}
+
+/// A non-empty tag or field key and the `=` after it (consumed); `empty` and
+/// `no_equals` name the element in the error.
+#[inline(always)]
+fn scan_key<'a>(
+    cursor: &mut Cursor<'a>,
+    element: Element,
+    empty: LineErrorReason,
+    no_equals: LineErrorReason,
+) -> Result<Cow<'a, str>, LineErrorReason> {
+    let key = scan_identifier(cursor, element)?;
+    if key.is_empty() {
+        return Err(empty);
+    }
+    if cursor.peek() != Some(b'=') {
+        return Err(no_equals);
+    }
+    cursor.pos += 1;
+    Ok(key)
 }
 
 fn parse_line<'a>(
@@ -634,14 +659,7 @@ fn parse_line<'a>(
     // Tag set.
     while cursor.peek() == Some(b',') {
         cursor.pos += 1;
-        let key = scan_identifier(cursor, Element::TagKey)?;
-        if key.is_empty() {
-            return Err(LineErrorReason::EmptyTagKey);
-        }
-        if cursor.peek() != Some(b'=') {
-            return Err(LineErrorReason::TagWithoutEquals);
-        }
-        cursor.pos += 1;
+        let key = scan_key(cursor, Element::TagKey, LineErrorReason::EmptyTagKey, LineErrorReason::TagWithoutEquals)?;
         let value = scan_identifier(cursor, Element::TagValue)?;
         if cursor.peek() == Some(b'=') {
             return Err(LineErrorReason::UnescapedEqualsInTagValue);
@@ -667,14 +685,8 @@ fn parse_line<'a>(
 
     // Field set.
     loop {
-        let key = scan_identifier(cursor, Element::FieldKey)?;
-        if key.is_empty() {
-            return Err(LineErrorReason::EmptyFieldKey);
-        }
-        if cursor.peek() != Some(b'=') {
-            return Err(LineErrorReason::FieldWithoutEquals);
-        }
-        cursor.pos += 1;
+        let key =
+            scan_key(cursor, Element::FieldKey, LineErrorReason::EmptyFieldKey, LineErrorReason::FieldWithoutEquals)?;
         let value = parse_field_value(cursor)?;
         if scratch.fields.len() >= scratch.limits.max_fields_per_line {
             return Err(LineErrorReason::TooManyFields);
@@ -856,7 +868,7 @@ fn scan_string<'a>(cursor: &mut Cursor<'a>) -> Result<Cow<'a, str>, LineErrorRea
     loop {
         match cursor.peek() {
             None => return Err(LineErrorReason::UnterminatedString),
-            Some(b'\\') if matches!(cursor.peek_at(1), Some(b'"' | b'\\')) => {
+            Some(b'\\') if cursor.peek_at(1).is_some_and(is_string_escapable) => {
                 escaped = true;
                 cursor.pos += 2;
             }
@@ -876,20 +888,12 @@ fn scan_string<'a>(cursor: &mut Cursor<'a>) -> Result<Cow<'a, str>, LineErrorRea
     if !escaped {
         return cursor.text(start, end).map(Cow::Borrowed);
     }
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while let Some(&b) = raw.get(i) {
-        if b == b'\\' {
-            if let Some(&next @ (b'"' | b'\\')) = raw.get(i + 1) {
-                out.push(next);
-                i += 2;
-                continue;
-            }
-        }
-        out.push(b);
-        i += 1;
-    }
-    String::from_utf8(out).map(Cow::Owned).map_err(|_| LineErrorReason::InvalidUtf8)
+    unescape(raw, is_string_escapable)
+}
+
+/// The bytes a backslash escapes inside a quoted string field value.
+fn is_string_escapable(b: u8) -> bool {
+    matches!(b, b'"' | b'\\')
 }
 
 /// `-?digits`, nothing else (no `+`, no spaces).
@@ -934,18 +938,14 @@ fn parse_unquoted_value<'a>(token: &[u8]) -> Result<FieldValue<'a>, LineErrorRea
         _ => {}
     }
     if let Some(digits) = token.strip_suffix(b"i") {
-        return match parse_signed(digits) {
-            IntLiteral::Value(v) => Ok(FieldValue::Int(v)),
-            IntLiteral::OutOfRange => Err(LineErrorReason::IntegerOutOfRange),
-            IntLiteral::Invalid => Err(LineErrorReason::InvalidFieldValue),
-        };
+        return parse_signed(digits)
+            .value_or(LineErrorReason::IntegerOutOfRange, LineErrorReason::InvalidFieldValue)
+            .map(FieldValue::Int);
     }
     if let Some(digits) = token.strip_suffix(b"u") {
-        return match parse_digits(digits) {
-            IntLiteral::Value(v) => Ok(FieldValue::UInt(v)),
-            IntLiteral::OutOfRange => Err(LineErrorReason::IntegerOutOfRange),
-            IntLiteral::Invalid => Err(LineErrorReason::InvalidFieldValue),
-        };
+        return parse_digits(digits)
+            .value_or(LineErrorReason::IntegerOutOfRange, LineErrorReason::InvalidFieldValue)
+            .map(FieldValue::UInt);
     }
     if let Some(value) = parse_short_decimal(token) {
         return Ok(FieldValue::Float(value));
@@ -965,11 +965,7 @@ fn parse_unquoted_value<'a>(token: &[u8]) -> Result<FieldValue<'a>, LineErrorRea
 }
 
 fn parse_timestamp(token: &[u8]) -> Result<i64, LineErrorReason> {
-    match parse_signed(token) {
-        IntLiteral::Value(v) => Ok(v),
-        IntLiteral::OutOfRange => Err(LineErrorReason::TimestampOutOfRange),
-        IntLiteral::Invalid => Err(LineErrorReason::InvalidTimestamp),
-    }
+    parse_signed(token).value_or(LineErrorReason::TimestampOutOfRange, LineErrorReason::InvalidTimestamp)
 }
 
 /// An integer token, classified like `is_integer_literal` then `str::parse`.
@@ -980,6 +976,18 @@ enum IntLiteral<T> {
     OutOfRange,
     /// Not `-?digits` (for unsigned: not `digits`).
     Invalid,
+}
+
+impl<T> IntLiteral<T> {
+    /// The value, or the caller's reason for each way the token can fail.
+    #[inline]
+    fn value_or(self, out_of_range: LineErrorReason, invalid: LineErrorReason) -> Result<T, LineErrorReason> {
+        match self {
+            IntLiteral::Value(v) => Ok(v),
+            IntLiteral::OutOfRange => Err(out_of_range),
+            IntLiteral::Invalid => Err(invalid),
+        }
+    }
 }
 
 /// `digits` (at least one ASCII digit, nothing else) as a `u64`; every byte is
@@ -1180,7 +1188,7 @@ fn write_line_protocol_inner(record: &RecordRef<'_, '_>, out: &mut Vec<u8>) -> R
             FieldValue::Str(s) => {
                 out.push(b'"');
                 for &b in s.as_bytes() {
-                    if b == b'"' || b == b'\\' {
+                    if is_string_escapable(b) {
                         out.push(b'\\');
                     }
                     out.push(b);
@@ -1210,7 +1218,7 @@ impl fmt::Display for Precision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::record::{Record, SinkFull};
+    use crate::ingest::record::{field, tag, Record, SinkFull};
 
     const NOW: i64 = 1_700_000_000_000_000_000;
 
@@ -1232,14 +1240,6 @@ mod tests {
         let (records, summary) = parse_all(body);
         assert!(records.is_empty(), "body {:?} parsed", String::from_utf8_lossy(body));
         summary.first_error.expect("an error").reason
-    }
-
-    fn tag(key: &str, value: &str) -> Tag<'static> {
-        Tag { key: Cow::Owned(key.into()), value: Cow::Owned(value.into()) }
-    }
-
-    fn field(key: &str, value: FieldValue<'static>) -> Field<'static> {
-        Field { key: Cow::Owned(key.into()), value }
     }
 
     #[test]

@@ -90,6 +90,35 @@ impl RecordRef<'_, '_> {
     }
 }
 
+/// Sorts tags by key (byte order, stable) and keeps the last value of each run
+/// of equal keys: the tag rule of the JSON API and DogStatsD (as a JSON object
+/// read into a map). Line protocol rejects duplicate tags instead.
+#[inline]
+pub(crate) fn sort_tags_last_wins(tags: &mut Vec<Tag<'_>>) {
+    if tags.windows(2).any(|w| w[0].key.as_bytes() >= w[1].key.as_bytes()) {
+        tags.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
+        // `later` is removed; move its value into the kept earlier element.
+        tags.dedup_by(|later, earlier| {
+            let same = later.key == earlier.key;
+            if same {
+                std::mem::swap(&mut later.value, &mut earlier.value);
+            }
+            same
+        });
+    }
+}
+
+/// Owned tags and fields for the parsers' unit tests.
+#[cfg(test)]
+pub(crate) fn tag(key: &str, value: &str) -> Tag<'static> {
+    Tag { key: Cow::Owned(key.into()), value: Cow::Owned(value.into()) }
+}
+
+#[cfg(test)]
+pub(crate) fn field(key: &str, value: FieldValue<'static>) -> Field<'static> {
+    Field { key: Cow::Owned(key.into()), value }
+}
+
 /// Where parsers put records. `Err` means the sink cannot take more (a full
 /// batch/channel): the parser stops and reports how far it got.
 pub trait RecordSink {

@@ -34,7 +34,7 @@
 use std::borrow::Cow;
 
 use super::line_protocol::{is_float_literal, is_integer_literal, recycle_vec};
-use super::record::{Field, FieldValue, RecordRef, RecordSink, Tag};
+use super::record::{sort_tags_last_wins, Field, FieldValue, RecordRef, RecordSink, Tag};
 
 /// Why one StatsD line was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -315,20 +315,6 @@ fn parse_tags<'a>(list: &'a str, tags: &mut Vec<Tag<'a>>, limits: StatsdLimits) 
     Ok(())
 }
 
-/// Stable sort by key, keeping the last of each run of equal keys.
-fn sort_tags_last_wins(tags: &mut Vec<Tag<'_>>) {
-    if tags.windows(2).any(|w| w[0].key.as_bytes() >= w[1].key.as_bytes()) {
-        tags.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
-        tags.dedup_by(|later, earlier| {
-            let same = later.key == earlier.key;
-            if same {
-                std::mem::swap(&mut later.value, &mut earlier.value);
-            }
-            same
-        });
-    }
-}
-
 /// One value of a line: `(value, is_gauge_delta)`.
 fn parse_value(text: &str, metric_type: MetricType) -> Result<(FieldValue<'_>, bool), StatsdErrorReason> {
     if text.is_empty() {
@@ -360,7 +346,7 @@ fn parse_number(text: &str) -> Result<FieldValue<'static>, StatsdErrorReason> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::record::{Record, SinkFull};
+    use crate::ingest::record::{field, tag, Record, SinkFull};
 
     const NOW: i64 = 1_700_000_000_000_000_000;
 
@@ -382,14 +368,6 @@ mod tests {
         let (records, summary) = parse(datagram);
         assert!(records.is_empty(), "{}", String::from_utf8_lossy(datagram));
         summary.first_error.expect("error").reason
-    }
-
-    fn tag(key: &str, value: &str) -> Tag<'static> {
-        Tag { key: Cow::Owned(key.into()), value: Cow::Owned(value.into()) }
-    }
-
-    fn field(key: &str, value: FieldValue<'static>) -> Field<'static> {
-        Field { key: Cow::Owned(key.into()), value }
     }
 
     #[test]

@@ -853,7 +853,7 @@ impl LogTail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::record::RecordSink;
+    use crate::ingest::record::{Field, FieldValue, RecordSink};
     use crate::writer::codec::tests::record;
     use proptest::prelude::*;
 
@@ -873,6 +873,25 @@ mod tests {
         }
         w.sync().unwrap();
         ends
+    }
+
+    /// A record of measurement `m` with no tags and the one field `key=value`.
+    fn one_field_record(m: &str, key: &str, value: FieldValue<'static>, timestamp_ns: i64) -> Record {
+        Record {
+            measurement: m.to_owned().into(),
+            tags: vec![],
+            fields: vec![Field { key: key.to_owned().into(), value }],
+            timestamp_ns,
+        }
+    }
+
+    /// `batches` batches of 20 copies of one small record, in 4 KiB segments
+    /// (so many segments), and the segments that made.
+    fn write_small_segments(dir: &Path, batches: usize, value: FieldValue<'static>) -> Vec<SegmentInfo> {
+        let r = one_field_record("cpu", "v", value, 1);
+        let batches: Vec<Vec<Record>> = (0..batches).map(|_| vec![r.clone(); 20]).collect();
+        write_log(dir, &batches, 4096);
+        list_segments(dir).unwrap()
     }
 
     fn read_all(dir: &Path) -> Vec<Record> {
@@ -977,18 +996,7 @@ mod tests {
     #[test]
     fn rotation_and_retention_keep_ids_contiguous() {
         let dir = tempfile::tempdir().unwrap();
-        let r = Record {
-            measurement: "cpu".into(),
-            tags: vec![],
-            fields: vec![crate::ingest::record::Field {
-                key: "v".into(),
-                value: crate::ingest::record::FieldValue::Float(1.5),
-            }],
-            timestamp_ns: 1,
-        };
-        let batches: Vec<Vec<Record>> = (0..200).map(|_| vec![r.clone(); 20]).collect();
-        write_log(dir.path(), &batches, 4096);
-        let segs = list_segments(dir.path()).unwrap();
+        let segs = write_small_segments(dir.path(), 200, FieldValue::Float(1.5));
         assert!(segs.len() > 5, "{}", segs.len());
         let v = verify_log(dir.path()).unwrap();
         assert_eq!((v.records, v.corrupt), (4000, 0));
@@ -1011,18 +1019,7 @@ mod tests {
     #[test]
     fn age_retention_deletes_old_sealed_segments_only() {
         let dir = tempfile::tempdir().unwrap();
-        let r = Record {
-            measurement: "cpu".into(),
-            tags: vec![],
-            fields: vec![crate::ingest::record::Field {
-                key: "v".into(),
-                value: crate::ingest::record::FieldValue::Int(1),
-            }],
-            timestamp_ns: 1,
-        };
-        let batches: Vec<Vec<Record>> = (0..100).map(|_| vec![r.clone(); 20]).collect();
-        write_log(dir.path(), &batches, 4096);
-        let segs = list_segments(dir.path()).unwrap();
+        let segs = write_small_segments(dir.path(), 100, FieldValue::Int(1));
         assert!(segs.len() >= 4);
         // The two oldest are two days old; the rest are fresh.
         let old = SystemTime::now() - Duration::from_secs(48 * 3600);
@@ -1047,15 +1044,7 @@ mod tests {
     #[test]
     fn large_batches_take_the_vectored_path_and_read_back_identically() {
         let dir = tempfile::tempdir().unwrap();
-        let r = |i: i64| Record {
-            measurement: "m".into(),
-            tags: vec![],
-            fields: vec![crate::ingest::record::Field {
-                key: "payload".into(),
-                value: crate::ingest::record::FieldValue::Str("x".repeat(40).into()),
-            }],
-            timestamp_ns: i,
-        };
+        let r = |i: i64| one_field_record("m", "payload", FieldValue::Str("x".repeat(40).into()), i);
         // Alternate small (buffered) and large (> DIRECT_WRITE_MIN_BYTES) batches.
         let batches: Vec<Vec<Record>> =
             (0..12).map(|b| (0..if b % 2 == 0 { 3 } else { 1500 }).map(r).collect()).collect();

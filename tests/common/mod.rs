@@ -181,3 +181,27 @@ fn assert_udp_records_balance(report: &serde_json::Value, udp: &serde_json::Valu
         "UDP records do not balance: {report:#}"
     );
 }
+
+/// Writes `frames` to a new pcap at `path`, one microsecond apart.
+pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    let mut w = metricsstream::pcap::PcapWriter::create(path).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        w.write(i as u64 * 1000, f).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+/// Replays `pcap` once through real DPDK (`replay --once`, under the DPDK
+/// lock) with `extra` arguments, checks that it succeeded and that its
+/// counters balance, and returns its JSON report.
+pub fn replay_once(pcap: &Path, report: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["replay", "--pcap", pcap.to_str().unwrap(), "--once", "--duration", "20"];
+    args.extend(["--report", report.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    let _dpdk = dpdk_lock();
+    let out = run(&args, Duration::from_secs(60));
+    assert!(out.status.success(), "replay failed: {}", text(&out.stderr));
+    let r = read_json(report);
+    assert_balances(&r);
+    r
+}
