@@ -160,6 +160,26 @@ fn missing_pcap_is_a_one_line_error() {
     assert_one_line_error(&out, "/nonexistent/x.pcap");
 }
 
+/// A negative, zero, infinite or non-numeric run length is refused by the
+/// argument parser (exit 2, before the EAL starts), never a panic.
+#[test]
+fn bad_durations_and_intervals_are_refused_before_the_eal_starts() {
+    let cases: [&[&str]; 6] = [
+        &["serve", "--config", "x.toml", "--duration=-1"],
+        &["serve", "--config", "x.toml", "--stats-interval=inf"],
+        &["replay", "--pcap", "x.pcap", "--duration=0"],
+        &["rx", "--stats-interval=-2"],
+        &["loadgen", "--body", "x", "--duration=nan"],
+        &["bench", "--config", "x.toml", "--body", "x", "--stats-interval=-1"],
+    ];
+    for args in cases {
+        let out = run(args, Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert_one_line_error(&out, "seconds");
+        assert!(!text(&out.stderr).contains("EAL"), "{args:?}: the EAL started");
+    }
+}
+
 #[test]
 fn bad_eal_arguments_are_a_one_line_error() {
     let dir = TempDir::new("badeal");

@@ -40,7 +40,7 @@ pub struct LoadSource {
     #[arg(long, default_value_t = 100)]
     pub connections: usize,
     /// Seconds of load.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = super::positive_seconds)]
     pub duration: f64,
     /// A request unanswered after this many ms counts as a timeout (and its connection is reset).
     #[arg(long, default_value_t = 2000)]
@@ -49,7 +49,7 @@ pub struct LoadSource {
     #[arg(long)]
     pub report: Option<PathBuf>,
     /// Seconds between stats lines on stderr (0: none).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::seconds_or_zero)]
     pub stats_interval: f64,
 }
 

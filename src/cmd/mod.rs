@@ -10,8 +10,41 @@ pub mod rx;
 pub mod serve;
 
 use anyhow::{bail, Context};
+use clap::Args;
 use metricsstream::config::Profile;
 use metricsstream::dpdk::Eal;
+use std::path::PathBuf;
+
+/// When a run ends and what it reports: shared by `serve`, `replay` and `rx`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long, value_parser = positive_seconds)]
+    pub duration: Option<f64>,
+    /// Write the final report as JSON to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Seconds between stats lines on stderr (0: none).
+    #[arg(long, default_value_t = 1.0, value_parser = seconds_or_zero)]
+    pub stats_interval: f64,
+}
+
+/// clap value parser: a positive, finite number of seconds (rejected before
+/// the EAL starts, instead of a panic in `Duration::from_secs_f64`).
+pub fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
+/// clap value parser: zero (off) or a positive, finite number of seconds.
+pub fn seconds_or_zero(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not 0 or a positive number of seconds")),
+    }
+}
 
 /// Context of an EAL start-up failure; the EAL printed its reason above.
 const EAL_FAILED: &str = "EAL initialisation failed (see the EAL message above; EAL options: https://doc.dpdk.org/guides-22.11/linux_gsg/linux_eal_parameters.html)";

@@ -27,12 +27,8 @@ use std::time::{Duration, Instant};
 /// and whether it runs the UDP ingestion pipeline.
 #[derive(Args, Debug)]
 pub struct ReceiveArgs {
-    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
-    #[arg(long)]
-    duration: Option<f64>,
-    /// Write the final report as JSON to this file.
-    #[arg(long)]
-    report: Option<PathBuf>,
+    #[command(flatten)]
+    run: super::RunArgs,
     /// Write every frame a worker receives to this pcap (one file per worker:
     /// FILE-qN.pcap when there are several). Costs throughput while on.
     #[arg(long, value_name = "FILE")]
@@ -41,35 +37,21 @@ pub struct ReceiveArgs {
     /// ingestion pipeline (parse, limit, write to [writer] data_dir) on its [udp] ports.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Seconds between stats lines on stderr (0: none).
-    #[arg(long, default_value_t = 1.0)]
-    stats_interval: f64,
 }
 
 impl ReceiveArgs {
     pub fn duration(&self) -> Option<f64> {
-        self.duration
-    }
-
-    /// Rejects values the run cannot use; call it before starting the EAL, so
-    /// a typo costs no start-up.
-    pub fn check(&self) -> anyhow::Result<()> {
-        if let Some(d) = self.duration {
-            if !(d > 0.0 && d.is_finite()) {
-                bail!("--duration must be a positive number of seconds");
-            }
-        }
-        Ok(())
+        self.run.duration
     }
 
     /// The run's options (loads the appliance config, if any).
     pub fn run_options(&self, label: &'static str, stop_after_packets: Option<u64>) -> anyhow::Result<RunOptions> {
         Ok(RunOptions {
             label,
-            duration: self.duration,
-            stats_interval: self.stats_interval,
+            duration: self.run.duration,
+            stats_interval: self.run.stats_interval,
             stop_after_packets,
-            report: self.report.clone(),
+            report: self.run.report.clone(),
             ingest: self.config.as_deref().map(AppConfig::load).transpose()?,
             trace_pcap: self.trace_pcap.clone(),
         })

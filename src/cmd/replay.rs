@@ -40,7 +40,6 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         None => Profile::parse(DEFAULT_REPLAY_PROFILE, "built-in pcap-replay profile")?,
     };
     let workers = args.workers.unwrap_or(profile.port.rx_queues);
-    args.run.check()?;
     let pcap = args.pcap.to_str().context("the pcap path is not UTF-8")?.to_string();
     if pcap.contains(',') {
         bail!("the pcap path must not contain ',' (DPDK device arguments are comma-separated)");

@@ -30,7 +30,6 @@ pub struct RxArgs {
 pub fn run(args: RxArgs) -> anyhow::Result<()> {
     let profile = Profile::load(&args.profile)?;
     let workers = args.workers.unwrap_or(profile.port.rx_queues);
-    args.run.check()?;
     let mut eal_args = profile.eal.args.clone();
     eal_args.extend(args.eal_args.iter().cloned());
     let (eal, lcores) = super::start_eal(eal_args, workers)?;

@@ -35,19 +35,12 @@ pub struct ServeArgs {
     /// Worker lcores, one RX/TX queue pair each [default: profile's rx_queues, or 1].
     #[arg(long)]
     workers: Option<u16>,
-    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
-    #[arg(long)]
-    duration: Option<f64>,
-    /// Write the final report as JSON to this file.
-    #[arg(long)]
-    report: Option<PathBuf>,
+    #[command(flatten)]
+    run: super::RunArgs,
     /// Write every frame a worker receives and sends to this pcap (one file
     /// per worker: FILE-qN.pcap when there are several). Costs throughput while on.
     #[arg(long, value_name = "FILE")]
     trace_pcap: Option<PathBuf>,
-    /// Seconds between stats lines on stderr (0: none).
-    #[arg(long, default_value_t = 1.0)]
-    stats_interval: f64,
     /// EAL arguments (appended to the profile's), e.g. `-- --no-huge -m 512 --vdev net_af_packet0,iface=veth0`.
     #[arg(last = true)]
     eal_args: Vec<String>,
@@ -153,8 +146,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
 
     let start = Instant::now();
-    let deadline = args.duration.map(|d| start + Duration::from_secs_f64(d));
-    let interval = (args.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.stats_interval));
+    let deadline = args.run.duration.map(|d| start + Duration::from_secs_f64(d));
+    let interval = (args.run.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.run.stats_interval));
     let mut next_tick = interval.map(|i| start + i);
     let mut prev = ServeCounters::default();
     let mut imbalances = 0u64;
@@ -226,7 +219,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         summary.records_written,
         summary.fsyncs
     );
-    if let Some(path) = &args.report {
+    if let Some(path) = &args.run.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
     }
