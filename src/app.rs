@@ -44,6 +44,10 @@ pub struct HttpCounters {
     pub records_limited: u64,
     /// Records in batches refused whole for an invalid line.
     pub records_rejected: u64,
+    /// Records of requests answered 503 (writer behind) after earlier batches
+    /// of their body had been handed to the writer: written, and a retry may
+    /// duplicate them (at-least-once). Only bodies spanning batches.
+    pub records_handed_over_then_refused: u64,
     pub body_bytes: u64,
     /// Responses held for durability right now.
     pub held: u64,
@@ -128,6 +132,10 @@ struct Held {
     first: u64,
     last: u64,
     records: u64,
+    /// Of `records`, those in batches `first..last`, already taken by the
+    /// writer (a request stops with 503 when one of those is refused, so
+    /// only batch `last` can still be refused).
+    handed_over: u64,
     /// 202 `{"accepted":records}` (JSON API) rather than 204.
     json: bool,
 }
@@ -324,6 +332,7 @@ impl HttpApp {
                     let response = match (done, held.json) {
                         (HeldStatus::Refused, _) => {
                             self.ctx.counters.records_accepted -= held.records;
+                            self.ctx.counters.records_handed_over_then_refused += held.handed_over;
                             Response::error(503, "backpressure", "the writer is behind; retry")
                                 .with_raw_headers(b"Retry-After: 1\r\n")
                         }
@@ -697,7 +706,9 @@ fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx: &mut Ctx, 
 
     // Into the open (group-commit) batch; a body larger than what is left of
     // it spills into the next ones. The response waits for all of them.
-    let first = ctx.open_no;
+    let mut first = ctx.open_no;
+    // Of this request's records, those in batches the writer already took.
+    let mut handed_over = 0u64;
     if !ensure_open(ctx) {
         return writer_busy(ctx, records);
     }
@@ -707,7 +718,9 @@ fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx: &mut Ctx, 
         if ctx.json.parse_into(body, now, batch).is_err() {
             // Did not fit what is left: ship the open batch, retry in an empty one.
             batch.rollback(mark);
-            ctx.flush_open();
+            let _ = ctx.flush_open();
+            // Nothing of this request was in the batch handed over (or refused).
+            first = ctx.open_no;
             if !ensure_open(ctx) {
                 return writer_busy(ctx, records);
             }
@@ -724,35 +737,50 @@ fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx: &mut Ctx, 
         }
     } else {
         let mut position = crate::ingest::line_protocol::BodyPosition::START;
+        // Where this request's records start in the open batch.
+        let mut start = ctx.open.as_ref().expect("ensured").mark();
         loop {
             let batch = ctx.open.as_mut().expect("ensured");
             let summary = ctx.line.parse_from(body, position, precision, now, batch);
             let Some(next) = summary.resume_at else { break };
             position = next;
-            ctx.flush_open();
-            if !ensure_open(ctx) {
-                // What was already handed over stays (the client's retry may
-                // duplicate it: at-least-once, never lost).
+            // The body goes on in another batch: take it before handing this
+            // one over, so that without one this request's records leave the
+            // open batch and nothing of a refused request is written (unless
+            // an earlier batch of a very large body already was).
+            let Some(next_batch) = take_batch(ctx) else {
+                ctx.open.as_mut().expect("ensured").rollback(start);
+                ctx.counters.records_handed_over_then_refused += handed_over;
+                return writer_busy(ctx, records);
+            };
+            let handed = ctx.flush_open();
+            start = ctx.open.insert(next_batch).mark();
+            if !handed {
+                // The writer refused the full batch (its held requests get
+                // 503): stop, so that nothing of this one is written after it.
+                ctx.counters.records_handed_over_then_refused += handed_over;
                 return writer_busy(ctx, records);
             }
+            handed_over += summary.records as u64;
         }
     }
     ctx.counters.records_accepted += records;
-    Outcome::Hold(Held { first, last: ctx.open_no, records, json: route == Route::JsonMetrics })
+    Outcome::Hold(Held { first, last: ctx.open_no, records, handed_over, json: route == Route::JsonMetrics })
 }
 
 /// Makes sure there is an open batch; false when the writer has none free.
 fn ensure_open(ctx: &mut Ctx) -> bool {
     if ctx.open.is_none() {
-        match ctx.writer.take_batch() {
-            Some(mut batch) => {
-                batch.set_client(HTTP_CLIENT);
-                ctx.open = Some(batch);
-            }
-            None => return false,
-        }
+        ctx.open = take_batch(ctx);
     }
-    true
+    ctx.open.is_some()
+}
+
+/// An empty batch for HTTP records, if the writer has one free.
+fn take_batch(ctx: &mut Ctx) -> Option<Batch> {
+    let mut batch = ctx.writer.take_batch()?;
+    batch.set_client(HTTP_CLIENT);
+    Some(batch)
 }
 
 /// Client id on HTTP batches: requests of many clients share a batch (group
@@ -760,13 +788,14 @@ fn ensure_open(ctx: &mut Ctx) -> bool {
 const HTTP_CLIENT: &str = "http";
 
 impl Ctx {
-    /// Submits the open batch now (it is full).
-    fn flush_open(&mut self) {
-        if let Some(batch) = self.open.take() {
-            let ticket = submit(self, batch);
-            self.submitted.push_back((self.open_no, ticket));
-            self.open_no += 1;
-        }
+    /// Submits the open batch now (it is full); whether the writer took it.
+    fn flush_open(&mut self) -> bool {
+        let Some(batch) = self.open.take() else { return false };
+        let ticket = submit(self, batch);
+        let taken = ticket.is_some();
+        self.submitted.push_back((self.open_no, ticket));
+        self.open_no += 1;
+        taken
     }
 }
 
