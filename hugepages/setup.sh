@@ -32,26 +32,14 @@ usage() { sed -n '2,17s/^# \{0,1\}//p' "$0"; }
 log() { printf 'hugepages: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-SUDO=()
-if [[ $EUID -ne 0 ]]; then SUDO=(sudo); fi
-
-# run CMD...: run a command (with sudo when not root) or print it under --dry-run.
-run() {
-    if [[ $DRY_RUN -eq 1 ]]; then
-        printf '+'; printf ' %q' "${SUDO[@]}" "$@"; printf '\n'
-    else
-        "${SUDO[@]}" "$@"
-    fi
-}
-
-# write_file VALUE PATH: write VALUE (plus newline) into PATH, privileged.
-write_file() {
-    if [[ $DRY_RUN -eq 1 ]]; then
-        printf '+ echo %q | %stee %q\n' "$1" "${SUDO[*]:+${SUDO[*]} }" "$2"
-    else
-        printf '%s\n' "$1" | "${SUDO[@]}" tee "$2" >/dev/null
-    fi
-}
+# run / write_file: privileged.sh sits beside this script once installed,
+# in scripts/ in the repository.
+here=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
+lib=$here/privileged.sh
+[[ -f $lib ]] || lib=$here/../scripts/privileged.sh
+[[ -f $lib ]] || die "privileged.sh not found beside $0 or in ../scripts"
+# shellcheck source=scripts/privileged.sh
+. "$lib"
 
 while [[ $# -gt 0 ]]; do
     case $1 in

@@ -46,24 +46,9 @@ usage() { sed -n '2,31s/^# \{0,1\}//p' "$0"; }
 log() { printf 'bind-nic: %s\n' "$*" >&2; }
 die() { local code=$1; shift; log "$*"; exit "$code"; }
 
-SUDO=()
-if [[ $EUID -ne 0 ]]; then SUDO=(sudo); fi
-
-run() {
-    if [[ $DRY_RUN -eq 1 ]]; then
-        printf '+'; printf ' %q' "${SUDO[@]}" "$@"; printf '\n'
-    else
-        "${SUDO[@]}" "$@"
-    fi
-}
-
-write_file() {
-    if [[ $DRY_RUN -eq 1 ]]; then
-        printf '+ echo %q | %stee %q\n' "$1" "${SUDO[*]:+${SUDO[*]} }" "$2"
-    else
-        printf '%s\n' "$1" | "${SUDO[@]}" tee "$2" >/dev/null
-    fi
-}
+# run / write_file (privileged.sh is installed beside this script too).
+# shellcheck source=scripts/privileged.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/privileged.sh"
 
 while [[ $# -gt 0 ]]; do
     case $1 in

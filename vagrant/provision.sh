@@ -13,7 +13,7 @@
 # --dry-run prints every command it would run (prefixed "+ ") and changes
 # nothing; it exits non-zero when binding would be refused.
 # Installs: /usr/local/bin/metricsstream, /usr/local/lib/metricsstream/
-# {bind-nic.sh,hugepages-setup.sh}, /etc/metricsstream/{virtio.toml,
+# {bind-nic.sh,hugepages-setup.sh,privileged.sh}, /etc/metricsstream/{virtio.toml,
 # metricsstream.env} and, for the appliance, metricsstream.service.
 set -euo pipefail
 
@@ -39,16 +39,8 @@ usage() { sed -n '2,18s/^# \{0,1\}//p' "$0"; }
 log() { printf '\n==> provision: %s\n' "$*" >&2; }
 die() { printf 'provision: error: %s\n' "$*" >&2; exit 1; }
 
-SUDO=()
-if [[ $EUID -ne 0 ]]; then SUDO=(sudo); fi
-
-run() {
-    if [[ $DRY_RUN -eq 1 ]]; then
-        printf '+'; printf ' %q' "${SUDO[@]}" "$@"; printf '\n'
-    else
-        "${SUDO[@]}" "$@"
-    fi
-}
+# shellcheck source=scripts/privileged.sh
+. "$REPO/scripts/privileged.sh"
 
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -155,6 +147,7 @@ fi
 # 6. Install helpers, profile with the real PCI address, environment, unit.
 log "installing helpers and profile"
 run install -d "$LIBDIR" "$ETC"
+run install -m 0644 "$REPO/scripts/privileged.sh" "$LIBDIR/privileged.sh"
 run install -m 0755 "$REPO/scripts/bind-nic.sh" "$LIBDIR/bind-nic.sh"
 run install -m 0755 "$REPO/hugepages/setup.sh" "$LIBDIR/hugepages-setup.sh"
 if [[ -f $REPO/docs/operations.md ]]; then
