@@ -234,10 +234,18 @@ impl Wrk {
         v.unwrap_or_else(|| panic!("no {k} in {}", self.result)).parse().unwrap()
     }
 
-    /// No connect, read, write or timeout error, and every response 2xx.
-    fn assert_no_errors(&self) {
-        let errors = ["connect", "read", "write", "timeout", "non2xx"].map(|k| self.field(k));
-        assert_eq!(errors, [0; 5], "{}", self.stdout);
+    /// No connect, read, write or timeout error, and every response wrk saw
+    /// that was not 2xx is a 503 serve counted: the writer fell behind (an
+    /// fsync stall), which the issue specifies as 503 + Retry-After.
+    fn assert_no_errors(&self, report: &serde_json::Value) {
+        let errors = ["connect", "read", "write", "timeout"].map(|k| self.field(k));
+        assert_eq!(errors, [0; 4], "{}", self.stdout);
+        assert_eq!(report["http"]["responses_503"], self.field("non2xx"), "{}\n{report:#}", self.stdout);
+    }
+
+    /// Requests wrk counted as answered 2xx.
+    fn ok(&self) -> u64 {
+        self.field("requests") - self.field("non2xx")
     }
 }
 
@@ -547,8 +555,9 @@ print(repr(response.decode()), flush=True)
 /// The issue's load: wrk with 1,000 keep-alive connections for 10 s (two
 /// threads), each POSTing a 100-line batch as soon as the last one was
 /// answered (after its fsync: `ack = "durable"`). No connect, read, write or
-/// timeout error; every 2xx batch is in the log (`verify` counts it, `dump`
-/// shows the body), and nothing else is.
+/// timeout error; any other answer is a counted 503 (an fsync stall put the
+/// writer behind); every 2xx batch is in the log (`verify` counts it, `dump`
+/// shows the body), and nothing else is but what the report accounts for.
 #[test]
 fn wrk_keep_alive_load_has_no_socket_errors_and_every_2xx_is_written() {
     const CONNECTIONS: usize = 1000;
@@ -579,24 +588,33 @@ fn wrk_keep_alive_load_has_no_socket_errors_and_every_2xx_is_written() {
         "wrk over veth, {CONNECTIONS} connections: {}\nframes lost in the AF_PACKET ring: {ring_drops}",
         wrk.stdout
     );
-    wrk.assert_no_errors();
-    assert!(wrk.field("requests") > CONNECTIONS as u64, "{}", wrk.stdout);
+    wrk.assert_no_errors(&report);
+    assert!(wrk.ok() > CONNECTIONS as u64, "{}", wrk.stdout);
     assert!(report["net"]["syn_accepted"].as_u64().unwrap() > CONNECTIONS as u64, "{report:#}");
     // Every 2xx but the readiness /ping answered a 100-line write (wrk stops
-    // counting at 10 s; requests answered after that are written too).
+    // counting at 10 s; requests answered after that are written too). The
+    // log holds those, plus the head of any body refused 503 midway.
     let ok = report["http"]["responses_2xx"].as_u64().unwrap() - 1;
-    assert!(ok >= wrk.field("requests"), "{report:#}");
-    assert_eq!(report["records_written"].as_u64().unwrap(), ok * 100, "{report:#}");
+    assert!(ok >= wrk.ok(), "{report:#}");
+    let spilled = report["http"]["records_handed_over_then_refused"].as_u64().unwrap();
+    let written = report["records_written"].as_u64().unwrap();
+    assert_eq!(written, ok * 100 + spilled, "{report:#}");
     // The log itself holds exactly those records, intact...
     let out = run(&["verify", "--data-dir", data.to_str().unwrap()], Duration::from_secs(60));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let verified = text(&out.stdout);
-    assert!(verified.contains(&format!("records={} ", ok * 100)) && verified.contains("corrupt=0"), "{verified}");
-    // ...and the last batch (record ids start at 1) reads back as the body that was sent.
-    let from = (ok * 100 - 99).to_string();
+    assert!(verified.contains(&format!("records={written} ")) && verified.contains("corrupt=0"), "{verified}");
+    // ...and its last 100 records (ids start at 1) read back as lines of the
+    // body that was sent: the whole body, in order, unless a refused body's
+    // head was written last.
+    let from = (written - 99).to_string();
     let out = run(&["dump", "--data-dir", data.to_str().unwrap(), "--from", &from], Duration::from_secs(60));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).trim_end(), body.trim_end());
+    let dumped = text(&out.stdout);
+    assert!(dumped.lines().all(|l| body.lines().any(|b| b == l)), "{dumped}");
+    if spilled == 0 {
+        assert_eq!(dumped.trim_end(), body.trim_end());
+    }
 }
 
 /// Two workers, one queue pair each: the kernel's AF_PACKET fanout hashes
@@ -647,7 +665,7 @@ fn two_workers_each_serve_the_flows_hashed_to_their_queue() {
         "two workers: {}\nper worker: {:#}\nframes lost in the AF_PACKET rings: {ring_drops}",
         wrk.result, report["workers"]
     );
-    wrk.assert_no_errors();
+    wrk.assert_no_errors(&report);
     let workers = report["workers"].as_array().unwrap();
     assert_eq!(workers.len(), 2, "{report:#}");
     for (q, w) in workers.iter().enumerate() {
@@ -658,8 +676,9 @@ fn two_workers_each_serve_the_flows_hashed_to_their_queue() {
     assert_eq!(report["udp"]["records_accepted"], udp_records, "{report:#}");
     // Every 2xx but the readiness /ping answered a 10-line write.
     let ok = report["http"]["responses_2xx"].as_u64().unwrap() - 1;
-    assert!(ok >= wrk.field("requests"), "{report:#}");
-    assert_eq!(report["records_written"].as_u64().unwrap(), ok * 10 + udp_records, "{report:#}");
+    assert!(ok >= wrk.ok(), "{report:#}");
+    let spilled = report["http"]["records_handed_over_then_refused"].as_u64().unwrap();
+    assert_eq!(report["records_written"].as_u64().unwrap(), ok * 10 + udp_records + spilled, "{report:#}");
     let out = run(&["verify", "--data-dir", data.to_str().unwrap()], Duration::from_secs(60));
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
@@ -883,7 +902,10 @@ fn soak_mixed_http_and_udp_load_keeps_every_balance() {
         report["http"], report["udp"]
     );
     assert!(report["udp"]["records_limited"].as_u64().unwrap() > 0, "the limiter was never exercised");
-    assert_eq!(report["http"]["responses_2xx"], report["http"]["requests"], "{:#}", report["http"]);
+    // Every request answered 2xx, or 503 when an fsync stall put the writer behind.
+    let http = &report["http"];
+    let answered = http["responses_2xx"].as_u64().unwrap() + http["responses_503"].as_u64().unwrap();
+    assert_eq!(answered, http["requests"].as_u64().unwrap(), "{http:#}");
 }
 
 /// The global body-memory budget with kernel clients: a slow upload holds
