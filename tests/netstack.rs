@@ -26,7 +26,7 @@ fn ipv4_frame(src_mac: EthernetAddress, src: Ipv4Address, dst: Ipv4Address, prot
     f
 }
 
-/// A TCP segment from `src:sport` to the server, checksummed.
+/// A TCP segment from `src:sport` to the server (seq 1000, ack 5000 when `ack`), checksummed.
 fn tcp_frame(
     src_mac: EthernetAddress,
     src: Ipv4Address,
@@ -35,12 +35,29 @@ fn tcp_frame(
     control: TcpControl,
     ack: bool,
 ) -> Vec<u8> {
+    tcp_segment(src_mac, src, (sport, dport), control, 1000, ack.then_some(5000))
+}
+
+/// A TCP segment from client 0's `sport` to the server with explicit sequence numbers.
+fn segment(sport: u16, control: TcpControl, seq: u32, ack: Option<u32>) -> Vec<u8> {
+    tcp_segment(client_mac(0), client_ip(0), (sport, PORT), control, seq, ack)
+}
+
+/// A checksummed TCP segment without payload from `src` to the server.
+fn tcp_segment(
+    src_mac: EthernetAddress,
+    src: Ipv4Address,
+    (sport, dport): (u16, u16),
+    control: TcpControl,
+    seq: u32,
+    ack: Option<u32>,
+) -> Vec<u8> {
     let repr = TcpRepr {
         src_port: sport,
         dst_port: dport,
         control,
-        seq_number: TcpSeqNumber(1000),
-        ack_number: ack.then_some(TcpSeqNumber(5000)),
+        seq_number: TcpSeqNumber(seq as i32),
+        ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
         window_len: 64240,
         window_scale: None,
         max_seg_size: if control == TcpControl::Syn { Some(1460) } else { None },
@@ -57,32 +74,6 @@ fn tcp_frame(
         &ChecksumCapabilities::default(),
     );
     ipv4_frame(src_mac, src, SERVER_IP, IpProtocol::Tcp, &l4)
-}
-
-/// A TCP segment from client 0's `sport` to the server with explicit sequence numbers.
-fn segment(sport: u16, control: TcpControl, seq: u32, ack: Option<u32>) -> Vec<u8> {
-    let repr = TcpRepr {
-        src_port: sport,
-        dst_port: PORT,
-        control,
-        seq_number: TcpSeqNumber(seq as i32),
-        ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
-        window_len: 64240,
-        window_scale: None,
-        max_seg_size: if control == TcpControl::Syn { Some(1460) } else { None },
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload: &[],
-    };
-    let mut l4 = vec![0u8; repr.buffer_len()];
-    repr.emit(
-        &mut TcpPacket::new_unchecked(&mut l4[..]),
-        &IpAddress::Ipv4(client_ip(0)),
-        &IpAddress::Ipv4(SERVER_IP),
-        &ChecksumCapabilities::default(),
-    );
-    ipv4_frame(client_mac(0), client_ip(0), SERVER_IP, IpProtocol::Tcp, &l4)
 }
 
 /// Opens a connection from client 0's `sport` with raw segments (SYN, then

@@ -79,6 +79,28 @@ impl ClientApp for Pinger {
     }
 }
 
+/// One step of both stacks: the client polls, its frames (with those left
+/// in `to_server`) reach the server, the server answers, and its frames
+/// reach the client, whose replies wait in `to_server` for the next step.
+fn exchange(
+    client: &mut ClientStack,
+    server: &mut NetStack,
+    pinger: &mut Pinger,
+    echo: &mut impl TcpApp,
+    to_server: &mut Vec<Vec<u8>>,
+    now: Instant,
+) {
+    client.poll(now, pinger, to_server);
+    let mut to_client: Vec<Vec<u8>> = Vec::new();
+    for f in std::mem::take(to_server) {
+        let _ = server.receive(now, &f, &mut to_client);
+    }
+    server.poll(now, echo, &mut to_client);
+    for f in &to_client {
+        client.receive(now, f, to_server);
+    }
+}
+
 #[test]
 fn client_connections_open_exchange_and_close_against_the_server_stack() {
     let n = 40;
@@ -94,15 +116,7 @@ fn client_connections_open_exchange_and_close_against_the_server_stack() {
     // Frames in flight to the server, kept across iterations.
     let mut to_server: Vec<Vec<u8>> = Vec::new();
     for _ in 0..400 {
-        client.poll(now, &mut pinger, &mut to_server);
-        let mut to_client: Vec<Vec<u8>> = Vec::new();
-        for f in std::mem::take(&mut to_server) {
-            let _ = server.receive(now, &f, &mut to_client);
-        }
-        server.poll(now, &mut echo, &mut to_client);
-        for f in &to_client {
-            client.receive(now, f, &mut to_server);
-        }
+        exchange(&mut client, &mut server, &mut pinger, &mut echo, &mut to_server, now);
         if pinger.closes.len() >= n {
             client.stop_connecting();
         }
@@ -195,15 +209,7 @@ fn connections_the_server_closes_are_reported_and_reopened() {
     let mut now = t0;
     let mut to_server: Vec<Vec<u8>> = Vec::new();
     for _ in 0..400 {
-        client.poll(now, &mut pinger, &mut to_server);
-        let mut to_client: Vec<Vec<u8>> = Vec::new();
-        for f in std::mem::take(&mut to_server) {
-            let _ = server.receive(now, &f, &mut to_client);
-        }
-        server.poll(now, &mut echo, &mut to_client);
-        for f in &to_client {
-            client.receive(now, f, &mut to_server);
-        }
+        exchange(&mut client, &mut server, &mut pinger, &mut echo, &mut to_server, now);
         if pinger.closes.len() >= 3 * n {
             client.stop_connecting();
             if client.busy() == 0 {
