@@ -1,0 +1,230 @@
+//! [`SegmentWriter`]: appends frames to the active segment with large
+//! buffered (or, for big batches, vectored) writes, syncs, rotates by size
+//! and enforces retention.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::recovery::{recover_tail, Recovery};
+use super::{
+    encode_frame, encode_frame_head, list_segments, segment_file_name, segment_header, IoContext, SegmentError,
+    FRAME_HEADER_BYTES, PAYLOAD_FIXED_BYTES, SEGMENT_HEADER_BYTES,
+};
+use crate::writer::codec::Batch;
+
+/// Buffered frames are written to the file once this many bytes accumulate
+/// (large sequential writes), or earlier when the writer goes idle or syncs.
+const WRITE_CHUNK_BYTES: usize = 1 << 20;
+/// Batches at least this large skip the write buffer (vectored write of the
+/// frame head plus the batch buffer); smaller ones are coalesced.
+pub(super) const DIRECT_WRITE_MIN_BYTES: usize = 32 << 10;
+
+/// `write_all` of `a` then `b` with vectored writes (no copy into one buffer).
+fn write_all_two(file: &mut File, a: &[u8], b: &[u8]) -> io::Result<()> {
+    let total = a.len() + b.len();
+    let mut done = 0;
+    while done < total {
+        let r = if done < a.len() {
+            file.write_vectored(&[io::IoSlice::new(&a[done..]), io::IoSlice::new(b)])
+        } else {
+            file.write(&b[done - a.len()..])
+        };
+        match r {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SegmentError> {
+    // Makes a created or deleted segment's directory entry durable.
+    File::open(dir).at(dir)?.sync_all().at(dir)
+}
+
+/// Appends frames to the active segment, rotating by size. Frames are
+/// buffered and written in large chunks; [`SegmentWriter::sync`] makes
+/// everything appended so far durable.
+#[derive(Debug)]
+pub struct SegmentWriter {
+    dir: PathBuf,
+    path: PathBuf,
+    file: File,
+    /// Logical length of the active segment, including buffered bytes.
+    len: u64,
+    next_record_id: u64,
+    buf: Vec<u8>,
+    segment_bytes: u64,
+    unsynced_bytes: u64,
+    /// Bytes handed to write(2) since creation (for stats).
+    written_bytes: u64,
+    /// Frame bytes appended since creation (monotonic, for stats).
+    appended_bytes: u64,
+}
+
+impl SegmentWriter {
+    /// Recovers `dir` (creating it if needed) and opens the tail for appending.
+    pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Self, Recovery), SegmentError> {
+        fs::create_dir_all(dir).at(dir)?;
+        let (rec, tail) = recover_tail(dir)?;
+        let (path, file, len) = match tail {
+            Some((info, valid_len)) => {
+                let mut file = OpenOptions::new().write(true).open(&info.path).at(&info.path)?;
+                file.seek(SeekFrom::Start(valid_len)).at(&info.path)?;
+                (info.path, file, valid_len)
+            }
+            None => {
+                let (path, file) = Self::create_segment(dir, rec.next_record_id)?;
+                (path, file, SEGMENT_HEADER_BYTES)
+            }
+        };
+        let w = Self {
+            dir: dir.to_owned(),
+            path,
+            file,
+            len,
+            next_record_id: rec.next_record_id,
+            buf: Vec::with_capacity(WRITE_CHUNK_BYTES + (1 << 20)),
+            segment_bytes,
+            unsynced_bytes: 0,
+            written_bytes: 0,
+            appended_bytes: 0,
+        };
+        Ok((w, rec))
+    }
+
+    fn create_segment(dir: &Path, first_record_id: u64) -> Result<(PathBuf, File), SegmentError> {
+        let path = dir.join(segment_file_name(first_record_id));
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&path).at(&path)?;
+        file.write_all(&segment_header(first_record_id)).at(&path)?;
+        file.sync_data().at(&path)?;
+        sync_dir(dir)?;
+        Ok((path, file))
+    }
+
+    pub fn next_record_id(&self) -> u64 {
+        self.next_record_id
+    }
+
+    pub fn active_path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn unsynced_bytes(&self) -> u64 {
+        self.unsynced_bytes
+    }
+
+    pub fn written_bytes(&self) -> u64 {
+        self.written_bytes
+    }
+
+    /// Frame bytes appended since open (buffered or written).
+    pub fn appended_bytes(&self) -> u64 {
+        self.appended_bytes
+    }
+
+    /// Appends `batch` as one frame; returns the id of its first record.
+    /// Rotates first if the frame would overflow the active segment (which
+    /// syncs the old segment; the caller still publishes durability only
+    /// after its own [`sync`](Self::sync)).
+    pub fn append(&mut self, batch: &Batch) -> Result<u64, SegmentError> {
+        let frame_bytes = (FRAME_HEADER_BYTES + PAYLOAD_FIXED_BYTES + batch.client.len() + batch.buf.len()) as u64;
+        if self.len > SEGMENT_HEADER_BYTES && self.len + frame_bytes > self.segment_bytes {
+            self.rotate()?;
+        }
+        let first = self.next_record_id;
+        let n = if batch.buf.len() >= DIRECT_WRITE_MIN_BYTES {
+            // Large batch: write buffered frames, then this frame's head and
+            // the batch's own buffer in one vectored write, no memcpy.
+            self.flush()?;
+            encode_frame_head(&mut self.buf, first, batch);
+            write_all_two(&mut self.file, &self.buf, &batch.buf).at(&self.path)?;
+            let n = (self.buf.len() + batch.buf.len()) as u64;
+            self.written_bytes += n;
+            self.buf.clear();
+            n
+        } else {
+            let before = self.buf.len();
+            encode_frame(&mut self.buf, first, batch);
+            (self.buf.len() - before) as u64
+        };
+        self.len += n;
+        self.unsynced_bytes += n;
+        self.appended_bytes += n;
+        self.next_record_id += u64::from(batch.records);
+        if self.buf.len() >= WRITE_CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(first)
+    }
+
+    /// Hands buffered frames to the kernel (survives a process crash, not a
+    /// power loss).
+    pub fn flush(&mut self) -> Result<(), SegmentError> {
+        if !self.buf.is_empty() {
+            self.file.write_all(&self.buf).at(&self.path)?;
+            self.written_bytes += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Flushes and fdatasyncs: everything appended so far is durable after this.
+    pub fn sync(&mut self) -> Result<(), SegmentError> {
+        self.flush()?;
+        self.file.sync_data().at(&self.path)?;
+        self.unsynced_bytes = 0;
+        Ok(())
+    }
+
+    /// For a sync on another thread: flushes, and returns a duplicate of
+    /// the active file's descriptor whose `sync_data` makes everything
+    /// appended so far durable (earlier segments were synced on rotation).
+    pub fn prepare_sync(&mut self) -> Result<File, SegmentError> {
+        self.flush()?;
+        let f = self.file.try_clone().at(&self.path)?;
+        self.unsynced_bytes = 0;
+        Ok(f)
+    }
+
+    fn rotate(&mut self) -> Result<(), SegmentError> {
+        self.sync()?;
+        let (path, file) = Self::create_segment(&self.dir, self.next_record_id)?;
+        self.path = path;
+        self.file = file;
+        self.len = SEGMENT_HEADER_BYTES;
+        Ok(())
+    }
+
+    /// Deletes the oldest whole segments (never the active one) while the log
+    /// is larger than `retention_bytes` or they are older than
+    /// `retention_hours` (0 disables either). Returns how many were deleted.
+    pub fn enforce_retention(&mut self, retention_bytes: u64, retention_hours: u64) -> Result<u64, SegmentError> {
+        let segments = list_segments(&self.dir)?;
+        let mut total: u64 = segments.iter().map(|s| s.len).sum();
+        let now = SystemTime::now();
+        let max_age = Duration::from_secs(retention_hours.saturating_mul(3600));
+        let mut deleted = 0;
+        for s in &segments {
+            if s.path == self.path {
+                break;
+            }
+            let too_big = retention_bytes != 0 && total > retention_bytes;
+            let too_old = retention_hours != 0 && now.duration_since(s.modified).unwrap_or(Duration::ZERO) > max_age;
+            if !(too_big || too_old) {
+                break;
+            }
+            fs::remove_file(&s.path).at(&s.path)?;
+            total -= s.len;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(deleted)
+    }
+}
