@@ -3,7 +3,9 @@
 //! pass byte slices and `now`.
 pub mod json;
 pub mod line_protocol;
+pub mod line_index;
 pub mod record;
+pub mod structural;
 pub mod statsd;
 
 pub use json::{JsonBatchError, JsonBatchParser, JsonLimits, JsonSummary, JsonSyntaxError};
