@@ -1,6 +1,7 @@
 //! Connection tests: byte-array request vectors (a comment per case), a
 //! virtual clock, and property tests for splits and arbitrary input.
 
+use super::buffers::SHRINK_ABOVE;
 use super::*;
 use crate::http::{Event, HttpConfig, HttpError, Response};
 use proptest::prelude::*;
