@@ -58,7 +58,7 @@ impl Connection {
 
     /// Borrows from `pools` the buffers this connection may write to before
     /// the next `return_buffers` (call it before `receive`, `respond`,
-    /// `poll_timeout`, ...), and resumes a body that waited for one.
+    /// `handle_timeout`, ...), and resumes a body that waited for one.
     pub fn attach_buffers(&mut self, pools: &mut ConnectionPools) {
         let missing = self.wanted_buffers() & !self.lent;
         for bit in ALL_BUFFERS {
@@ -129,7 +129,7 @@ impl Connection {
 
     /// Frees buffers that grew beyond 64 KiB (and the inflater) while no
     /// request is in progress (a no-op otherwise). Called by
-    /// [`Connection::poll_timeout`] after a second of idleness.
+    /// [`Connection::handle_timeout`] after a second of idleness.
     pub fn release_memory(&mut self) {
         if !matches!(self.phase, Phase::Head | Phase::Done) {
             return;

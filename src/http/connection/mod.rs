@@ -261,7 +261,7 @@ impl Connection {
     /// timeouts. Returns `None` while a yielded request is unanswered.
     #[must_use]
     pub fn poll_request(&mut self, now_ns: u64) -> Option<Event<'_>> {
-        self.poll_timeout(now_ns);
+        self.handle_timeout(now_ns);
         match self.phase {
             Phase::Failed(e) => {
                 self.phase = Phase::Done;
@@ -289,9 +289,9 @@ impl Connection {
     /// idle timeout (silent close: a 408 on an idle keep-alive connection
     /// would race the client's next request), and shrinks buffers of an idle
     /// connection. A request being answered by the application never times out.
-    pub fn poll_timeout(&mut self, now_ns: u64) {
+    pub fn handle_timeout(&mut self, now_ns: u64) {
         self.restart_clock_at(now_ns);
-        match self.next_deadline_ns() {
+        match self.poll_timeout() {
             Some(deadline) if now_ns >= deadline => {}
             _ => return,
         }
@@ -308,8 +308,9 @@ impl Connection {
         }
     }
 
-    /// When [`Connection::poll_timeout`] next has something to do, if ever.
-    pub fn next_deadline_ns(&self) -> Option<u64> {
+    /// The next deadline (ns): when [`Connection::handle_timeout`] next has
+    /// something to do, if ever.
+    pub fn poll_timeout(&self) -> Option<u64> {
         if self.restart_clock {
             return None;
         }
