@@ -379,8 +379,8 @@ impl HttpApp {
     pub fn poll_timeouts(&mut self, now_ns: u64) -> &[ConnId] {
         self.to_wake.clear();
         for state in self.conns.iter_mut().flatten() {
-            if state.http.next_deadline_ns().is_some_and(|d| d <= now_ns) {
-                with_buffers(state, &mut self.ctx, |state, _| state.http.poll_timeout(now_ns));
+            if state.http.poll_timeout().is_some_and(|d| d <= now_ns) {
+                with_buffers(state, &mut self.ctx, |state, _| state.http.handle_timeout(now_ns));
                 self.to_wake.push(state.id);
             }
         }
