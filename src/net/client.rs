@@ -23,8 +23,8 @@
 
 use super::cell::{deliver_received, interface, peer_sent_fin, Cell, CellIo, CellScheduler};
 use super::classify::{classify, Frame};
+use super::frame_io::{FrameSink, NetCounters};
 use super::l2::{ArpOutcome, L2Config, Link, ETH_MIN_FRAME};
-use super::stack::{FrameSink, NetCounters};
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, IpEndpoint, Ipv4Address};

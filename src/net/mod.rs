@@ -6,12 +6,12 @@ mod cell;
 pub mod classify;
 pub mod client;
 pub mod flow;
+mod frame_io;
 pub mod l2;
 pub mod stack;
 
 pub use classify::{classify, Frame, FrameClass, Malformed};
 pub use flow::{FlowKey, FlowTable};
+pub use frame_io::{FrameSink, NetCounters};
 pub use l2::{L2Config, Link, NeighborTable};
-pub use stack::{
-    ConnId, DropReason, FrameSink, NetCounters, NetStack, NetStackConfig, NetStackError, Received, TcpApp,
-};
+pub use stack::{ConnId, DropReason, NetStack, NetStackConfig, NetStackError, Received, TcpApp};

@@ -88,6 +88,7 @@
 use super::cell::{deliver_received, interface, peer_sent_fin, Cell, CellIo, CellScheduler, ServerCell};
 use super::classify::{classify, Frame, Malformed};
 use super::flow::{FlowKey, FlowTable};
+use super::frame_io::{FrameSink, NetCounters};
 use super::l2::{is_echo_request, ArpOutcome, L2Config, Link, ETH_HEADER_LEN, ETH_MIN_FRAME};
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
@@ -99,40 +100,6 @@ const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;
-
-/// Where outgoing frames go. The DPDK worker implements it over mbufs in
-/// its TX burst; tests over `Vec<u8>`.
-pub trait FrameSink {
-    /// Whether a frame can be queued now (a burst slot and a buffer are free).
-    /// When false, cells stop sending for this poll and retry on the next
-    /// (smoltcp keeps the data): this is TX backpressure, counted. A sink
-    /// over a TX burst may flush the full burst to the NIC here first.
-    fn has_room(&mut self) -> bool;
-
-    /// Queues one frame of exactly `len` bytes: allocates the buffer (e.g. an
-    /// mbuf) and calls `fill` at most once to write the whole frame in place.
-    /// If `fill` returns false the frame is discarded (buffer freed). Returns
-    /// whether a frame was queued; false without calling `fill` when no
-    /// buffer is available.
-    fn frame(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8]) -> bool) -> bool;
-}
-
-/// `Vec<Vec<u8>>` as a sink without limit, for tests and tools.
-impl FrameSink for Vec<Vec<u8>> {
-    fn has_room(&mut self) -> bool {
-        true
-    }
-
-    fn frame(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8]) -> bool) -> bool {
-        let mut buf = vec![0; len];
-        if fill(&mut buf) {
-            self.push(buf);
-            true
-        } else {
-            false
-        }
-    }
-}
 
 /// A connection: its slot index (dense, `< NetStack::slots()`, for the
 /// application's own slab) and the slot's generation (stale ids are ignored).
@@ -277,67 +244,6 @@ pub enum DropReason {
     RstNoFlow,
     /// The reply could not be queued (no TX buffer).
     NoTxBuffer,
-}
-
-/// Counters of one stack, plain u64s; the worker publishes a copy.
-/// `rx_frames` = `rx_arp + rx_icmp_echo + rx_tcp + rx_udp` + every `drop_*`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct NetCounters {
-    pub rx_frames: u64,
-    pub rx_arp: u64,
-    pub rx_icmp_echo: u64,
-    /// TCP segments handed to a cell (flow hit, accepted SYN, or RST reply).
-    pub rx_tcp: u64,
-    pub rx_udp: u64,
-    pub drop_malformed: u64,
-    pub drop_vlan: u64,
-    pub drop_wrong_mac: u64,
-    pub drop_wrong_ip: u64,
-    pub drop_unsupported: u64,
-    pub drop_syn_full: u64,
-    pub drop_syn_rejected: u64,
-    pub drop_rst_no_flow: u64,
-    pub drop_no_tx_buffer: u64,
-    pub arp_replies: u64,
-    pub arp_requests: u64,
-    pub icmp_echo_replies: u64,
-    pub syn_accepted: u64,
-    /// SYNs to a port we do not listen on (answered with RST, in `rx_tcp`).
-    pub syn_closed_port: u64,
-    /// SYNs refused after `stop_accepting` (answered with RST, in `rx_tcp`).
-    pub syn_refused_stopping: u64,
-    /// Non-SYN segments without a flow (answered with RST, in `rx_tcp`).
-    pub tcp_no_flow: u64,
-    pub connections_opened: u64,
-    pub connections_closed: u64,
-    pub connections_open: u64,
-    pub cells_polled: u64,
-    /// Frames queued into the sink.
-    pub tx_frames: u64,
-    pub tx_drop_no_buffer: u64,
-    pub tx_drop_no_neighbor: u64,
-    pub tx_drop_no_route: u64,
-    /// Times a cell stopped sending because the sink was full.
-    pub tx_backpressure: u64,
-}
-
-impl NetCounters {
-    /// Frames accounted for by an outcome; equals `rx_frames` when balanced.
-    pub fn rx_accounted(&self) -> u64 {
-        self.rx_arp
-            + self.rx_icmp_echo
-            + self.rx_tcp
-            + self.rx_udp
-            + self.drop_malformed
-            + self.drop_vlan
-            + self.drop_wrong_mac
-            + self.drop_wrong_ip
-            + self.drop_unsupported
-            + self.drop_syn_full
-            + self.drop_syn_rejected
-            + self.drop_rst_no_flow
-            + self.drop_no_tx_buffer
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
