@@ -328,6 +328,8 @@ mod tests {
         // Inside the whole config file, as `serve` loads it.
         let app = crate::config::AppConfig::parse("[writer]\nfsync_interval_ms = 7\n", "t").unwrap();
         assert_eq!(app.writer.sync_interval_ms, 7);
+        let err = crate::config::AppConfig::parse("[writer]\nsync_interval_ms = 7\nbogus = 1\n", "t").unwrap_err();
+        assert!(err.to_string().contains("unknown field `bogus`"), "{err}");
     }
 
     #[test]
