@@ -232,7 +232,7 @@ fn metrics_scrapes_allocate_nothing() {
         body.clear();
         let mut e = Exposition::new(body);
         ServeCounters::expose(&workers, &mut e);
-        e.section("writer", &writer.snapshot());
+        writer.expose("writer", &mut e);
         e.sample("mbufs_in_use", "mbufs taken out of the pool right now", MetricKind::Gauge, 12.0);
     };
     scrape(&mut body);
@@ -245,5 +245,6 @@ fn metrics_scrapes_allocate_nothing() {
     println!("alloc_steady /metrics: rounds of {scrapes} scrapes of {} bytes: {rounds:?} allocations", body.len());
     assert!(body.contains("\nmetricsstream_http_requests_total 20\n"), "{body}");
     assert!(body.contains("# TYPE metricsstream_writer_fsync_seconds_total counter\n"), "{body}");
+    assert!(body.contains("# TYPE metricsstream_writer_ack_latency_seconds histogram\n"), "{body}");
     assert_eq!(count, 0, "scrapes allocate: {rounds:?} per {scrapes}");
 }

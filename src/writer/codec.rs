@@ -314,6 +314,11 @@ pub struct Batch {
     pub(crate) client: String,
     pub(crate) worker: u32,
     pub(crate) seq: u64,
+    /// Whether a client waits for this batch to be durable. `None` until the
+    /// caller or [`WriterHandle::submit`](super::WriterHandle::submit) (from
+    /// the handle's ack mode) decides; the writer starts a sync at once for
+    /// an awaited batch and lets the others ride the next one.
+    pub(crate) awaited: Option<bool>,
     max_bytes: usize,
     max_records: u32,
 }
@@ -328,6 +333,7 @@ impl Batch {
             client: String::with_capacity(MAX_CLIENT_ID_BYTES),
             worker: 0,
             seq: 0,
+            awaited: None,
             max_bytes,
             max_records: max_records.max(1),
         }
@@ -366,12 +372,26 @@ impl Batch {
         self.seq
     }
 
+    /// Marks whether a client waits for this batch to be durable (a
+    /// per-request choice); without a call, `submit` uses the handle's ack
+    /// mode (`durable`: awaited).
+    pub fn set_awaited(&mut self, awaited: bool) {
+        self.awaited = Some(awaited);
+    }
+
+    /// Whether a client waits for this batch to be durable (false while
+    /// neither [`set_awaited`](Self::set_awaited) nor `submit` decided).
+    pub fn is_awaited(&self) -> bool {
+        self.awaited == Some(true)
+    }
+
     /// Empties the batch, keeping its capacity.
     pub fn clear(&mut self) {
         self.buf.clear();
         self.records = 0;
         self.client.clear();
         self.seq = 0;
+        self.awaited = None;
     }
 
     /// Where the batch is now; [`rollback`](Self::rollback) returns to it.

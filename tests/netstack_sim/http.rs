@@ -391,7 +391,7 @@ impl HttpSim {
             ack,
             // Commit each drained round at once: the durable path waits on
             // the real fsync, and the test should not wait on a timer.
-            fsync_interval_ms: 0,
+            sync_interval_ms: 0,
             // One segment for the whole run (rotation is per GiB, not per request).
             segment_bytes: 1 << 30,
             retention_bytes: 0,
