@@ -58,7 +58,7 @@ fn uploads_beyond_the_body_budget_get_503_and_everything_balances() {
     assert!(answer.contains("Retry-After: 1\r\n"), "{answer}");
     assert!(answer.contains(r#"{"code":"unavailable","message":"#), "{answer}");
 
-    let counters = *sim.app.counters();
+    let counters = *sim.core.app.counters();
     assert_eq!(counters.body_budget_refused, refused, "{counters:?}");
     assert_eq!(budget.refused(), refused);
     assert_eq!(counters.responses_2xx, ok);
@@ -66,7 +66,7 @@ fn uploads_beyond_the_body_budget_get_503_and_everything_balances() {
 
     sim.close_all();
     assert_pools_idle(&mut sim, &budget);
-    let c = *sim.app.counters();
+    let c = *sim.core.app.counters();
     assert_eq!(c.connections_accepted, c.connections_closed, "{c:?}");
     drop(sim);
     writer.shutdown().unwrap();
