@@ -7,15 +7,14 @@
 
 use anyhow::{bail, Context};
 use clap::Args;
-use metricsstream::app::{AppShared, HttpApp, MetricsRenderer};
 use metricsstream::config::{AppConfig, Profile};
 use metricsstream::dpdk::{LcoreJob, Mempool, Port, PortConfig, RxQueue, TxQueue, BURST_SIZE};
 use metricsstream::limit::{KeyedLimiter, MonotonicClock};
 use metricsstream::net::{L2Config, NetStack, NetStackConfig};
 use metricsstream::pcap::trace::{self, PacketTrace};
+use metricsstream::pipeline::{AppShared, HttpApp, MetricsRenderer, ServeCore, ServeCounters, UdpIngest};
 use metricsstream::stats::{LifecycleReport, MbufReport, ProcessResources, Published};
-use metricsstream::udp::UdpIngest;
-use metricsstream::worker::{self, ServeCounters, ServeWorker};
+use metricsstream::worker::{self, ServeWorker};
 use metricsstream::writer::{Shipper, Writer, WriterHandle, WriterStats};
 use smoltcp::wire::EthernetAddress;
 use std::path::PathBuf;
@@ -303,13 +302,10 @@ impl WorkerSetup<'_> {
             rx,
             tx,
             pool: self.pool.clone(),
-            stack,
-            app,
-            udp,
+            core: ServeCore::new(stack, app, udp, DRAIN.as_nanos() as u64),
             clock,
             published,
             stop: self.stop.clone(),
-            drain_ns: DRAIN.as_nanos() as u64,
             trace,
         })
     }
