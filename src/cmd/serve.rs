@@ -15,7 +15,7 @@ use metricsstream::pcap::trace::{self, PacketTrace};
 use metricsstream::pipeline::{AppShared, HttpApp, MetricsRenderer, ServeCore, ServeCounters, UdpIngest};
 use metricsstream::stats::{LifecycleReport, MbufReport, ProcessResources, Published};
 use metricsstream::worker::{self, ServeWorker};
-use metricsstream::writer::{Shipper, Writer, WriterHandle, WriterStats};
+use metricsstream::writer::{AckMode, Shipper, Writer, WriterHandle, WriterStats};
 use smoltcp::wire::EthernetAddress;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -296,6 +296,9 @@ impl WorkerSetup<'_> {
         let now = smoltcp::time::Instant::from_micros((clock.now_ns() / 1000) as i64);
         let stack = NetStack::new(stack_config, now).context("TCP stack configuration")?;
         let app = HttpApp::new(self.shared.clone(), app_writer, stack.slots());
+        // Nobody waits for a datagram's durability: UDP batches must not start
+        // syncs of their own (the writer's sync_interval_ms bounds their loss).
+        let udp_writer = udp_writer.with_ack(AckMode::Enqueued);
         let udp = UdpIngest::new(config.udp.clone(), self.shared.limiter.clone(), udp_writer)
             .with_unix_offset(clock.unix_at_epoch_ns());
         Ok(ServeWorker {

@@ -214,7 +214,7 @@ mod tests {
     }
 
     fn ticket(seq: u64) -> Option<Ticket> {
-        Some(Ticket { seq, records: 1 })
+        Some(Ticket { seq, records: 1, awaited: true })
     }
 
     /// Submitted batches `front..`, each with its ticket (`None`: refused).
