@@ -82,3 +82,27 @@ impl HttpCounters {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_status_is_counted_in_its_one_class() {
+        let mut c = HttpCounters::default();
+        for status in [200, 202, 204, 400, 401, 404, 405, 413, 429, 503, 408, 431, 500] {
+            c.count_status(status);
+        }
+        let classes = [
+            c.responses_2xx,
+            c.responses_400,
+            c.responses_401,
+            c.responses_404_405,
+            c.responses_413,
+            c.responses_429,
+            c.responses_503,
+            c.responses_other,
+        ];
+        assert_eq!(classes, [3, 1, 1, 2, 1, 1, 1, 3]);
+    }
+}

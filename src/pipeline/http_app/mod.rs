@@ -8,9 +8,9 @@
 //! - this file: the connection slab, the request loop of a connection,
 //!   routing (`/ping`, `/health`, `/metrics`), shutdown, timeouts and the
 //!   one queue of wake-ups ([`Wakeups`]) the serve step hands to the stack;
-//! - [`ingest`]: the write routes (credentials, validate, limit, batch);
-//! - [`held`]: held responses and group commit;
-//! - [`counters`]: the per-worker [`HttpCounters`].
+//! - `ingest.rs`: the write routes (credentials, validate, limit, batch);
+//! - `held.rs`: held responses and group commit;
+//! - `counters.rs`: the per-worker [`HttpCounters`].
 //!
 //! Sans-IO: no DPDK, no clock (every call has `now`).
 
