@@ -190,6 +190,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "http": served.http,
             "records_written": summary.records_written,
             "fsyncs": summary.fsyncs,
+            "commit": summary.commit,
             "tx_no_mbuf": served.tx_no_mbuf,
             "tx_unsent_dropped": served.tx_unsent_dropped,
             "mbufs": serve_mbufs,

@@ -15,7 +15,7 @@ use metricsstream::pcap::trace::{self, PacketTrace};
 use metricsstream::pipeline::{AppShared, HttpApp, MetricsRenderer, ServeCore, ServeCounters, UdpIngest};
 use metricsstream::stats::{LifecycleReport, MbufReport, ProcessResources, Published};
 use metricsstream::worker::{self, ServeWorker};
-use metricsstream::writer::{AckMode, Shipper, Writer, WriterHandle, WriterStats};
+use metricsstream::writer::{Shipper, Writer, WriterHandle, WriterStats};
 use smoltcp::wire::EthernetAddress;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -206,6 +206,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         "records_accepted": total.http.records_accepted + total.udp.records_accepted,
         "records_written": summary.records_written,
         "fsyncs": summary.fsyncs,
+        "commit": summary.commit,
         "shipper": shipped.map(|s| format!("{s:?}")),
         "limiter": format!("{:?}", limiter.stats()),
     });
@@ -296,9 +297,6 @@ impl WorkerSetup<'_> {
         let now = smoltcp::time::Instant::from_micros((clock.now_ns() / 1000) as i64);
         let stack = NetStack::new(stack_config, now).context("TCP stack configuration")?;
         let app = HttpApp::new(self.shared.clone(), app_writer, stack.slots());
-        // Nobody waits for a datagram's durability: UDP batches must not start
-        // syncs of their own (the writer's sync_interval_ms bounds their loss).
-        let udp_writer = udp_writer.with_ack(AckMode::Enqueued);
         let udp = UdpIngest::new(config.udp.clone(), self.shared.limiter.clone(), udp_writer)
             .with_unix_offset(clock.unix_at_epoch_ns());
         Ok(ServeWorker {
@@ -428,7 +426,7 @@ fn render_metrics(
     use metricsstream::stats::{Exposition, MetricKind};
     let mut e = Exposition::new(out);
     ServeCounters::expose(published, &mut e);
-    e.section("writer", &writer.snapshot());
+    writer.expose("writer", &mut e);
     let mbufs = [
         ("mbufs_in_use", "mbufs taken out of the pool right now", pool.in_use()),
         ("mbufs_idle_baseline", "mbufs in use with the port started and idle", idle_baseline),

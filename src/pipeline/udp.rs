@@ -13,7 +13,7 @@ use crate::ingest::line_protocol::{LineProtocolParser, Precision};
 use crate::ingest::record::Discard;
 use crate::ingest::statsd::StatsdParser;
 use crate::limit::{address_id, ClientKey, KeyedLimiter, ADDRESS_ID_BYTES};
-use crate::writer::{Batch, WriterHandle};
+use crate::writer::{AckMode, Batch, WriterHandle};
 use serde::{Deserialize, Serialize};
 use smoltcp::wire::Ipv4Address;
 use std::sync::Arc;
@@ -151,6 +151,9 @@ const UDP_CLIENT: &str = "udp";
 
 impl UdpIngest {
     pub fn new(config: UdpConfig, limiter: Arc<KeyedLimiter>, writer: WriterHandle) -> UdpIngest {
+        // Nobody waits for a datagram's durability: its batches must not start
+        // a sync of their own (the writer's `sync_interval_ms` bounds their loss).
+        let writer = writer.with_ack(AckMode::Enqueued);
         UdpIngest {
             config,
             line: LineProtocolParser::new(),
