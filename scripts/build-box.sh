@@ -96,7 +96,7 @@ done
 
 PACKAGES=(
     # boot and init
-    linux-image-amd64 initramfs-tools systemd-sysv udev dbus kmod
+    linux-image-amd64 initramfs-tools systemd-sysv udev dbus kmod e2fsprogs
     # Vagrant: ssh, sudo, rsync synced folder, hostname/network
     openssh-server sudo rsync iproute2 netbase
     # DPDK 22.11: tools (dpdk-devbind.py, dpdk-hugepages.py; dpdk-testpmd is in
