@@ -27,7 +27,10 @@
 # made by `mke2fs -d` from the mmdebstrap tree; converted to qcow2.
 # The kernel boots with net.ifnames=0 so the first NIC (Vagrant's management
 # NIC) is eth0 and is the only one configured (DHCP, systemd-networkd); the
-# data NICs stay unconfigured for DPDK. Serial console on ttyS0.
+# data NICs stay unconfigured for DPDK. Serial console on ttyS0, quiet: under
+# TCG every console character is an emulated UART write. Debian's dpdk.service
+# (binds from /etc/dpdk/interfaces, empty here) and e2scrub are masked: under
+# TCG they held the boot for minutes, and provision.sh does the binding.
 #
 # Idempotent: a stamp of the inputs (this script, the package list, the
 # mirror, the size) is kept beside the image; an unchanged build is skipped,
@@ -136,6 +139,7 @@ else
         --customize-hook='chroot "$1" chown -R vagrant:vagrant /home/vagrant/.ssh' \
         --customize-hook='printf "UseDNS no\n" >"$1/etc/ssh/sshd_config.d/vagrant.conf"' \
         --customize-hook='printf "vfio-pci\nuio_pci_generic\n" >"$1/etc/modules-load.d/metricsstream-dpdk.conf"' \
+        --customize-hook='chroot "$1" systemctl mask dpdk.service e2scrub_reap.service e2scrub_all.timer' \
         --customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*_Packages*' \
         bookworm "$ROOT" \
         "deb $MIRROR bookworm main" "deb $MIRROR bookworm-updates main" \
@@ -176,7 +180,7 @@ SERIAL 0 115200
 LABEL debian
     KERNEL /vmlinuz
     INITRD /initrd.img
-    APPEND root=LABEL=ms-root ro net.ifnames=0 biosdevname=0 console=tty0 console=ttyS0,115200n8
+    APPEND root=LABEL=ms-root ro net.ifnames=0 biosdevname=0 console=tty0 console=ttyS0,115200n8 quiet loglevel=4 systemd.show_status=error
 EOF
     MTOOLS_SKIP_CHECK=1 mcopy -o -i "$OUT/boot.fat" "$kernel" ::/vmlinuz
     MTOOLS_SKIP_CHECK=1 mcopy -o -i "$OUT/boot.fat" "$initrd" ::/initrd.img
