@@ -234,6 +234,7 @@ if [[ $up_rc -eq 0 ]]; then
             echo "driver=$(basename "$(readlink /sys/bus/pci/devices/$pci/driver)")";
             echo "vendor_device=$(cat /sys/bus/pci/devices/$pci/vendor):$(cat /sys/bus/pci/devices/$pci/device)";
             dpdk-devbind.py --status-dev net;
+            grep -h "CONFIG_VFIO_NOIOMMU" /boot/config-"$(uname -r)" || echo "CONFIG_VFIO_NOIOMMU: not in /boot/config-$(uname -r)";
             /usr/local/lib/metricsstream/bind-nic.sh --dry-run eth0; echo "mgmt_rc=$?";
             echo "hp_total=$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages)";
             awk '"'"'$3 == "hugetlbfs" { print "hp_mount=" $2 }'"'"' /proc/mounts' 2>&1) || true
