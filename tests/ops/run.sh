@@ -193,6 +193,23 @@ if [[ $EUID -eq 0 ]] && ip netns add "$NS" 2>/dev/null; then
     [[ $rc -eq 0 ]] && grep -qE -- '--bind=(vfio-pci|uio_pci_generic) 0000:00:08.0' <<<"$out"
     check "ns: --driver auto picks vfio-pci or uio_pci_generic" $? "$out"
 
+    # No IOMMU: vfio-pci only where the kernel's vfio has the no-IOMMU mode
+    # (Debian 12's kernel has not: vfio-pci's probe fails with -22 there).
+    mkdir -p "$F/module/vfio/parameters"; echo N >"$F/module/vfio/parameters/enable_unsafe_noiommu_mode"
+    out=$(nsrun bash scripts/bind-nic.sh --dry-run ens8 2>&1); rc=$?
+    [[ $rc -eq 0 ]] && has "$out" "+ echo Y | tee $F/module/vfio/parameters/enable_unsafe_noiommu_mode" \
+        && has "$out" "--bind=vfio-pci 0000:00:08.0"
+    check "ns: --driver auto, no IOMMU, vfio with no-IOMMU mode: vfio-pci, mode switched on" $? "$out"
+    rm -r "$F/module"
+    if modinfo -p vfio 2>/dev/null | grep -q '^enable_unsafe_noiommu_mode:'; then
+        skip "ns: --driver auto without the no-IOMMU mode" "this host's vfio module has the mode"
+    else
+        out=$(nsrun bash scripts/bind-nic.sh --dry-run ens8 2>&1); rc=$?
+        [[ $rc -eq 0 ]] && has "$out" "has no no-IOMMU mode (CONFIG_VFIO_NOIOMMU): using uio_pci_generic" \
+            && has "$out" "--bind=uio_pci_generic 0000:00:08.0" && ! has "$out" "modprobe vfio"
+        check "ns: --driver auto, no IOMMU, vfio without no-IOMMU mode: uio_pci_generic" $? "$out"
+    fi
+
     out=$(nsrun bash scripts/bind-nic.sh --dry-run ens9 2>&1); rc=$?
     [[ $rc -eq 3 ]] && has "$out" "not a PCI device"; check "ns: virtual interface rejected (exit 3)" $? "$out"
 
