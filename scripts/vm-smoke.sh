@@ -215,11 +215,12 @@ if [[ $up_rc -eq 0 ]]; then
     vagrant ssh-config >"$WORK/ssh_config"
     # on VM CMD...: run CMD (a shell string) as root in VM, bounded.
     on() { local vm=$1; shift; timeout "${T:-300}" ssh -F "$WORK/ssh_config" -o ConnectTimeout=60 -o LogLevel=ERROR "$vm" sudo bash -c "$(printf '%q' "$*")"; }
-    # wait_stats_line NAME: until the appliance's /tmp/NAME.log has a stats
-    # line (EAL and port are up), at most 10 min; fails if the process exits.
+    # wait_stats_line NAME PATTERN: until the appliance's /tmp/NAME.log has a
+    # stats line (EAL and port are up: rx prints "... Mpps ...", serve
+    # "[ t s] conns open ..."), at most 120 polls; fails if the process exits.
     wait_stats_line() {
         for _ in $(seq 120); do
-            T=60 on appliance "grep -q Mpps /tmp/$1.log" 2>/dev/null && return 0
+            T=60 on appliance "grep -qE '$2' /tmp/$1.log" 2>/dev/null && return 0
             T=60 on appliance "kill -0 \"\$(cat /tmp/$1.pid)\"" 2>/dev/null || return 1
             sleep 5
         done
@@ -263,7 +264,7 @@ if [[ $up_rc -eq 0 ]]; then
     on generator "metricsstream gen-pcap --kind udp-line --packets $PACKETS --out /tmp/load.pcap" || true
     say "appliance: metricsstream rx --profile /etc/metricsstream/virtio.toml (background)"
     on appliance 'rm -f /tmp/rx.json /tmp/rx.log; setsid sh -c '"'"'echo $$ >/tmp/rx.pid; exec metricsstream rx --profile /etc/metricsstream/virtio.toml --duration 1800 --report /tmp/rx.json'"'"' >/tmp/rx.log 2>&1 </dev/null & sleep 1; cat /tmp/rx.pid' || true
-    ready=0; wait_stats_line rx && ready=1
+    ready=0; wait_stats_line rx ' Mpps ' && ready=1
     T=60 on appliance 'cat /tmp/rx.log' | head -n 40 || true
     if [[ $ready -eq 1 ]]; then
         say "generator: dpdk-testpmd replays /tmp/load.pcap once into ${PCI[generator]} (MAC rewrite to $APP_MAC)"
@@ -335,7 +336,7 @@ if [[ $up_rc -eq 0 ]]; then
             /vagrant/dpdk-config/metricsstream.toml >/var/tmp/ms-smoke/smoke.toml;
         grep -nE "^(data_dir|ipv4|max_connections_per_worker|max_body_bytes|body_memory_budget_bytes|capacity|neighbors) " /var/tmp/ms-smoke/smoke.toml;
         setsid sh -c '"'"'echo $$ >/tmp/serve.pid; exec metricsstream serve --config /var/tmp/ms-smoke/smoke.toml --profile /etc/metricsstream/virtio.toml --duration 1800 --report /tmp/serve.json'"'"' >/tmp/serve.log 2>&1 </dev/null & sleep 1; cat /tmp/serve.pid' || true
-    ready=0; wait_stats_line serve && ready=1
+    ready=0; wait_stats_line serve '\] conns open ' && ready=1
     T=60 on appliance 'head -n 30 /tmp/serve.log' || true
     say "generator: data NIC back to the kernel (bind-nic.sh --unbind), 198.18.0.2/24, curl POST"
     line="vmsmoke,host=ms-generator,path=virtio value=42i $(date +%s)000000000"
