@@ -16,7 +16,11 @@
 # works beside the kernel driver (needs rdma-core); the script prints the PCI
 # address and exits 0.
 # --driver auto (default) picks vfio-pci, with the unsafe no-IOMMU mode when
-# the machine has no IOMMU, and uio_pci_generic when vfio-pci is unavailable.
+# the machine has no IOMMU, and uio_pci_generic when vfio-pci is unavailable or
+# when there is no IOMMU and the kernel's vfio lacks the no-IOMMU mode
+# (CONFIG_VFIO_NOIOMMU; without it vfio-pci's probe fails with -22, as in the
+# Debian 12 guests of scripts/vm-smoke.sh). An explicit --driver vfio-pci
+# without IOMMU fails when the mode did not take effect.
 # The kernel driver in use is recorded in $MS_STATE_DIR (/run/metricsstream)
 # so that --unbind restores it. --dry-run prints the commands (prefixed "+ ")
 # instead of running them and still exits non-zero when it would refuse.
@@ -42,7 +46,7 @@ DRY_RUN=0
 MODE=bind
 TARGET=""
 
-usage() { sed -n '2,31s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,35s/^# \{0,1\}//p' "$0"; }
 log() { printf 'bind-nic: %s\n' "$*" >&2; }
 die() { local code=$1; shift; log "$*"; exit "$code"; }
 
@@ -155,16 +159,27 @@ profile_hint() {
     printf '%s\n' "$1"
 }
 
-pick_driver() {
-    [[ $DRIVER == auto ]] || { echo "$DRIVER"; return; }
-    if [[ -d $SYSFS/bus/pci/drivers/vfio-pci ]] || modinfo vfio-pci >/dev/null 2>&1; then
-        echo vfio-pci
-    else
-        echo uio_pci_generic
-    fi
+have_iommu() { compgen -G "$SYSFS/kernel/iommu_groups/*" >/dev/null; }
+
+# vfio_noiommu_supported: the kernel's vfio has the no-IOMMU mode
+# (CONFIG_VFIO_NOIOMMU): its parameter is in sysfs (vfio loaded or built in)
+# or in the module's parameter list.
+noiommu_param() { echo "$SYSFS/module/vfio/parameters/enable_unsafe_noiommu_mode"; }
+vfio_noiommu_supported() {
+    [[ -e $(noiommu_param) ]] || modinfo -p vfio 2>/dev/null | grep -q '^enable_unsafe_noiommu_mode:'
 }
 
-have_iommu() { compgen -G "$SYSFS/kernel/iommu_groups/*" >/dev/null; }
+pick_driver() {
+    [[ $DRIVER == auto ]] || { echo "$DRIVER"; return; }
+    if ! [[ -d $SYSFS/bus/pci/drivers/vfio-pci ]] && ! modinfo vfio-pci >/dev/null 2>&1; then
+        echo uio_pci_generic
+    elif ! have_iommu && ! vfio_noiommu_supported; then
+        log "no IOMMU and this kernel's vfio has no no-IOMMU mode (CONFIG_VFIO_NOIOMMU): using uio_pci_generic"
+        echo uio_pci_generic
+    else
+        echo vfio-pci
+    fi
+}
 
 # load_driver DRV: modprobe it (vfio in no-IOMMU mode when there is no IOMMU).
 load_driver() {
@@ -172,10 +187,16 @@ load_driver() {
         vfio-pci)
             if ! have_iommu; then
                 log "no IOMMU groups: enabling vfio's unsafe no-IOMMU mode (fine for VMs and labs; DMA is not isolated)"
-                if [[ -e $SYSFS/module/vfio/parameters/enable_unsafe_noiommu_mode ]]; then
-                    write_file Y "$SYSFS/module/vfio/parameters/enable_unsafe_noiommu_mode"
+                if [[ -e $(noiommu_param) ]]; then
+                    write_file Y "$(noiommu_param)"
                 else
                     run modprobe vfio enable_unsafe_noiommu_mode=1
+                fi
+                # modprobe ignores the option when vfio is already loaded, and
+                # a kernel without CONFIG_VFIO_NOIOMMU has no such parameter:
+                # vfio-pci would then fail to probe (-22).
+                if [[ $DRY_RUN -eq 0 && $(cat "$(noiommu_param)" 2>/dev/null) != Y ]]; then
+                    die 1 "vfio's no-IOMMU mode is not available (kernel without CONFIG_VFIO_NOIOMMU?): use --driver uio_pci_generic (or auto)"
                 fi
             fi
             run modprobe vfio-pci ;;

@@ -6,14 +6,18 @@
 #   scripts/setup.sh            runtime + build
 #   scripts/setup.sh --tests    also what the test suite uses (shellcheck, ruby,
 #                               victoria-metrics, prometheus + promtool, ...)
+#   scripts/setup.sh --vm       also the Vagrant/libvirt/QEMU lab that
+#                               scripts/vm-smoke.sh and scripts/build-box.sh use
 # Uses sudo when not root.
 set -euo pipefail
 
 tests=0
+vm=0
 for a in "$@"; do
     case "$a" in
         --tests) tests=1 ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        --vm) vm=1 ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         *) echo "unknown argument: $a" >&2; exit 2 ;;
     esac
 done
@@ -28,6 +32,19 @@ packages=(libdpdk-dev dpdk dpdk-dev pkg-config clang libclang-dev build-essentia
           ethtool iproute2 curl wrk)
 if [ "$tests" = 1 ]; then
     packages+=(shellcheck ruby victoria-metrics prometheus)
+fi
+
+if [ "$vm" = 1 ]; then
+    packages+=(vagrant vagrant-libvirt libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base
+               mmdebstrap e2fsprogs dosfstools mtools syslinux syslinux-common fdisk rsync openssh-client)
+    # qemu-system-x86 needs the qemu-utils of its own release; a newer one
+    # (e.g. from backports) Breaks it: align it first.
+    qsys=$(apt-cache policy qemu-system-x86 2>/dev/null | awk '/Candidate:/ { print $2 }')
+    qutl=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)
+    if [ -n "$qsys" ] && [ -n "$qutl" ] && [ "$qsys" != "$qutl" ]; then
+        echo "setup.sh: qemu-utils $qutl -> $qsys (the version qemu-system-x86 needs)"
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends --allow-downgrades "qemu-utils=$qsys" >/dev/null
+    fi
 fi
 
 missing=()

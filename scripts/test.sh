@@ -28,3 +28,12 @@ bash scripts/fuzz.sh --seconds 20
 
 step "cargo test (unit, property, fuzz-seed, DPDK, veth/curl/wrk, VictoriaMetrics and crash tests)"
 cargo test --release --workspace
+
+# Boots two VMs (TCG where there is no KVM: tens of minutes), so only on request.
+if [ "${MS_VM:-0}" = 1 ]; then
+    step "VM smoke test: the Vagrant pair on libvirt, walk-through on virtio-net PCI NICs (scripts/vm-smoke.sh)"
+    bash scripts/setup.sh --vm
+    bash scripts/vm-smoke.sh
+else
+    step "VM smoke test: SKIPPED, not run and not counted as passed (MS_VM=1 runs scripts/vm-smoke.sh)"
+fi

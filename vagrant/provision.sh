@@ -4,12 +4,17 @@
 #
 #   vagrant/provision.sh appliance|generator [--data-mac MAC | --data-nic IFACE|PCI]
 #                        [--pages N] [--driver auto|vfio-pci|uio_pci_generic]
-#                        [--no-setup] [--no-build] [--dry-run]
+#                        [--binary PATH] [--no-setup] [--no-build] [--dry-run]
 #
 # The data NIC is chosen by --data-mac (the Vagrantfile pins the MACs), else
 # --data-nic, else the PCI address saved by an earlier run in
 # /etc/metricsstream/data-nic, else the only bindable candidate of
 # `scripts/bind-nic.sh --candidates` (the default-route/SSH interface never is).
+# --binary PATH installs a release binary built elsewhere (e.g. on a Debian 12
+# host with the same libdpdk 22.11: MS_HOST_BINARY in the Vagrantfile) instead
+# of building one: no Rust toolchain, only the runtime packages are installed
+# (and only those missing). On a guest with one CPU the installed profile maps
+# the main and worker lcores onto CPU 0 (--lcores 0@0,1@0 instead of -l 0-1).
 # --dry-run prints every command it would run (prefixed "+ ") and changes
 # nothing; it exits non-zero when binding would be refused.
 # Installs: /usr/local/bin/metricsstream, /usr/local/lib/metricsstream/
@@ -29,13 +34,14 @@ DATA_NIC=""
 PAGES=512
 DRIVER=auto
 DO_SETUP=1
+BINARY=""
 DO_BUILD=1
 DRY_RUN=0
 ETC=${MS_ETC:-/etc/metricsstream}
 LIBDIR=/usr/local/lib/metricsstream
 SYSFS=${MS_SYSFS:-/sys}
 
-usage() { sed -n '2,18s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,22s/^# \{0,1\}//p' "$0"; }
 log() { printf '\n==> provision: %s\n' "$*" >&2; }
 die() { printf 'provision: error: %s\n' "$*" >&2; exit 1; }
 
@@ -49,6 +55,7 @@ while [[ $# -gt 0 ]]; do
         --data-nic) DATA_NIC=${2:?--data-nic needs an interface or PCI address}; shift 2 ;;
         --pages) PAGES=${2:?--pages needs a number}; shift 2 ;;
         --driver) DRIVER=${2:?--driver needs a name}; shift 2 ;;
+        --binary) BINARY=${2:?--binary needs a path}; shift 2 ;;
         --no-setup) DO_SETUP=0; shift ;;
         --no-build) DO_BUILD=0; shift ;;
         --dry-run) DRY_RUN=1; shift ;;
@@ -61,8 +68,25 @@ done
 DRY=()
 [[ $DRY_RUN -eq 0 ]] || DRY=(--dry-run)
 
-# 1. Packages and toolchain: the project's own setup script, as on bare metal.
-if [[ $DO_SETUP -eq 1 ]]; then
+[[ -z $BINARY || -f $BINARY || $DRY_RUN -eq 1 ]] || die "--binary $BINARY: no such file"
+
+# 1. Packages and toolchain: the project's own setup script, as on bare metal;
+#    with --binary only the runtime (DPDK libraries, PMDs, tools) is needed.
+RUNTIME_PACKAGES=(dpdk dpdk-dev librte-net-virtio23 librte-net-pcap23 librte-mempool-ring23
+                  pciutils kmod iproute2 curl ethtool)
+if [[ $DO_SETUP -eq 1 && -n $BINARY ]]; then
+    log "runtime packages for the prebuilt binary $BINARY"
+    need=()
+    for p in "${RUNTIME_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
+    done
+    if [[ ${#need[@]} -gt 0 ]]; then
+        run apt-get update
+        run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}"
+    else
+        printf '    all present: %s\n' "${RUNTIME_PACKAGES[*]}" >&2
+    fi
+elif [[ $DO_SETUP -eq 1 ]]; then
     log "packages and toolchain (scripts/setup.sh)"
     if [[ -f $REPO/scripts/setup.sh ]]; then
         run bash "$REPO/scripts/setup.sh"
@@ -131,8 +155,14 @@ else
     printf '%s\n' "$pci" >"$ETC/data-nic"
 fi
 
-# 5. Build the release binary.
-if [[ $DO_BUILD -eq 1 ]]; then
+# 5. The release binary: the given one, else built here.
+if [[ -n $BINARY ]]; then
+    log "installing the prebuilt binary $BINARY"
+    run install -m 0755 "$BINARY" /usr/local/bin/metricsstream
+    # Fails here, not at the first run, when a library is missing.
+    [[ $DRY_RUN -eq 1 ]] || /usr/local/bin/metricsstream --version >&2 \
+        || die "$BINARY does not run here (ldd /usr/local/bin/metricsstream: same Debian 12 and libdpdk 22.11?)"
+elif [[ $DO_BUILD -eq 1 ]]; then
     log "building target/release/metricsstream"
     # scripts/setup.sh installs rustup's toolchain into ~/.cargo when the
     # distribution's is missing.
@@ -153,11 +183,19 @@ run install -m 0755 "$REPO/hugepages/setup.sh" "$LIBDIR/hugepages-setup.sh"
 if [[ -f $REPO/docs/operations.md ]]; then
     run install -D -m 0644 "$REPO/docs/operations.md" /usr/local/share/doc/metricsstream/operations.md
 fi
+# The profile's "-l 0-1" (main lcore + one worker) needs two CPUs; with one,
+# map both lcores onto CPU 0 (the worker polls, the main lcore mostly sleeps).
+cpus=$(nproc 2>/dev/null || echo 2)
+lcore_sed=""
+if [[ $cpus -lt 2 ]]; then
+    lcore_sed='s/"-l", "0-1"/"--lcores", "0@0,1@0"/'
+    log "one CPU: the profile maps lcores 0 and 1 onto CPU 0 (--lcores 0@0,1@0)"
+fi
 if [[ $DRY_RUN -eq 1 ]]; then
-    printf '+ sed s/0000:00:08.0/%s/g %q > %q\n' "$pci" "$REPO/dpdk-config/virtio.toml" "$ETC/virtio.toml"
+    printf '+ sed s/0000:00:08.0/%s/g%s %q > %q\n' "$pci" "${lcore_sed:+;$lcore_sed}" "$REPO/dpdk-config/virtio.toml" "$ETC/virtio.toml"
     printf '+ write %q (MS_DATA_NIC=%s MS_DPDK_DRIVER=%s MS_HUGEPAGES=%s)\n' "$ETC/metricsstream.env" "$pci" "$DRIVER" "$PAGES"
 else
-    sed "s/0000:00:08.0/$pci/g" "$REPO/dpdk-config/virtio.toml" >"$ETC/virtio.toml"
+    sed "s/0000:00:08.0/$pci/g${lcore_sed:+;$lcore_sed}" "$REPO/dpdk-config/virtio.toml" >"$ETC/virtio.toml"
     cat >"$ETC/metricsstream.env" <<EOF
 # written by vagrant/provision.sh; read by metricsstream.service
 MS_DATA_NIC=$pci

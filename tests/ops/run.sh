@@ -8,7 +8,10 @@
 # - bind-nic.sh: refuses this host's default-route interface (dry-run only);
 #   full decision logic in a throwaway network namespace against a fake sysfs
 #   tree describing a virtio NIC at 0000:00:08.0
-# - vagrant/provision.sh --dry-run: refusal, and the full command list
+# - vagrant/provision.sh --dry-run: refusal, and the full command list (also
+#   --binary, the prebuilt-binary path the VM smoke test uses)
+# - build-box.sh / vm-smoke.sh argument checks (scripts/vm-smoke.sh itself boots
+#   the VMs: MS_VM=1 scripts/test.sh)
 # - hugepages/setup.sh: really reserves (current + 64 pages), mounts, reports,
 #   persists into a temporary root, then restores the previous state
 # - profiles parse as TOML; systemd unit verifies
@@ -48,6 +51,14 @@ check() { if [[ $2 -eq 0 ]]; then ok "$1"; else not_ok "$1" "${3:-}"; fi; }
 has() { grep -qF -- "$2" <<<"$1"; }
 
 # ---------------------------------------------------------------- static checks
+out=$(bash scripts/build-box.sh --size 2 2>&1); rc=$?
+[[ $rc -eq 1 ]] && has "$out" "--size must be"; check "build-box.sh rejects a disk under 3 GiB before doing anything" $? "$out"
+out=$(bash scripts/vm-smoke.sh --packets 0 2>&1); rc=$?
+[[ $rc -eq 1 ]] && has "$out" "--packets must be > 0" && [[ $(bash scripts/vm-smoke.sh --help | head -n1) == *"Boot the Vagrant pair"* ]]
+check "vm-smoke.sh: --help, argument check before touching libvirt" $? "$out"
+out=$(sed -n '/MS_VM:-0/,/^fi/p' scripts/test.sh); rc=$?
+has "$out" "bash scripts/vm-smoke.sh" && has "$out" "SKIPPED, not run and not counted as passed"
+check "test.sh runs vm-smoke.sh only with MS_VM=1 and reports the skip" $? "$out"
 if command -v ruby >/dev/null; then
     out=$(ruby -c vagrant/Vagrantfile 2>&1); check "ruby -c vagrant/Vagrantfile" $? "$out"
     # Evaluate the Vagrantfile against a recording stub of Vagrant's config API.
@@ -71,6 +82,20 @@ EOF
         && [[ $(grep -c '"--nicpromisc2", "allow-all"' <<<"$out") -eq 2 ]] \
         && has "$out" 'nic_model_type= ["virtio"]' && has "$out" 'ip=>"192.168.56.10"'; }
     check "Vagrantfile evaluates: 2 VMs, virtio data NIC, promisc, libvirt virtio" $? "$out"
+    { has "$out" 'driver= ["kvm"]' && has "$out" 'cpu_mode= ["host-passthrough"]' \
+        && ! has "$out" 'provision ["file"]' && has "$out" 'cpus= [2]' && ! has "$out" 'graphics_type='; }
+    check "Vagrantfile default (KVM users): kvm, host-passthrough, 2 vCPUs, cargo build in the guest" $? "$out"
+    out=$(MS_LIBVIRT_DRIVER=qemu MS_CPUS=1 MS_MEMORY=1536 MS_GENERATOR_MEMORY=1024 MS_HOST_BINARY="$REPO/vagrant/Vagrantfile" \
+          MS_SERIAL_LOG_DIR=/tmp/ms-serial MS_BOX=metricsstream/debian12 ruby "$TMP/stub.rb" vagrant/Vagrantfile 2>&1); rc=$?
+    { [[ $rc -eq 0 ]] && [[ $(grep -c 'driver= \["qemu"\]' <<<"$out") -eq 2 ]] && has "$out" 'cpu_mode= ["host-model"]' \
+        && has "$out" 'cpus= [1]' && has "$out" 'memory= [1536]' && has "$out" 'memory= [1024]' \
+        && [[ $(grep -c 'provision \["file"\]' <<<"$out") -eq 2 ]] && has "$out" '--binary /tmp/metricsstream' \
+        && has "$out" '/tmp/ms-serial/appliance.log' && has "$out" 'graphics_type= ["none"]' \
+        && has "$out" 'box= ["metricsstream/debian12"]'; }
+    check "Vagrantfile with MS_LIBVIRT_DRIVER=qemu (TCG): 1 vCPU, host binary, serial log, no display" $? "$out"
+    out=$(MS_HOST_BINARY=/nonexistent/metricsstream ruby "$TMP/stub.rb" vagrant/Vagrantfile 2>&1); rc=$?
+    [[ $rc -ne 0 ]] && has "$out" "MS_HOST_BINARY=/nonexistent/metricsstream: no such file"
+    check "Vagrantfile rejects a missing MS_HOST_BINARY" $? "$out"
 else
     skip "Vagrantfile checks" "ruby not installed (apt-get install -y ruby)"
 fi
@@ -168,6 +193,23 @@ if [[ $EUID -eq 0 ]] && ip netns add "$NS" 2>/dev/null; then
     [[ $rc -eq 0 ]] && grep -qE -- '--bind=(vfio-pci|uio_pci_generic) 0000:00:08.0' <<<"$out"
     check "ns: --driver auto picks vfio-pci or uio_pci_generic" $? "$out"
 
+    # No IOMMU: vfio-pci only where the kernel's vfio has the no-IOMMU mode
+    # (Debian 12's kernel has not: vfio-pci's probe fails with -22 there).
+    mkdir -p "$F/module/vfio/parameters"; echo N >"$F/module/vfio/parameters/enable_unsafe_noiommu_mode"
+    out=$(nsrun bash scripts/bind-nic.sh --dry-run ens8 2>&1); rc=$?
+    [[ $rc -eq 0 ]] && has "$out" "+ echo Y | tee $F/module/vfio/parameters/enable_unsafe_noiommu_mode" \
+        && has "$out" "--bind=vfio-pci 0000:00:08.0"
+    check "ns: --driver auto, no IOMMU, vfio with no-IOMMU mode: vfio-pci, mode switched on" $? "$out"
+    rm -r "$F/module"
+    if modinfo -p vfio 2>/dev/null | grep -q '^enable_unsafe_noiommu_mode:'; then
+        skip "ns: --driver auto without the no-IOMMU mode" "this host's vfio module has the mode"
+    else
+        out=$(nsrun bash scripts/bind-nic.sh --dry-run ens8 2>&1); rc=$?
+        [[ $rc -eq 0 ]] && has "$out" "has no no-IOMMU mode (CONFIG_VFIO_NOIOMMU): using uio_pci_generic" \
+            && has "$out" "--bind=uio_pci_generic 0000:00:08.0" && ! has "$out" "modprobe vfio"
+        check "ns: --driver auto, no IOMMU, vfio without no-IOMMU mode: uio_pci_generic" $? "$out"
+    fi
+
     out=$(nsrun bash scripts/bind-nic.sh --dry-run ens9 2>&1); rc=$?
     [[ $rc -eq 3 ]] && has "$out" "not a PCI device"; check "ns: virtual interface rejected (exit 3)" $? "$out"
 
@@ -252,6 +294,12 @@ time.sleep(30)' &
     [[ $rc -eq 0 ]] && has "$out" "+ cargo build --release" && has "$out" "data NIC: looking for candidates" \
         && ! has "$out" "metricsstream.service"
     check "ns: provision.sh generator --dry-run picks the only candidate, builds, no unit" $? "$out"
+
+    out=$(nsrun env OMP_NUM_THREADS=1 bash vagrant/provision.sh generator --binary /tmp/ms-prebuilt --dry-run 2>&1); rc=$?
+    [[ $rc -eq 0 ]] && has "$out" "+ install -m 0755 /tmp/ms-prebuilt /usr/local/bin/metricsstream" \
+        && ! has "$out" "cargo build" && ! has "$out" "scripts/setup.sh" && has "$out" "runtime packages" \
+        && has "$out" 's/"-l", "0-1"/"--lcores", "0@0,1@0"/'
+    check "ns: provision.sh --binary installs the prebuilt binary, no toolchain; one CPU maps both lcores" $? "$out"
 
     # As if bound: driver -> vfio-pci, recorded kernel driver virtio-pci.
     rm "$dev/driver"; ln -s ../../../bus/pci/drivers/vfio-pci "$dev/driver"
