@@ -1,5 +1,8 @@
 //! The VictoriaMetrics shipper: a thread that tails the durable log and POSTs
 //! line protocol to `{url}/write`, plus the tiny HTTP/1.1 client it uses.
+//! Version-2 records are forwarded as stored (the line + " " + timestamp in
+//! ns, which is why the timestamp is normalised at ingest); version-1 records
+//! are rendered from their tokens.
 //!
 //! Delivery is at-least-once: the checkpoint file (`data_dir/shipper-victoriametrics.checkpoint`,
 //! the next record id to ship) is advanced only after a 2xx answer, so a crash
@@ -24,7 +27,6 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::config::{ConfigError, HttpEndpoint, VictoriaMetricsConfig};
-use super::format::write_line_protocol;
 use super::segment::{LogTail, SegmentError, FIRST_RECORD_ID};
 use super::stats::WriterStats;
 
@@ -249,26 +251,26 @@ impl ShipLoop {
     fn run(&mut self) -> Result<ShipperSummary, ShipperError> {
         let mut summary = ShipperSummary { checkpoint: read_checkpoint(&self.data_dir), ..Default::default() };
         let mut tail = LogTail::new(&self.data_dir, summary.checkpoint);
-        let mut body = String::new();
+        let mut body = Vec::new();
         let poll = Duration::from_millis(self.config.poll_interval_ms);
         while !self.stopped() {
             let limit = self.durable_record_id.as_ref().map_or(u64::MAX, |d| d.load(Ordering::Acquire));
             body.clear();
             let mut n = 0u64;
             while n < self.config.batch_records as u64 {
-                match tail.poll(limit)? {
+                match tail.poll_frame(limit)? {
                     Ok(frame) => {
-                        for r in &frame.records {
-                            write_line_protocol(&mut body, r);
+                        for r in frame.records() {
+                            r.map_err(SegmentError::Decode)?.write_line_protocol(&mut body);
                         }
-                        n += frame.records.len() as u64;
+                        n += u64::from(frame.record_count());
                     }
                     Err(_idle) => break,
                 }
             }
             self.stats.shipper_skipped_records.store(tail.skipped_records, Ordering::Relaxed);
             if n > 0 {
-                match self.post_with_retry(body.as_bytes(), &mut summary) {
+                match self.post_with_retry(&body, &mut summary) {
                     PostOutcome::Accepted => {
                         summary.shipped_records += n;
                         self.stats.shipper_shipped_records.fetch_add(n, Ordering::Relaxed);

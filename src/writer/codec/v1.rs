@@ -1,5 +1,7 @@
-//! The compact binary encoding of one record in the log, and [`Batch`], the
-//! recycled buffer workers fill (it is the parsers' [`RecordSink`]).
+//! Segment format version 1 (releases up to 2026-12): every token of a
+//! record re-encoded. Kept so that logs written by those releases stay
+//! readable record for record; the encoder is kept for the tests that write
+//! such logs. The writer no longer writes it (see `v2`).
 //!
 //! Record encoding (all integers are LEB128 varints unless noted; signed ones
 //! are zigzag-encoded first, so small negative numbers stay short):
@@ -19,27 +21,8 @@
 
 use std::borrow::Cow;
 
-use thiserror::Error;
-
-use crate::ingest::record::{Field, FieldValue, Record, RecordRef, RecordSink, SinkFull, Tag};
-
-/// Why bytes could not be decoded as records. Corrupt input is an error value,
-/// never a panic.
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
-pub enum DecodeError {
-    #[error("record data ends in the middle of a record")]
-    Truncated,
-    #[error("varint longer than 10 bytes or overflowing u64")]
-    BadVarint,
-    #[error("text is not valid UTF-8")]
-    BadUtf8,
-    #[error("unknown field type {0}")]
-    BadFieldType(u8),
-    #[error("length {0} does not fit the remaining data")]
-    BadLength(u64),
-    #[error("{0} bytes left over after the last record")]
-    TrailingBytes(usize),
-}
+use super::{encode_varint, unzigzag, zigzag, Cursor, DecodeError, MAX_VARINT};
+use crate::ingest::record::{Field, FieldValue, Record, RecordRef, Tag};
 
 const TYPE_INT: u8 = 0;
 const TYPE_UINT: u8 = 1;
@@ -47,19 +30,6 @@ const TYPE_FLOAT: u8 = 2;
 const TYPE_FALSE: u8 = 3;
 const TYPE_TRUE: u8 = 4;
 const TYPE_STR: u8 = 5;
-
-#[inline]
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-#[inline]
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
-/// Longest LEB128 encoding of a `u64`.
-const MAX_VARINT: usize = 10;
 
 /// Writes one record into a slice that [`encode_record`] sized for the worst
 /// case, so no write checks capacity or grows the vector (the per-push
@@ -80,12 +50,10 @@ impl Encoder<'_> {
     }
 
     #[inline]
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.byte((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.byte(v as u8);
+    fn varint(&mut self, v: u64) {
+        let mut b = [0u8; MAX_VARINT];
+        let n = encode_varint(v, &mut b);
+        self.bytes(b.get(..n).unwrap_or(&[]));
     }
 
     /// Copies `bytes`; short ones (most names and values) with at most two
@@ -183,51 +151,34 @@ pub fn encode_record(record: &RecordRef<'_, '_>, out: &mut Vec<u8>) {
 /// A cursor over encoded records. Each `next_record` call decodes one.
 #[derive(Clone, Debug)]
 pub struct RecordDecoder<'a> {
-    data: &'a [u8],
-    pos: usize,
+    cur: Cursor<'a>,
 }
 
 impl<'a> RecordDecoder<'a> {
     pub fn new(data: &'a [u8]) -> Self {
-        Self { data, pos: 0 }
+        Self { cur: Cursor::new(data) }
     }
 
     /// True when every byte has been consumed.
     pub fn is_at_end(&self) -> bool {
-        self.pos == self.data.len()
+        self.cur.left() == 0
+    }
+
+    /// Bytes not consumed yet.
+    pub fn left(&self) -> usize {
+        self.cur.left()
     }
 
     fn byte(&mut self) -> Result<u8, DecodeError> {
-        let b = *self.data.get(self.pos).ok_or(DecodeError::Truncated)?;
-        self.pos += 1;
-        Ok(b)
+        self.cur.byte()
     }
 
     fn varint(&mut self) -> Result<u64, DecodeError> {
-        let mut v: u64 = 0;
-        for i in 0..10 {
-            let b = self.byte()?;
-            let bits = u64::from(b & 0x7f);
-            // The 10th byte may only carry the single remaining bit.
-            if i == 9 && bits > 1 {
-                return Err(DecodeError::BadVarint);
-            }
-            v |= bits << (7 * i);
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(DecodeError::BadVarint)
+        self.cur.varint()
     }
 
     fn bytes(&mut self, n: u64) -> Result<&'a [u8], DecodeError> {
-        let left = self.data.len() - self.pos;
-        if n > left as u64 {
-            return Err(DecodeError::BadLength(n));
-        }
-        let s = &self.data[self.pos..self.pos + n as usize];
-        self.pos += n as usize;
-        Ok(s)
+        self.cur.bytes(n)
     }
 
     fn str(&mut self) -> Result<&'a str, DecodeError> {
@@ -240,7 +191,7 @@ impl<'a> RecordDecoder<'a> {
     /// at least one byte), so corrupt input cannot make us reserve gigabytes.
     fn count(&mut self) -> Result<usize, DecodeError> {
         let n = self.varint()?;
-        if n > (self.data.len() - self.pos) as u64 {
+        if n > self.cur.left() as u64 {
             return Err(DecodeError::BadLength(n));
         }
         Ok(n as usize)
@@ -290,136 +241,15 @@ pub fn decode_records(data: &[u8], count: u32) -> Result<Vec<Record>, DecodeErro
         out.push(dec.next_record()?);
     }
     if !dec.is_at_end() {
-        return Err(DecodeError::TrailingBytes(data.len() - dec.pos));
+        return Err(DecodeError::TrailingBytes(dec.left()));
     }
     Ok(out)
-}
-
-/// Longest client id a batch keeps; longer ids are cut (at a char boundary),
-/// so the recycled string never has to grow past this.
-pub const MAX_CLIENT_ID_BYTES: usize = 255;
-
-/// A recycled buffer of encoded records from one worker for one client.
-///
-/// Workers take an empty batch from their [`WriterHandle`](super::WriterHandle),
-/// hand it to a parser as its [`RecordSink`], and submit it. The buffer's
-/// capacity is kept across uses, so the steady state allocates nothing.
-/// `push` refuses a record with [`SinkFull`] once the byte or record budget is
-/// reached (a single record larger than the whole budget is still accepted
-/// into an empty batch, otherwise it could never be written).
-#[derive(Debug)]
-pub struct Batch {
-    pub(crate) buf: Vec<u8>,
-    pub(crate) records: u32,
-    pub(crate) client: String,
-    pub(crate) worker: u32,
-    pub(crate) seq: u64,
-    max_bytes: usize,
-    max_records: u32,
-}
-
-impl Batch {
-    /// An empty batch that holds up to `max_bytes` of encoded records and at
-    /// most `max_records` records.
-    pub fn with_budget(max_bytes: usize, max_records: u32) -> Self {
-        Self {
-            buf: Vec::with_capacity(max_bytes + 1024),
-            records: 0,
-            client: String::with_capacity(MAX_CLIENT_ID_BYTES),
-            worker: 0,
-            seq: 0,
-            max_bytes,
-            max_records: max_records.max(1),
-        }
-    }
-
-    /// Sets the client id every record of this batch is attributed to.
-    pub fn set_client(&mut self, client: &str) {
-        let mut end = client.len().min(MAX_CLIENT_ID_BYTES);
-        while !client.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.client.clear();
-        self.client.push_str(&client[..end]);
-    }
-
-    pub fn client(&self) -> &str {
-        &self.client
-    }
-
-    /// Number of records in the batch.
-    pub fn len(&self) -> usize {
-        self.records as usize
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records == 0
-    }
-
-    /// Bytes of encoded records.
-    pub fn encoded_bytes(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// The worker-local sequence number given at the last submit.
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
-
-    /// Empties the batch, keeping its capacity.
-    pub fn clear(&mut self) {
-        self.buf.clear();
-        self.records = 0;
-        self.client.clear();
-        self.seq = 0;
-    }
-
-    /// Where the batch is now; [`rollback`](Self::rollback) returns to it.
-    pub fn mark(&self) -> BatchMark {
-        BatchMark { bytes: self.buf.len(), records: self.records }
-    }
-
-    /// Drops every record pushed since `mark` was taken, e.g. a datagram the
-    /// limiter refused after it was parsed into the batch.
-    pub fn rollback(&mut self, mark: BatchMark) {
-        if mark.records <= self.records && mark.bytes <= self.buf.len() {
-            self.buf.truncate(mark.bytes);
-            self.records = mark.records;
-        }
-    }
-
-    /// Decodes the batch's records (tests and tools; allocates).
-    pub fn decode(&self) -> Result<Vec<Record>, DecodeError> {
-        decode_records(&self.buf, self.records)
-    }
-}
-
-/// A position in a [`Batch`] (bytes and records), from [`Batch::mark`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BatchMark {
-    bytes: usize,
-    records: u32,
-}
-
-impl RecordSink for Batch {
-    fn push(&mut self, record: &RecordRef<'_, '_>) -> Result<(), SinkFull> {
-        if self.records >= self.max_records {
-            return Err(SinkFull);
-        }
-        let before = self.buf.len();
-        encode_record(record, &mut self.buf);
-        if self.buf.len() > self.max_bytes && self.records > 0 {
-            self.buf.truncate(before);
-            return Err(SinkFull);
-        }
-        self.records += 1;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::writer::codec::tests::{field_value, owned_record};
     use proptest::prelude::*;
 
     fn text() -> impl Strategy<Value = String> {
@@ -428,29 +258,17 @@ pub(crate) mod tests {
         prop_oneof!["[a-z ,=\"\\\\]{0,12}".prop_map(|s| s), any::<String>().prop_map(|s| s.chars().take(12).collect()),]
     }
 
-    fn field_value() -> impl Strategy<Value = FieldValue<'static>> {
-        prop_oneof![
-            any::<i64>().prop_map(FieldValue::Int),
-            any::<u64>().prop_map(FieldValue::UInt),
-            any::<f64>().prop_filter("NaN != NaN", |f| !f.is_nan()).prop_map(FieldValue::Float),
-            any::<bool>().prop_map(FieldValue::Bool),
-            text().prop_map(|s| FieldValue::Str(Cow::Owned(s))),
-        ]
-    }
-
     pub(crate) fn record() -> impl Strategy<Value = Record> {
         (
             "[a-z]{1,8}",
             proptest::collection::btree_map("[a-z,= ]{1,6}", text(), 0..5),
-            proptest::collection::vec(("[a-z]{1,6}", field_value()), 1..5),
+            proptest::collection::vec(
+                ("[a-z]{1,6}", field_value(any::<f64>().prop_filter("NaN != NaN", |f| !f.is_nan()), text())),
+                1..5,
+            ),
             any::<i64>(),
         )
-            .prop_map(|(m, tags, fields, ts)| Record {
-                measurement: Cow::Owned(m),
-                tags: tags.into_iter().map(|(k, v)| Tag { key: Cow::Owned(k), value: Cow::Owned(v) }).collect(),
-                fields: fields.into_iter().map(|(k, v)| Field { key: Cow::Owned(k), value: v }).collect(),
-                timestamp_ns: ts,
-            })
+            .prop_map(|(m, tags, fields, ts)| owned_record(m, tags, fields, ts))
     }
 
     proptest! {
@@ -463,42 +281,9 @@ pub(crate) mod tests {
         }
 
         #[test]
-        fn batch_round_trips(recs in proptest::collection::vec(record(), 0..20)) {
-            let mut b = Batch::with_budget(1 << 20, 1000);
-            for r in &recs {
-                b.push(&r.as_ref()).unwrap();
-            }
-            prop_assert_eq!(b.decode().unwrap(), recs);
-        }
-
-        #[test]
         fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200), n in 0u32..5) {
             let _ = decode_records(&data, n);
         }
-    }
-
-    #[test]
-    fn batch_enforces_budgets() {
-        let rec = Record {
-            measurement: "m".into(),
-            tags: vec![],
-            fields: vec![Field { key: "v".into(), value: FieldValue::Int(1) }],
-            timestamp_ns: 5,
-        };
-        let mut b = Batch::with_budget(1 << 20, 3);
-        for _ in 0..3 {
-            b.push(&rec.as_ref()).unwrap();
-        }
-        assert_eq!(b.push(&rec.as_ref()), Err(SinkFull));
-        assert_eq!(b.len(), 3);
-
-        let mut b = Batch::with_budget(20, 100);
-        let mut n = 0;
-        while b.push(&rec.as_ref()).is_ok() {
-            n += 1;
-        }
-        assert!(n >= 1 && b.encoded_bytes() <= 20, "n={n} bytes={}", b.encoded_bytes());
-        assert_eq!(b.decode().unwrap().len(), n);
     }
 
     #[test]
@@ -516,14 +301,5 @@ pub(crate) mod tests {
         }
         // 11 continuation bytes
         assert_eq!(RecordDecoder::new(&[0xff; 11]).varint(), Err(DecodeError::BadVarint));
-    }
-
-    #[test]
-    fn client_id_is_cut_at_char_boundary() {
-        let mut b = Batch::with_budget(100, 10);
-        let long = "é".repeat(200);
-        b.set_client(&long);
-        assert!(b.client().len() <= MAX_CLIENT_ID_BYTES);
-        assert!(b.client().chars().all(|c| c == 'é'));
     }
 }
