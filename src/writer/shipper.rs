@@ -330,6 +330,90 @@ mod tests {
         assert!(dechunk(b"5\r\nab").is_err());
     }
 
+    /// A stand-in for VictoriaMetrics: answers every POST 204 and keeps the
+    /// bodies, in order.
+    fn fake_victoriametrics() -> (String, Arc<std::sync::Mutex<Vec<u8>>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&received);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                let body = loop {
+                    let Ok(n) = s.read(&mut buf) else { break None };
+                    if n == 0 {
+                        break None;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let Some(end) = find(&request, b"\r\n\r\n") else { continue };
+                    let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + len {
+                        break Some(request[end + 4..end + 4 + len].to_vec());
+                    }
+                };
+                if let Some(body) = body {
+                    sink.lock().unwrap().extend_from_slice(&body);
+                }
+                let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        (url, received)
+    }
+
+    #[test]
+    fn stored_lines_are_forwarded_as_they_are() {
+        use crate::ingest::line_index::LineIndexer;
+        use crate::ingest::Precision;
+        use crate::writer::codec::{Batch, TenantIndex};
+        use crate::writer::segment::{segment_file_name, SegmentWriter};
+
+        let dir = tempfile::tempdir().unwrap();
+        // A version-1 segment of the previous release, then version-2 records.
+        fs::write(dir.path().join(segment_file_name(1)), include_bytes!("segment/testdata/v1-write-load-100.seg"))
+            .unwrap();
+        let lines = "cpu,host=a\\ b,path=C:\\dir\\,x usage=0.5,msg=\"say \\\"hi\\\"\" 1700000000\n\
+                     mem,b=2,a=1 free=3i 1700000001\n";
+        {
+            let (mut w, _) = SegmentWriter::open(dir.path(), 1 << 20).unwrap();
+            let mut b = Batch::with_budget(1 << 20, 100);
+            let summary = LineIndexer::new()
+                .index_batch(lines.as_bytes(), Precision::Seconds, 0, |l| b.push_line(l, TenantIndex::DEFAULT).is_ok())
+                .unwrap();
+            assert_eq!(summary.lines, 2);
+            w.append(&b).unwrap();
+            w.sync().unwrap();
+        }
+        let (url, received) = fake_victoriametrics();
+        let config = VictoriaMetricsConfig { url, batch_records: 64, poll_interval_ms: 5, ..Default::default() };
+        let shipper = Shipper::start(dir.path().to_owned(), config, None, Arc::new(WriterStats::default())).unwrap();
+        let t0 = std::time::Instant::now();
+        while read_checkpoint(dir.path()) != 103 {
+            assert!(t0.elapsed() < Duration::from_secs(10), "shipper stuck at {}", read_checkpoint(dir.path()));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let summary = shipper.stop().unwrap();
+        assert_eq!((summary.shipped_records, summary.checkpoint), (102, 103));
+        let body = String::from_utf8(received.lock().unwrap().clone()).unwrap();
+        // The old records as the old release rendered them; the new ones byte
+        // for byte as received (escapes, `\\` and all), the timestamp in ns,
+        // the unsorted line canonicalised.
+        let expected = format!(
+            "{}{}",
+            include_str!("segment/testdata/v1-write-load-100.lp"),
+            "cpu,host=a\\ b,path=C:\\dir\\,x usage=0.5,msg=\"say \\\"hi\\\"\" 1700000000000000000\n\
+             mem,a=1,b=2 free=3i 1700000001000000000\n"
+        );
+        assert_eq!(body, expected);
+    }
+
     #[test]
     fn checkpoint_round_trip_and_default() {
         let d = tempfile::tempdir().unwrap();
