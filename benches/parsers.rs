@@ -13,7 +13,7 @@ use metricsstream::ingest::{
     JsonBatchParser, LineProtocolParser, Precision, RecordRef, RecordSink, SinkFull, StatsdParser,
 };
 use metricsstream::limit::{KeyedLimiter, LimitsConfig};
-use metricsstream::udp::{UdpConfig, UdpIngest};
+use metricsstream::pipeline::{UdpConfig, UdpIngest};
 use metricsstream::writer::{Batch, Writer, WriterConfig};
 use smoltcp::wire::Ipv4Address;
 use std::sync::Arc;

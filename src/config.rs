@@ -114,7 +114,7 @@ pub struct AppConfig {
     pub net: NetConfig,
     pub http: crate::http::HttpConfig,
     pub auth: crate::http::auth::AuthConfig,
-    pub udp: crate::udp::UdpConfig,
+    pub udp: crate::pipeline::UdpConfig,
     pub writer: crate::writer::WriterConfig,
     pub limits: crate::limit::LimitsConfig,
     pub sink: SinkConfig,

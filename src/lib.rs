@@ -12,19 +12,22 @@
 //!   table and the sharded sans-IO TCP stack over small smoltcp cells.
 //! - [`http`]: the sans-IO HTTP/1.1 server connection, responses, routing,
 //!   credential parsing and the `[http]` configuration.
-//! - [`limit`]: lock-free CAS token buckets and the bounded keyed table.
+//! - [`limit`]: lock-free CAS token buckets, the bounded keyed table and the
+//!   client id of a peer known by its address.
 //! - [`ingest`]: the record model and the sans-IO metric parsers.
 //! - [`writer`]: batches, hand-off channels, the segment log, recovery, sinks.
 //! - [`stats`]: per-worker counters, aggregation, stats line and JSON report.
-//! - [`app`]: the HTTP application on the TCP stack (route, auth, parse, limit, write, durable acks).
+//! - [`pipeline`]: the sans-IO ingestion pipeline of a serve worker: the HTTP
+//!   application (route, auth, parse, limit, write, durable acks), the UDP
+//!   ingestion stage, the serve counters, and the one serve step
+//!   ([`pipeline::ServeCore::step`]) that the worker and the in-memory tests run.
 //! - [`config`]: TOML profiles and appliance configuration.
 //! - [`pcap`]: pcap file reading/writing and the synthetic traffic generator.
 //! - [`loadgen`]: the DPDK HTTP load generator (closed loop over the client TCP stack, HDR latencies).
-//! - [`udp`]: the UDP ingestion stage (parse, limit, batch to the writer).
-//! - [`worker`]: the poll-mode loops (replay/rx classify, UDP ingest, serve).
+//! - [`worker`]: the DPDK poll-mode loops (replay/rx classify, UDP ingest, serve:
+//!   RX/TX bursts around the serve step).
 #![deny(unsafe_code)]
 
-pub mod app;
 pub mod config;
 pub mod dpdk;
 pub mod http;
@@ -33,7 +36,7 @@ pub mod limit;
 pub mod loadgen;
 pub mod net;
 pub mod pcap;
+pub mod pipeline;
 pub mod stats;
-pub mod udp;
 pub mod worker;
 pub mod writer;

@@ -174,12 +174,12 @@ pub struct ReplayReport {
 pub struct IngestReport {
     pub udp_datagrams: u64,
     #[serde(flatten)]
-    pub counters: crate::udp::UdpCounters,
+    pub counters: crate::pipeline::UdpCounters,
     pub records_written: u64,
 }
 
 impl IngestReport {
-    pub fn new(counters: crate::udp::UdpCounters, records_written: u64) -> IngestReport {
+    pub fn new(counters: crate::pipeline::UdpCounters, records_written: u64) -> IngestReport {
         IngestReport { udp_datagrams: counters.datagrams(), counters, records_written }
     }
 

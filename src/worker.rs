@@ -1,4 +1,7 @@
-//! The poll-mode loops that run on worker lcores.
+//! The DPDK poll-mode loops that run on worker lcores: RX bursts in, TX
+//! bursts out, counters published; what happens to the frames in between is
+//! the sans-IO [`crate::pipeline`] (for `serve`, one [`ServeCore::step`] per
+//! burst).
 //!
 //! A worker owns one RX/TX queue pair and its own counters; it shares nothing
 //! mutable with other workers. Each iteration takes at most one burst, so the
@@ -8,6 +11,8 @@ use crate::dpdk::{Mempool, RxBurst, RxQueue, TxBurst, TxQueue, BURST_SIZE};
 use crate::net::FrameSink;
 use crate::net::{classify, Frame};
 use crate::pcap::trace::PacketTrace;
+use crate::pipeline::timing::{EXIT_FLUSH_RETRY_NS, PUBLISH_NS};
+use crate::pipeline::{Every, ServeCore, ServeCounters, StepOutcome, UdpCounters, UdpIngest};
 use crate::stats::{RxCounters, SharedRxCounters};
 use smoltcp::wire::Ipv4Address;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +25,8 @@ const IDLE_PUBLISH_EVERY: u64 = 4096;
 
 /// The UDP ingestion stage of an rx worker, with what it needs besides the frames.
 pub struct UdpStage {
-    pub ingest: crate::udp::UdpIngest,
-    pub published: Arc<crate::stats::Published<crate::udp::UdpCounters>>,
+    pub ingest: UdpIngest,
+    pub published: Arc<crate::stats::Published<UdpCounters>>,
     pub clock: crate::limit::MonotonicClock,
 }
 
@@ -31,9 +36,6 @@ pub struct RxTrace {
     pub file: PacketTrace,
     pub clock: crate::limit::MonotonicClock,
 }
-
-/// UDP counters are read for the final report only: publish them this often.
-const UDP_PUBLISH_NS: u64 = 50_000_000;
 
 /// Receives, classifies and counts every frame, then frees it: the replay/rx
 /// datapath and the per-packet floor of every later one. With a UDP stage,
@@ -48,15 +50,15 @@ pub fn run_rx(
 ) -> i32 {
     let mut burst = RxBurst::default();
     let mut local = RxCounters::default();
-    let mut last_udp_publish = 0u64;
+    // UDP counters are read for the final report only: publish them at the usual period.
+    let mut udp_publish = Every::new(PUBLISH_NS);
     while !stop.load(Ordering::Relaxed) {
         let n = rx.rx_burst(&mut burst);
         // One clock read per burst (only the UDP stage needs time).
         let now = udp.as_ref().map_or(0, |u| u.clock.now_ns());
         if let Some(u) = udp.as_mut() {
             u.ingest.maybe_flush(now);
-            if now - last_udp_publish >= UDP_PUBLISH_NS {
-                last_udp_publish = now;
+            if udp_publish.due(now) {
                 u.published.publish(u.ingest.counters());
             }
         }
@@ -161,205 +163,77 @@ impl FrameSink for MbufSink<'_> {
     }
 }
 
-/// What `serve` publishes per worker.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ServeCounters {
-    pub net: crate::net::NetCounters,
-    pub http: crate::app::HttpCounters,
-    pub udp: crate::udp::UdpCounters,
-    /// Multi-segment frames, dropped before the stack (it sees one segment).
-    pub rx_chained_dropped: u64,
-    pub tx_no_mbuf: u64,
-    pub tx_unsent_dropped: u64,
-    pub sockets: SocketLevels,
-}
-
-/// Where a worker's connection slots are, read at each publication.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SocketLevels {
-    /// Entries in the flow table.
-    pub flows: u64,
-    /// Sockets idle or listening (not owned by a connection).
-    pub free: u64,
-    /// All connection slots (sockets) of the worker.
-    pub slots: u64,
-}
-
-impl ServeCounters {
-    /// Writes the workers' counters, each summed over them, as Prometheus
-    /// samples (serve's `/metrics`). Runs on a worker lcore once per scrape:
-    /// allocates nothing (`tests/alloc_steady.rs`).
-    pub fn expose(workers: &[Arc<crate::stats::Published<ServeCounters>>], e: &mut crate::stats::Exposition) {
-        use crate::stats::MetricKind;
-        let each = || workers.iter().map(|p| p.snapshot());
-        e.section_sum("net", each().map(|c| c.net));
-        e.section_sum("sockets", each().map(|c| c.sockets));
-        e.section_sum("http", each().map(|c| c.http));
-        e.section_sum("udp", each().map(|c| c.udp));
-        let sum = |field: fn(&ServeCounters) -> u64| each().map(|c| field(&c)).sum::<u64>() as f64;
-        let frames = "frames of several segments, dropped before the stack";
-        e.sample("rx_chained_dropped", frames, MetricKind::Counter, sum(|c| c.rx_chained_dropped));
-        e.sample("tx_no_mbuf", "frames not sent: no mbuf in the pool", MetricKind::Counter, sum(|c| c.tx_no_mbuf));
-        let unsent = "frames the TX queue did not take after retries, freed";
-        e.sample("tx_unsent_dropped", unsent, MetricKind::Counter, sum(|c| c.tx_unsent_dropped));
-    }
-
-    /// The connection-lifecycle balances that hold at every publication:
-    /// every opened connection is open or closed, the flow table holds
-    /// exactly the open connections, and every socket not owned by one is
-    /// back to idle or listening. `Err` names the first one that fails.
-    pub fn check_lifecycle(&self) -> Result<(), String> {
-        let (n, s) = (&self.net, &self.sockets);
-        if n.connections_opened != n.connections_closed + n.connections_open {
-            return Err(format!(
-                "connections opened {} != closed {} + open {}",
-                n.connections_opened, n.connections_closed, n.connections_open
-            ));
-        }
-        if s.flows != n.connections_open {
-            return Err(format!("flow table holds {} entries for {} open connections", s.flows, n.connections_open));
-        }
-        if s.free + n.connections_open != s.slots {
-            return Err(format!(
-                "{} free sockets + {} open connections != {} slots",
-                s.free, n.connections_open, s.slots
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// Everything a `serve` worker owns.
 pub struct ServeWorker {
     pub rx: RxQueue,
     pub tx: TxQueue,
     pub pool: Arc<Mempool>,
-    pub stack: crate::net::NetStack,
-    pub app: crate::app::HttpApp,
-    pub udp: crate::udp::UdpIngest,
+    /// The stack, HTTP application and UDP stage, and the serve step.
+    pub core: ServeCore,
     pub clock: crate::limit::MonotonicClock,
     pub published: Arc<crate::stats::Published<ServeCounters>>,
     pub stop: Arc<AtomicBool>,
-    /// After `stop`, keep serving open connections at most this long so
-    /// requests in progress and held (durable) responses are answered.
-    pub drain_ns: u64,
     /// `--trace-pcap`: every frame received and sent.
     pub trace: Option<PacketTrace>,
 }
 
-/// Timeouts are checked at this period (they are seconds-scale).
-const TIMEOUT_SCAN_NS: u64 = 100_000_000;
-/// Counters are handed to the main lcore at this period.
-const PUBLISH_NS: u64 = 50_000_000;
-/// At exit, how long the open batch may wait for room in the writer's channel.
-const EXIT_FLUSH_NS: u64 = 5_000_000_000;
-/// While draining, whether every connection is finished is checked this often (a scan of all slots).
-const DRAIN_CHECK_NS: u64 = 1_000_000;
-
-/// The `serve` datapath: frames into the TCP/IP stack (ARP, ICMP, TCP to
-/// the HTTP application), UDP datagrams to the UDP ingestion stage; held
-/// responses released as the writer makes batches durable; output frames
-/// written into mbufs and sent in bursts.
-///
-/// On `stop` (graceful shutdown) the stack refuses new connections (RST,
-/// counted) and every connection answers the request it is receiving or
-/// answering with `Connection: close`, idle ones close at once; the loop
-/// ends when no response is held and every connection's output and FIN are
-/// acknowledged, or after `drain_ns`. Then the open batch is submitted.
+/// The `serve` datapath around [`ServeCore::step`]: one RX burst per step
+/// (multi-segment frames dropped, counted), output frames written into
+/// mbufs and sent in bursts, counters published at their period. On `stop`
+/// the step drains (see [`ServeCore::step`]); then the exit flush, and what
+/// is left in the TX burst is sent or freed (counted).
 pub fn run_serve(mut w: ServeWorker) -> i32 {
-    use crate::net::Received;
-    use smoltcp::time::Instant;
     let mut burst = RxBurst::default();
     let mut txb = TxBurst::default();
     let mut counters = ServeCounters::default();
-    let mut last_timeouts = 0u64;
-    let mut last_publish = 0u64;
-    let mut stop_at: Option<u64> = None;
-    let mut last_drain_check = 0u64;
+    let mut publish = Every::new(PUBLISH_NS);
     loop {
         let now_ns = w.clock.now_ns();
-        if stop_at.is_none() && w.stop.load(Ordering::Relaxed) {
-            stop_at = Some(now_ns + w.drain_ns);
-            w.stack.stop_accepting();
-            for &conn in w.app.shut_down() {
-                w.stack.wake(conn);
-            }
+        if w.stop.load(Ordering::Relaxed) {
+            w.core.stop();
         }
-        if let Some(deadline) = stop_at {
-            if now_ns >= deadline {
-                break;
-            }
-            if now_ns - last_drain_check >= DRAIN_CHECK_NS {
-                last_drain_check = now_ns;
-                if w.app.counters().held == 0 && w.stack.quiescent() {
-                    break;
-                }
-            }
-        }
-        let now = Instant::from_micros((now_ns / 1_000) as i64);
         let n = w.rx.rx_burst(&mut burst);
         if let Some(t) = w.trace.as_mut() {
             (0..n).for_each(|i| t.frame(now_ns, burst.packet(i)));
         }
         let mut sink =
             MbufSink { pool: &w.pool, burst: &mut txb, tx: &mut w.tx, no_mbuf: 0, trace: w.trace.as_mut(), now_ns };
-        for i in 0..n {
-            if burst.is_chained(i) {
-                // Only the first segment is visible; jumbo frames are not ours.
-                counters.rx_chained_dropped += 1;
-                continue;
-            }
-            if let Received::Udp { src, dst_port, payload, .. } = w.stack.receive(now, burst.packet(i), &mut sink) {
-                w.udp.on_datagram(src, dst_port, payload, now_ns);
-            }
-        }
-        burst.clear();
-        for &conn in w.app.poll_held(now_ns) {
-            w.stack.wake(conn);
-        }
-        if now_ns - last_timeouts >= TIMEOUT_SCAN_NS {
-            last_timeouts = now_ns;
-            for &conn in w.app.poll_timeouts(now_ns) {
-                w.stack.wake(conn);
-            }
-        }
-        if n > 0 || w.stack.poll_at().is_some_and(|t| t <= now) {
-            w.stack.poll(now, &mut w.app, &mut sink);
-        }
-        // Group commit: the requests of this iteration share one batch (and
-        // of later ones too while the writer's channel is full).
-        w.app.flush();
+        let chained = &mut counters.rx_chained_dropped;
+        let frames = (0..n).filter_map(|i| {
+            // Only the first segment is visible; jumbo frames are not ours.
+            let whole = !burst.is_chained(i);
+            *chained += u64::from(!whole);
+            whole.then(|| burst.packet(i))
+        });
+        let outcome = w.core.step(now_ns, frames, &mut sink);
         counters.tx_no_mbuf += sink.no_mbuf;
+        burst.clear();
         w.tx.tx_burst(&mut txb);
-        w.udp.maybe_flush(now_ns);
-        if now_ns - last_publish >= PUBLISH_NS {
-            last_publish = now_ns;
-            snapshot(&mut counters, &mut w);
+        if outcome == StepOutcome::Finished {
+            break;
+        }
+        if publish.due(now_ns) {
+            w.core.snapshot(&mut counters);
             w.published.publish(&counters);
         }
     }
-    let still_open = w.stack.counters().connections_open;
-    if still_open > 0 {
+    if let Some(message) = w.core.unfinished() {
         // Once, at exit: what the drain did not finish.
-        eprintln!("worker: {still_open} connection(s) still open at exit: {}", w.stack.open_connection_states());
+        eprintln!("worker: {message}");
     }
-    // Records of requests whose connection went away (or whose drain ran
-    // out) are still written: wait for room in the writer's channel, bounded.
-    let give_up = w.clock.now_ns() + EXIT_FLUSH_NS;
-    while w.app.flush() && w.clock.now_ns() < give_up {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
+    let clock = w.clock;
+    let retry = std::time::Duration::from_nanos(EXIT_FLUSH_RETRY_NS);
+    w.core.finish(|| clock.now_ns(), || std::thread::sleep(retry));
     // Last chance for what is queued, then free the rest (counted).
     w.tx.tx_burst(&mut txb);
     counters.tx_unsent_dropped += txb.drop_all() as u64;
     burst.clear();
-    w.udp.flush();
     if let Some(t) = w.trace.take() {
         report_trace(t, w.rx.queue());
     }
     // Completed transmissions give their mbufs back now, not on a later burst.
     let _ = w.tx.reclaim_completed();
-    snapshot(&mut counters, &mut w);
+    w.core.snapshot(&mut counters);
     w.published.publish_final(&counters);
     0
 }
@@ -371,41 +245,5 @@ fn report_trace(trace: PacketTrace, queue: u16) {
         eprintln!("worker {queue}: --trace-pcap: {frames} frames written, {errors} write errors (disk full?)");
     } else {
         eprintln!("worker {queue}: --trace-pcap: {frames} frames written");
-    }
-}
-
-/// Copies the worker's counters and socket levels into `c` for publication.
-fn snapshot(c: &mut ServeCounters, w: &mut ServeWorker) {
-    c.net = *w.stack.counters();
-    c.http = *w.app.counters();
-    c.udp = *w.udp.counters();
-    c.sockets = SocketLevels {
-        flows: w.stack.flows() as u64,
-        free: w.stack.free_sockets() as u64,
-        slots: w.stack.slots() as u64,
-    };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lifecycle_check_names_each_imbalance() {
-        let mut c = ServeCounters::default();
-        c.net.connections_opened = 5;
-        c.net.connections_closed = 3;
-        c.net.connections_open = 2;
-        c.sockets = SocketLevels { flows: 2, free: 14, slots: 16 };
-        assert_eq!(c.check_lifecycle(), Ok(()));
-        let mut stale = c;
-        stale.sockets.flows = 3;
-        assert!(stale.check_lifecycle().unwrap_err().contains("flow table"));
-        let mut lost = c;
-        lost.sockets.free = 13;
-        assert!(lost.check_lifecycle().unwrap_err().contains("free sockets"));
-        let mut unclosed = c;
-        unclosed.net.connections_closed = 2;
-        assert!(unclosed.check_lifecycle().unwrap_err().contains("opened"));
     }
 }

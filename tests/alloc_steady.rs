@@ -2,7 +2,7 @@
 //! logic: smoltcp clients on the deterministic in-memory network send
 //! keep-alive requests to a `NetStack` + `HttpApp` backed by a real
 //! `writer::Writer` (segment log in a temp dir, `ack = enqueued` and
-//! `ack = durable`), driven the way `worker::run_serve` drives them.
+//! `ack = durable`), run by the production serve step (`ServeCore::step`).
 //!
 //! A counting global allocator sees the whole process: server, clients (the
 //! harness recycles frames and pre-renders requests, so it allocates nothing
@@ -107,7 +107,7 @@ fn steady_state(ack: AckMode) {
     let before = sim.answered();
     let frames_before = sim.pool.allocated.get();
     let pooled = |sim: &mut HttpSim| {
-        let c = sim.app.counters();
+        let c = sim.core.app.counters();
         c.body_buffer_allocations + c.response_buffer_allocations
     };
     let pooled_before = pooled(&mut sim);
@@ -130,7 +130,7 @@ fn steady_state(ack: AckMode) {
         "alloc_steady ack={ack:?}: of which harness frame buffers: {frames_small} and {frames_large}; \
          HTTP pool buffers: {pooled_small} and {pooled_large}"
     );
-    let counters = *sim.app.counters();
+    let counters = *sim.core.app.counters();
     println!("alloc_steady ack={ack:?}: {counters:?}");
     assert_eq!(counters.held, 0);
     netstack_sim::http::assert_pools_idle(&mut sim, &budget);
@@ -199,7 +199,7 @@ fn new_connections_allocate_nothing_per_connection() {
         small * CONNS,
         large * CONNS
     );
-    let c = *sim.stack.counters();
+    let c = *sim.core.stack.counters();
     assert_eq!(c.connections_opened, c.connections_closed + c.connections_open, "{c:?}");
     assert!(c_large >= 9 * c_small / 2, "the clients did reconnect: {c_small} then {c_large}");
     netstack_sim::http::assert_pools_idle(&mut sim, &budget);
@@ -218,8 +218,8 @@ fn new_connections_allocate_nothing_per_connection() {
 /// the body's size, a scrape allocates nothing.
 #[test]
 fn metrics_scrapes_allocate_nothing() {
+    use metricsstream::pipeline::ServeCounters;
     use metricsstream::stats::{Exposition, MetricKind, Published};
-    use metricsstream::worker::ServeCounters;
     use metricsstream::writer::WriterStats;
     let _one_at_a_time = MEASURE.lock().unwrap_or_else(|e| e.into_inner());
     let workers: Vec<Arc<Published<ServeCounters>>> = (0..4).map(|_| Arc::default()).collect();
@@ -232,7 +232,7 @@ fn metrics_scrapes_allocate_nothing() {
         body.clear();
         let mut e = Exposition::new(body);
         ServeCounters::expose(&workers, &mut e);
-        e.section("writer", &writer.snapshot());
+        writer.expose("writer", &mut e);
         e.sample("mbufs_in_use", "mbufs taken out of the pool right now", MetricKind::Gauge, 12.0);
     };
     scrape(&mut body);
@@ -245,5 +245,6 @@ fn metrics_scrapes_allocate_nothing() {
     println!("alloc_steady /metrics: rounds of {scrapes} scrapes of {} bytes: {rounds:?} allocations", body.len());
     assert!(body.contains("\nmetricsstream_http_requests_total 20\n"), "{body}");
     assert!(body.contains("# TYPE metricsstream_writer_fsync_seconds_total counter\n"), "{body}");
+    assert!(body.contains("# TYPE metricsstream_writer_ack_latency_seconds histogram\n"), "{body}");
     assert_eq!(count, 0, "scrapes allocate: {rounds:?} per {scrapes}");
 }

@@ -3,7 +3,8 @@
 //! network (`NetStack` + `HttpApp` + a real writer). What fits is accepted,
 //! the rest is answered 503 with `Retry-After` and a JSON message and
 //! counted, and once the connections close every pool balances with nothing
-//! lent and the budget holds nothing.
+//! lent and the budget holds nothing. A graceful stop (the serve step's
+//! drain) answers the held responses first and leaves the pools idle too.
 
 mod netstack_sim;
 
@@ -58,7 +59,7 @@ fn uploads_beyond_the_body_budget_get_503_and_everything_balances() {
     assert!(answer.contains("Retry-After: 1\r\n"), "{answer}");
     assert!(answer.contains(r#"{"code":"unavailable","message":"#), "{answer}");
 
-    let counters = *sim.app.counters();
+    let counters = *sim.core.app.counters();
     assert_eq!(counters.body_budget_refused, refused, "{counters:?}");
     assert_eq!(budget.refused(), refused);
     assert_eq!(counters.responses_2xx, ok);
@@ -66,8 +67,47 @@ fn uploads_beyond_the_body_budget_get_503_and_everything_balances() {
 
     sim.close_all();
     assert_pools_idle(&mut sim, &budget);
-    let c = *sim.app.counters();
+    let c = *sim.core.app.counters();
     assert_eq!(c.connections_accepted, c.connections_closed, "{c:?}");
     drop(sim);
     writer.shutdown().unwrap();
+}
+
+/// `ServeCore::stop` while durable responses are held: the serve step goes
+/// on until they are answered (after the writer's fsync) and every
+/// connection has closed its side, then says `Finished`, well inside the
+/// drain time; the exit flush leaves nothing in the pools.
+#[test]
+fn a_stop_answers_held_responses_then_finishes() {
+    let request = upload(20);
+    let http = HttpConfig::default();
+    let budget = Arc::new(BodyBudget::new(http.body_memory_budget_bytes));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sim, writer) = HttpSim::new(AckMode::Durable, dir.path(), http, budget.clone(), 4, 5, vec![request]);
+    sim.run(3);
+    let conns = 4 * 5;
+    let before = sim.core.app.counters().requests;
+    for c in &mut sim.clients {
+        c.add_requests(1);
+    }
+    // Every connection's next request reached the application (most are held for the fsync).
+    sim.run_until(10_000, |sim| sim.core.app.counters().requests == before + conns);
+    // The step that handled the last of them submitted its batch; the next one releases it.
+    let held = sim.core.app.counters().held;
+    assert!(held > 0, "responses are held when the stop comes");
+    let stopped_at = sim.now;
+    sim.core.stop();
+    sim.run_until(100_000, |sim| sim.finished);
+    let drained_in = sim.now - stopped_at;
+    println!("http_pools: {held} held responses at the stop; drained in {drained_in} of virtual time");
+    assert!(drained_in < smoltcp::time::Duration::from_secs(2), "finished by the drain, not its deadline");
+    assert!(sim.clients.iter().all(|c| c.done() && c.wrong_status == 0), "every held request answered 204");
+    let c = *sim.core.app.counters();
+    assert_eq!((c.held, c.responses_2xx, c.requests), (0, 4 * conns, 4 * conns), "{c:?}");
+    assert!(!sim.core.stack.is_accepting());
+    let clock = std::time::Instant::now();
+    sim.core.finish(|| clock.elapsed().as_nanos() as u64, || std::thread::sleep(std::time::Duration::from_millis(1)));
+    assert_pools_idle(&mut sim, &budget);
+    drop(sim);
+    assert_eq!(writer.shutdown().unwrap().records_written, 20 * 4 * conns);
 }

@@ -3,12 +3,11 @@
 //! HTTP application) leave no thread, file descriptor or memory behind,
 //! read from /proc. Its own test binary: no other test's threads interfere.
 
-use metricsstream::app::{AppShared, HttpApp};
 use metricsstream::http::HttpConfig;
 use metricsstream::limit::{KeyedLimiter, LimitsConfig};
 use metricsstream::net::{L2Config, NetStack, NetStackConfig};
+use metricsstream::pipeline::{AppShared, HttpApp, UdpConfig, UdpIngest};
 use metricsstream::stats::ProcessResources;
-use metricsstream::udp::{UdpConfig, UdpIngest};
 use metricsstream::writer::{AckMode, Shipper, VictoriaMetricsConfig, Writer, WriterConfig};
 use smoltcp::wire::{EthernetAddress, Ipv4Address};
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};

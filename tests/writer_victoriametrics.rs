@@ -211,7 +211,7 @@ fn shipper_delivers_to_victoriametrics_across_a_restart() {
     let cfg = WriterConfig {
         data_dir: data.clone(),
         ack: AckMode::Durable,
-        fsync_interval_ms: 2,
+        sync_interval_ms: 2,
         batch_records: 300,
         ..Default::default()
     };

@@ -15,8 +15,9 @@ use metricsstream::config::{AppConfig, Profile};
 use metricsstream::dpdk::{ring_port_pair, LcoreJob, Mempool, Port, PortConfig};
 use metricsstream::limit::{KeyedLimiter, MonotonicClock};
 use metricsstream::net::L2Config;
+use metricsstream::pipeline::ServeCounters;
 use metricsstream::stats::{MbufReport, Published};
-use metricsstream::worker::{self, ServeCounters};
+use metricsstream::worker;
 use metricsstream::writer::Writer;
 use smoltcp::wire::EthernetAddress;
 use std::net::SocketAddrV4;
@@ -189,6 +190,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "http": served.http,
             "records_written": summary.records_written,
             "fsyncs": summary.fsyncs,
+            "commit": summary.commit,
             "tx_no_mbuf": served.tx_no_mbuf,
             "tx_unsent_dropped": served.tx_unsent_dropped,
             "mbufs": serve_mbufs,

@@ -10,12 +10,12 @@ use metricsstream::dpdk::{self, Eal, LcoreJob, Mempool, Port, PortConfig, BURST_
 use metricsstream::limit::{KeyedLimiter, MonotonicClock};
 use metricsstream::net::FrameClass;
 use metricsstream::pcap::trace::{self, PacketTrace};
+use metricsstream::pipeline::{UdpCounters, UdpIngest};
 use metricsstream::stats::{
     self, Dropped, LifecycleReport, MbufReport, PortReport, ProcessResources, ReplayReport, RxCounters,
     SharedRxCounters, WorkerReport,
 };
 use metricsstream::stats::{IngestReport, Published};
-use metricsstream::udp::{UdpCounters, UdpIngest};
 use metricsstream::worker::{self, RxTrace, UdpStage};
 use metricsstream::writer::Writer;
 use std::path::PathBuf;

@@ -7,15 +7,14 @@
 
 use anyhow::{bail, Context};
 use clap::Args;
-use metricsstream::app::{AppShared, HttpApp, MetricsRenderer};
 use metricsstream::config::{AppConfig, Profile};
 use metricsstream::dpdk::{LcoreJob, Mempool, Port, PortConfig, RxQueue, TxQueue, BURST_SIZE};
 use metricsstream::limit::{KeyedLimiter, MonotonicClock};
 use metricsstream::net::{L2Config, NetStack, NetStackConfig};
 use metricsstream::pcap::trace::{self, PacketTrace};
+use metricsstream::pipeline::{AppShared, HttpApp, MetricsRenderer, ServeCore, ServeCounters, UdpIngest};
 use metricsstream::stats::{LifecycleReport, MbufReport, ProcessResources, Published};
-use metricsstream::udp::UdpIngest;
-use metricsstream::worker::{self, ServeCounters, ServeWorker};
+use metricsstream::worker::{self, ServeWorker};
 use metricsstream::writer::{Shipper, Writer, WriterHandle, WriterStats};
 use smoltcp::wire::EthernetAddress;
 use std::path::PathBuf;
@@ -207,6 +206,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         "records_accepted": total.http.records_accepted + total.udp.records_accepted,
         "records_written": summary.records_written,
         "fsyncs": summary.fsyncs,
+        "commit": summary.commit,
         "shipper": shipped.map(|s| format!("{s:?}")),
         "limiter": format!("{:?}", limiter.stats()),
     });
@@ -303,13 +303,10 @@ impl WorkerSetup<'_> {
             rx,
             tx,
             pool: self.pool.clone(),
-            stack,
-            app,
-            udp,
+            core: ServeCore::new(stack, app, udp, DRAIN.as_nanos() as u64),
             clock,
             published,
             stop: self.stop.clone(),
-            drain_ns: DRAIN.as_nanos() as u64,
             trace,
         })
     }
@@ -429,7 +426,7 @@ fn render_metrics(
     use metricsstream::stats::{Exposition, MetricKind};
     let mut e = Exposition::new(out);
     ServeCounters::expose(published, &mut e);
-    e.section("writer", &writer.snapshot());
+    writer.expose("writer", &mut e);
     let mbufs = [
         ("mbufs_in_use", "mbufs taken out of the pool right now", pool.in_use()),
         ("mbufs_idle_baseline", "mbufs in use with the port started and idle", idle_baseline),

@@ -597,9 +597,9 @@ impl<'a> IndexedField<'a> {
     pub fn value(&self) -> FieldValue<'a> {
         let raw = self.value.raw;
         match self.kind {
-            FieldKind::Float => FieldValue::Float(
-                std::str::from_utf8(raw).ok().and_then(|text| text.parse().ok()).unwrap_or(f64::NAN),
-            ),
+            FieldKind::Float => {
+                FieldValue::Float(std::str::from_utf8(raw).ok().and_then(|text| text.parse().ok()).unwrap_or(f64::NAN))
+            }
             FieldKind::Int => {
                 FieldValue::Int(match signed_value(raw.get(..raw.len().saturating_sub(1)).unwrap_or(&[])) {
                     Digits::Value(v) => v,

@@ -13,6 +13,8 @@
 //! - [`config`]: [`LimitsConfig`] — the `[limits]` table, defaults, validation.
 //! - [`headers`]: [`RateLimitHeaders`] — `RateLimit*`, `X-RateLimit-*`, `Retry-After`.
 //! - [`clock`]: [`MonotonicClock`] — why CLOCK_MONOTONIC and not raw TSC.
+//! - [`address`]: [`address_id`] — the client id of a peer known by its IPv4
+//!   address (dotted quad), for HTTP and UDP alike.
 //!
 //! Worker usage:
 //! ```
@@ -35,6 +37,7 @@
 //! [`KeyedLimiter::sweep`]`(now, limiter.idle_timeout_ns())` about once per
 //! second.
 
+pub mod address;
 pub mod bucket;
 pub mod clock;
 pub mod config;
@@ -45,6 +48,7 @@ pub mod table;
 #[cfg(all(test, loom))]
 mod loom_tests;
 
+pub use address::{address_id, ADDRESS_ID_BYTES};
 pub use bucket::{Decision, Quota, QuotaError, TokenBucket};
 pub use clock::MonotonicClock;
 pub use config::{ClientLimit, LimitsConfig, LimitsConfigError, Overflow};

@@ -14,6 +14,7 @@ pub mod requests;
 use crate::dpdk::{Mempool, RxBurst, RxQueue, TxBurst, TxQueue};
 use crate::limit::MonotonicClock;
 use crate::net::client::{ClientCounters, ClientStack};
+use crate::pipeline::timing::{Drain, Every, ABORT_SCAN_NS, PUBLISH_NS};
 use crate::stats::Published;
 use crate::worker::MbufSink;
 use hdrhistogram::Histogram;
@@ -55,21 +56,17 @@ pub struct LoadgenWorker {
     pub histogram_out: Arc<Mutex<Option<Histogram<u64>>>>,
 }
 
-/// Aborts and timeouts are checked at this period.
-const ABORT_SCAN_NS: u64 = 10_000_000;
-/// Counters go to the main lcore at this period.
-const PUBLISH_NS: u64 = 50_000_000;
-
 /// The loadgen datapath: frames into the client stack, the HTTP client's
 /// requests out; stops after `stop` once in-flight requests are answered
-/// (or the drain time ran out) and connections are closed.
+/// (or the drain time ran out) and connections are closed. The loop has the
+/// serve step's skeleton: its periods and stop/drain are
+/// [`crate::pipeline::timing`]'s.
 pub fn run_loadgen(mut w: LoadgenWorker) -> i32 {
     let mut burst = RxBurst::default();
     let mut txb = TxBurst::default();
     let mut counters = LoadgenCounters::default();
-    let mut last_scan = 0u64;
-    let mut last_publish = 0u64;
-    let mut stop_at: Option<u64> = None;
+    let (mut aborts, mut publish) = (Every::new(ABORT_SCAN_NS), Every::new(PUBLISH_NS));
+    let mut drain = Drain::new(w.drain_ns);
     // The previous iteration: when it started and whether it did work.
     let (mut prev_ns, mut prev_busy) = (w.clock.now_ns(), false);
     loop {
@@ -79,16 +76,15 @@ pub fn run_loadgen(mut w: LoadgenWorker) -> i32 {
             counters.busy_ns += now_ns - prev_ns;
         }
         prev_ns = now_ns;
-        if stop_at.is_none() && w.stop.load(Ordering::Relaxed) {
-            stop_at = Some(now_ns + w.drain_ns);
+        if drain.begins(now_ns, w.stop.load(Ordering::Relaxed)) {
             w.app.stop();
             w.stack.stop_connecting();
         }
-        if let Some(t) = stop_at {
+        if drain.draining() {
             if w.stack.busy() == 0 {
                 break;
             }
-            if now_ns >= t {
+            if drain.out_of_time(now_ns) {
                 counters.unfinished = w.app.in_flight() as u64;
                 break;
             }
@@ -100,8 +96,7 @@ pub fn run_loadgen(mut w: LoadgenWorker) -> i32 {
             w.stack.receive(now, burst.packet(i), &mut sink);
         }
         burst.clear();
-        if now_ns - last_scan >= ABORT_SCAN_NS {
-            last_scan = now_ns;
+        if aborts.due(now_ns) {
             for &conn in w.app.poll_aborts(now) {
                 w.stack.abort(conn);
             }
@@ -112,8 +107,7 @@ pub fn run_loadgen(mut w: LoadgenWorker) -> i32 {
         }
         counters.tx_no_mbuf += sink.no_mbuf;
         w.tx.tx_burst(&mut txb);
-        if now_ns - last_publish >= PUBLISH_NS {
-            last_publish = now_ns;
+        if publish.due(now_ns) {
             counters.client = *w.stack.counters();
             counters.http = *w.app.counters();
             w.published.publish(&counters);

@@ -83,28 +83,20 @@ impl Requests {
         let mut syn_seq: Vec<Option<u32>> = Vec::new();
         while reader.next_into(&mut frame)?.is_some() {
             extract.frames += 1;
-            let Frame::Ipv4Tcp { ip } = classify(&frame).frame else { continue };
-            let l4 = &ip[usize::from(ip[0] & 0x0f) * 4..];
-            let dst_port = u16::from_be_bytes([l4[2], l4[3]]);
+            let Frame::Ipv4Tcp(tcp) = classify(&frame).frame else { continue };
+            let dst_port = tcp.dst_port();
             if !ports.contains(&dst_port) {
                 continue;
             }
-            let key = (
-                u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]),
-                u16::from_be_bytes([l4[0], l4[1]]),
-                u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]),
-                dst_port,
-            );
-            let seq = u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]);
-            let flags = l4[13];
-            let data_offset = usize::from(l4[12] >> 4) * 4;
-            let payload = l4.get(data_offset..).unwrap_or(&[]);
+            let key = (tcp.ip().src().to_bits(), tcp.src_port(), tcp.ip().dst().to_bits(), dst_port);
+            let seq = tcp.seq_number();
+            let payload = tcp.payload();
             let i = *index.entry(key).or_insert_with(|| {
                 flows.push(Vec::new());
                 syn_seq.push(None);
                 flows.len() - 1
             });
-            if flags & 0x02 != 0 {
+            if tcp.flags().syn() {
                 syn_seq[i] = Some(seq.wrapping_add(1));
             }
             if !payload.is_empty() {

@@ -11,8 +11,8 @@
 //! The other free sockets are idle (CLOSED, no tuple) until the listener is
 //! taken and the next one is armed.
 
+use super::frame_io::{FrameSink, NetCounters};
 use super::l2::{FrameError, Link, ETH_HEADER_LEN};
-use super::stack::{FrameSink, NetCounters};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::tcp;

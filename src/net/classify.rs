@@ -1,53 +1,23 @@
-//! Checked, zero-copy classification of received frames.
-//!
-//! Every length is checked before a field is read, so any byte sequence is
-//! safe to hand in: a frame is either a well-formed member of a class or
-//! `Malformed` with the reason. Field access goes through smoltcp's `wire`
-//! views, used only after the checks here have proved them in bounds.
+//! Classification of received frames: which class a frame belongs to
+//! (ARP, IPv4 TCP/UDP/other, IPv6, other ethertypes) or why it is
+//! `Malformed`, after 802.1Q/802.1ad tags. Any byte sequence is safe to hand
+//! in. The headers the stacks read come back as the checked views of
+//! [`wire`](super::wire) (lengths and the IPv4 checksum proved once, here),
+//! never as raw slices whose offsets a reader must trust.
 
-use smoltcp::wire::{EthernetFrame, Ipv4Address, Ipv4Packet, Ipv6Packet, UdpPacket};
+use super::wire::{EthernetHeader, Ipv4Datagram, TcpSegment, UdpDatagram};
+use smoltcp::wire::{EthernetProtocol, IpProtocol, Ipv4Address, Ipv6Packet};
 
-const ETH_HEADER: usize = 14;
+pub use super::wire::Malformed;
+
+/// An 802.1Q or 802.1ad tag: the TCI, then the next ethertype.
 const VLAN_TAG: usize = 4;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_ARP: u16 = 0x0806;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
 const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_QINQ: u16 = 0x88a8;
-const IPV4_MIN_HEADER: usize = 20;
+/// The fixed IPv6 header (extension headers are the payload's).
 const IPV6_HEADER: usize = 40;
-const TCP_MIN_HEADER: usize = 20;
-const UDP_HEADER: usize = 8;
+/// An ARP packet for Ethernet and IPv4 addresses.
 const ARP_ETH_IPV4: usize = 28;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-
-/// Why a frame was rejected.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Malformed {
-    /// Shorter than an Ethernet header.
-    Runt,
-    /// A header (VLAN, ARP, IP, TCP, UDP) is cut off by the end of the frame.
-    Truncated,
-    /// IPv4 header checksum does not verify.
-    BadChecksum,
-    /// A length or version field contradicts itself or the frame.
-    BadHeader,
-}
-
-impl Malformed {
-    pub const ALL: [Malformed; 4] =
-        [Malformed::Runt, Malformed::Truncated, Malformed::BadChecksum, Malformed::BadHeader];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Malformed::Runt => "runt",
-            Malformed::Truncated => "truncated",
-            Malformed::BadChecksum => "bad_checksum",
-            Malformed::BadHeader => "bad_header",
-        }
-    }
-}
 
 /// A classified frame, borrowing from the packet buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,10 +26,8 @@ pub enum Frame<'a> {
     Arp {
         arp: &'a [u8],
     },
-    /// An IPv4 packet carrying TCP, trimmed to its total length.
-    Ipv4Tcp {
-        ip: &'a [u8],
-    },
+    /// A TCP segment in IPv4 (unfragmented or a first fragment).
+    Ipv4Tcp(TcpSegment<'a>),
     /// An IPv4 UDP datagram; `payload` is trimmed to the UDP length.
     Ipv4Udp {
         src: Ipv4Address,
@@ -69,10 +37,7 @@ pub enum Frame<'a> {
         payload: &'a [u8],
     },
     /// IPv4 with another protocol (ICMP, ...) or a non-first fragment.
-    Ipv4Other {
-        protocol: u8,
-        ip: &'a [u8],
-    },
+    Ipv4Other(Ipv4Datagram<'a>),
     /// Any IPv6 packet, trimmed to its length.
     Ipv6 {
         ip: &'a [u8],
@@ -127,9 +92,9 @@ impl Frame<'_> {
     pub fn class(&self) -> FrameClass {
         match self {
             Frame::Arp { .. } => FrameClass::Arp,
-            Frame::Ipv4Tcp { .. } => FrameClass::Ipv4Tcp,
+            Frame::Ipv4Tcp(_) => FrameClass::Ipv4Tcp,
             Frame::Ipv4Udp { .. } => FrameClass::Ipv4Udp,
-            Frame::Ipv4Other { .. } => FrameClass::Ipv4Other,
+            Frame::Ipv4Other(_) => FrameClass::Ipv4Other,
             Frame::Ipv6 { .. } => FrameClass::Ipv6,
             Frame::Other { .. } => FrameClass::Other,
             Frame::Malformed(_) => FrameClass::Malformed,
@@ -137,22 +102,24 @@ impl Frame<'_> {
     }
 }
 
-/// Result of [`classify`]: the frame and whether it carried 802.1Q/802.1ad tags.
+/// Result of [`classify`]: the frame, its Ethernet header and whether it
+/// carried 802.1Q/802.1ad tags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Classified<'a> {
     pub frame: Frame<'a>,
+    /// The (outer) Ethernet header: `None` only for a runt.
+    pub ethernet: Option<EthernetHeader<'a>>,
     pub vlan_tagged: bool,
 }
 
 /// Classifies one Ethernet frame. Never panics, whatever the bytes.
 #[inline]
 pub fn classify(frame: &[u8]) -> Classified<'_> {
-    if frame.len() < ETH_HEADER {
-        return Classified { frame: Frame::Malformed(Malformed::Runt), vlan_tagged: false };
-    }
-    let eth = EthernetFrame::new_unchecked(frame);
-    let mut ethertype = u16::from(eth.ethertype());
-    let mut offset = ETH_HEADER;
+    let Some((header, mut l3)) = frame.split_first_chunk::<{ EthernetHeader::LEN }>() else {
+        return Classified { frame: Frame::Malformed(Malformed::Runt), ethernet: None, vlan_tagged: false };
+    };
+    let ethernet = EthernetHeader::new(header);
+    let mut ethertype = ethernet.ethertype();
     let mut vlan_tagged = false;
     // Up to two tags (802.1ad outer + 802.1Q inner); deeper stacks are "other".
     for _ in 0..2 {
@@ -160,20 +127,19 @@ pub fn classify(frame: &[u8]) -> Classified<'_> {
             break;
         }
         vlan_tagged = true;
-        if frame.len() < offset + VLAN_TAG {
-            return Classified { frame: Frame::Malformed(Malformed::Truncated), vlan_tagged };
-        }
-        ethertype = u16::from_be_bytes([frame[offset + 2], frame[offset + 3]]);
-        offset += VLAN_TAG;
+        let Some((tag, rest)) = l3.split_first_chunk::<VLAN_TAG>() else {
+            return Classified { frame: Frame::Malformed(Malformed::Truncated), ethernet: Some(ethernet), vlan_tagged };
+        };
+        ethertype = u16::from_be_bytes([tag[2], tag[3]]);
+        l3 = rest;
     }
-    let l3 = &frame[offset..];
-    let frame = match ethertype {
-        ETHERTYPE_IPV4 => classify_ipv4(l3),
-        ETHERTYPE_IPV6 => classify_ipv6(l3),
-        ETHERTYPE_ARP => classify_arp(l3),
-        other => Frame::Other { ethertype: other },
+    let frame = match EthernetProtocol::from(ethertype) {
+        EthernetProtocol::Ipv4 => classify_ipv4(l3),
+        EthernetProtocol::Ipv6 => classify_ipv6(l3),
+        EthernetProtocol::Arp => classify_arp(l3),
+        EthernetProtocol::Unknown(other) => Frame::Other { ethertype: other },
     };
-    Classified { frame, vlan_tagged }
+    Classified { frame, ethernet: Some(ethernet), vlan_tagged }
 }
 
 fn classify_arp(arp: &[u8]) -> Frame<'_> {
@@ -185,65 +151,30 @@ fn classify_arp(arp: &[u8]) -> Frame<'_> {
 }
 
 fn classify_ipv4(l3: &[u8]) -> Frame<'_> {
-    if l3.len() < IPV4_MIN_HEADER {
-        return Frame::Malformed(Malformed::Truncated);
-    }
-    let version = l3[0] >> 4;
-    let header_len = usize::from(l3[0] & 0x0f) * 4;
-    if version != 4 || header_len < IPV4_MIN_HEADER {
-        return Frame::Malformed(Malformed::BadHeader);
-    }
-    if l3.len() < header_len {
-        return Frame::Malformed(Malformed::Truncated);
-    }
-    let total_len = usize::from(u16::from_be_bytes([l3[2], l3[3]]));
-    if total_len < header_len {
-        return Frame::Malformed(Malformed::BadHeader);
-    }
-    if total_len > l3.len() {
-        return Frame::Malformed(Malformed::Truncated);
-    }
-    // Ethernet pads short frames: trim to the IP length.
-    let ip = &l3[..total_len];
-    let packet = Ipv4Packet::new_unchecked(ip);
-    if !packet.verify_checksum() {
-        return Frame::Malformed(Malformed::BadChecksum);
-    }
-    let protocol = l3[9];
+    let ip = match Ipv4Datagram::new_checked(l3) {
+        Ok(ip) => ip,
+        Err(m) => return Frame::Malformed(m),
+    };
     // Non-first fragments carry no L4 header.
-    if packet.frag_offset() != 0 {
-        return Frame::Ipv4Other { protocol, ip };
+    if ip.frag_offset() != 0 {
+        return Frame::Ipv4Other(ip);
     }
-    let l4 = &ip[header_len..];
-    match protocol {
-        PROTO_TCP => {
-            if l4.len() < TCP_MIN_HEADER {
-                return Frame::Malformed(Malformed::Truncated);
-            }
-            let data_offset = usize::from(l4[12] >> 4) * 4;
-            if data_offset < TCP_MIN_HEADER || data_offset > l4.len() {
-                return Frame::Malformed(Malformed::BadHeader);
-            }
-            Frame::Ipv4Tcp { ip }
-        }
-        PROTO_UDP => {
-            if l4.len() < UDP_HEADER {
-                return Frame::Malformed(Malformed::Truncated);
-            }
-            let udp_len = usize::from(u16::from_be_bytes([l4[4], l4[5]]));
-            if udp_len < UDP_HEADER || udp_len > l4.len() {
-                return Frame::Malformed(Malformed::BadHeader);
-            }
-            let udp = UdpPacket::new_unchecked(&l4[..udp_len]);
-            Frame::Ipv4Udp {
-                src: packet.src_addr(),
-                dst: packet.dst_addr(),
+    match ip.protocol() {
+        IpProtocol::Tcp => match TcpSegment::new_checked(ip) {
+            Ok(tcp) => Frame::Ipv4Tcp(tcp),
+            Err(m) => Frame::Malformed(m),
+        },
+        IpProtocol::Udp => match UdpDatagram::new_checked(ip) {
+            Ok(udp) => Frame::Ipv4Udp {
+                src: ip.src(),
+                dst: ip.dst(),
                 src_port: udp.src_port(),
                 dst_port: udp.dst_port(),
-                payload: &l4[UDP_HEADER..udp_len],
-            }
-        }
-        _ => Frame::Ipv4Other { protocol, ip },
+                payload: udp.payload(),
+            },
+            Err(m) => Frame::Malformed(m),
+        },
+        _ => Frame::Ipv4Other(ip),
     }
 }
 
@@ -265,6 +196,11 @@ fn classify_ipv6(l3: &[u8]) -> Frame<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smoltcp::wire::{EthernetAddress, Ipv4Packet};
+
+    const ETHERTYPE_IPV4: u16 = 0x0800;
+    const ETHERTYPE_ARP: u16 = 0x0806;
+    const ETHERTYPE_IPV6: u16 = 0x86dd;
 
     /// Ethernet header: dst, src, ethertype.
     fn eth(ethertype: u16) -> Vec<u8> {
@@ -315,6 +251,60 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn tcp_segment_comes_as_a_checked_view() {
+        let mut ip = vec![
+            0x45, 0x00, 0x00, 0x00, // version 4, IHL 5; total length (filled below)
+            0x00, 0x01, 0x40, 0x00, // id 1, DF, fragment offset 0
+            0x40, 6, 0x00, 0x00, // TTL 64, protocol TCP, checksum (filled below)
+            10, 0, 0, 1, // source
+            10, 0, 0, 2, // destination
+            0x9c, 0x40, 0x1f, 0x90, // TCP ports 40000 -> 8080
+            0, 0, 0, 7, 0, 0, 0, 9, // seq 7, ack 9
+            0x50, 0x11, 0xff, 0xff, // data offset 5; FIN ACK; window
+            0x00, 0x00, 0x00, 0x00, // checksum, urgent pointer
+        ];
+        let total = ip.len() as u16;
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        Ipv4Packet::new_unchecked(&mut ip[..]).fill_checksum();
+        let f = frame(ETHERTYPE_IPV4, &ip);
+        let c = classify(&f);
+        let eth = c.ethernet.unwrap();
+        assert_eq!((eth.dst(), eth.src()), (EthernetAddress([2, 0, 0, 0, 0, 1]), EthernetAddress([2, 0, 0, 0, 0, 2])));
+        let Frame::Ipv4Tcp(tcp) = c.frame else { panic!("unexpected {:?}", c.frame) };
+        assert_eq!((tcp.ip().src(), tcp.ip().dst()), (Ipv4Address::new(10, 0, 0, 1), Ipv4Address::new(10, 0, 0, 2)));
+        assert_eq!((tcp.src_port(), tcp.dst_port(), tcp.seq_number(), tcp.ack_number()), (40000, 8080, 7, 9));
+        assert!(tcp.flags().fin() && tcp.flags().ack());
+        assert_eq!(tcp.ip().packet(), &ip[..], "the packet smoltcp gets is the IP packet, borrowed");
+        // A TCP header cut short or with a data offset beyond it.
+        let cut = {
+            let mut cut = ip[..39].to_vec();
+            cut[2..4].copy_from_slice(&39u16.to_be_bytes());
+            Ipv4Packet::new_unchecked(&mut cut[..]).fill_checksum();
+            cut
+        };
+        assert_eq!(classify(&frame(ETHERTYPE_IPV4, &cut)).frame, Frame::Malformed(Malformed::Truncated));
+        let mut offset = ip.clone();
+        offset[32] = 0x60;
+        assert_eq!(classify(&frame(ETHERTYPE_IPV4, &offset)).frame, Frame::Malformed(Malformed::BadHeader));
+        // A later fragment is "other", whatever its protocol.
+        let mut later = ip;
+        later[6..8].copy_from_slice(&[0x00, 0x01]);
+        Ipv4Packet::new_unchecked(&mut later[..]).fill_checksum();
+        assert!(
+            matches!(classify(&frame(ETHERTYPE_IPV4, &later)).frame, Frame::Ipv4Other(ip) if ip.protocol() == IpProtocol::Tcp)
+        );
+    }
+
+    #[test]
+    fn only_a_runt_has_no_ethernet_header() {
+        assert_eq!(classify(&[0u8; 13]).ethernet, None);
+        let tagged = eth(ETHERTYPE_VLAN);
+        let truncated_tag = classify(&tagged);
+        assert_eq!(truncated_tag.frame, Frame::Malformed(Malformed::Truncated));
+        assert_eq!(truncated_tag.ethernet.map(|e| e.ethertype()), Some(ETHERTYPE_VLAN));
     }
 
     #[test]
@@ -379,7 +369,9 @@ mod tests {
         let mut icmp = ipv4_udp();
         icmp[9] = 1;
         Ipv4Packet::new_unchecked(&mut icmp[..]).fill_checksum();
-        assert!(matches!(classify(&frame(ETHERTYPE_IPV4, &icmp)).frame, Frame::Ipv4Other { protocol: 1, .. }));
+        assert!(
+            matches!(classify(&frame(ETHERTYPE_IPV4, &icmp)).frame, Frame::Ipv4Other(ip) if ip.protocol() == IpProtocol::Icmp)
+        );
     }
 
     proptest::proptest! {

@@ -23,11 +23,12 @@
 
 use super::cell::{deliver_received, interface, peer_sent_fin, Cell, CellIo, CellScheduler};
 use super::classify::{classify, Frame};
+use super::frame_io::{FrameSink, NetCounters};
 use super::l2::{ArpOutcome, L2Config, Link, ETH_MIN_FRAME};
-use super::stack::{FrameSink, NetCounters};
+use super::wire::TcpSegment;
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, IpEndpoint, Ipv4Address};
+use smoltcp::wire::{EthernetAddress, IpEndpoint};
 use std::net::SocketAddrV4;
 
 /// ARP requests for the target's next hop are repeated this often until answered.
@@ -324,13 +325,12 @@ impl ClientStack {
             self.counters.net.drop_vlan += 1;
             return;
         }
-        let (dst_mac, src_mac) = match frame.get(0..12) {
-            Some(h) => (EthernetAddress::from_bytes(&h[0..6]), EthernetAddress::from_bytes(&h[6..12])),
-            None => {
-                self.counters.net.drop_malformed += 1;
-                return;
-            }
+        let Some(ethernet) = classified.ethernet else {
+            // A runt.
+            self.counters.net.drop_malformed += 1;
+            return;
         };
+        let (dst_mac, src_mac) = (ethernet.dst(), ethernet.src());
         let to_us = dst_mac == self.io.link.mac();
         match classified.frame {
             Frame::Malformed(_) => self.counters.net.drop_malformed += 1,
@@ -349,29 +349,31 @@ impl ClientStack {
                     }
                 }
             }
-            Frame::Ipv4Tcp { ip } if to_us => self.tcp_input(now, ip, src_mac, sink),
+            Frame::Ipv4Tcp(tcp) if to_us => self.tcp_input(now, tcp, src_mac, sink),
             _ if !to_us => self.counters.net.drop_wrong_mac += 1,
             _ => self.counters.rx_other += 1,
         }
     }
 
-    fn tcp_input<S: FrameSink + ?Sized>(&mut self, now: Instant, ip: &[u8], src_mac: EthernetAddress, sink: &mut S) {
-        // classify checked the IPv4 header and that the TCP header is inside `ip`.
-        let src = Ipv4Address::new(ip[12], ip[13], ip[14], ip[15]);
-        let dst = Ipv4Address::new(ip[16], ip[17], ip[18], ip[19]);
-        if dst != self.io.link.ip() {
+    fn tcp_input<S: FrameSink + ?Sized>(
+        &mut self,
+        now: Instant,
+        tcp: TcpSegment<'_>,
+        src_mac: EthernetAddress,
+        sink: &mut S,
+    ) {
+        let ip = tcp.ip();
+        if ip.dst() != self.io.link.ip() {
             self.counters.net.drop_wrong_ip += 1;
             return;
         }
-        let l4 = &ip[usize::from(ip[0] & 0x0f) * 4..];
-        let src_port = u16::from_be_bytes([l4[0], l4[1]]);
-        let dst_port = u16::from_be_bytes([l4[2], l4[3]]);
-        if src != *self.target.ip() || src_port != self.target.port() {
+        let src = ip.src();
+        if src != *self.target.ip() || tcp.src_port() != self.target.port() {
             self.counters.rx_other += 1;
             return;
         }
         self.io.link.learn_from_ipv4(src_mac, src, now);
-        let index = self.port_owner[usize::from(dst_port)];
+        let index = self.port_owner[usize::from(tcp.dst_port())];
         if index == NO_SLOT {
             // A late segment of a recycled connection; the server's own timers end it.
             self.counters.rx_no_conn += 1;
@@ -379,7 +381,7 @@ impl ClientStack {
         }
         let cell_ix = index as usize / self.per_cell;
         self.counters.net.rx_tcp += 1;
-        self.io.ingress(&mut self.cells[cell_ix], ip, now, sink, &mut self.counters.net);
+        self.io.ingress(&mut self.cells[cell_ix], ip.packet(), now, sink, &mut self.counters.net);
         self.scheduler.activate(cell_ix);
     }
 

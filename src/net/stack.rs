@@ -88,51 +88,13 @@
 use super::cell::{deliver_received, interface, peer_sent_fin, Cell, CellIo, CellScheduler, ServerCell};
 use super::classify::{classify, Frame, Malformed};
 use super::flow::{FlowKey, FlowTable};
+use super::frame_io::{FrameSink, NetCounters};
 use super::l2::{is_echo_request, ArpOutcome, L2Config, Link, ETH_HEADER_LEN, ETH_MIN_FRAME};
+use super::wire::TcpSegment;
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, Ipv4Address};
+use smoltcp::wire::{IpProtocol, Ipv4Address};
 use std::net::SocketAddrV4;
-
-const PROTO_ICMP: u8 = 1;
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_ACK: u8 = 0x10;
-
-/// Where outgoing frames go. The DPDK worker implements it over mbufs in
-/// its TX burst; tests over `Vec<u8>`.
-pub trait FrameSink {
-    /// Whether a frame can be queued now (a burst slot and a buffer are free).
-    /// When false, cells stop sending for this poll and retry on the next
-    /// (smoltcp keeps the data): this is TX backpressure, counted. A sink
-    /// over a TX burst may flush the full burst to the NIC here first.
-    fn has_room(&mut self) -> bool;
-
-    /// Queues one frame of exactly `len` bytes: allocates the buffer (e.g. an
-    /// mbuf) and calls `fill` at most once to write the whole frame in place.
-    /// If `fill` returns false the frame is discarded (buffer freed). Returns
-    /// whether a frame was queued; false without calling `fill` when no
-    /// buffer is available.
-    fn frame(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8]) -> bool) -> bool;
-}
-
-/// `Vec<Vec<u8>>` as a sink without limit, for tests and tools.
-impl FrameSink for Vec<Vec<u8>> {
-    fn has_room(&mut self) -> bool {
-        true
-    }
-
-    fn frame(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8]) -> bool) -> bool {
-        let mut buf = vec![0; len];
-        if fill(&mut buf) {
-            self.push(buf);
-            true
-        } else {
-            false
-        }
-    }
-}
 
 /// A connection: its slot index (dense, `< NetStack::slots()`, for the
 /// application's own slab) and the slot's generation (stale ids are ignored).
@@ -277,67 +239,6 @@ pub enum DropReason {
     RstNoFlow,
     /// The reply could not be queued (no TX buffer).
     NoTxBuffer,
-}
-
-/// Counters of one stack, plain u64s; the worker publishes a copy.
-/// `rx_frames` = `rx_arp + rx_icmp_echo + rx_tcp + rx_udp` + every `drop_*`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct NetCounters {
-    pub rx_frames: u64,
-    pub rx_arp: u64,
-    pub rx_icmp_echo: u64,
-    /// TCP segments handed to a cell (flow hit, accepted SYN, or RST reply).
-    pub rx_tcp: u64,
-    pub rx_udp: u64,
-    pub drop_malformed: u64,
-    pub drop_vlan: u64,
-    pub drop_wrong_mac: u64,
-    pub drop_wrong_ip: u64,
-    pub drop_unsupported: u64,
-    pub drop_syn_full: u64,
-    pub drop_syn_rejected: u64,
-    pub drop_rst_no_flow: u64,
-    pub drop_no_tx_buffer: u64,
-    pub arp_replies: u64,
-    pub arp_requests: u64,
-    pub icmp_echo_replies: u64,
-    pub syn_accepted: u64,
-    /// SYNs to a port we do not listen on (answered with RST, in `rx_tcp`).
-    pub syn_closed_port: u64,
-    /// SYNs refused after `stop_accepting` (answered with RST, in `rx_tcp`).
-    pub syn_refused_stopping: u64,
-    /// Non-SYN segments without a flow (answered with RST, in `rx_tcp`).
-    pub tcp_no_flow: u64,
-    pub connections_opened: u64,
-    pub connections_closed: u64,
-    pub connections_open: u64,
-    pub cells_polled: u64,
-    /// Frames queued into the sink.
-    pub tx_frames: u64,
-    pub tx_drop_no_buffer: u64,
-    pub tx_drop_no_neighbor: u64,
-    pub tx_drop_no_route: u64,
-    /// Times a cell stopped sending because the sink was full.
-    pub tx_backpressure: u64,
-}
-
-impl NetCounters {
-    /// Frames accounted for by an outcome; equals `rx_frames` when balanced.
-    pub fn rx_accounted(&self) -> u64 {
-        self.rx_arp
-            + self.rx_icmp_echo
-            + self.rx_tcp
-            + self.rx_udp
-            + self.drop_malformed
-            + self.drop_vlan
-            + self.drop_wrong_mac
-            + self.drop_wrong_ip
-            + self.drop_unsupported
-            + self.drop_syn_full
-            + self.drop_syn_rejected
-            + self.drop_rst_no_flow
-            + self.drop_no_tx_buffer
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -544,8 +445,11 @@ impl NetStack {
         if classified.vlan_tagged {
             return Received::Dropped(DropReason::Vlan);
         }
-        let dst_mac = EthernetAddress::from_bytes(&frame[0..6]);
-        let src_mac = EthernetAddress::from_bytes(&frame[6..12]);
+        // Only a runt has no Ethernet header, and it is Malformed above.
+        let Some(ethernet) = classified.ethernet else {
+            return Received::Dropped(DropReason::Malformed(Malformed::Runt));
+        };
+        let (dst_mac, src_mac) = (ethernet.dst(), ethernet.src());
         let to_us = dst_mac == self.io.link.mac();
         if let Frame::Arp { arp } = classified.frame {
             if !to_us && !dst_mac.is_broadcast() {
@@ -577,7 +481,8 @@ impl NetStack {
             return Received::Dropped(DropReason::WrongMac);
         }
         let ip = match classified.frame {
-            Frame::Ipv4Tcp { ip } | Frame::Ipv4Other { ip, .. } => ip,
+            Frame::Ipv4Tcp(tcp) => tcp.ip(),
+            Frame::Ipv4Other(ip) => ip,
             Frame::Ipv4Udp { src, dst, src_port, dst_port, payload } => {
                 if dst != self.io.link.ip() {
                     return Received::Dropped(DropReason::WrongIp);
@@ -588,16 +493,14 @@ impl NetStack {
             }
             _ => return Received::Dropped(DropReason::Unsupported),
         };
-        // ip: a checked IPv4 packet (classify verified lengths and checksum).
-        let src = Ipv4Address::new(ip[12], ip[13], ip[14], ip[15]);
-        let dst = Ipv4Address::new(ip[16], ip[17], ip[18], ip[19]);
-        if dst != self.io.link.ip() {
+        if ip.dst() != self.io.link.ip() {
             return Received::Dropped(DropReason::WrongIp);
         }
-        self.io.link.learn_from_ipv4(src_mac, src, now);
+        self.io.link.learn_from_ipv4(src_mac, ip.src(), now);
         match classified.frame {
-            Frame::Ipv4Tcp { ip } => self.tcp_input(now, ip, src, dst, sink),
-            Frame::Ipv4Other { protocol: PROTO_ICMP, ip } if is_echo_request(ip) => {
+            Frame::Ipv4Tcp(tcp) => self.tcp_input(now, tcp, sink),
+            Frame::Ipv4Other(ip) if ip.protocol() == IpProtocol::Icmp && is_echo_request(ip.packet()) => {
+                let ip = ip.packet();
                 let link = &self.io.link;
                 let sent =
                     sink.frame(ETH_HEADER_LEN + ip.len(), &mut |f: &mut [u8]| link.write_echo_reply(ip, src_mac, f));
@@ -616,18 +519,15 @@ impl NetStack {
     fn tcp_input<S: FrameSink + ?Sized>(
         &mut self,
         now: Instant,
-        ip: &[u8],
-        src: Ipv4Address,
-        dst: Ipv4Address,
+        tcp: TcpSegment<'_>,
         sink: &mut S,
     ) -> Received<'static> {
-        // classify proved the TCP header is inside `ip`.
-        let l4 = &ip[usize::from(ip[0] & 0x0f) * 4..];
-        let src_port = u16::from_be_bytes([l4[0], l4[1]]);
-        let dst_port = u16::from_be_bytes([l4[2], l4[3]]);
-        let flags = l4[13];
-        let key = FlowKey::new(src, src_port, dst, dst_port);
-        let is_syn = flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
+        let (src, src_port, dst_port) = (tcp.ip().src(), tcp.src_port(), tcp.dst_port());
+        let key = FlowKey::new(src, src_port, tcp.ip().dst(), dst_port);
+        let flags = tcp.flags();
+        let is_syn = flags.is_connection_request();
+        // What smoltcp is fed: the whole IP packet.
+        let ip = tcp.ip().packet();
         if let Some(index) = self.flows.lookup(&key) {
             let cell = index as usize / self.per_cell;
             // A segment without ACK (a retransmitted SYN, or the bare RST a
@@ -635,7 +535,7 @@ impl NetStack {
             // cell's listener too, and smoltcp gives it to whichever socket it
             // scans first: the listener would swallow the RST and leave the
             // connection open. Park the listener while the segment is fed.
-            let parked = if flags & TCP_ACK == 0 { self.cells[cell].listener } else { None };
+            let parked = if !flags.ack() { self.cells[cell].listener } else { None };
             if let Some(l) = parked {
                 self.cells[cell].socket(l).close();
             }
@@ -656,7 +556,7 @@ impl NetStack {
             return Received::Consumed;
         }
         if !is_syn || dst_port != self.port {
-            if flags & TCP_RST != 0 {
+            if flags.rst() {
                 return Received::Dropped(DropReason::RstNoFlow);
             }
             if is_syn {

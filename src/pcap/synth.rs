@@ -355,8 +355,8 @@ mod tests {
         let mut syns = 0;
         let mut posts = 0;
         for f in &fs {
-            let Frame::Ipv4Tcp { ip } = classify(f).frame else { panic!("not TCP") };
-            let p = Ipv4Packet::new_checked(ip).unwrap();
+            let Frame::Ipv4Tcp(segment) = classify(f).frame else { panic!("not TCP") };
+            let p = Ipv4Packet::new_checked(segment.ip().packet()).unwrap();
             let tcp = TcpPacket::new_checked(p.payload()).unwrap();
             assert!(tcp.verify_checksum(&IpAddress::Ipv4(p.src_addr()), &IpAddress::Ipv4(p.dst_addr())));
             syns += usize::from(tcp.syn() && !tcp.ack());

@@ -68,6 +68,38 @@ impl<'a> Exposition<'a> {
         }
     }
 
+    /// A Prometheus histogram named by the concatenation of `name` (base
+    /// units, e.g. ending in `_seconds`): `buckets` are (`le` label,
+    /// cumulative count) in increasing order without `+Inf`, which is `count`.
+    pub fn histogram<'b>(
+        &mut self,
+        name: &[&str],
+        help: &str,
+        buckets: impl IntoIterator<Item = (&'b str, u64)>,
+        count: u64,
+        sum: f64,
+    ) {
+        let out = &mut *self.out;
+        out.push_str("# HELP ");
+        push_name(out, name, "");
+        out.push(' ');
+        out.push_str(help);
+        out.push_str("\n# TYPE ");
+        push_name(out, name, "");
+        out.push_str(" histogram\n");
+        for (le, n) in buckets {
+            push_name(out, name, "_bucket{le=\"");
+            out.push_str(le);
+            let _ = writeln!(out, "\"}} {n}");
+        }
+        push_name(out, name, "_bucket{le=\"+Inf\"}");
+        let _ = writeln!(out, " {count}");
+        push_name(out, name, "_sum");
+        let _ = writeln!(out, " {sum}");
+        push_name(out, name, "_count");
+        let _ = writeln!(out, " {count}");
+    }
+
     /// Writes one sample named by the concatenation of `name`. Without a
     /// `help` of its own, a field's help is `<section>: <field in words>`.
     fn write_sample(&mut self, name: &[&str], help: &str, kind: MetricKind, value: f64) {
@@ -76,11 +108,7 @@ impl<'a> Exposition<'a> {
             MetricKind::Gauge => ("gauge", ""),
         };
         let out = &mut *self.out;
-        let full_name = |out: &mut String| {
-            out.push_str("metricsstream_");
-            name.iter().for_each(|p| out.push_str(p));
-            out.push_str(suffix);
-        };
+        let full_name = |out: &mut String| push_name(out, name, suffix);
         out.push_str("# HELP ");
         full_name(out);
         out.push(' ');
@@ -103,6 +131,13 @@ impl<'a> Exposition<'a> {
         full_name(out);
         let _ = writeln!(out, " {value}");
     }
+}
+
+/// `metricsstream_` + the pieces of `name` + `suffix`.
+fn push_name(out: &mut String, name: &[&str], suffix: &str) {
+    out.push_str("metricsstream_");
+    name.iter().for_each(|p| out.push_str(p));
+    out.push_str(suffix);
 }
 
 /// Fields that are a current level rather than a running total.
@@ -327,6 +362,19 @@ mod tests {
         assert_eq!(
             one,
             "# HELP metricsstream_mbufs_in_use mbufs taken\n# TYPE metricsstream_mbufs_in_use gauge\nmetricsstream_mbufs_in_use 4\n"
+        );
+    }
+
+    #[test]
+    fn histogram_has_cumulative_buckets_inf_sum_and_count() {
+        let mut out = String::new();
+        Exposition::new(&mut out).histogram(&["w", "_lat_seconds"], "latency", [("0.001", 2), ("0.01", 5)], 6, 0.25);
+        assert_eq!(
+            out,
+            "# HELP metricsstream_w_lat_seconds latency\n# TYPE metricsstream_w_lat_seconds histogram\n\
+             metricsstream_w_lat_seconds_bucket{le=\"0.001\"} 2\nmetricsstream_w_lat_seconds_bucket{le=\"0.01\"} 5\n\
+             metricsstream_w_lat_seconds_bucket{le=\"+Inf\"} 6\nmetricsstream_w_lat_seconds_sum 0.25\n\
+             metricsstream_w_lat_seconds_count 6\n"
         );
     }
 

@@ -16,6 +16,7 @@ use super::config::{AckMode, WriterConfig};
 use super::format::json_value;
 use super::runtime::{BackpressureReason, Ticket, Writer, WriterError};
 use super::segment::{verify_log, LogTail, SegmentError, TailIdle};
+use super::stats::CommitReport;
 use crate::ingest::line_index::LineIndexer;
 use crate::ingest::record::{Field, FieldValue, RecordRef, RecordSink, Tag};
 
@@ -139,13 +140,24 @@ pub struct WriteLoadArgs {
     /// Records per batch.
     #[arg(long, default_value_t = 1000)]
     pub batch_records: u32,
-    #[arg(long, default_value_t = 10)]
-    pub fsync_interval_ms: u64,
+    /// Group commit: longest a sync waits after the first awaited batch
+    /// (0: it starts at once).
+    #[arg(long, default_value_t = 0)]
+    pub commit_delay_us: u64,
+    /// Longest a batch nobody awaits (`--ack enqueued`) stays unsynced.
+    /// `--fsync-interval-ms` is its old name.
+    #[arg(long, default_value_t = 1000, alias = "fsync-interval-ms")]
+    pub sync_interval_ms: u64,
     #[arg(long, default_value_t = 256 << 20)]
     pub segment_bytes: u64,
     /// Worker handles, driven round-robin by one producer thread.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// Most unacknowledged batches per worker (0: no limit): with a limit,
+    /// each worker behaves like that many clients waiting for their acks,
+    /// which is what an `ack = durable` server sees.
+    #[arg(long, default_value_t = 0)]
+    pub inflight: usize,
     /// The synthetic id (field `id`) of the first record; give each run a
     /// disjoint range to tell runs apart.
     #[arg(long, default_value_t = 0)]
@@ -163,6 +175,8 @@ pub struct LoadReport {
     pub seconds: f64,
     pub fsyncs: u64,
     pub backpressure: u64,
+    /// Ack and fdatasync latency, bytes and waiters per sync.
+    pub commit: CommitReport,
 }
 
 impl LoadReport {
@@ -181,7 +195,8 @@ pub fn write_load(args: &WriteLoadArgs, out: &mut dyn Write) -> Result<LoadRepor
     let config = WriterConfig {
         data_dir: args.data_dir.clone(),
         ack: args.ack,
-        fsync_interval_ms: args.fsync_interval_ms,
+        commit_delay_us: args.commit_delay_us,
+        sync_interval_ms: args.sync_interval_ms,
         segment_bytes: args.segment_bytes,
         retention_bytes: 0,
         batch_bytes: 4 << 20,
@@ -231,6 +246,14 @@ pub fn write_load(args: &WriteLoadArgs, out: &mut dyn Write) -> Result<LoadRepor
                 break;
             }
             std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        if args.inflight > 0 && inflight[w].len() >= args.inflight {
+            if inflight.iter().all(|q| q.len() >= args.inflight) {
+                // Every client waits for an ack.
+                std::thread::sleep(Duration::from_micros(20));
+            }
+            w = (w + 1) % workers;
             continue;
         }
         let h = &mut handles[w];
@@ -286,10 +309,13 @@ pub fn write_load(args: &WriteLoadArgs, out: &mut dyn Write) -> Result<LoadRepor
         seconds,
         fsyncs: summary.fsyncs,
         backpressure,
+        commit: summary.commit,
     };
+    let c = &report.commit;
     writeln!(
         out,
-        "records={} bytes={} seconds={:.3} records_per_sec={:.0} mb_per_sec={:.1} fsyncs={} backpressure={} next_record_id={}",
+        "records={} bytes={} seconds={:.3} records_per_sec={:.0} mb_per_sec={:.1} fsyncs={} backpressure={} next_record_id={} \
+         ack_p50_us={} ack_p99_us={} ack_max_us={} fsync_p50_us={} fsync_p99_us={} bytes_per_sync_p50={} waiters_per_sync_p50={}",
         report.records,
         report.bytes,
         report.seconds,
@@ -297,7 +323,14 @@ pub fn write_load(args: &WriteLoadArgs, out: &mut dyn Write) -> Result<LoadRepor
         report.mb_per_sec(),
         report.fsyncs,
         report.backpressure,
-        summary.next_record_id
+        summary.next_record_id,
+        c.ack_latency_us.p50,
+        c.ack_latency_us.p99,
+        c.ack_latency_us.max,
+        c.fsync_latency_us.p50,
+        c.fsync_latency_us.p99,
+        c.bytes_per_sync.p50,
+        c.waiters_per_sync.p50,
     )?;
     out.flush()?;
     Ok(report)
@@ -315,9 +348,11 @@ mod tests {
             ack: AckMode::Durable,
             records: 2500,
             batch_records: 100,
-            fsync_interval_ms: 1,
+            commit_delay_us: 0,
+            sync_interval_ms: 1,
             segment_bytes: 1 << 20,
             workers: 2,
+            inflight: 3,
             first_id: 7,
             print_acks: true,
         };

@@ -9,7 +9,10 @@
 //! data_dir = "data"          # segment files, shipper checkpoint
 //! ack = "durable"            # "durable": ack after the fsync covering the record
 //!                            # "enqueued": ack once the batch is in the writer's channel
-//! fsync_interval_ms = 10     # group commit: fsync at most this long after a write...
+//! commit_delay_us = 0        # group commit: a sync starts as soon as a client waits for one
+//!                            # (> 0: wait at most this long first, to gather more batches)
+//! sync_interval_ms = 1000    # batches nobody waits for (enqueued, UDP) are synced at most this
+//!                            # long after they were written: what a crash can lose of them
 //! fsync_bytes = 8388608      # ...or once this many bytes are unsynced, whichever first
 //! segment_bytes = 268435456  # rotate segment files at this size
 //! retention_bytes = 10737418240  # delete oldest whole segments above this total (0 = no limit)
@@ -28,15 +31,26 @@
 //! ```
 //!
 //! Why `ack = "durable"` is the default: the appliance's promise is "a 204 means
-//! the data is on disk" (InfluxDB's WAL contract). The price is at most one
-//! `fsync_interval_ms` of extra latency per request, which group commit shares
-//! across every request in the interval, so throughput is unaffected. Operators
-//! who prefer VictoriaMetrics/Vector-style in-memory buffering opt in with
-//! `ack = "enqueued"` and accept losing up to one fsync interval on a crash.
+//! the data is on disk" (InfluxDB's WAL contract). The price is one or two
+//! fdatasyncs of latency per request (leader/follower group commit, see
+//! [`runtime`](super::runtime)): a sync starts as soon as a client waits and
+//! none is in flight, and every request that arrives meanwhile shares the
+//! next one, so throughput follows the disk instead of a timer. Operators who
+//! prefer VictoriaMetrics/Vector-style in-memory buffering opt in with
+//! `ack = "enqueued"` and accept losing up to `sync_interval_ms` (or
+//! `fsync_bytes`) of acknowledged data on a crash.
+//!
+//! `commit_delay_us` is PostgreSQL's `commit_delay` / MySQL's
+//! `binlog_group_commit_sync_delay`: 0 (the default) is right unless the disk
+//! is so slow per fdatasync that fewer, larger syncs matter more than latency.
+//!
+//! The key `fsync_interval_ms` (before group commit: durable acks waited for
+//! this timer) is still read, with a warning, as `sync_interval_ms`: what it
+//! kept meaning is the bound on unsynced un-awaited data.
 
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
 /// When a worker may acknowledge a batch to its client.
@@ -44,7 +58,7 @@ use thiserror::Error;
 #[serde(rename_all = "lowercase")]
 pub enum AckMode {
     /// As soon as the batch is in the writer's channel (lost on a crash
-    /// before the next fsync).
+    /// before the next sync, at most `sync_interval_ms` later).
     Enqueued,
     /// Only after the fsync that covers the batch.
     #[default]
@@ -73,12 +87,20 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
 }
 
 /// `[writer]`.
+// `remote = "Self"`: the derived code becomes inherent functions, which the
+// trait impls below wrap (deserializing first renames the deprecated key).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct WriterConfig {
     pub data_dir: PathBuf,
     pub ack: AckMode,
-    pub fsync_interval_ms: u64,
+    /// Longest a sync waits after the first awaited append to gather more
+    /// (0: it starts at once), µs.
+    pub commit_delay_us: u64,
+    /// Longest an append nobody awaits stays unsynced, ms: what a crash can
+    /// lose of `enqueued` / UDP traffic (0: sync every append at once).
+    pub sync_interval_ms: u64,
+    /// A sync also starts once this many bytes are unsynced.
     pub fsync_bytes: u64,
     pub segment_bytes: u64,
     pub retention_bytes: u64,
@@ -93,7 +115,8 @@ impl Default for WriterConfig {
         Self {
             data_dir: PathBuf::from("data"),
             ack: AckMode::Durable,
-            fsync_interval_ms: 10,
+            commit_delay_us: 0,
+            sync_interval_ms: 1000,
             fsync_bytes: 8 << 20,
             segment_bytes: 256 << 20,
             retention_bytes: 10 << 30,
@@ -105,6 +128,40 @@ impl Default for WriterConfig {
     }
 }
 
+/// The pre-group-commit name of `sync_interval_ms`.
+const DEPRECATED_SYNC_INTERVAL_KEY: &str = "fsync_interval_ms";
+
+impl<'de> Deserialize<'de> for WriterConfig {
+    /// Reads `fsync_interval_ms` as `sync_interval_ms`, with a warning.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut table = toml::Table::deserialize(deserializer)?;
+        if let Some(ms) = table.remove(DEPRECATED_SYNC_INTERVAL_KEY) {
+            if table.contains_key("sync_interval_ms") {
+                return Err(de::Error::custom(
+                    "both fsync_interval_ms (deprecated) and sync_interval_ms are set: keep sync_interval_ms",
+                ));
+            }
+            log::warn!(
+                "[writer] fsync_interval_ms is deprecated and read as sync_interval_ms = {ms}: durable acks no longer \
+                 wait for a timer (a sync starts as soon as a client waits; commit_delay_us adds an optional wait), \
+                 and sync_interval_ms bounds what a crash can lose of enqueued-only traffic; rename the key"
+            );
+            table.insert("sync_interval_ms".into(), ms);
+        }
+        WriterConfig::deserialize(toml::Value::Table(table)).map_err(de::Error::custom)
+    }
+}
+
+impl Serialize for WriterConfig {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        WriterConfig::serialize(self, serializer)
+    }
+}
+
+/// Longest `commit_delay_us` (PostgreSQL's `commit_delay` limit): a longer
+/// wait only adds latency to every durable ack.
+pub const MAX_COMMIT_DELAY_US: u64 = 100_000;
+
 /// Largest batch: a frame must stay well inside `u32` and the reader's
 /// sanity limit ([`super::segment::MAX_FRAME_BYTES`]).
 pub const MAX_BATCH_BYTES: usize = 16 << 20;
@@ -114,8 +171,11 @@ impl WriterConfig {
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
         }
-        if self.fsync_interval_ms > 60_000 {
-            return Err(invalid("fsync_interval_ms", "must be <= 60000"));
+        if self.commit_delay_us > MAX_COMMIT_DELAY_US {
+            return Err(invalid("commit_delay_us", format!("must be <= {MAX_COMMIT_DELAY_US} (0: no delay)")));
+        }
+        if self.sync_interval_ms > 60_000 {
+            return Err(invalid("sync_interval_ms", "must be <= 60000"));
         }
         if self.fsync_bytes == 0 {
             return Err(invalid("fsync_bytes", "must be > 0"));
@@ -216,13 +276,60 @@ mod tests {
 
     #[test]
     fn defaults_validate_and_parse_from_toml() {
-        WriterConfig::default().validate().unwrap();
-        let c: WriterConfig = toml::from_str("ack = \"enqueued\"\nfsync_interval_ms = 5\n").unwrap();
-        assert_eq!(c.ack, AckMode::Enqueued);
-        assert_eq!(c.fsync_interval_ms, 5);
-        assert_eq!(c.segment_bytes, WriterConfig::default().segment_bytes);
-        assert!(toml::from_str::<WriterConfig>("bogus = 1").is_err());
+        let d = WriterConfig::default();
+        d.validate().unwrap();
+        // The defaults are the fast and safe ones: durable acks, no proactive delay.
+        assert_eq!((d.ack, d.commit_delay_us, d.sync_interval_ms), (AckMode::Durable, 0, 1000));
+        let c: WriterConfig =
+            toml::from_str("ack = \"enqueued\"\ncommit_delay_us = 200\nsync_interval_ms = 5\n").unwrap();
+        assert_eq!((c.ack, c.commit_delay_us, c.sync_interval_ms), (AckMode::Enqueued, 200, 5));
+        assert_eq!(c.segment_bytes, d.segment_bytes);
+        assert_eq!(toml::from_str::<WriterConfig>("").unwrap(), d);
+        let err = toml::from_str::<WriterConfig>("bogus = 1").unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
         assert!(toml::from_str::<WriterConfig>("ack = \"sometimes\"").is_err());
+        // Serialized and read back: the same config (no deprecated key written).
+        let text = toml::to_string(&c).unwrap();
+        assert!(!text.contains("fsync_interval_ms"), "{text}");
+        assert_eq!(toml::from_str::<WriterConfig>(&text).unwrap(), c);
+    }
+
+    /// Collects warnings of this module (the test binary has no other logger).
+    struct Warnings(std::sync::Mutex<Vec<String>>);
+
+    impl log::Log for Warnings {
+        fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+            m.level() <= log::Level::Warn && m.target() == module_path!().trim_end_matches("::tests")
+        }
+        fn log(&self, r: &log::Record<'_>) {
+            if self.enabled(r.metadata()) {
+                self.0.lock().unwrap().push(r.args().to_string());
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    static WARNINGS: Warnings = Warnings(std::sync::Mutex::new(Vec::new()));
+
+    #[test]
+    fn deprecated_fsync_interval_is_read_as_sync_interval_with_a_warning() {
+        log::set_logger(&WARNINGS).expect("no other logger in the lib tests");
+        log::set_max_level(log::LevelFilter::Warn);
+        let c: WriterConfig = toml::from_str("fsync_interval_ms = 20\n").unwrap();
+        assert_eq!((c.sync_interval_ms, c.commit_delay_us), (20, 0));
+        let all = WARNINGS.0.lock().unwrap().clone();
+        let warnings: Vec<_> = all.iter().filter(|w| w.contains("sync_interval_ms = 20:")).collect();
+        assert_eq!(warnings.len(), 1, "one warning per load: {all:?}");
+        for key in ["fsync_interval_ms is deprecated", "commit_delay_us", "crash"] {
+            assert!(warnings[0].contains(key), "{key}: {warnings:?}");
+        }
+        let err = toml::from_str::<WriterConfig>("fsync_interval_ms = 20\nsync_interval_ms = 5\n").unwrap_err();
+        assert!(err.to_string().contains("keep sync_interval_ms"), "{err}");
+        // Inside the whole config file, as `serve` loads it.
+        let app = crate::config::AppConfig::parse("[writer]\nfsync_interval_ms = 7\n", "t").unwrap();
+        assert_eq!(app.writer.sync_interval_ms, 7);
+        let err = crate::config::AppConfig::parse("[writer]\nsync_interval_ms = 7\nbogus = 1\n", "t").unwrap_err();
+        assert!(err.to_string().contains("unknown field `bogus`"), "{err}");
     }
 
     #[test]
@@ -233,6 +340,8 @@ mod tests {
             WriterConfig { batch_bytes: 1 << 30, ..Default::default() },
             WriterConfig { retention_bytes: 1, ..Default::default() },
             WriterConfig { data_dir: PathBuf::new(), ..Default::default() },
+            WriterConfig { commit_delay_us: MAX_COMMIT_DELAY_US + 1, ..Default::default() },
+            WriterConfig { sync_interval_ms: 60_001, ..Default::default() },
         ];
         for c in bad {
             assert!(c.validate().is_err(), "{c:?}");

@@ -50,4 +50,4 @@ pub use runtime::{
 };
 pub use segment::{verify_log, LogTail, Recovery, SegmentError, SegmentWriter, TailFrame, VerifyReport};
 pub use shipper::{Shipper, ShipperError};
-pub use stats::{WriterStats, WriterStatsSnapshot};
+pub use stats::{CommitReport, LatencyBuckets, Percentiles, WriterStats, WriterStatsSnapshot};

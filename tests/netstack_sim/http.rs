@@ -4,15 +4,16 @@
 //! both directions, requests are pre-rendered, responses are parsed in a
 //! fixed buffer. Each connection sends one request at a time (the next after
 //! the answer) and checks the status of every answer. [`HttpSim`] wires them
-//! to a `NetStack` + `HttpApp` + real `writer::Writer`, stepped the way
-//! `worker::run_serve` steps a worker.
+//! to a `ServeCore` (`NetStack` + `HttpApp` + `UdpIngest`) backed by a real
+//! `writer::Writer`, and runs the production serve step (`ServeCore::step`,
+//! the one `worker::run_serve` runs) on a virtual clock.
 
 use super::{client_ip, client_mac, PORT, SERVER_IP};
-use metricsstream::app::{AppShared, HttpApp};
 use metricsstream::http::auth::AuthConfig;
 use metricsstream::http::{BodyBudget, HttpConfig};
 use metricsstream::limit::{KeyedLimiter, LimitsConfig};
 use metricsstream::net::{FrameSink, NetStack};
+use metricsstream::pipeline::{AppShared, HttpApp, ServeCore, StepOutcome, UdpConfig, UdpIngest};
 use metricsstream::writer::{AckMode, Writer, WriterConfig, WriterRuntime};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
@@ -357,17 +358,18 @@ fn status_of(response: &[u8]) -> Option<u16> {
     std::str::from_utf8(response.get(9..12)?).ok()?.parse().ok()
 }
 
-/// Server, clients and the writer, stepped like `worker::run_serve`.
+/// Server, clients and the writer; the server runs the serve step.
 pub struct HttpSim {
-    pub stack: NetStack,
-    pub app: HttpApp,
+    /// The server: what a `serve` worker runs between its RX and TX bursts.
+    pub core: ServeCore,
     pub clients: Vec<HttpClient>,
     pub pool: FramePool,
     pub requests: Vec<HttpRequest>,
     pub now: Instant,
+    /// A step said [`StepOutcome::Finished`] (the drain after `core.stop()` is over).
+    pub finished: bool,
     to_server: Vec<Vec<u8>>,
     to_clients: Vec<Vec<u8>>,
-    last_timeouts_ns: u64,
 }
 
 fn ns(now: Instant) -> u64 {
@@ -391,13 +393,14 @@ impl HttpSim {
             ack,
             // Commit each drained round at once: the durable path waits on
             // the real fsync, and the test should not wait on a timer.
-            fsync_interval_ms: 0,
+            sync_interval_ms: 0,
             // One segment for the whole run (rotation is per GiB, not per request).
             segment_bytes: 1 << 30,
             retention_bytes: 0,
             ..WriterConfig::default()
         };
-        let (writer, mut handles) = Writer::start(writer_config, 1).unwrap();
+        // One handle for the HTTP application, one for the UDP stage (as serve).
+        let (writer, mut handles) = Writer::start(writer_config, 2).unwrap();
         let limits = LimitsConfig { default_rate: 1 << 30, default_burst: 1 << 30, ..LimitsConfig::default() };
         let shared = AppShared {
             http,
@@ -409,24 +412,26 @@ impl HttpSim {
         };
         let now = Instant::from_millis(1);
         let stack = NetStack::new(super::stack_config(256), now).unwrap();
+        let udp = UdpIngest::new(UdpConfig::default(), shared.limiter.clone(), handles.pop().unwrap());
         let app = HttpApp::new(shared, handles.pop().unwrap(), stack.slots());
+        // After `core.stop()`: virtual time for the drain (serve gives 2 s).
+        let core = ServeCore::new(stack, app, udp, 2_000_000_000);
         let pool = FramePool::default();
         let clients = (0..clients).map(|i| HttpClient::new(i, conns_per_client, &pool, now)).collect();
         let sim = HttpSim {
-            stack,
-            app,
+            core,
             clients,
             pool,
             requests,
             now,
+            finished: false,
             to_server: Vec::with_capacity(1024),
             to_clients: Vec::with_capacity(1024),
-            last_timeouts_ns: 0,
         };
         (sim, writer)
     }
 
-    /// One worker iteration between client polls; returns the frames moved.
+    /// Clients poll, then one serve step; returns the frames moved.
     pub fn step(&mut self) -> usize {
         let (now, now_ns) = (self.now, ns(self.now));
         for c in &mut self.clients {
@@ -434,21 +439,11 @@ impl HttpSim {
         }
         let mut moved = self.to_server.len();
         let mut sink = PoolSink { frames: &mut self.to_clients, pool: &self.pool };
+        let outcome = self.core.step(now_ns, self.to_server.iter().map(Vec::as_slice), &mut sink);
+        self.finished |= outcome == StepOutcome::Finished;
         for f in self.to_server.drain(..) {
-            let _ = self.stack.receive(now, &f, &mut sink);
             self.pool.give(f);
         }
-        for &conn in self.app.poll_held(now_ns) {
-            self.stack.wake(conn);
-        }
-        if now_ns - self.last_timeouts_ns >= 100_000_000 {
-            self.last_timeouts_ns = now_ns;
-            for &conn in self.app.poll_timeouts(now_ns) {
-                self.stack.wake(conn);
-            }
-        }
-        self.stack.poll(now, &mut self.app, &mut sink);
-        self.app.flush();
         moved += self.to_clients.len();
         for f in self.to_clients.drain(..) {
             let dst = &f[0..6];
@@ -487,7 +482,7 @@ impl HttpSim {
             c.close_when_done();
         }
         self.run_until(100_000, |sim| {
-            sim.clients.iter().all(HttpClient::done) && sim.stack.counters().connections_open == 0
+            sim.clients.iter().all(HttpClient::done) && sim.core.stack.counters().connections_open == 0
         });
     }
 
@@ -498,15 +493,15 @@ impl HttpSim {
         let mut steps = 0u64;
         while !done(self) {
             steps += 1;
-            assert!(steps < max_steps, "stuck: {:?}", self.app.counters());
+            assert!(steps < max_steps, "stuck: {:?}", self.core.app.counters());
             if self.step() > 0 {
                 self.now += Duration::from_millis(1);
-            } else if self.app.counters().held > 0 {
+            } else if self.core.app.counters().held > 0 {
                 // Waiting for the writer thread (a real fsync): real time passes, not virtual.
                 std::thread::sleep(std::time::Duration::from_micros(20));
             } else {
                 let mut next = self.now + Duration::from_millis(1);
-                let mut at = self.stack.poll_at();
+                let mut at = self.core.stack.poll_at();
                 for c in &mut self.clients {
                     if let Some(t) = c.poll_at(self.now) {
                         at = Some(at.map_or(t, |a: Instant| a.min(t)));
@@ -526,7 +521,7 @@ impl HttpSim {
 
     /// Body-budget bytes the application's connections hold now.
     pub fn app_reserved(&mut self) -> u64 {
-        self.app.counters().body_budget_reserved_bytes
+        self.core.app.counters().body_budget_reserved_bytes
     }
 }
 
@@ -535,10 +530,10 @@ impl HttpSim {
 /// writer gives back every batch (waits up to 5 s for it to catch up).
 pub fn assert_pools_idle(sim: &mut HttpSim, budget: &BodyBudget) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while sim.app.counters().batches_in_use > 0 && std::time::Instant::now() < deadline {
+    while sim.core.app.counters().batches_in_use > 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    let c = *sim.app.counters();
+    let c = *sim.core.app.counters();
     assert_eq!(c.body_buffers_allocated, c.body_buffers_in_use + c.body_buffers_free, "{c:?}");
     assert_eq!(c.response_buffers_allocated, c.response_buffers_in_use + c.response_buffers_free, "{c:?}");
     assert_eq!(c.inflaters_allocated, c.inflaters_in_use + c.inflaters_free, "{c:?}");

@@ -1,6 +1,7 @@
 //! Connection tests: byte-array request vectors (a comment per case), a
 //! virtual clock, and property tests for splits and arbitrary input.
 
+use super::buffers::SHRINK_ABOVE;
 use super::*;
 use crate::http::{Event, HttpConfig, HttpError, Response};
 use proptest::prelude::*;
@@ -363,7 +364,7 @@ fn header_timeout_is_408() {
     let mut c = conn();
     feed(&mut c, b"GET /ping HTTP/1.1\r\nHo", 5 * MS);
     assert!(c.poll_request(5 * MS + 9_999 * MS).is_none());
-    assert_eq!(c.next_deadline_ns(), Some(5 * MS + 10_000 * MS));
+    assert_eq!(c.poll_timeout(), Some(5 * MS + 10_000 * MS));
     assert_eq!(error(&mut c, 5 * MS + 10_000 * MS), HttpError::HeaderTimeout);
     assert!(drain(&mut c).starts_with("HTTP/1.1 408 Request Timeout\r\n"));
     assert!(c.wants_close());
@@ -384,7 +385,7 @@ fn stalled_body_is_408_and_idle_connection_closes_silently() {
     assert!(c.poll_request(1_000_000 * MS).is_none());
     c.respond(&Response::no_content());
     // The idle clock restarts at the first call that knows the time after respond.
-    c.poll_timeout(1_000_000 * MS);
+    c.handle_timeout(1_000_000 * MS);
     drain(&mut c);
     assert!(c.poll_request(1_000_000 * MS + 59_999 * MS).is_none());
     assert!(!c.wants_close());
@@ -484,7 +485,7 @@ fn backpressure_and_idle_shrink() {
     assert!(rest.is_empty());
     drain(&mut c);
     assert!(c.input.capacity() > SHRINK_ABOVE);
-    c.poll_timeout(2_000 * MS);
+    c.handle_timeout(2_000 * MS);
     assert_eq!(c.input.capacity(), 0, "buffers shrunk when idle");
     assert!(!c.wants_close());
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::net::{ConnId, NetStack, NetStackConfig, TcpApp};
+use smoltcp::wire::Ipv4Address;
 
 const SERVER: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
 const CLIENT: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);

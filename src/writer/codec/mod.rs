@@ -348,6 +348,11 @@ pub struct Batch {
     pub(crate) client: String,
     pub(crate) worker: u32,
     pub(crate) seq: u64,
+    /// Whether a client waits for this batch to be durable. `None` until the
+    /// caller or [`WriterHandle::submit`](super::WriterHandle::submit) (from
+    /// the handle's ack mode) decides; the writer starts a sync at once for
+    /// an awaited batch and lets the others ride the next one.
+    pub(crate) awaited: Option<bool>,
     /// The frame's tenant table as stored (see [`TenantTable`]); entry 0 is
     /// the default tenant `""` and is always there.
     pub(crate) tenants: Vec<u8>,
@@ -372,6 +377,7 @@ impl Batch {
             client: String::with_capacity(MAX_CLIENT_ID_BYTES),
             worker: 0,
             seq: 0,
+            awaited: None,
             tenants,
             canonical: Box::default(),
             max_bytes,
@@ -412,6 +418,19 @@ impl Batch {
         self.seq
     }
 
+    /// Marks whether a client waits for this batch to be durable (a
+    /// per-request choice); without a call, `submit` uses the handle's ack
+    /// mode (`durable`: awaited).
+    pub fn set_awaited(&mut self, awaited: bool) {
+        self.awaited = Some(awaited);
+    }
+
+    /// Whether a client waits for this batch to be durable (false while
+    /// neither [`set_awaited`](Self::set_awaited) nor `submit` decided).
+    pub fn is_awaited(&self) -> bool {
+        self.awaited == Some(true)
+    }
+
     /// The tenant table the batch's frame will carry.
     pub fn tenant_table(&self) -> TenantTable<'_> {
         TenantTable::parse(&self.tenants).map_or(TenantTable::DEFAULT_ONLY, |(table, _)| table)
@@ -423,6 +442,7 @@ impl Batch {
         self.records = 0;
         self.client.clear();
         self.seq = 0;
+        self.awaited = None;
         self.tenants.clear();
         self.tenants.extend_from_slice(&DEFAULT_TENANT_TABLE);
     }

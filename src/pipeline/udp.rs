@@ -12,8 +12,8 @@
 use crate::ingest::line_protocol::{LineProtocolParser, Precision};
 use crate::ingest::record::Discard;
 use crate::ingest::statsd::StatsdParser;
-use crate::limit::{ClientKey, KeyedLimiter};
-use crate::writer::{Batch, WriterHandle};
+use crate::limit::{address_id, ClientKey, KeyedLimiter, ADDRESS_ID_BYTES};
+use crate::writer::{AckMode, Batch, WriterHandle};
 use serde::{Deserialize, Serialize};
 use smoltcp::wire::Ipv4Address;
 use std::sync::Arc;
@@ -80,30 +80,6 @@ impl UdpCounters {
     }
 }
 
-/// The limiter's client id of a UDP source: its dotted-quad address, so that
-/// `[[limits.client]] id = "198.18.1.3"` names it. Written into a stack
-/// buffer: no allocation per datagram.
-pub fn address_id(ip: Ipv4Address, buf: &mut [u8; 15]) -> &[u8] {
-    let mut n = 0;
-    for (i, octet) in ip.octets().into_iter().enumerate() {
-        if i > 0 {
-            buf[n] = b'.';
-            n += 1;
-        }
-        if octet >= 100 {
-            buf[n] = b'0' + octet / 100;
-            n += 1;
-        }
-        if octet >= 10 {
-            buf[n] = b'0' + octet / 10 % 10;
-            n += 1;
-        }
-        buf[n] = b'0' + octet % 10;
-        n += 1;
-    }
-    &buf[..n]
-}
-
 /// Remembers the limiter key of recent source addresses, so a datagram from
 /// a known source costs one array probe instead of formatting its dotted
 /// quad and SipHashing it. Direct-mapped, fixed size (allocated once per
@@ -131,13 +107,13 @@ impl SourceKeyCache {
 
     fn key(&mut self, limiter: &KeyedLimiter, src: Ipv4Address) -> ClientKey {
         let Some(entry) = self.entries.get_mut(Self::index(src)) else {
-            let mut id = [0u8; 15];
+            let mut id = [0u8; ADDRESS_ID_BYTES];
             return limiter.key_for(address_id(src, &mut id));
         };
         match *entry {
             Some((cached, key)) if cached == src => key,
             _ => {
-                let mut id = [0u8; 15];
+                let mut id = [0u8; ADDRESS_ID_BYTES];
                 let key = limiter.key_for(address_id(src, &mut id));
                 *entry = Some((src, key));
                 key
@@ -175,6 +151,9 @@ const UDP_CLIENT: &str = "udp";
 
 impl UdpIngest {
     pub fn new(config: UdpConfig, limiter: Arc<KeyedLimiter>, writer: WriterHandle) -> UdpIngest {
+        // Nobody waits for a datagram's durability: its batches must not start
+        // a sync of their own (the writer's `sync_interval_ms` bounds their loss).
+        let writer = writer.with_ack(AckMode::Enqueued);
         UdpIngest {
             config,
             line: LineProtocolParser::new(),
@@ -357,13 +336,6 @@ mod tests {
     const A: Ipv4Address = Ipv4Address::new(198, 18, 1, 1);
 
     #[test]
-    fn client_id_is_the_dotted_quad() {
-        let mut buf = [0u8; 15];
-        assert_eq!(address_id(Ipv4Address::new(198, 18, 1, 3), &mut buf), b"198.18.1.3");
-        assert_eq!(address_id(Ipv4Address::new(255, 0, 10, 100), &mut buf), b"255.0.10.100");
-    }
-
-    #[test]
     fn cached_source_keys_equal_the_limiters_keys() {
         let limiter = KeyedLimiter::new(&LimitsConfig::default()).unwrap();
         let mut cache = SourceKeyCache::new();
@@ -371,7 +343,7 @@ mod tests {
         for _ in 0..2 {
             for i in 0..3 * SourceKeyCache::ENTRIES as u32 {
                 let src = Ipv4Address::from_bits(0xC612_0000 + i * 7);
-                let mut id = [0u8; 15];
+                let mut id = [0u8; ADDRESS_ID_BYTES];
                 assert_eq!(cache.key(&limiter, src), limiter.key_for(address_id(src, &mut id)), "{src}");
             }
         }

@@ -1,0 +1,108 @@
+//! The HTTP application's per-worker counters: requests and responses by
+//! class, records by outcome, and the gauges of the buffer pools and the
+//! body-memory budget. Plain integers: the worker publishes a copy.
+
+use serde::Serialize;
+
+/// Per-worker HTTP counters (plain; the worker publishes them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct HttpCounters {
+    pub connections_accepted: u64,
+    pub connections_closed: u64,
+    pub requests: u64,
+    pub requests_write: u64,
+    pub requests_json: u64,
+    pub requests_other: u64,
+    /// Protocol errors the connection answered itself (400/408/413/431/...).
+    pub protocol_errors: u64,
+    pub responses_2xx: u64,
+    pub responses_400: u64,
+    pub responses_401: u64,
+    pub responses_404_405: u64,
+    pub responses_413: u64,
+    pub responses_429: u64,
+    pub responses_503: u64,
+    pub responses_other: u64,
+    pub records_accepted: u64,
+    pub records_limited: u64,
+    /// Records in batches refused whole for an invalid line.
+    pub records_rejected: u64,
+    /// Records of requests answered 503 (writer behind) after earlier batches
+    /// of their body had been handed to the writer: written, and a retry may
+    /// duplicate them (at-least-once). Only bodies spanning batches.
+    pub records_handed_over_then_refused: u64,
+    pub body_bytes: u64,
+    /// Responses held for durability right now.
+    pub held: u64,
+    // Buffer pools (gauges, except `*_allocations`; summed over workers,
+    // `*_high_water` is the sum of the workers' highs). Each pool balances:
+    // allocated == in_use + free; in_use returns to 0 when connections are
+    // idle or closed (batches: once the writer caught up).
+    /// Request buffers (head + body, de-chunked, inflated) lent to connections.
+    pub body_buffers_in_use: u64,
+    pub body_buffers_allocated: u64,
+    pub body_buffers_free: u64,
+    pub body_buffers_high_water: u64,
+    /// Request buffers ever allocated (flat in steady state).
+    pub body_buffer_allocations: u64,
+    /// Response buffers (output, body formatting) lent to connections.
+    pub response_buffers_in_use: u64,
+    pub response_buffers_allocated: u64,
+    pub response_buffers_free: u64,
+    pub response_buffers_high_water: u64,
+    pub response_buffer_allocations: u64,
+    /// gzip inflaters lent to connections (a body being inflated).
+    pub inflaters_in_use: u64,
+    pub inflaters_allocated: u64,
+    pub inflaters_free: u64,
+    pub inflaters_high_water: u64,
+    pub inflater_allocations: u64,
+    /// Writer batches held by the application or in flight to the writer.
+    pub batches_in_use: u64,
+    pub batches_allocated: u64,
+    pub batches_free: u64,
+    pub batches_high_water: u64,
+    /// Body-memory budget bytes this worker's connections hold (gauge).
+    pub body_budget_reserved_bytes: u64,
+    /// Requests answered 503 because the body-memory budget was full.
+    pub body_budget_refused: u64,
+}
+
+impl HttpCounters {
+    pub(super) fn count_status(&mut self, status: u16) {
+        match status {
+            200..=299 => self.responses_2xx += 1,
+            400 => self.responses_400 += 1,
+            401 => self.responses_401 += 1,
+            404 | 405 => self.responses_404_405 += 1,
+            413 => self.responses_413 += 1,
+            429 => self.responses_429 += 1,
+            503 => self.responses_503 += 1,
+            _ => self.responses_other += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_status_is_counted_in_its_one_class() {
+        let mut c = HttpCounters::default();
+        for status in [200, 202, 204, 400, 401, 404, 405, 413, 429, 503, 408, 431, 500] {
+            c.count_status(status);
+        }
+        let classes = [
+            c.responses_2xx,
+            c.responses_400,
+            c.responses_401,
+            c.responses_404_405,
+            c.responses_413,
+            c.responses_429,
+            c.responses_503,
+            c.responses_other,
+        ];
+        assert_eq!(classes, [3, 1, 1, 2, 1, 1, 1, 3]);
+    }
+}

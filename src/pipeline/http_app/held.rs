@@ -1,0 +1,292 @@
+//! Held responses and group commit. Every request handled in one serve
+//! step puts its records into one open batch, which the step submits at its
+//! end ([`HttpApp::flush`]); the request's answer is held until every batch
+//! its records went into is handed over to the writer (and, with
+//! `ack = "durable"`, made durable), or one was refused (503).
+//!
+//! The state machine of a held answer is [`held_status`]: a pure function of
+//! the held record, the batch numbers submitted so far with their tickets,
+//! the ack mode and the writer's durable sequence.
+
+use super::{process, with_buffers, Ctx, HttpApp};
+use crate::http::Response;
+use crate::writer::{AckMode, Backpressure, BackpressureReason, Batch, Ticket};
+use std::collections::VecDeque;
+
+/// A response waiting for its records to be handed over (and, with
+/// `ack = "durable"`, made durable): they went into the app's batches
+/// `first..=last`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Held {
+    pub(super) first: u64,
+    pub(super) last: u64,
+    pub(super) records: u64,
+    /// Of `records`, those in batches `first..last`, already taken by the
+    /// writer (a request stops with 503 when one of those is refused, so
+    /// only batch `last` can still be refused).
+    pub(super) handed_over: u64,
+    /// 202 `{"accepted":records}` (JSON API) rather than 204.
+    pub(super) json: bool,
+}
+
+/// Where a held response stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum HeldStatus {
+    /// A batch of it is still open, or (durable) not yet synced.
+    Waiting,
+    /// Every batch is handed over (and durable): answer 2xx.
+    Done,
+    /// The writer refused one of its batches: answer 503.
+    Refused,
+}
+
+/// The group-commit batches of one worker's HTTP application.
+pub(super) struct GroupCommit {
+    /// Every request handled in one serve step goes into this batch,
+    /// submitted by [`HttpApp::flush`] at the end of the step.
+    pub(super) open: Option<Batch>,
+    /// Number of the batch being filled (app-local, from 1).
+    pub(super) open_no: u64,
+    /// Submitted batches still referred to by a held response, by number
+    /// (consecutive from the front): the writer's ticket, or `None` if the
+    /// writer refused the batch (backpressure).
+    pub(super) submitted: VecDeque<(u64, Option<Ticket>)>,
+}
+
+impl GroupCommit {
+    pub(super) fn new() -> GroupCommit {
+        GroupCommit { open: None, open_no: 1, submitted: VecDeque::with_capacity(256) }
+    }
+
+    /// The open batch went to the writer (`ticket`) or was refused (`None`):
+    /// the next one gets the next number.
+    fn advance(&mut self, ticket: Option<Ticket>) {
+        self.submitted.push_back((self.open_no, ticket));
+        self.open_no += 1;
+    }
+}
+
+/// Whether every batch of `held` is handed over (and durable), given the
+/// number of the open batch, the submitted batches (consecutive numbers from
+/// the front), the ack mode and the writer's durable sequence.
+pub(super) fn held_status(
+    held: &Held,
+    open_no: u64,
+    submitted: &VecDeque<(u64, Option<Ticket>)>,
+    ack: AckMode,
+    durable_seq: u64,
+) -> HeldStatus {
+    if held.last >= open_no {
+        return HeldStatus::Waiting; // still in the open batch
+    }
+    // `submitted` holds consecutive batch numbers from its front: index, don't search.
+    let Some(&(front, _)) = submitted.front() else { return HeldStatus::Refused };
+    let at = |no: u64| no.checked_sub(front).and_then(|i| submitted.get(i as usize)).map(|(_, t)| *t);
+    if (held.first..held.last).any(|no| matches!(at(no), Some(None) | None)) {
+        return HeldStatus::Refused;
+    }
+    match (ack, at(held.last).flatten()) {
+        // Sequence numbers are per handle and monotonic: the last batch
+        // durable means the earlier ones are too.
+        (AckMode::Durable, Some(t)) if durable_seq < t.seq => HeldStatus::Waiting,
+        (_, Some(_)) => HeldStatus::Done,
+        (_, None) => HeldStatus::Refused,
+    }
+}
+
+impl Ctx {
+    /// Submits the open batch now (it is full); whether the writer took it.
+    pub(super) fn flush_open(&mut self) -> bool {
+        let Some(batch) = self.commit.open.take() else { return false };
+        let ticket = match self.writer.submit(batch) {
+            Ok(ticket) => Some(ticket),
+            Err(refused) => {
+                self.writer.recycle(refused.batch);
+                None
+            }
+        };
+        let taken = ticket.is_some();
+        self.commit.advance(ticket);
+        taken
+    }
+}
+
+impl HttpApp {
+    /// Submits the batch filled during this step (group commit). When
+    /// the writer's channel is full the batch stays open and goes on filling
+    /// (its requests stay held) until a later flush finds room: a writer that
+    /// fell behind gets fewer, larger batches instead of 503s. Only a full
+    /// batch that finds no room is refused (503). Returns whether records
+    /// still wait in the open batch.
+    pub fn flush(&mut self) -> bool {
+        let Some(batch) = self.ctx.commit.open.take() else { return false };
+        if batch.is_empty() {
+            // Back to the pool: an idle worker holds no batch.
+            self.ctx.writer.recycle(batch);
+            return false;
+        }
+        let ticket = match self.ctx.writer.submit(batch) {
+            Ok(ticket) => Some(ticket),
+            Err(Backpressure { batch, reason: BackpressureReason::ChannelFull }) => {
+                self.ctx.commit.open = Some(batch);
+                return true;
+            }
+            Err(refused) => {
+                self.ctx.writer.recycle(refused.batch);
+                None
+            }
+        };
+        self.ctx.commit.advance(ticket);
+        false
+    }
+
+    /// Answers held requests whose batches are handed over (and durable, in
+    /// `durable` mode), or refused (503); the connections answered go on
+    /// the wake-up queue ([`HttpApp::wakeups`]).
+    pub fn release_held(&mut self, now_ns: u64) {
+        // A held response can only be released by a submit (open_no moves) or
+        // an fsync (durable_seq moves): skip the scan while neither changed.
+        let progress = (self.ctx.commit.open_no, self.ctx.writer.durable_seq());
+        if progress == self.last_progress {
+            return;
+        }
+        self.last_progress = progress;
+        let mut oldest_needed = self.ctx.commit.open_no;
+        let mut i = 0;
+        while i < self.held.len() {
+            let id = self.held[i];
+            let Some(state) = self.conns.get_mut(id.index()).and_then(Option::as_mut).filter(|s| s.id == id) else {
+                self.held.swap_remove(i);
+                continue;
+            };
+            let Some(held) = state.held else {
+                self.held.swap_remove(i);
+                continue;
+            };
+            let commit = &self.ctx.commit;
+            match held_status(&held, commit.open_no, &commit.submitted, self.ctx.ack, self.ctx.writer.durable_seq()) {
+                HeldStatus::Waiting => {
+                    oldest_needed = oldest_needed.min(held.first);
+                    i += 1;
+                }
+                done => {
+                    state.held = None;
+                    self.ctx.counters.held -= 1;
+                    self.ctx.reset_reply();
+                    let response = match (done, held.json) {
+                        (HeldStatus::Refused, _) => {
+                            self.ctx.counters.records_accepted -= held.records;
+                            self.ctx.counters.records_handed_over_then_refused += held.handed_over;
+                            Response::error(503, "backpressure", "the writer is behind; retry")
+                                .with_raw_headers(b"Retry-After: 1\r\n")
+                        }
+                        (_, true) => Response::accepted(held.records),
+                        (_, false) => Response::no_content(),
+                    };
+                    self.ctx.counters.count_status(response.status);
+                    let held_list = &mut self.held;
+                    with_buffers(state, &mut self.ctx, |state, ctx| {
+                        state.http.respond(&response);
+                        // Pipelined requests waited behind this one.
+                        process(state, ctx, held_list, now_ns);
+                    });
+                    self.wakeups.push(id);
+                    self.held.swap_remove(i);
+                }
+            }
+        }
+        // Batches no held response refers to any more are forgotten.
+        let submitted = &mut self.ctx.commit.submitted;
+        while submitted.front().is_some_and(|(no, _)| *no < oldest_needed) {
+            submitted.pop_front();
+        }
+        self.held.sort_unstable_by_key(|c| (c.index(), c.generation()));
+        self.held.dedup();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(first: u64, last: u64) -> Held {
+        Held { first, last, records: 3, handed_over: 0, json: false }
+    }
+
+    fn ticket(seq: u64) -> Option<Ticket> {
+        Some(Ticket { seq, records: 1, awaited: true })
+    }
+
+    /// Submitted batches `front..`, each with its ticket (`None`: refused).
+    fn submitted(front: u64, tickets: &[Option<Ticket>]) -> VecDeque<(u64, Option<Ticket>)> {
+        tickets.iter().enumerate().map(|(i, t)| (front + i as u64, *t)).collect()
+    }
+
+    use AckMode::{Durable, Enqueued};
+    use HeldStatus::{Done, Refused, Waiting};
+
+    #[test]
+    fn a_response_whose_last_batch_is_still_open_waits() {
+        let none = VecDeque::new();
+        // Batch 4 is the open one: nothing of it is submitted yet, whatever the mode.
+        assert_eq!(held_status(&held(4, 4), 4, &none, Enqueued, 0), Waiting);
+        assert_eq!(held_status(&held(3, 4), 4, &submitted(3, &[ticket(1)]), Durable, 9), Waiting);
+    }
+
+    #[test]
+    fn enqueued_is_done_once_the_writer_took_every_batch() {
+        let s = submitted(2, &[ticket(5), ticket(6), ticket(7)]);
+        assert_eq!(held_status(&held(3, 3), 5, &s, Enqueued, 0), Done);
+        assert_eq!(held_status(&held(2, 4), 5, &s, Enqueued, 0), Done);
+    }
+
+    #[test]
+    fn durable_waits_for_the_sync_of_the_last_batch() {
+        let s = submitted(2, &[ticket(5), ticket(6), ticket(7)]);
+        // The last batch's sequence (7) decides: earlier ones are covered by it.
+        assert_eq!(held_status(&held(2, 4), 5, &s, Durable, 6), Waiting);
+        assert_eq!(held_status(&held(2, 4), 5, &s, Durable, 7), Done);
+        assert_eq!(held_status(&held(2, 4), 5, &s, Durable, 100), Done);
+        assert_eq!(held_status(&held(2, 2), 5, &s, Durable, 5), Done);
+    }
+
+    #[test]
+    fn a_refused_last_batch_refuses_the_response() {
+        let s = submitted(2, &[ticket(5), None]);
+        assert_eq!(held_status(&held(3, 3), 4, &s, Enqueued, 0), Refused);
+        assert_eq!(held_status(&held(2, 3), 4, &s, Durable, 100), Refused);
+    }
+
+    #[test]
+    fn a_refused_earlier_batch_refuses_the_response() {
+        let s = submitted(2, &[None, ticket(6)]);
+        assert_eq!(held_status(&held(2, 3), 4, &s, Enqueued, 0), Refused);
+        assert_eq!(held_status(&held(2, 3), 4, &s, Durable, 100), Refused);
+        // A response of the later batch alone is not affected.
+        assert_eq!(held_status(&held(3, 3), 4, &s, Enqueued, 0), Done);
+    }
+
+    #[test]
+    fn batches_no_longer_remembered_count_as_refused() {
+        // Nothing submitted remembered at all.
+        assert_eq!(held_status(&held(2, 2), 4, &VecDeque::new(), Enqueued, 0), Refused);
+        // An earlier batch already forgotten (before the front).
+        let s = submitted(3, &[ticket(6)]);
+        assert_eq!(held_status(&held(2, 3), 4, &s, Enqueued, 0), Refused);
+        // The last batch beyond what is remembered.
+        let s = submitted(1, &[ticket(4)]);
+        assert_eq!(held_status(&held(1, 2), 3, &s, Enqueued, 0), Refused);
+    }
+
+    #[test]
+    fn submitting_numbers_the_batches_consecutively() {
+        let mut commit = GroupCommit::new();
+        commit.advance(ticket(1));
+        commit.advance(None);
+        commit.advance(ticket(2));
+        assert_eq!(commit.open_no, 4);
+        assert_eq!(commit.submitted, submitted(1, &[ticket(1), None, ticket(2)]));
+        assert_eq!(held_status(&held(3, 3), commit.open_no, &commit.submitted, Enqueued, 0), Done);
+        assert_eq!(held_status(&held(2, 3), commit.open_no, &commit.submitted, Enqueued, 0), Refused);
+    }
+}

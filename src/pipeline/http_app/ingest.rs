@@ -1,0 +1,199 @@
+//! The write routes (`/write`, `/api/v2/write`, `/api/v1/metrics`): query
+//! parameters and credentials, validation of the whole body, the client's
+//! rate limit, and the records into the open group-commit batch (a body
+//! larger than what is left of it spills into the next ones). What happens
+//! to the answer afterwards (held until handed over / durable) is
+//! [`held`](super::held)'s.
+
+use super::held::Held;
+use super::{Ctx, Outcome, ReplyKind};
+use crate::http::auth::{self, AuthDecision};
+use crate::http::routes::{self, Route};
+use crate::http::RequestRef;
+use crate::ingest::line_protocol::{BodyPosition, Precision};
+use crate::limit::{address_id, Decision, RateLimitHeaders, ADDRESS_ID_BYTES};
+use crate::writer::Batch;
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+
+/// The write routes: credentials, parse, limit, batch.
+pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx: &mut Ctx, now_ns: u64) -> Outcome {
+    // Wall time for records without a timestamp; the limiter keeps monotonic time.
+    let now = i64::try_from(now_ns.saturating_add(ctx.shared.unix_offset_ns)).unwrap_or(i64::MAX);
+    let body = req.body();
+    ctx.counters.body_bytes += body.len() as u64;
+    // Query parameters: precision, and v1 credentials.
+    let (precision, user, password) = match route {
+        Route::WriteV1 => match routes::parse_v1(req.query(), &mut ctx.query_scratch) {
+            Ok(p) => (p.precision, p.user, p.password),
+            Err(e) => return ctx.fixed(e.response()),
+        },
+        Route::WriteV2 => match routes::parse_v2(req.query(), &mut ctx.query_scratch) {
+            Ok(p) => (p.precision, None, None),
+            Err(e) => return ctx.fixed(e.response()),
+        },
+        _ => (Precision::Nanoseconds, None, None),
+    };
+    let credentials = match auth::credentials(req.header("authorization"), user, password, &mut ctx.basic_scratch) {
+        Ok(c) => c,
+        Err(_) => return ctx.fixed(AuthDecision::unauthorized()),
+    };
+    // The token table outlives the request; holding it separately keeps `ctx` free.
+    let auth = Arc::clone(&ctx.shared.auth);
+    let auth_client = match auth.client_for(credentials.as_ref()) {
+        AuthDecision::Off => None,
+        AuthDecision::Client(c) => Some(c),
+        AuthDecision::Missing | AuthDecision::Unknown => return ctx.fixed(AuthDecision::unauthorized()),
+    };
+
+    // Validate the whole batch first: a batch with a bad line is refused whole.
+    let (records, json_client) = if route == Route::JsonMetrics {
+        ctx.counters.requests_json += 1;
+        match ctx.json.validate(body, now) {
+            Ok(summary) => (summary.records as u64, summary.client_id),
+            Err(e) => return ctx.error(400, "invalid", format_args!("{e}")),
+        }
+    } else {
+        ctx.counters.requests_write += 1;
+        match ctx.line.validate(body, precision, now) {
+            Ok(n) => (n as u64, None),
+            Err(e) => {
+                ctx.counters.records_rejected += e.valid_lines as u64;
+                return ctx.error(
+                    400,
+                    "invalid",
+                    format_args!(
+                        "line {}: {}; {} invalid line(s), batch refused whole",
+                        e.first_line, e.first_reason, e.bad_lines
+                    ),
+                );
+            }
+        }
+    };
+
+    // The limiter key: token's client, else X-Client-Id, else JSON client_id, else the peer address.
+    let mut addr_buf = [0u8; ADDRESS_ID_BYTES];
+    let client: &[u8] = match (auth_client, req.header("x-client-id"), json_client.as_deref()) {
+        (Some(c), _, _) => c.as_bytes(),
+        (None, Some(h), _) => h,
+        (None, None, Some(c)) => c.as_bytes(),
+        _ => address_id(*peer.ip(), &mut addr_buf),
+    };
+    if records > 0 {
+        let verdict = ctx.shared.limiter.try_acquire(ctx.shared.limiter.key_for(client), records, now_ns);
+        if !verdict.decision.is_allowed() {
+            let headers = RateLimitHeaders::from_verdict(&verdict);
+            let _ = headers.write_to(&mut ctx.reply.raw_headers);
+            ctx.counters.records_limited += records;
+            let status = if matches!(verdict.decision, Decision::TooLarge { .. }) { 413 } else { 429 };
+            return ctx.error(
+                status,
+                "rate_limited",
+                format_args!("{records} records exceed the client's rate limit; retry later"),
+            );
+        }
+        let headers = RateLimitHeaders::from_verdict(&verdict);
+        let _ = headers.write_to(&mut ctx.reply.raw_headers);
+    }
+    if records == 0 {
+        return respond_ok(route, 0, ctx);
+    }
+
+    // Into the open (group-commit) batch; a body larger than what is left of
+    // it spills into the next ones. The response waits for all of them.
+    let mut first = ctx.commit.open_no;
+    // Of this request's records, those in batches the writer already took.
+    let mut handed_over = 0u64;
+    if !ensure_open(ctx) {
+        return writer_busy(ctx, records);
+    }
+    if route == Route::JsonMetrics {
+        let batch = ctx.commit.open.as_mut().expect("ensured");
+        let mark = batch.mark();
+        if ctx.json.parse_into(body, now, batch).is_err() {
+            // Did not fit what is left: ship the open batch, retry in an empty one.
+            batch.rollback(mark);
+            let _ = ctx.flush_open();
+            // Nothing of this request was in the batch handed over (or refused).
+            first = ctx.commit.open_no;
+            if !ensure_open(ctx) {
+                return writer_busy(ctx, records);
+            }
+            let batch = ctx.commit.open.as_mut().expect("ensured");
+            let empty = batch.mark();
+            if ctx.json.parse_into(body, now, batch).is_err() {
+                batch.rollback(empty);
+                return ctx.error(
+                    413,
+                    "too_large",
+                    format_args!("{records} metrics do not fit one writer batch; split the request"),
+                );
+            }
+        }
+    } else {
+        let mut position = BodyPosition::START;
+        // Where this request's records start in the open batch.
+        let mut start = ctx.commit.open.as_ref().expect("ensured").mark();
+        loop {
+            let batch = ctx.commit.open.as_mut().expect("ensured");
+            let summary = ctx.line.parse_from(body, position, precision, now, batch);
+            let Some(next) = summary.resume_at else { break };
+            position = next;
+            // The body goes on in another batch: take it before handing this
+            // one over, so that without one this request's records leave the
+            // open batch and nothing of a refused request is written (unless
+            // an earlier batch of a very large body already was).
+            let Some(next_batch) = take_batch(ctx) else {
+                ctx.commit.open.as_mut().expect("ensured").rollback(start);
+                ctx.counters.records_handed_over_then_refused += handed_over;
+                return writer_busy(ctx, records);
+            };
+            let handed = ctx.flush_open();
+            start = ctx.commit.open.insert(next_batch).mark();
+            if !handed {
+                // The writer refused the full batch (its held requests get
+                // 503): stop, so that nothing of this one is written after it.
+                ctx.counters.records_handed_over_then_refused += handed_over;
+                return writer_busy(ctx, records);
+            }
+            handed_over += summary.records as u64;
+        }
+    }
+    ctx.counters.records_accepted += records;
+    Outcome::Hold(Held { first, last: ctx.commit.open_no, records, handed_over, json: route == Route::JsonMetrics })
+}
+
+/// Makes sure there is an open batch; false when the writer has none free.
+fn ensure_open(ctx: &mut Ctx) -> bool {
+    if ctx.commit.open.is_none() {
+        ctx.commit.open = take_batch(ctx);
+    }
+    ctx.commit.open.is_some()
+}
+
+/// An empty batch for HTTP records, if the writer has one free.
+fn take_batch(ctx: &mut Ctx) -> Option<Batch> {
+    let mut batch = ctx.writer.take_batch()?;
+    batch.set_client(HTTP_CLIENT);
+    Some(batch)
+}
+
+/// Client id on HTTP batches: requests of many clients share a batch (group
+/// commit); the limiter, not the log, keys on the client.
+const HTTP_CLIENT: &str = "http";
+
+fn respond_ok(route: Route, records: u64, ctx: &mut Ctx) -> Outcome {
+    if route == Route::JsonMetrics {
+        ctx.reply.kind = ReplyKind::Accepted;
+        ctx.reply.accepted = records;
+    } else {
+        ctx.reply.kind = ReplyKind::NoContent;
+    }
+    Outcome::Respond
+}
+
+fn writer_busy(ctx: &mut Ctx, records: u64) -> Outcome {
+    ctx.reply.raw_headers.clear();
+    ctx.reply.raw_headers.extend_from_slice(b"Retry-After: 1\r\n");
+    ctx.error(503, "backpressure", format_args!("the writer is behind; {records} records not taken, retry"))
+}
