@@ -451,18 +451,21 @@ impl<'s, 'a: 's> IndexedLine<'s, 'a> {
             .map(move |t| (Text::new(body, t.key, Element::TagKey), Text::new(body, t.value, Element::TagValue)))
     }
 
+    /// Tag `i` in input order, as `(key, value)`.
+    pub fn tag(&self, i: usize) -> Option<(Text<'a>, Text<'a>)> {
+        let t = self.tags.get(i)?;
+        Some((Text::new(self.body, t.key, Element::TagKey), Text::new(self.body, t.value, Element::TagValue)))
+    }
+
+    /// Field `i` in input order (duplicates included).
+    pub fn field(&self, i: usize) -> Option<IndexedField<'a>> {
+        self.fields.get(i).map(|f| IndexedField::new(self.body, f))
+    }
+
     /// Fields in input order (duplicates included).
     pub fn fields(&self) -> impl ExactSizeIterator<Item = IndexedField<'a>> + 's {
         let body = self.body;
-        self.fields.iter().map(move |f| IndexedField {
-            key: Text::new(body, f.key, Element::FieldKey),
-            kind: f.kind,
-            value: Text::new(
-                body,
-                f.value,
-                if f.kind == FieldKind::Str { Element::StringValue } else { Element::FieldKey },
-            ),
-        })
+        self.fields.iter().map(move |f| IndexedField::new(body, f))
     }
 
     fn slice(&self, from: usize, to: usize) -> &'a [u8] {
@@ -577,6 +580,18 @@ pub struct IndexedField<'a> {
 }
 
 impl<'a> IndexedField<'a> {
+    fn new(body: &'a [u8], f: &FieldSpan) -> IndexedField<'a> {
+        IndexedField {
+            key: Text::new(body, f.key, Element::FieldKey),
+            kind: f.kind,
+            value: Text::new(
+                body,
+                f.value,
+                if f.kind == FieldKind::Str { Element::StringValue } else { Element::FieldKey },
+            ),
+        }
+    }
+
     /// The converted value. The token was validated by the indexer, so the
     /// conversion cannot fail; a float is parsed here, not before.
     pub fn value(&self) -> FieldValue<'a> {

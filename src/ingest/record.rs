@@ -9,6 +9,9 @@
 //! decoding.
 
 use std::borrow::Cow;
+use std::fmt;
+
+use super::line_index::{Element, FieldKind};
 
 /// A typed field value, as in InfluxDB line protocol.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,6 +90,255 @@ impl RecordRef<'_, '_> {
                 .collect(),
             timestamp_ns: self.timestamp_ns,
         }
+    }
+}
+
+/// Why a record cannot be stored as a line of line protocol (the segment
+/// log's record format, and what the shipper forwards): line protocol has no
+/// escape for these, so the line would read back as something else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unrepresentable {
+    #[error("empty {0}")]
+    Empty(LineElement),
+    #[error("control character in {0} (line protocol refuses them there)")]
+    ControlCharacter(LineElement),
+    #[error("{0} ends in a backslash (line protocol would read it as an escape)")]
+    TrailingBackslash(LineElement),
+    #[error("measurement starts with '#' (line protocol would read a comment)")]
+    CommentMeasurement,
+    #[error("tags not sorted by key, or a duplicate tag key")]
+    UnsortedTags,
+    #[error("no fields")]
+    NoFields,
+    #[error("a field key occurs twice")]
+    DuplicateFieldKey,
+    #[error("non-finite float field value")]
+    NonFiniteFloat,
+}
+
+/// The text elements of a line, for [`Unrepresentable`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LineElement {
+    Measurement,
+    TagKey,
+    TagValue,
+    FieldKey,
+}
+
+impl fmt::Display for LineElement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LineElement::Measurement => "measurement",
+            LineElement::TagKey => "tag key",
+            LineElement::TagValue => "tag value",
+            LineElement::FieldKey => "field key",
+        })
+    }
+}
+
+impl LineElement {
+    /// The grammar's element (which bytes a backslash escapes there).
+    fn grammar(self) -> Element {
+        match self {
+            LineElement::Measurement => Element::Measurement,
+            LineElement::TagKey => Element::TagKey,
+            LineElement::TagValue => Element::TagValue,
+            LineElement::FieldKey => Element::FieldKey,
+        }
+    }
+}
+
+/// What writing a record as a line found out (for the stored record's header).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LineFacts {
+    /// A backslash escape was written.
+    pub escapes: bool,
+    /// Which field types occur: bit `k as u8` per [`FieldKind`] `k`.
+    pub field_kinds: u8,
+}
+
+/// Where [`RecordRef::write_line`] puts bytes: a buffer, or nowhere
+/// ([`RecordRef::check_line`], which runs the same code so the check and the
+/// writer cannot disagree).
+trait LineOut {
+    fn bytes(&mut self, bytes: &[u8]);
+    fn byte(&mut self, b: u8);
+    fn int(&mut self, v: i64);
+    fn uint(&mut self, v: u64);
+    fn float(&mut self, v: f64);
+}
+
+impl LineOut for Vec<u8> {
+    #[inline]
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        self.push(b);
+    }
+    fn int(&mut self, v: i64) {
+        if v < 0 {
+            self.push(b'-');
+        }
+        self.uint(v.unsigned_abs());
+    }
+    fn uint(&mut self, mut v: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.extend_from_slice(digits.get(i..).unwrap_or(&[]));
+    }
+    fn float(&mut self, v: f64) {
+        use std::io::Write as _;
+        // `{:?}` is the shortest text that reads back as the same f64, and is
+        // always in the grammar's float form (`1.0`, `0.25`, `1e300`, `-5e-324`).
+        let _ = write!(self, "{v:?}");
+    }
+}
+
+/// Writes nothing: [`RecordRef::check_line`].
+struct NoOutput;
+
+impl LineOut for NoOutput {
+    fn bytes(&mut self, _: &[u8]) {}
+    fn byte(&mut self, _: u8) {}
+    fn int(&mut self, _: i64) {}
+    fn uint(&mut self, _: u64) {}
+    fn float(&mut self, _: f64) {}
+}
+
+/// Writes `text` escaped for `element`, checking what the grammar refuses.
+#[inline]
+fn escaped_name(out: &mut impl LineOut, text: &str, element: LineElement) -> Result<bool, Unrepresentable> {
+    let bytes = text.as_bytes();
+    match bytes.last() {
+        None => return Err(Unrepresentable::Empty(element)),
+        Some(b'\\') => return Err(Unrepresentable::TrailingBackslash(element)),
+        Some(_) => {}
+    }
+    let grammar = element.grammar();
+    let mut escapes = false;
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b < 0x20 || b == 0x7f {
+            return Err(Unrepresentable::ControlCharacter(element));
+        }
+        if grammar.escapes(b) {
+            out.bytes(bytes.get(run..i).unwrap_or(&[]));
+            out.byte(b'\\');
+            run = i;
+            escapes = true;
+        }
+    }
+    out.bytes(bytes.get(run..).unwrap_or(&[]));
+    Ok(escapes)
+}
+
+/// Writes a string field value's text escaped (`"` and `\`); any byte may occur.
+#[inline]
+fn escaped_string(out: &mut impl LineOut, text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut escapes = false;
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if Element::StringValue.escapes(b) {
+            out.bytes(bytes.get(run..i).unwrap_or(&[]));
+            out.byte(b'\\');
+            run = i;
+            escapes = true;
+        }
+    }
+    out.bytes(bytes.get(run..).unwrap_or(&[]));
+    escapes
+}
+
+impl RecordRef<'_, '_> {
+    /// Appends the record as one line of line protocol without its timestamp
+    /// (`measurement[,tag=value...] field=value[,field=value...]`, escaped so
+    /// that [`LineIndexer`](super::line_index::LineIndexer) reads back exactly
+    /// this record), or says why it cannot. On error `out` may hold part of
+    /// the line: the caller truncates it.
+    pub fn write_line(&self, out: &mut Vec<u8>) -> Result<LineFacts, Unrepresentable> {
+        self.line(out)
+    }
+
+    /// Whether [`write_line`](Self::write_line) would succeed (the same code,
+    /// writing nothing): parsers of other protocols refuse such records
+    /// up front, as line protocol itself would.
+    pub fn check_line(&self) -> Result<LineFacts, Unrepresentable> {
+        self.line(&mut NoOutput)
+    }
+
+    fn line(&self, out: &mut impl LineOut) -> Result<LineFacts, Unrepresentable> {
+        if self.measurement.starts_with('#') {
+            return Err(Unrepresentable::CommentMeasurement);
+        }
+        let mut facts = LineFacts::default();
+        facts.escapes |= escaped_name(out, self.measurement, LineElement::Measurement)?;
+        if !self.tags.windows(2).all(|w| w[0].key.as_bytes() < w[1].key.as_bytes()) {
+            return Err(Unrepresentable::UnsortedTags);
+        }
+        for tag in self.tags {
+            out.byte(b',');
+            facts.escapes |= escaped_name(out, &tag.key, LineElement::TagKey)?;
+            out.byte(b'=');
+            facts.escapes |= escaped_name(out, &tag.value, LineElement::TagValue)?;
+        }
+        if self.fields.is_empty() {
+            return Err(Unrepresentable::NoFields);
+        }
+        // Records of other protocols carry a handful of fields (JSON one,
+        // StatsD up to three): pairs are cheaper than any index.
+        if self
+            .fields
+            .iter()
+            .enumerate()
+            .any(|(i, f)| self.fields.get(i + 1..).unwrap_or(&[]).iter().any(|g| g.key == f.key))
+        {
+            return Err(Unrepresentable::DuplicateFieldKey);
+        }
+        for (i, field) in self.fields.iter().enumerate() {
+            out.byte(if i == 0 { b' ' } else { b',' });
+            facts.escapes |= escaped_name(out, &field.key, LineElement::FieldKey)?;
+            out.byte(b'=');
+            let kind = match &field.value {
+                FieldValue::Float(v) if !v.is_finite() => return Err(Unrepresentable::NonFiniteFloat),
+                FieldValue::Float(v) => {
+                    out.float(*v);
+                    FieldKind::Float
+                }
+                FieldValue::Int(v) => {
+                    out.int(*v);
+                    out.byte(b'i');
+                    FieldKind::Int
+                }
+                FieldValue::UInt(v) => {
+                    out.uint(*v);
+                    out.byte(b'u');
+                    FieldKind::UInt
+                }
+                FieldValue::Bool(v) => {
+                    out.bytes(if *v { b"true" } else { b"false" });
+                    FieldKind::Bool
+                }
+                FieldValue::Str(s) => {
+                    out.byte(b'"');
+                    facts.escapes |= escaped_string(out, s);
+                    out.byte(b'"');
+                    FieldKind::Str
+                }
+            };
+            facts.field_kinds |= 1 << kind as u8;
+        }
+        Ok(facts)
     }
 }
 

@@ -28,7 +28,10 @@
 //!   line invalid.
 //!
 //! A malformed line is counted invalid and produces no record (all its values
-//! are checked before any is pushed); the other lines are kept. No escapes exist
+//! are checked before any is pushed); the other lines are kept. So is a line
+//! whose name or tags line protocol cannot carry (a control character such as
+//! a tab, a trailing backslash, a name starting with `#`): the log stores
+//! every record as a line of line protocol. No escapes exist
 //! in StatsD, so all text is borrowed from the datagram.
 
 use std::borrow::Cow;
@@ -67,6 +70,8 @@ pub enum StatsdErrorReason {
     TooManyTags,
     #[error("unknown or repeated section")]
     BadSection,
+    #[error("name or tag line protocol cannot carry (control character, trailing backslash or leading '#')")]
+    NotLineProtocol,
 }
 
 /// One rejected line: its 1-based line number in the datagram, and why.
@@ -185,7 +190,7 @@ impl StatsdParser {
                     continue;
                 }
             };
-            for text in line.values.split(':') {
+            for (value_index, text) in line.values.split(':').enumerate() {
                 // Checked in parse_line; a failure here would be a bug, so skip rather than panic.
                 let Ok((value, is_delta)) = parse_value(text, line.metric_type) else {
                     continue;
@@ -206,6 +211,18 @@ impl StatsdParser {
                     fields: fields.get(..count).unwrap_or(&[]),
                     timestamp_ns: line.timestamp_ns,
                 };
+                // The log stores records as lines of line protocol: a name or
+                // tag it cannot carry makes the line invalid. Checked on the
+                // first value, before anything of the line is pushed (the
+                // values themselves, numbers and set members, always fit).
+                if value_index == 0 && record.check_line().is_err() {
+                    summary.invalid += 1;
+                    if summary.first_error.is_none() {
+                        summary.first_error =
+                            Some(StatsdError { line: index + 1, reason: StatsdErrorReason::NotLineProtocol });
+                    }
+                    continue 'lines;
+                }
                 if sink.push(&record).is_err() {
                     summary.sink_full = true;
                     break 'lines;
@@ -477,6 +494,12 @@ mod tests {
         assert_eq!(reason(b"_e{5,4}:title|text"), StatsdErrorReason::Unsupported);
         assert_eq!(reason(b"_sc|svc|0"), StatsdErrorReason::Unsupported);
         assert_eq!(reason(b"a\xff:1|c"), StatsdErrorReason::InvalidUtf8);
+        // Names and tags line protocol cannot carry (the log stores lines).
+        assert_eq!(reason(b"a\tb:1|c"), StatsdErrorReason::NotLineProtocol);
+        assert_eq!(reason(b"a:1:2|ms|#k:v\\"), StatsdErrorReason::NotLineProtocol);
+        assert_eq!(reason(b"#a:1|c"), StatsdErrorReason::NotLineProtocol);
+        // Spaces, commas and `=` are escaped, not refused.
+        assert_eq!(parse(b"a b,c=d:1|c|#k:v w").1.invalid, 0);
     }
 
     #[test]

@@ -1,19 +1,21 @@
 //! UDP ingestion: the stateless fast path. Datagrams to the line-protocol
-//! port are parsed as InfluxDB line protocol, to the StatsD port as
-//! StatsD/DogStatsD, straight from the packet buffer into the worker's
-//! current writer batch; each datagram's records are then charged to its
-//! source address in the shared limiter and rolled back out of the batch if
-//! refused.
+//! port are validated and indexed as InfluxDB line protocol in one pass and
+//! their lines copied as received into the worker's current writer batch;
+//! datagrams to the StatsD port are parsed as StatsD/DogStatsD and written
+//! into it as line-protocol text. Each datagram's records are then charged to
+//! its source address in the shared limiter and rolled back out of the batch
+//! if refused.
 //!
 //! UDP cannot push back, so every record that is not written is counted,
 //! once, by reason: invalid lines, limited, or writer full. Sans-IO: no DPDK,
 //! no clock; the caller passes `now`.
 
-use crate::ingest::line_protocol::{LineProtocolParser, Precision};
+use crate::ingest::line_index::LineIndexer;
+use crate::ingest::line_protocol::Precision;
 use crate::ingest::record::Discard;
 use crate::ingest::statsd::StatsdParser;
 use crate::limit::{address_id, ClientKey, KeyedLimiter, ADDRESS_ID_BYTES};
-use crate::writer::{AckMode, Batch, WriterHandle};
+use crate::writer::{AckMode, Batch, TenantIndex, WriterHandle};
 use serde::{Deserialize, Serialize};
 use smoltcp::wire::Ipv4Address;
 use std::sync::Arc;
@@ -132,7 +134,7 @@ enum Protocol {
 /// One worker's UDP ingestion state.
 pub struct UdpIngest {
     config: UdpConfig,
-    line: LineProtocolParser,
+    indexer: LineIndexer,
     statsd: StatsdParser,
     limiter: Arc<KeyedLimiter>,
     source_keys: SourceKeyCache,
@@ -156,7 +158,7 @@ impl UdpIngest {
         let writer = writer.with_ack(AckMode::Enqueued);
         UdpIngest {
             config,
-            line: LineProtocolParser::new(),
+            indexer: LineIndexer::new(),
             statsd: StatsdParser::new(),
             limiter,
             source_keys: SourceKeyCache::new(),
@@ -222,8 +224,10 @@ impl UdpIngest {
             let mark = batch.mark();
             let (records, invalid, full) = match protocol {
                 Protocol::Line => {
-                    let s = self.line.parse_into(payload, Precision::Nanoseconds, now, batch);
-                    (s.records as u64, s.invalid as u64, s.resume_at.is_some())
+                    let s = self.indexer.index_lenient(payload, Precision::Nanoseconds, now, |line| {
+                        batch.push_line(line, TenantIndex::DEFAULT).is_ok()
+                    });
+                    (s.lines as u64, s.bad_lines as u64, s.resume_at.is_some())
                 }
                 Protocol::Statsd => {
                     let s = self.statsd.parse_into(payload, now, batch);
@@ -254,8 +258,8 @@ impl UdpIngest {
         // No batch to put it in: count what is lost, by parsing into nothing.
         let (records, invalid) = match protocol {
             Protocol::Line => {
-                let s = self.line.parse_into(payload, Precision::Nanoseconds, now, &mut Discard);
-                (s.records as u64, s.invalid as u64)
+                let s = self.indexer.index_lenient(payload, Precision::Nanoseconds, now, |_| true);
+                (s.lines as u64, s.bad_lines as u64)
             }
             Protocol::Statsd => {
                 let s = self.statsd.parse_into(payload, now, &mut Discard);

@@ -11,17 +11,21 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
+use super::codec::DecodeError;
 use super::config::{AckMode, WriterConfig};
-use super::format::{json_value, write_line_protocol};
+use super::format::json_value;
 use super::runtime::{BackpressureReason, Ticket, Writer, WriterError};
 use super::segment::{verify_log, LogTail, SegmentError, TailIdle};
 use super::stats::CommitReport;
+use crate::ingest::line_index::LineIndexer;
 use crate::ingest::record::{Field, FieldValue, RecordRef, RecordSink, Tag};
 
 #[derive(Debug, Error)]
 pub enum CliError {
     #[error(transparent)]
     Segment(#[from] SegmentError),
+    #[error("records: {0}")]
+    Decode(#[from] DecodeError),
     #[error(transparent)]
     Writer(#[from] WriterError),
     #[error("output: {0}")]
@@ -52,26 +56,34 @@ pub struct DumpArgs {
     pub from: u64,
 }
 
-/// Prints every record from `args.from` on. A torn tail (a crash before
-/// recovery ran) ends the dump with a note on stderr, not an error.
+/// Prints every record from `args.from` on: as line protocol, a version-2
+/// record's stored line as it is plus its timestamp in ns (a version-1
+/// record rendered from its tokens); as JSON, every record re-parsed. A torn
+/// tail (a crash before recovery ran) ends the dump with a note on stderr,
+/// not an error.
 pub fn dump(args: &DumpArgs, out: &mut dyn Write) -> Result<u64, CliError> {
     let mut out = BufWriter::with_capacity(1 << 16, out);
     let mut tail = LogTail::new(&args.data_dir, args.from);
-    let mut line = String::new();
+    let mut indexer = LineIndexer::new();
+    let mut line = Vec::new();
     let mut n = 0u64;
     loop {
-        match tail.poll(u64::MAX)? {
+        match tail.poll_frame(u64::MAX)? {
             Ok(frame) => {
-                for (i, r) in frame.records.iter().enumerate() {
+                for (i, r) in frame.records().enumerate() {
+                    let r = r?;
                     line.clear();
                     match args.format {
-                        DumpFormat::Lp => write_line_protocol(&mut line, r),
+                        DumpFormat::Lp => r.write_line_protocol(&mut line),
                         DumpFormat::Json => {
-                            line.push_str(&json_value(frame.first_record_id + i as u64, &frame.client, r).to_string());
-                            line.push('\n');
+                            let id = frame.first_record_id() + i as u64;
+                            let record = r.into_record(&mut indexer)?;
+                            serde_json::to_writer(&mut line, &json_value(id, frame.client(), &record))
+                                .map_err(io::Error::from)?;
+                            line.push(b'\n');
                         }
                     }
-                    out.write_all(line.as_bytes())?;
+                    out.write_all(&line)?;
                     n += 1;
                 }
             }

@@ -1,6 +1,6 @@
 //! Text renderings of decoded records: InfluxDB line protocol (for `dump`
-//! and the VictoriaMetrics shipper) and one-JSON-object-per-line (for
-//! `dump --format json`).
+//! and the VictoriaMetrics shipper, of version-1 records: version-2 records
+//! are written as stored) and one-JSON-object-per-line (for `dump --format json`).
 //!
 //! Line protocol escaping follows the InfluxDB reference: measurement escapes
 //! comma and space; tag keys, tag values and field keys escape comma, equals
@@ -8,37 +8,37 @@
 //! no escape for a newline, so a newline inside any text is written as the
 //! two characters `\n` (lossy, but keeps one record per line).
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use crate::ingest::record::{FieldValue, Record};
 
-fn escape_into(out: &mut String, s: &str, specials: &[char]) {
-    for c in s.chars() {
-        if c == '\n' {
-            out.push_str("\\n");
+fn escape_into(out: &mut Vec<u8>, s: &str, specials: &[u8]) {
+    for &b in s.as_bytes() {
+        if b == b'\n' {
+            out.extend_from_slice(b"\\n");
             continue;
         }
-        if specials.contains(&c) {
-            out.push('\\');
+        if specials.contains(&b) {
+            out.push(b'\\');
         }
-        out.push(c);
+        out.push(b);
     }
 }
 
 /// Appends `record` as one line of line protocol, with a trailing newline.
-pub fn write_line_protocol(out: &mut String, record: &Record) {
-    escape_into(out, &record.measurement, &[',', ' ']);
+pub fn write_line_protocol(out: &mut Vec<u8>, record: &Record) {
+    escape_into(out, &record.measurement, b", ");
     for t in &record.tags {
-        out.push(',');
-        escape_into(out, &t.key, &[',', '=', ' ']);
-        out.push('=');
-        escape_into(out, &t.value, &[',', '=', ' ']);
+        out.push(b',');
+        escape_into(out, &t.key, b",= ");
+        out.push(b'=');
+        escape_into(out, &t.value, b",= ");
     }
     for (i, f) in record.fields.iter().enumerate() {
-        out.push(if i == 0 { ' ' } else { ',' });
-        escape_into(out, &f.key, &[',', '=', ' ']);
-        out.push('=');
-        // `write!` into a String cannot fail.
+        out.push(if i == 0 { b' ' } else { b',' });
+        escape_into(out, &f.key, b",= ");
+        out.push(b'=');
+        // `write!` into a Vec cannot fail.
         match &f.value {
             FieldValue::Int(v) => {
                 let _ = write!(out, "{v}i");
@@ -50,11 +50,11 @@ pub fn write_line_protocol(out: &mut String, record: &Record) {
                 // `{:?}` keeps full precision and always reads back as a float.
                 let _ = write!(out, "{v:?}");
             }
-            FieldValue::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
+            FieldValue::Bool(v) => out.extend_from_slice(if *v { b"true" } else { b"false" }),
             FieldValue::Str(s) => {
-                out.push('"');
-                escape_into(out, s, &['"', '\\']);
-                out.push('"');
+                out.push(b'"');
+                escape_into(out, s, b"\"\\");
+                out.push(b'"');
             }
         }
     }
@@ -111,10 +111,10 @@ mod tests {
             ],
             timestamp_ns: 1_700_000_000_000_000_000,
         };
-        let mut s = String::new();
+        let mut s = Vec::new();
         write_line_protocol(&mut s, &r);
         assert_eq!(
-            s,
+            String::from_utf8(s).unwrap(),
             "my\\ meas\\,x,t\\ k=a\\=b\\,c\\ d f\\=1=\"say \\\"hi\\\" \\\\ now\\n\",i=-3i,u=7u,x=1.0,b=true 1700000000000000000\n"
         );
         let j = json_value(5, "c", &r);

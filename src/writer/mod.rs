@@ -1,8 +1,9 @@
 //! The writer core: everything between a worker's accepted records and
 //! durable storage (and onwards to VictoriaMetrics).
 //!
-//! - [`codec`]: the binary record encoding and [`Batch`], the recycled buffer
-//!   workers fill (a [`RecordSink`](crate::ingest::RecordSink)).
+//! - [`codec`]: the record encodings (version 2: lines as received; version 1
+//!   read for older logs) and [`Batch`], the recycled buffer workers fill
+//!   ([`Batch::push_line`], and a [`RecordSink`](crate::ingest::RecordSink)).
 //! - [`runtime`]: [`Writer::start`], the writer thread (group commit, durable
 //!   sequence publishing) and the per-worker [`WriterHandle`].
 //! - [`segment`]: the segment log format, [`SegmentWriter`], recovery,
@@ -41,12 +42,12 @@ pub mod segment;
 pub mod shipper;
 pub mod stats;
 
-pub use codec::{Batch, BatchMark, DecodeError};
+pub use codec::{Batch, BatchMark, DecodeError, StoredLine, StoredRecord, TenantIndex};
 pub use config::{AckMode, ConfigError, VictoriaMetricsConfig, WriterConfig};
 pub use runtime::{
     Backpressure, BackpressureReason, BatchPoolCounters, Ticket, Writer, WriterError, WriterHandle, WriterRuntime,
     WriterSummary,
 };
-pub use segment::{verify_log, LogTail, Recovery, SegmentError, SegmentWriter, VerifyReport};
+pub use segment::{verify_log, LogTail, Recovery, SegmentError, SegmentWriter, TailFrame, VerifyReport};
 pub use shipper::{Shipper, ShipperError};
 pub use stats::{CommitReport, LatencyBuckets, Percentiles, WriterStats, WriterStatsSnapshot};

@@ -1,5 +1,8 @@
 //! The VictoriaMetrics shipper: a thread that tails the durable log and POSTs
 //! line protocol to `{url}/write`, plus the tiny HTTP/1.1 client it uses.
+//! Version-2 records are forwarded as stored (the line + " " + timestamp in
+//! ns, which is why the timestamp is normalised at ingest); version-1 records
+//! are rendered from their tokens.
 //!
 //! Delivery is at-least-once: the checkpoint file (`data_dir/shipper-victoriametrics.checkpoint`,
 //! the next record id to ship) is advanced only after a 2xx answer, so a crash
@@ -24,7 +27,6 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::config::{ConfigError, HttpEndpoint, VictoriaMetricsConfig};
-use super::format::write_line_protocol;
 use super::segment::{LogTail, SegmentError, FIRST_RECORD_ID};
 use super::stats::WriterStats;
 
@@ -249,26 +251,26 @@ impl ShipLoop {
     fn run(&mut self) -> Result<ShipperSummary, ShipperError> {
         let mut summary = ShipperSummary { checkpoint: read_checkpoint(&self.data_dir), ..Default::default() };
         let mut tail = LogTail::new(&self.data_dir, summary.checkpoint);
-        let mut body = String::new();
+        let mut body = Vec::new();
         let poll = Duration::from_millis(self.config.poll_interval_ms);
         while !self.stopped() {
             let limit = self.durable_record_id.as_ref().map_or(u64::MAX, |d| d.load(Ordering::Acquire));
             body.clear();
             let mut n = 0u64;
             while n < self.config.batch_records as u64 {
-                match tail.poll(limit)? {
+                match tail.poll_frame(limit)? {
                     Ok(frame) => {
-                        for r in &frame.records {
-                            write_line_protocol(&mut body, r);
+                        for r in frame.records() {
+                            r.map_err(SegmentError::Decode)?.write_line_protocol(&mut body);
                         }
-                        n += frame.records.len() as u64;
+                        n += u64::from(frame.record_count());
                     }
                     Err(_idle) => break,
                 }
             }
             self.stats.shipper_skipped_records.store(tail.skipped_records, Ordering::Relaxed);
             if n > 0 {
-                match self.post_with_retry(body.as_bytes(), &mut summary) {
+                match self.post_with_retry(&body, &mut summary) {
                     PostOutcome::Accepted => {
                         summary.shipped_records += n;
                         self.stats.shipper_shipped_records.fetch_add(n, Ordering::Relaxed);
@@ -326,6 +328,90 @@ mod tests {
     fn dechunks() {
         assert_eq!(dechunk(b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n").unwrap(), b"abcde");
         assert!(dechunk(b"5\r\nab").is_err());
+    }
+
+    /// A stand-in for VictoriaMetrics: answers every POST 204 and keeps the
+    /// bodies, in order.
+    fn fake_victoriametrics() -> (String, Arc<std::sync::Mutex<Vec<u8>>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&received);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                let body = loop {
+                    let Ok(n) = s.read(&mut buf) else { break None };
+                    if n == 0 {
+                        break None;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let Some(end) = find(&request, b"\r\n\r\n") else { continue };
+                    let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + len {
+                        break Some(request[end + 4..end + 4 + len].to_vec());
+                    }
+                };
+                if let Some(body) = body {
+                    sink.lock().unwrap().extend_from_slice(&body);
+                }
+                let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        (url, received)
+    }
+
+    #[test]
+    fn stored_lines_are_forwarded_as_they_are() {
+        use crate::ingest::line_index::LineIndexer;
+        use crate::ingest::Precision;
+        use crate::writer::codec::{Batch, TenantIndex};
+        use crate::writer::segment::{segment_file_name, SegmentWriter};
+
+        let dir = tempfile::tempdir().unwrap();
+        // A version-1 segment of the previous release, then version-2 records.
+        fs::write(dir.path().join(segment_file_name(1)), include_bytes!("segment/testdata/v1-write-load-100.seg"))
+            .unwrap();
+        let lines = "cpu,host=a\\ b,path=C:\\dir\\,x usage=0.5,msg=\"say \\\"hi\\\"\" 1700000000\n\
+                     mem,b=2,a=1 free=3i 1700000001\n";
+        {
+            let (mut w, _) = SegmentWriter::open(dir.path(), 1 << 20).unwrap();
+            let mut b = Batch::with_budget(1 << 20, 100);
+            let summary = LineIndexer::new()
+                .index_batch(lines.as_bytes(), Precision::Seconds, 0, |l| b.push_line(l, TenantIndex::DEFAULT).is_ok())
+                .unwrap();
+            assert_eq!(summary.lines, 2);
+            w.append(&b).unwrap();
+            w.sync().unwrap();
+        }
+        let (url, received) = fake_victoriametrics();
+        let config = VictoriaMetricsConfig { url, batch_records: 64, poll_interval_ms: 5, ..Default::default() };
+        let shipper = Shipper::start(dir.path().to_owned(), config, None, Arc::new(WriterStats::default())).unwrap();
+        let t0 = std::time::Instant::now();
+        while read_checkpoint(dir.path()) != 103 {
+            assert!(t0.elapsed() < Duration::from_secs(10), "shipper stuck at {}", read_checkpoint(dir.path()));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let summary = shipper.stop().unwrap();
+        assert_eq!((summary.shipped_records, summary.checkpoint), (102, 103));
+        let body = String::from_utf8(received.lock().unwrap().clone()).unwrap();
+        // The old records as the old release rendered them; the new ones byte
+        // for byte as received (escapes, `\\` and all), the timestamp in ns,
+        // the unsorted line canonicalised.
+        let expected = format!(
+            "{}{}",
+            include_str!("segment/testdata/v1-write-load-100.lp"),
+            "cpu,host=a\\ b,path=C:\\dir\\,x usage=0.5,msg=\"say \\\"hi\\\"\" 1700000000000000000\n\
+             mem,a=1,b=2 free=3i 1700000001000000000\n"
+        );
+        assert_eq!(body, expected);
     }
 
     #[test]

@@ -388,7 +388,33 @@ impl HttpSim {
         conns_per_client: usize,
         requests: Vec<HttpRequest>,
     ) -> (HttpSim, WriterRuntime) {
-        let writer_config = WriterConfig {
+        let limits = LimitsConfig { default_rate: 1 << 30, default_burst: 1 << 30, ..LimitsConfig::default() };
+        Self::with_writer_and_limits(
+            ack,
+            data_dir,
+            http,
+            body_budget,
+            (clients, conns_per_client),
+            requests,
+            |_| {},
+            limits,
+        )
+    }
+
+    /// [`new`](Self::new) with the writer's config adjusted by `writer` and
+    /// these client limits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_writer_and_limits(
+        ack: AckMode,
+        data_dir: &std::path::Path,
+        http: HttpConfig,
+        body_budget: Arc<BodyBudget>,
+        (clients, conns_per_client): (usize, usize),
+        requests: Vec<HttpRequest>,
+        writer: impl FnOnce(&mut WriterConfig),
+        limits: LimitsConfig,
+    ) -> (HttpSim, WriterRuntime) {
+        let mut writer_config = WriterConfig {
             data_dir: data_dir.to_path_buf(),
             ack,
             // Commit each drained round at once: the durable path waits on
@@ -399,9 +425,9 @@ impl HttpSim {
             retention_bytes: 0,
             ..WriterConfig::default()
         };
+        writer(&mut writer_config);
         // One handle for the HTTP application, one for the UDP stage (as serve).
         let (writer, mut handles) = Writer::start(writer_config, 2).unwrap();
-        let limits = LimitsConfig { default_rate: 1 << 30, default_burst: 1 << 30, ..LimitsConfig::default() };
         let shared = AppShared {
             http,
             auth: Arc::new(AuthConfig::default()),

@@ -4,15 +4,24 @@
 //! larger than what is left of it spills into the next ones). What happens
 //! to the answer afterwards (held until handed over / durable) is
 //! [`held`](super::held)'s.
+//!
+//! A line-protocol body is scanned once: the indexer validates each line and
+//! it goes into the open batch at once, tentatively (a [`BatchMark`] taken
+//! before); a bad line or the limiter's refusal rolls the batch back to the
+//! mark. Only the part of a body that does not fit the open batch is scanned
+//! twice: counted (and validated) before the limiter decides, written into
+//! the next batches after, so that nothing of a refused body is handed to the
+//! writer. JSON is validated whole first (serde), then parsed into the batch.
 
 use super::held::Held;
 use super::{Ctx, Outcome, ReplyKind};
 use crate::http::auth::{self, AuthDecision};
 use crate::http::routes::{self, Route};
 use crate::http::RequestRef;
-use crate::ingest::line_protocol::{BodyPosition, Precision};
+use crate::ingest::line_index::{BadLines, BodySummary};
+use crate::ingest::line_protocol::{BatchError, BodyPosition, Precision};
 use crate::limit::{address_id, Decision, RateLimitHeaders, ADDRESS_ID_BYTES};
-use crate::writer::Batch;
+use crate::writer::{Batch, BatchMark, TenantIndex};
 use std::net::SocketAddrV4;
 use std::sync::Arc;
 
@@ -47,16 +56,17 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
     };
 
     // Validate the whole batch first: a batch with a bad line is refused whole.
-    let (records, json_client) = if route == Route::JsonMetrics {
+    // Line protocol goes into the open batch on the way (`tentative`).
+    let (records, json_client, tentative) = if route == Route::JsonMetrics {
         ctx.counters.requests_json += 1;
         match ctx.json.validate(body, now) {
-            Ok(summary) => (summary.records as u64, summary.client_id),
+            Ok(summary) => (summary.records as u64, summary.client_id, None),
             Err(e) => return ctx.error(400, "invalid", format_args!("{e}")),
         }
     } else {
         ctx.counters.requests_write += 1;
-        match ctx.line.validate(body, precision, now) {
-            Ok(n) => (n as u64, None),
+        match index_tentatively(body, precision, now, ctx) {
+            Ok((records, tentative)) => (records, None, tentative),
             Err(e) => {
                 ctx.counters.records_rejected += e.valid_lines as u64;
                 return ctx.error(
@@ -82,6 +92,9 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
     if records > 0 {
         let verdict = ctx.shared.limiter.try_acquire(ctx.shared.limiter.key_for(client), records, now_ns);
         if !verdict.decision.is_allowed() {
+            if let (Some(t), Some(batch)) = (&tentative, ctx.commit.open.as_mut()) {
+                batch.rollback(t.start);
+            }
             let headers = RateLimitHeaders::from_verdict(&verdict);
             let _ = headers.write_to(&mut ctx.reply.raw_headers);
             ctx.counters.records_limited += records;
@@ -131,14 +144,18 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
             }
         }
     } else {
-        let mut position = BodyPosition::START;
-        // Where this request's records start in the open batch.
-        let mut start = ctx.commit.open.as_ref().expect("ensured").mark();
-        loop {
-            let batch = ctx.commit.open.as_mut().expect("ensured");
-            let summary = ctx.line.parse_from(body, position, precision, now, batch);
-            let Some(next) = summary.resume_at else { break };
-            position = next;
+        // Without a tentative pass (no batch was free then) the body is
+        // written from its start now.
+        let Tentative { mut start, mut in_batch, mut resume_at } = match tentative {
+            Some(t) => t,
+            None => {
+                let batch = ctx.commit.open.as_mut().expect("ensured");
+                let start = batch.mark();
+                let s = index_into(&mut ctx.indexer, batch, body, BodyPosition::START, precision, now);
+                Tentative { start, in_batch: s.lines as u64, resume_at: s.resume_at }
+            }
+        };
+        while let Some(position) = resume_at {
             // The body goes on in another batch: take it before handing this
             // one over, so that without one this request's records leave the
             // open batch and nothing of a refused request is written (unless
@@ -149,18 +166,83 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
                 return writer_busy(ctx, records);
             };
             let handed = ctx.flush_open();
-            start = ctx.commit.open.insert(next_batch).mark();
+            let batch = ctx.commit.open.insert(next_batch);
+            start = batch.mark();
             if !handed {
                 // The writer refused the full batch (its held requests get
                 // 503): stop, so that nothing of this one is written after it.
                 ctx.counters.records_handed_over_then_refused += handed_over;
                 return writer_busy(ctx, records);
             }
-            handed_over += summary.records as u64;
+            handed_over += in_batch;
+            let s = index_into(&mut ctx.indexer, batch, body, position, precision, now);
+            (in_batch, resume_at) = (s.lines as u64, s.resume_at);
         }
     }
     ctx.counters.records_accepted += records;
     Outcome::Hold(Held { first, last: ctx.commit.open_no, records, handed_over, json: route == Route::JsonMetrics })
+}
+
+/// A line-protocol body's records put into the open batch before the limiter
+/// decided: they start at `start`; `in_batch` of them are there, and the rest
+/// of the body (from `resume_at`) did not fit.
+struct Tentative {
+    start: BatchMark,
+    in_batch: u64,
+    resume_at: Option<BodyPosition>,
+}
+
+/// Validates a line-protocol body and counts its records, indexing it into
+/// the open batch on the way (one pass). A bad line rolls the batch back and
+/// is the error (first bad line, bad and valid counts, as for the whole
+/// body). The part that does not fit the open batch is only validated and
+/// counted here. Without a free batch the whole body is only validated.
+fn index_tentatively(
+    body: &[u8],
+    precision: Precision,
+    now: i64,
+    ctx: &mut Ctx,
+) -> Result<(u64, Option<Tentative>), BatchError> {
+    if !ensure_open(ctx) {
+        let s = ctx.indexer.index_batch(body, precision, now, |_| true)?;
+        return Ok((s.lines as u64, None));
+    }
+    let batch = ctx.commit.open.as_mut().expect("ensured");
+    let start = batch.mark();
+    let first =
+        ctx.indexer.index_batch(body, precision, now, |line| batch.push_line(line, TenantIndex::DEFAULT).is_ok());
+    let first = match first {
+        Ok(s) => s,
+        Err(e) => {
+            batch.rollback(start);
+            return Err(e);
+        }
+    };
+    let mut records = first.lines as u64;
+    if let Some(rest_at) = first.resume_at {
+        let rest = ctx.indexer.index_from(body, rest_at, precision, now, BadLines::RejectBatch, |_| true);
+        if let Some(e) = rest.batch_error() {
+            batch.rollback(start);
+            return Err(BatchError { valid_lines: e.valid_lines + first.lines, ..e });
+        }
+        records += rest.lines as u64;
+    }
+    Ok((records, Some(Tentative { start, in_batch: first.lines as u64, resume_at: first.resume_at })))
+}
+
+/// Indexes `body` from `position` into `batch` (the body was validated): as
+/// many lines as fit.
+fn index_into(
+    indexer: &mut crate::ingest::line_index::LineIndexer,
+    batch: &mut Batch,
+    body: &[u8],
+    position: BodyPosition,
+    precision: Precision,
+    now: i64,
+) -> BodySummary {
+    indexer.index_from(body, position, precision, now, BadLines::RejectBatch, |line| {
+        batch.push_line(line, TenantIndex::DEFAULT).is_ok()
+    })
 }
 
 /// Makes sure there is an open batch; false when the writer has none free.

@@ -1,14 +1,15 @@
 //! The HTTP application of a worker: what each request means. It sits on the
 //! TCP stack as its [`TcpApp`], keeps one [`Connection`] per open TCP
 //! connection in a slab indexed by [`ConnId`], and for every request runs
-//! route → credentials → parse (validate) → limit → writer batch, then
+//! route → credentials → parse (line protocol: validated and indexed into the
+//! open batch in one pass) → limit → writer batch, then
 //! answers, or holds the answer until the fsync that covers the batch
 //! (`ack = "durable"`).
 //!
 //! - this file: the connection slab, the request loop of a connection,
 //!   routing (`/ping`, `/health`, `/metrics`), shutdown, timeouts and the
 //!   one queue of wake-ups ([`Wakeups`]) the serve step hands to the stack;
-//! - `ingest.rs`: the write routes (credentials, validate, limit, batch);
+//! - `ingest.rs`: the write routes (credentials, validate/index, limit, batch);
 //! - `held.rs`: held responses and group commit;
 //! - `counters.rs`: the per-worker [`HttpCounters`].
 //!
@@ -24,7 +25,7 @@ use crate::http::auth::{self, AuthConfig};
 use crate::http::routes::{self, Route};
 use crate::http::{BodyBudget, Connection, ConnectionPools, Event, HttpConfig, HttpError, RequestRef, Response};
 use crate::ingest::json::JsonBatchParser;
-use crate::ingest::line_protocol::LineProtocolParser;
+use crate::ingest::line_index::LineIndexer;
 use crate::limit::KeyedLimiter;
 use crate::net::{ConnId, TcpApp};
 use crate::writer::{AckMode, WriterHandle};
@@ -85,7 +86,8 @@ struct Ctx {
     shared: AppShared,
     writer: WriterHandle,
     ack: AckMode,
-    line: LineProtocolParser,
+    /// Line-protocol bodies: validated and indexed in one pass, straight into the open batch.
+    indexer: LineIndexer,
     json: JsonBatchParser,
     query_scratch: [u8; routes::QUERY_SCRATCH_BYTES],
     basic_scratch: [u8; auth::BASIC_SCRATCH_BYTES],
@@ -162,7 +164,7 @@ impl HttpApp {
                 shared,
                 writer,
                 ack,
-                line: LineProtocolParser::new(),
+                indexer: LineIndexer::new(),
                 json: JsonBatchParser::new(),
                 query_scratch: [0; routes::QUERY_SCRATCH_BYTES],
                 basic_scratch: [0; auth::BASIC_SCRATCH_BYTES],

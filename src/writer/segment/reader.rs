@@ -7,10 +7,12 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::{
-    check_header, list_segments, Frame, IoContext, SegmentError, FIRST_RECORD_ID, FRAME_HEADER_BYTES, MAX_FRAME_BYTES,
-    PAYLOAD_FIXED_BYTES, SEGMENT_HEADER_BYTES,
+    check_header, list_segments, record_format, Frame, IoContext, SegmentError, FIRST_RECORD_ID, FRAME_HEADER_BYTES,
+    MAX_FRAME_BYTES, PAYLOAD_FIXED_BYTES, SEGMENT_HEADER_BYTES,
 };
+use crate::ingest::line_index::LineIndexer;
 use crate::ingest::record::Record;
+use crate::writer::codec::{DecodeError, FrameRecords, RecordFormat, StoredRecord};
 
 /// What reading the next frame found.
 #[derive(Debug)]
@@ -49,6 +51,8 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 pub struct SegmentReader {
     path: PathBuf,
     file: BufReader<File>,
+    version: u32,
+    format: RecordFormat,
     first_record_id: u64,
     offset: u64,
     next_record_id: u64,
@@ -64,11 +68,14 @@ impl SegmentReader {
         if read_full(&mut file, &mut h).at(path)? < h.len() {
             return Ok(None);
         }
-        check_header(&h, first_record_id)
-            .map_err(|reason| SegmentError::BadHeader { path: path.to_owned(), reason })?;
+        let bad = |reason| SegmentError::BadHeader { path: path.to_owned(), reason };
+        let version = check_header(&h, first_record_id).map_err(bad)?;
+        let format = record_format(version).ok_or_else(|| bad(format!("unsupported version {version}")))?;
         Ok(Some(Self {
             path: path.to_owned(),
             file: BufReader::with_capacity(1 << 20, file),
+            version,
+            format,
             first_record_id,
             offset: SEGMENT_HEADER_BYTES,
             next_record_id: first_record_id,
@@ -82,6 +89,11 @@ impl SegmentReader {
 
     pub fn first_record_id(&self) -> u64 {
         self.first_record_id
+    }
+
+    /// The segment header's version.
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
     /// Byte offset of the next frame.
@@ -128,7 +140,7 @@ impl SegmentReader {
         if crc32c::crc32c(&self.payload) != crc {
             return Ok(FrameRead::Corrupt { offset, reason: "checksum mismatch".into() });
         }
-        let frame = match Frame::parse(&self.payload) {
+        let frame = match Frame::parse(&self.payload, self.format) {
             Ok(f) => f,
             Err(e) => return Ok(FrameRead::Corrupt { offset, reason: e.to_string() }),
         };
@@ -142,6 +154,12 @@ impl SegmentReader {
         self.next_record_id = frame.end_record_id();
         Ok(FrameRead::Frame(frame))
     }
+
+    /// The frame the last [`next_frame`](Self::next_frame) returned, again
+    /// (its payload is still in the reader's buffer).
+    pub fn last_frame(&self) -> Result<Frame<'_>, SegmentError> {
+        Frame::parse(&self.payload, self.format)
+    }
 }
 
 /// One frame, owned, with its records decoded.
@@ -152,6 +170,63 @@ pub struct DecodedFrame {
     pub worker_seq: u64,
     pub client: String,
     pub records: Vec<Record>,
+}
+
+/// A frame [`LogTail::poll_frame`] delivers: borrowed from the tail's
+/// buffer, records before the tail's position left out.
+#[derive(Clone, Copy, Debug)]
+pub struct TailFrame<'a> {
+    frame: Frame<'a>,
+    /// Records at the frame's start that lie before the position.
+    skip: u32,
+}
+
+impl<'a> TailFrame<'a> {
+    /// The id of the first record [`records`](Self::records) yields.
+    pub fn first_record_id(&self) -> u64 {
+        self.frame.first_record_id + u64::from(self.skip)
+    }
+
+    /// Records [`records`](Self::records) yields.
+    pub fn record_count(&self) -> u32 {
+        self.frame.record_count - self.skip
+    }
+
+    pub fn worker(&self) -> u32 {
+        self.frame.worker
+    }
+
+    pub fn worker_seq(&self) -> u64 {
+        self.frame.worker_seq
+    }
+
+    pub fn client(&self) -> &'a str {
+        self.frame.client
+    }
+
+    /// The records as stored, from the position on.
+    pub fn records(&self) -> impl Iterator<Item = Result<StoredRecord<'a>, DecodeError>> {
+        let mut records: FrameRecords<'a> = self.frame.stored_records();
+        let mut skipped = Ok(());
+        for _ in 0..self.skip {
+            if let Some(Err(e)) = records.next() {
+                skipped = Err(e);
+                break;
+            }
+        }
+        skipped.err().map(Err).into_iter().chain(records)
+    }
+
+    /// Owned, with every record decoded.
+    pub fn decode(&self, indexer: &mut LineIndexer) -> Result<DecodedFrame, DecodeError> {
+        Ok(DecodedFrame {
+            first_record_id: self.first_record_id(),
+            worker: self.worker(),
+            worker_seq: self.worker_seq(),
+            client: self.client().to_owned(),
+            records: self.records().map(|r| r.and_then(|r| r.into_record(indexer))).collect::<Result<_, _>>()?,
+        })
+    }
 }
 
 /// Why [`LogTail::poll`] returned nothing.
@@ -170,6 +245,8 @@ pub struct LogTail {
     dir: PathBuf,
     position: u64,
     reader: Option<SegmentReader>,
+    /// Re-parses version-2 lines for [`poll`](Self::poll).
+    indexer: LineIndexer,
     /// Records that were deleted by retention before they were read.
     pub skipped_records: u64,
 }
@@ -177,7 +254,13 @@ pub struct LogTail {
 impl LogTail {
     /// Starts at record id `from` (records before it are skipped).
     pub fn new(dir: &Path, from: u64) -> Self {
-        Self { dir: dir.to_owned(), position: from.max(FIRST_RECORD_ID), reader: None, skipped_records: 0 }
+        Self {
+            dir: dir.to_owned(),
+            position: from.max(FIRST_RECORD_ID),
+            reader: None,
+            indexer: LineIndexer::new(),
+            skipped_records: 0,
+        }
     }
 
     /// The next record id this tail will deliver.
@@ -210,10 +293,35 @@ impl LogTail {
 
     /// The next frame with records at or after the position whose records
     /// all lie below `limit` (exclusive; the writer's durable record id for
-    /// the shipper, `u64::MAX` for dump). Records before the position are
-    /// removed from the returned frame. `Err(idle)` when there is nothing
-    /// (yet).
+    /// the shipper, `u64::MAX` for dump), decoded. Records before the
+    /// position are removed from the returned frame. `Err(idle)` when there
+    /// is nothing (yet).
     pub fn poll(&mut self, limit: u64) -> Result<Result<DecodedFrame, TailIdle>, SegmentError> {
+        let skip = match self.advance(limit)? {
+            Ok(skip) => skip,
+            Err(idle) => return Ok(Err(idle)),
+        };
+        let reader = self.reader.as_ref().ok_or(SegmentError::BadPayload("no segment open".into()))?;
+        let frame = TailFrame { frame: reader.last_frame()?, skip };
+        Ok(Ok(frame.decode(&mut self.indexer)?))
+    }
+
+    /// [`poll`](Self::poll) without decoding: the frame as stored, borrowed
+    /// until the next call (`dump --format lp` and the shipper copy version-2
+    /// lines as they are).
+    pub fn poll_frame(&mut self, limit: u64) -> Result<Result<TailFrame<'_>, TailIdle>, SegmentError> {
+        let skip = match self.advance(limit)? {
+            Ok(skip) => skip,
+            Err(idle) => return Ok(Err(idle)),
+        };
+        let reader = self.reader.as_ref().ok_or(SegmentError::BadPayload("no segment open".into()))?;
+        Ok(Ok(TailFrame { frame: reader.last_frame()?, skip }))
+    }
+
+    /// Reads up to the next frame to deliver (then the reader's last frame)
+    /// and moves the position past it; returns how many of its records lie
+    /// before the old position.
+    fn advance(&mut self, limit: u64) -> Result<Result<u32, TailIdle>, SegmentError> {
         loop {
             if self.reader.is_none() && !self.open_segment_for_position()? {
                 return Ok(Err(TailIdle::CaughtUp));
@@ -232,18 +340,9 @@ impl LogTail {
                         reader.rewind(offset, next_id)?;
                         return Ok(Err(TailIdle::CaughtUp));
                     }
-                    let mut records = f.decode_records()?;
-                    let skip = self.position.saturating_sub(f.first_record_id) as usize;
-                    records.drain(..skip.min(records.len()));
-                    let frame = DecodedFrame {
-                        first_record_id: f.first_record_id + skip as u64,
-                        worker: f.worker,
-                        worker_seq: f.worker_seq,
-                        client: f.client.to_owned(),
-                        records,
-                    };
+                    let skip = self.position.saturating_sub(f.first_record_id).min(u64::from(f.record_count));
                     self.position = f.end_record_id();
-                    return Ok(Ok(frame));
+                    return Ok(Ok(skip as u32));
                 }
                 read @ (FrameRead::End | FrameRead::Torn { .. }) => {
                     let torn = matches!(read, FrameRead::Torn { .. });

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::{
     list_segments, segment_header, FrameRead, IoContext, SegmentError, SegmentInfo, SegmentReader, FIRST_RECORD_ID,
-    SEGMENT_HEADER_BYTES,
+    SEGMENT_HEADER_BYTES, SEGMENT_VERSION,
 };
 
 /// What recovery found and did at start.
@@ -27,25 +27,35 @@ pub struct Recovery {
     pub truncated_reason: Option<String>,
 }
 
-/// Scans the tail segment of `dir`, truncates a torn or corrupt tail, and
-/// returns the valid length of the tail (or `None` for an empty log).
-pub(super) fn recover_tail(dir: &Path) -> Result<(Recovery, Option<(SegmentInfo, u64)>), SegmentError> {
+/// The tail segment after recovery: where it is, how long its valid part is
+/// and its header's version.
+#[derive(Clone, Debug)]
+pub(super) struct Tail {
+    pub info: SegmentInfo,
+    pub valid_len: u64,
+    pub version: u32,
+}
+
+/// Scans the tail segment of `dir` (of any version this release reads),
+/// truncates a torn or corrupt tail, and returns what is left of it (or
+/// `None` for an empty log).
+pub(super) fn recover_tail(dir: &Path) -> Result<(Recovery, Option<Tail>), SegmentError> {
     let segments = list_segments(dir)?;
     let mut rec = Recovery { segments: segments.len(), next_record_id: FIRST_RECORD_ID, ..Default::default() };
     let Some(tail) = segments.last().cloned() else {
         return Ok((rec, None));
     };
     rec.next_record_id = tail.first_record_id;
-    let valid_len = match SegmentReader::open(&tail.path, tail.first_record_id)? {
+    let (valid_len, version) = match SegmentReader::open(&tail.path, tail.first_record_id)? {
         None => {
             // Torn header: the segment was just being created. Rewrite it.
             rec.truncated_bytes = tail.len;
             rec.truncated_reason = Some("torn segment header".into());
             let mut f = OpenOptions::new().write(true).open(&tail.path).at(&tail.path)?;
             f.set_len(0).at(&tail.path)?;
-            f.write_all(&segment_header(tail.first_record_id)).at(&tail.path)?;
+            f.write_all(&segment_header(tail.first_record_id, SEGMENT_VERSION)).at(&tail.path)?;
             f.sync_data().at(&tail.path)?;
-            SEGMENT_HEADER_BYTES
+            (SEGMENT_HEADER_BYTES, SEGMENT_VERSION)
         }
         Some(mut reader) => {
             loop {
@@ -73,7 +83,7 @@ pub(super) fn recover_tail(dir: &Path) -> Result<(Recovery, Option<(SegmentInfo,
                 f.set_len(valid).at(&tail.path)?;
                 f.sync_data().at(&tail.path)?;
             }
-            valid
+            (valid, reader.version())
         }
     };
     if let Some(reason) = &rec.truncated_reason {
@@ -84,5 +94,5 @@ pub(super) fn recover_tail(dir: &Path) -> Result<(Recovery, Option<(SegmentInfo,
             rec.next_record_id
         );
     }
-    Ok((rec, Some((tail, valid_len))))
+    Ok((rec, Some(Tail { info: tail, valid_len, version })))
 }

@@ -3,8 +3,9 @@ use std::time::Duration;
 
 use super::writer::DIRECT_WRITE_MIN_BYTES;
 use super::*;
+use crate::ingest::line_index::LineIndexer;
 use crate::ingest::record::{Field, FieldValue, RecordSink};
-use crate::writer::codec::tests::record;
+use crate::writer::codec::tests::storable_record as record;
 use proptest::prelude::*;
 
 fn write_log(dir: &Path, batches: &[Vec<Record>], segment_bytes: u64) -> Vec<u64> {
@@ -214,8 +215,137 @@ fn torn_header_is_rewritten() {
     assert_eq!(rec.truncated_bytes, 5);
     assert_eq!(rec.next_record_id, 1);
     let mut b = Batch::with_budget(4096, 10);
-    b.push(&Record { measurement: "m".into(), tags: vec![], fields: vec![], timestamp_ns: 0 }.as_ref()).unwrap();
+    b.push(&one_field_record("m", "v", FieldValue::Int(1), 0).as_ref()).unwrap();
     w.append(&b).unwrap();
     w.sync().unwrap();
     assert_eq!(verify_log(dir.path()).unwrap().records, 1);
+}
+
+/// A version-1 log written by the previous release
+/// (`metricsstream write-load --records 100 --batch-records 10 --ack enqueued`
+/// of main at 4de6325), and what that release's `dump` printed for it.
+const V1_SEGMENT: &[u8] = include_bytes!("testdata/v1-write-load-100.seg");
+const V1_DUMP_LP: &str = include_str!("testdata/v1-write-load-100.lp");
+const V1_DUMP_JSON: &str = include_str!("testdata/v1-write-load-100.json");
+
+/// A data directory holding the version-1 segment.
+fn v1_log() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join(segment_file_name(1)), V1_SEGMENT).unwrap();
+    dir
+}
+
+fn dump_text(dir: &Path, format: crate::writer::cli::DumpFormat) -> String {
+    use crate::writer::cli::{dump, DumpArgs};
+    let mut out = Vec::new();
+    dump(&DumpArgs { data_dir: dir.to_owned(), format, from: 0 }, &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// Appends one batch of the lines of `body` as the ingest path does.
+fn append_lines(w: &mut SegmentWriter, body: &[u8]) {
+    let mut b = Batch::with_budget(1 << 20, 1 << 16);
+    b.set_client("http");
+    let mut indexer = LineIndexer::new();
+    let summary = indexer
+        .index_batch(body, crate::ingest::Precision::Nanoseconds, 0, |l| {
+            b.push_line(l, crate::writer::codec::TenantIndex::DEFAULT).is_ok()
+        })
+        .unwrap();
+    assert!(summary.resume_at.is_none());
+    w.append(&b).unwrap();
+}
+
+#[test]
+fn a_v1_log_of_the_previous_release_reads_record_for_record() {
+    use crate::writer::cli::DumpFormat;
+    let dir = v1_log();
+    let v = verify_log(dir.path()).unwrap();
+    assert_eq!((v.records, v.frames, v.segments, v.corrupt), (100, 10, 1, 0), "{:?}", v.problems);
+    assert_eq!(dump_text(dir.path(), DumpFormat::Lp), V1_DUMP_LP);
+    assert_eq!(dump_text(dir.path(), DumpFormat::Json), V1_DUMP_JSON);
+    let reader = SegmentReader::open(&dir.path().join(segment_file_name(1)), 1).unwrap().unwrap();
+    assert_eq!(reader.version(), SEGMENT_VERSION_1);
+}
+
+#[test]
+fn a_v1_tail_is_recovered_and_followed_by_v2_segments() {
+    use crate::writer::cli::DumpFormat;
+    let dir = v1_log();
+    let v1_path = dir.path().join(segment_file_name(1));
+    // A crash left half a frame at the end of the old release's tail.
+    let mut torn = V1_SEGMENT.to_vec();
+    torn.extend_from_slice(&V1_SEGMENT[SEGMENT_HEADER_BYTES as usize..SEGMENT_HEADER_BYTES as usize + 40]);
+    fs::write(&v1_path, &torn).unwrap();
+
+    let new_lines = "cpu,host=a\\ b,region=eu\\,west usage=0.5,msg=\"say \\\"hi\\\"\" 1700000000000000000\n\
+                     mem,b=2,a=1 free=3i 1700000000000000001\n";
+    {
+        let (mut w, rec) = SegmentWriter::open(dir.path(), 4096).unwrap();
+        assert_eq!((rec.next_record_id, rec.tail_records, rec.truncated_bytes), (101, 100, 40));
+        append_lines(&mut w, new_lines.as_bytes());
+        // Enough to rotate into a third segment (4 KiB segments).
+        for i in 0..60 {
+            append_lines(&mut w, format!("more v={i}i {i}\n").repeat(3).as_bytes());
+        }
+        w.sync().unwrap();
+    }
+    // The version-1 segment is exactly what the old release wrote, torn tail cut.
+    assert_eq!(fs::read(&v1_path).unwrap(), V1_SEGMENT);
+    let segments = list_segments(dir.path()).unwrap();
+    assert!(segments.len() > 2, "{segments:?}");
+    assert_eq!(segments[1].first_record_id, 101);
+    for s in &segments[1..] {
+        assert_eq!(SegmentReader::open(&s.path, s.first_record_id).unwrap().unwrap().version(), SEGMENT_VERSION_2);
+    }
+    let v = verify_log(dir.path()).unwrap();
+    assert_eq!((v.records, v.corrupt), (100 + 2 + 180, 0), "{:?}", v.problems);
+
+    // dump: the old records as the old release printed them, then the new
+    // lines as received (the unsorted one canonicalised).
+    let lp = dump_text(dir.path(), DumpFormat::Lp);
+    let expected_new = "cpu,host=a\\ b,region=eu\\,west usage=0.5,msg=\"say \\\"hi\\\"\" 1700000000000000000\n\
+                        mem,a=1,b=2 free=3i 1700000000000000001\n";
+    assert_eq!(lp.get(..V1_DUMP_LP.len()), Some(V1_DUMP_LP));
+    assert_eq!(lp[V1_DUMP_LP.len()..].get(..expected_new.len()), Some(expected_new));
+    let json = dump_text(dir.path(), DumpFormat::Json);
+    let record_101: serde_json::Value = serde_json::from_str(json.lines().nth(100).unwrap()).unwrap();
+    assert_eq!(record_101["id"], 101);
+    assert_eq!(record_101["tags"]["host"], "a b");
+    assert_eq!(record_101["tags"]["region"], "eu,west");
+    assert_eq!(record_101["fields"]["msg"], "say \"hi\"");
+
+    // A tail from inside the version-1 segment crosses into version 2.
+    let mut t = LogTail::new(dir.path(), 95);
+    let mut ids = Vec::new();
+    while let Ok(f) = t.poll(u64::MAX).unwrap() {
+        ids.extend((0..f.records.len() as u64).map(|i| f.first_record_id + i));
+    }
+    assert_eq!(ids, (95..=282).collect::<Vec<u64>>());
+    // Reopening appends to the version-2 tail, not a new segment.
+    let (_, rec) = SegmentWriter::open(dir.path(), 4096).unwrap();
+    assert_eq!((rec.next_record_id, rec.truncated_bytes, rec.segments), (283, 0, segments.len()));
+}
+
+#[test]
+fn a_v1_tail_without_frames_becomes_a_v2_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(segment_file_name(1));
+    fs::write(&path, &V1_SEGMENT[..SEGMENT_HEADER_BYTES as usize]).unwrap();
+    let (mut w, rec) = SegmentWriter::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(rec.next_record_id, 1);
+    append_lines(&mut w, b"m v=1 1\n");
+    w.sync().unwrap();
+    assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
+    assert_eq!(SegmentReader::open(&path, 1).unwrap().unwrap().version(), SEGMENT_VERSION_2);
+    assert_eq!(verify_log(dir.path()).unwrap().records, 1);
+}
+
+#[test]
+fn a_segment_of_an_unknown_version_is_named_by_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join(segment_file_name(1)), segment_header(1, 3)).unwrap();
+    let v = verify_log(dir.path()).unwrap();
+    assert_eq!(v.corrupt, 1);
+    assert!(v.problems[0].contains("unsupported version 3"), "{:?}", v.problems);
 }

@@ -7,10 +7,10 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::recovery::{recover_tail, Recovery};
+use super::recovery::{recover_tail, Recovery, Tail};
 use super::{
-    encode_frame, encode_frame_head, list_segments, segment_file_name, segment_header, IoContext, SegmentError,
-    FRAME_HEADER_BYTES, PAYLOAD_FIXED_BYTES, SEGMENT_HEADER_BYTES,
+    encode_frame, encode_frame_head, frame_bytes, list_segments, segment_file_name, segment_header, IoContext,
+    SegmentError, SEGMENT_HEADER_BYTES, SEGMENT_VERSION,
 };
 use crate::writer::codec::Batch;
 
@@ -67,17 +67,29 @@ pub struct SegmentWriter {
 }
 
 impl SegmentWriter {
-    /// Recovers `dir` (creating it if needed) and opens the tail for appending.
+    /// Recovers `dir` (creating it if needed) and opens the tail for
+    /// appending. A tail of an older version is left as recovery leaves it
+    /// and a new segment of the current version is started after it (or,
+    /// when it holds no frame, its header is rewritten in the current version).
     pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Self, Recovery), SegmentError> {
         fs::create_dir_all(dir).at(dir)?;
         let (rec, tail) = recover_tail(dir)?;
         let (path, file, len) = match tail {
-            Some((info, valid_len)) => {
+            Some(Tail { info, valid_len, version }) if version == SEGMENT_VERSION => {
                 let mut file = OpenOptions::new().write(true).open(&info.path).at(&info.path)?;
                 file.seek(SeekFrom::Start(valid_len)).at(&info.path)?;
                 (info.path, file, valid_len)
             }
-            None => {
+            Some(Tail { info, valid_len, .. }) if valid_len <= SEGMENT_HEADER_BYTES => {
+                // No frame yet: the file's name is the next record's id, so it
+                // cannot be followed by a new segment; it becomes one.
+                let mut file = OpenOptions::new().write(true).open(&info.path).at(&info.path)?;
+                file.set_len(0).at(&info.path)?;
+                file.write_all(&segment_header(info.first_record_id, SEGMENT_VERSION)).at(&info.path)?;
+                file.sync_data().at(&info.path)?;
+                (info.path, file, SEGMENT_HEADER_BYTES)
+            }
+            Some(_) | None => {
                 let (path, file) = Self::create_segment(dir, rec.next_record_id)?;
                 (path, file, SEGMENT_HEADER_BYTES)
             }
@@ -100,7 +112,7 @@ impl SegmentWriter {
     fn create_segment(dir: &Path, first_record_id: u64) -> Result<(PathBuf, File), SegmentError> {
         let path = dir.join(segment_file_name(first_record_id));
         let mut file = OpenOptions::new().write(true).create_new(true).open(&path).at(&path)?;
-        file.write_all(&segment_header(first_record_id)).at(&path)?;
+        file.write_all(&segment_header(first_record_id, SEGMENT_VERSION)).at(&path)?;
         file.sync_data().at(&path)?;
         sync_dir(dir)?;
         Ok((path, file))
@@ -132,8 +144,7 @@ impl SegmentWriter {
     /// syncs the old segment; the caller still publishes durability only
     /// after its own [`sync`](Self::sync)).
     pub fn append(&mut self, batch: &Batch) -> Result<u64, SegmentError> {
-        let frame_bytes = (FRAME_HEADER_BYTES + PAYLOAD_FIXED_BYTES + batch.client.len() + batch.buf.len()) as u64;
-        if self.len > SEGMENT_HEADER_BYTES && self.len + frame_bytes > self.segment_bytes {
+        if self.len > SEGMENT_HEADER_BYTES && self.len + frame_bytes(batch) > self.segment_bytes {
             self.rotate()?;
         }
         let first = self.next_record_id;
