@@ -90,14 +90,16 @@ fn ours_first(body: &str) -> Option<Result<Canon, LineErrorReason>> {
 
 /// The unescaped-separator class of [`KNOWN_DIFFERENCES`]: we refused the line
 /// at a `,` in a key or a `=` in a tag value that IOx read as part of the text.
-fn iox_kept_an_unescaped_separator(ours: &Option<Result<Canon, LineErrorReason>>, iox: &Option<Result<Canon, ()>>) -> bool {
+fn iox_kept_an_unescaped_separator(
+    ours: &Option<Result<Canon, LineErrorReason>>,
+    iox: &Option<Result<Canon, ()>>,
+) -> bool {
     use LineErrorReason::*;
     let (Some(Err(reason)), Some(Ok(record))) = (ours, iox) else { return false };
     matches!(reason, TagWithoutEquals | FieldWithoutEquals | UnescapedEqualsInTagValue | EmptyFieldKey | EmptyTagKey)
         && (record.tags.iter().any(|(k, v)| k.contains(',') || v.contains('='))
             || record.fields.iter().any(|(k, _)| k.contains(',')))
 }
-
 
 fn iox(body: &str) -> Outcome {
     let mut records = Vec::new();
@@ -413,11 +415,10 @@ fn known_differences_are_as_listed() {
 #[test]
 fn control_characters_name_their_reason() {
     let mut first = None;
-    let _ = LineIndexer::new().index_lenient(b"m\x01 f=1", Precision::Nanoseconds, NOW, |_| true).first_error.map(
-        |e| {
+    let _ =
+        LineIndexer::new().index_lenient(b"m\x01 f=1", Precision::Nanoseconds, NOW, |_| true).first_error.map(|e| {
             first = Some(e.reason);
-        },
-    );
+        });
     assert_eq!(first, Some(CONTROL_CHARACTER));
     assert_ne!(CONTROL_CHARACTER, LineErrorReason::MissingFields);
 }

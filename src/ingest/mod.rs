@@ -2,11 +2,11 @@
 //! protocol, the MetricsStream JSON API, StatsD). No DPDK, no clock: callers
 //! pass byte slices and `now`.
 pub mod json;
-pub mod line_protocol;
 pub mod line_index;
+pub mod line_protocol;
 pub mod record;
-pub mod structural;
 pub mod statsd;
+pub mod structural;
 
 pub use json::{JsonBatchError, JsonBatchParser, JsonLimits, JsonSummary, JsonSyntaxError};
 pub use line_protocol::{

@@ -199,7 +199,10 @@ fn comments_blank_lines_and_crlf() {
     let body = "# comment, with = \"stuff\n\r\n   \n\tm f=1\r\n  # another\nm f=2\r";
     let (lines, summary) = index_all(&mut LineIndexer::new(), body.as_bytes());
     assert_eq!(summary.first_error, None);
-    assert_eq!(lines.iter().map(|l| (l.line_number, l.bytes.as_str())).collect::<Vec<_>>(), [(4, "m f=1"), (6, "m f=2")]);
+    assert_eq!(
+        lines.iter().map(|l| (l.line_number, l.bytes.as_str())).collect::<Vec<_>>(),
+        [(4, "m f=1"), (6, "m f=2")]
+    );
 }
 
 #[test]
@@ -415,7 +418,8 @@ fn a_refused_line_stops_and_resumes_where_it_was() {
 fn limits_bound_tags_and_fields() {
     let limits = LineProtocolLimits { max_tags_per_line: 2, max_fields_per_line: 3 };
     let mut indexer = LineIndexer::with_limits(limits);
-    let check = |indexer: &mut LineIndexer, body: &str| index_all(indexer, body.as_bytes()).1.first_error.map(|e| e.reason);
+    let check =
+        |indexer: &mut LineIndexer, body: &str| index_all(indexer, body.as_bytes()).1.first_error.map(|e| e.reason);
     assert_eq!(check(&mut indexer, "m,a=1,b=2 f=1,g=2,h=3"), None);
     assert_eq!(check(&mut indexer, "m,a=1,b=2,c=3 f=1"), Some(LineErrorReason::TooManyTags));
     assert_eq!(check(&mut indexer, "m f=1,g=2,h=3,i=4"), Some(LineErrorReason::TooManyFields));
@@ -474,7 +478,8 @@ fn levels_agree(body: &[u8]) {
 #[test]
 fn every_level_indexes_every_length_and_alignment_alike() {
     // Escapes, quotes and newlines land on every block boundary as the window slides.
-    let text = "m\\ x,t\\,=a\\=b,u=\"v s=\"a\\\"b\\\\\" 1\ncpu f=1.5,g=2i \t\nx,y=z s=\"q\nr\",b=t 7\r\n# c\nm\\\\,t=1 f=1\n";
+    let text =
+        "m\\ x,t\\,=a\\=b,u=\"v s=\"a\\\"b\\\\\" 1\ncpu f=1.5,g=2i \t\nx,y=z s=\"q\nr\",b=t 7\r\n# c\nm\\\\,t=1 f=1\n";
     let buffer: Vec<u8> = text.bytes().cycle().take(64 + 256).collect();
     for offset in 0..64 {
         for len in 0..=256 {
