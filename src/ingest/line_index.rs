@@ -1150,23 +1150,13 @@ fn digits_value(digits: &[u8]) -> Digits<u64> {
 /// overflow is reported (malformed beats out of range).
 #[inline(never)]
 fn long_digits_value(digits: &[u8]) -> Digits<u64> {
-    let mut value: u64 = 0;
-    let mut overflow = false;
-    for &b in digits {
-        let d = b.wrapping_sub(b'0');
-        if d > 9 {
-            return Digits::Invalid;
-        }
-        match value.checked_mul(10).and_then(|v| v.checked_add(u64::from(d))) {
-            Some(v) => value = v,
-            None => overflow = true,
-        }
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return Digits::Invalid;
     }
-    if overflow {
-        Digits::OutOfRange
-    } else {
-        Digits::Value(value)
-    }
+    digits
+        .iter()
+        .try_fold(0u64, |value, &b| value.checked_mul(10)?.checked_add(u64::from(b - b'0')))
+        .map_or(Digits::OutOfRange, Digits::Value)
 }
 
 /// `-?digits` as an i64.
