@@ -7,6 +7,9 @@
 # targets look for). With a nightly toolchain, pass --asan to add ASan.
 #
 #   scripts/fuzz.sh [--seconds S] [--asan] [TARGET...]   (default: every target, 30 s)
+#
+# Targets are fuzz_targets/*.rs, each with seeds in seeds/TARGET/ (line_index: the
+# structural SIMD indexer, checked against its scalar kernel on every input).
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
@@ -15,7 +18,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) seconds=$2; shift 2 ;;
         --asan) sanitizer=address; shift ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         -*) echo "unknown argument: $1" >&2; exit 2 ;;
         *) targets+=("$1"); shift ;;
     esac

@@ -798,6 +798,8 @@ impl Scan<'_, '_> {
 
         // Tag set.
         let mut tags_unsorted = false;
+        let mut tag_signatures = 0u64;
+        let mut tag_maybe_duplicate = false;
         let mut any_escape = escaped;
         while stop == Stop::Comma {
             let key_start = series_end + 1;
@@ -832,12 +834,17 @@ impl Scan<'_, '_> {
                     Ordering::Greater => tags_unsorted = true,
                 }
             }
+            let signature = key_signature(self.body, tag.key);
+            tag_maybe_duplicate |= tag_signatures & signature != 0;
+            tag_signatures |= signature;
             self.tags.push(tag);
             series_end = value_end;
         }
         if tags_unsorted {
             flags.set(LineFlags::TAGS_UNSORTED);
-            if self.has_duplicate_tag() {
+            // Sorted keys were checked pairwise above; unsorted ones only need
+            // a full check when two share a signature.
+            if tag_maybe_duplicate && self.has_duplicate_tag() {
                 return fail(LineErrorReason::DuplicateTagKey, series_end);
             }
         }
@@ -884,7 +891,7 @@ impl Scan<'_, '_> {
             }
             any_escape |= key_escaped | value.escaped;
             let key = Span { start: key_start, end: key_end, escaped: key_escaped };
-            let signature = 1u64 << ((key.end - key.start + usize::from(self.at(key_end - 1).unwrap_or(0))) % 64);
+            let signature = key_signature(self.body, key);
             maybe_duplicate |= key_signatures & signature != 0;
             key_signatures |= signature;
             kinds.insert(kind);
@@ -954,31 +961,47 @@ impl Scan<'_, '_> {
         })
     }
 
-    /// Whether two tags share a key (the tags are known to be unsorted).
+    /// Whether two tags share a key.
+    #[inline(never)]
     fn has_duplicate_tag(&mut self) -> bool {
         let (body, tags) = (self.body, &*self.tags);
-        let keys = |i: u32| tags.get(i as usize).map(|t| t.key).unwrap_or_default();
-        sort_and_find_equal(self.order, tags.len(), |a, b| compare_keys(body, keys(a), keys(b), Element::TagKey))
+        has_equal_keys(body, self.order, tags.len(), |i| tags.get(i).map(|t| t.key).unwrap_or_default())
     }
 
-    /// Whether two fields share a key (raw bytes: unescaping is injective).
+    /// Whether two fields share a key.
+    #[inline(never)]
     fn has_duplicate_field(&mut self) -> bool {
         let (body, fields) = (self.body, &*self.fields);
-        let key = |i: u32| fields.get(i as usize).map_or(&[][..], |f| body.get(f.key.start..f.key.end).unwrap_or(&[]));
-        if fields.len() <= 16 {
-            return (0..fields.len() as u32).any(|i| (i + 1..fields.len() as u32).any(|j| key(i) == key(j)));
-        }
-        sort_and_find_equal(self.order, fields.len(), |a, b| key(a).cmp(key(b)))
+        has_equal_keys(body, self.order, fields.len(), |i| fields.get(i).map(|f| f.key).unwrap_or_default())
     }
 }
 
-/// Sorts the indices `0..n` by `cmp` in `order` (scratch) and reports whether
-/// two of them compare equal.
-fn sort_and_find_equal(order: &mut Vec<u32>, n: usize, cmp: impl Fn(u32, u32) -> Ordering) -> bool {
+/// Whether two of the `n` keys `key(0..n)` are equal. Raw bytes decide:
+/// unescaping is injective (every escapable byte of a name must be escaped,
+/// any other backslash stays), so equal text means equal raw bytes. Small
+/// sets compare pairwise; large ones sort an index scratch (O(n log n) on
+/// adversarial lines).
+fn has_equal_keys(body: &[u8], order: &mut Vec<u32>, n: usize, key: impl Fn(usize) -> Span) -> bool {
+    let raw = |i: usize| {
+        let span = key(i);
+        body.get(span.start..span.end).unwrap_or(&[])
+    };
+    if n <= 16 {
+        return (0..n).any(|i| (i + 1..n).any(|j| raw(i) == raw(j)));
+    }
     order.clear();
     order.extend((0..n).filter_map(|i| u32::try_from(i).ok()));
-    order.sort_unstable_by(|&a, &b| cmp(a, b));
-    order.windows(2).any(|w| cmp(w[0], w[1]) == Ordering::Equal)
+    order.sort_unstable_by(|&a, &b| raw(a as usize).cmp(raw(b as usize)));
+    order.windows(2).any(|w| raw(w[0] as usize) == raw(w[1] as usize))
+}
+
+/// One bit of 64 chosen by a key's length, first and last byte: distinct
+/// signatures prove keys distinct without comparing them.
+#[inline(always)]
+fn key_signature(body: &[u8], key: Span) -> u64 {
+    let first = usize::from(body.get(key.start).copied().unwrap_or(0));
+    let last = usize::from(body.get(key.end.wrapping_sub(1)).copied().unwrap_or(0));
+    1u64 << ((key.end - key.start).wrapping_mul(31).wrapping_add(first * 7).wrapping_add(last) % 64)
 }
 
 /// Byte order of two keys' unescaped text (raw bytes when neither has an escape).
@@ -986,7 +1009,11 @@ fn sort_and_find_equal(order: &mut Vec<u32>, n: usize, cmp: impl Fn(u32, u32) ->
 fn compare_keys(body: &[u8], a: Span, b: Span, element: Element) -> Ordering {
     let raw = |s: Span| body.get(s.start..s.end).unwrap_or(&[]);
     if !a.escaped && !b.escaped {
-        return raw(a).cmp(raw(b));
+        // Most neighbours differ in their first byte: no memcmp for those.
+        return match body.get(a.start).cmp(&body.get(b.start)) {
+            Ordering::Equal => raw(a).cmp(raw(b)),
+            order => order,
+        };
     }
     let text = |s: Span| Unescaped { raw: raw(s), element, escaped: s.escaped };
     text(a).cmp(text(b))
@@ -1027,44 +1054,55 @@ fn field_kind(token: &[u8]) -> Result<FieldKind, LineErrorReason> {
 /// `-?(digits[.digits]|.digits)([eE][+-]?digits)?` with a finite value. Only
 /// literals that could overflow (an exponent, or more than 308 integer
 /// digits) are converted to find out.
+#[inline]
 fn check_float(token: &[u8]) -> Result<(), LineErrorReason> {
-    let count_digits = |from: usize| token.get(from..).unwrap_or(&[]).iter().take_while(|b| b.is_ascii_digit()).count();
-    let mut i = usize::from(token.first() == Some(&b'-'));
-    let integer_digits = count_digits(i);
-    i += integer_digits;
+    let mut rest = match token.split_first() {
+        Some((b'-', rest)) => rest,
+        _ => token,
+    };
+    let mut integer_digits = 0;
+    while let Some((b'0'..=b'9', tail)) = rest.split_first() {
+        integer_digits += 1;
+        rest = tail;
+    }
     let mut fraction_digits = 0;
-    if token.get(i) == Some(&b'.') {
-        fraction_digits = count_digits(i + 1);
-        i += 1 + fraction_digits;
+    if let Some((b'.', tail)) = rest.split_first() {
+        rest = tail;
+        while let Some((b'0'..=b'9', tail)) = rest.split_first() {
+            fraction_digits += 1;
+            rest = tail;
+        }
     }
     if integer_digits + fraction_digits == 0 {
         return Err(LineErrorReason::InvalidFieldValue);
     }
-    let may_overflow = match token.get(i) {
-        None => integer_digits > 308,
-        Some(b'e' | b'E') => {
-            i += 1;
-            if matches!(token.get(i), Some(b'+' | b'-')) {
-                i += 1;
-            }
-            let exponent_digits = count_digits(i);
-            if exponent_digits == 0 || i + exponent_digits != token.len() {
+    match rest.split_first() {
+        None if integer_digits <= 308 => Ok(()),
+        None => check_finite(token),
+        Some((b'e' | b'E', exponent)) => {
+            let exponent = match exponent.split_first() {
+                Some((b'+' | b'-', digits)) => digits,
+                _ => exponent,
+            };
+            if exponent.is_empty() || !exponent.iter().all(u8::is_ascii_digit) {
                 return Err(LineErrorReason::InvalidFieldValue);
             }
-            true
+            check_finite(token)
         }
-        Some(_) => return Err(LineErrorReason::InvalidFieldValue),
-    };
-    if may_overflow {
-        let value: f64 = std::str::from_utf8(token)
-            .ok()
-            .and_then(|text| text.parse().ok())
-            .ok_or(LineErrorReason::InvalidFieldValue)?;
-        if !value.is_finite() {
-            return Err(LineErrorReason::FloatOutOfRange);
-        }
+        Some(_) => Err(LineErrorReason::InvalidFieldValue),
     }
-    Ok(())
+}
+
+/// A well-formed float literal that may overflow: converted to find out.
+#[inline(never)]
+fn check_finite(token: &[u8]) -> Result<(), LineErrorReason> {
+    let value: f64 =
+        std::str::from_utf8(token).ok().and_then(|text| text.parse().ok()).ok_or(LineErrorReason::InvalidFieldValue)?;
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err(LineErrorReason::FloatOutOfRange)
+    }
 }
 
 /// A digit string's value, checked.
@@ -1099,14 +1137,14 @@ fn digits_value(digits: &[u8]) -> Digits<u64> {
     if digits.is_empty() {
         return Digits::Invalid;
     }
+    if digits.len() > 19 {
+        return long_digits_value(digits);
+    }
+    // Up to 19 digits cannot overflow (10^19 - 1 < 2^64): whole words first
+    // (a nanosecond timestamp is two words and three digits), no checks.
     let mut value: u64 = 0;
-    let mut overflow = false;
     let mut rest = digits;
-    // Up to 19 digits cannot overflow (10^19 - 1 < 2^64): whole words first.
     while let Some((word, tail)) = rest.split_first_chunk::<8>() {
-        if digits.len() > 19 {
-            break;
-        }
         match eight_digit_value(u64::from_le_bytes(*word)) {
             Some(v) => value = value * 100_000_000 + v,
             None => return Digits::Invalid,
@@ -1118,16 +1156,22 @@ fn digits_value(digits: &[u8]) -> Digits<u64> {
         if d > 9 {
             return Digits::Invalid;
         }
-        match value.checked_mul(10).and_then(|v| v.checked_add(u64::from(d))) {
-            Some(v) => value = v,
-            None => overflow = true,
-        }
+        value = value * 10 + u64::from(d);
     }
-    if overflow {
-        Digits::OutOfRange
-    } else {
-        Digits::Value(value)
+    Digits::Value(value)
+}
+
+/// [`digits_value`] of more than 19 digits: every byte checked before an
+/// overflow is reported (malformed beats out of range).
+#[inline(never)]
+fn long_digits_value(digits: &[u8]) -> Digits<u64> {
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return Digits::Invalid;
     }
+    digits
+        .iter()
+        .try_fold(0u64, |value, &b| value.checked_mul(10)?.checked_add(u64::from(b - b'0')))
+        .map_or(Digits::OutOfRange, Digits::Value)
 }
 
 /// `-?digits` as an i64.

@@ -2,6 +2,7 @@
 //! SIMD levels against the scalar kernel on adversarial bodies.
 
 use super::*;
+use crate::ingest::record::{Field, RecordRef, Tag};
 use crate::ingest::structural::SimdLevel;
 use proptest::prelude::*;
 
@@ -25,29 +26,25 @@ struct Owned {
 fn own(line: &IndexedLine<'_, '_>) -> Owned {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let bytes = line.bytes();
+    // The record model's own conversion makes the values owned.
+    let measurement = line.measurement().unescaped();
+    let tags: Vec<Tag<'_>> =
+        line.tags().map(|(key, value)| Tag { key: key.unescaped(), value: value.unescaped() }).collect();
+    let fields: Vec<Field<'_>> = line.fields().map(|f| Field { key: f.key.unescaped(), value: f.value() }).collect();
+    let record =
+        RecordRef { measurement: &measurement, tags: &tags, fields: &fields, timestamp_ns: line.timestamp_ns() }
+            .to_owned_record();
     Owned {
         line_number: line.line_number(),
         bytes: text(bytes),
         series: text(&bytes[line.series_range()]),
         field_set: text(&bytes[line.field_set_range()]),
         timestamp: line.timestamp_range().map(|r| text(&bytes[r])),
-        timestamp_ns: line.timestamp_ns(),
+        timestamp_ns: record.timestamp_ns,
         flags: line.flags(),
-        measurement: line.measurement().unescaped().into_owned(),
-        tags: line.tags().map(|(k, v)| (k.unescaped().into_owned(), v.unescaped().into_owned())).collect(),
-        fields: line
-            .fields()
-            .map(|f| {
-                let value = match f.value() {
-                    FieldValue::Str(s) => FieldValue::Str(Cow::Owned(s.into_owned())),
-                    FieldValue::Int(v) => FieldValue::Int(v),
-                    FieldValue::UInt(v) => FieldValue::UInt(v),
-                    FieldValue::Float(v) => FieldValue::Float(v),
-                    FieldValue::Bool(v) => FieldValue::Bool(v),
-                };
-                (f.key.unescaped().into_owned(), value)
-            })
-            .collect(),
+        measurement: record.measurement.into_owned(),
+        tags: record.tags.into_iter().map(|t| (t.key.into_owned(), t.value.into_owned())).collect(),
+        fields: record.fields.into_iter().map(|f| (f.key.into_owned(), f.value)).collect(),
     }
 }
 

@@ -198,6 +198,9 @@ pub struct StructuralCursor<'a> {
     window_len: usize,
     /// One past the last non-ASCII byte in any block classified so far.
     non_ascii_end: usize,
+    /// The block of the last answer, cached: most calls land in it.
+    block_start: usize,
+    block_mask: u64,
 }
 
 impl<'a> StructuralCursor<'a> {
@@ -209,6 +212,8 @@ impl<'a> StructuralCursor<'a> {
             window_start: 0,
             window_len: 0,
             non_ascii_end: 0,
+            block_start: usize::MAX,
+            block_mask: 0,
         }
     }
 
@@ -218,12 +223,28 @@ impl<'a> StructuralCursor<'a> {
 
     /// The first structural position `>= from`, or `body.len()` if none.
     #[inline(always)]
-    pub fn next_from(&mut self, mut from: usize) -> usize {
+    pub fn next_from(&mut self, from: usize) -> usize {
+        let rel = from.wrapping_sub(self.block_start);
+        if rel < BLOCK {
+            let mask = self.block_mask >> rel;
+            if mask != 0 {
+                return from + mask.trailing_zeros() as usize;
+            }
+        }
+        self.next_from_other_block(from)
+    }
+
+    /// [`next_from`](Self::next_from) past the cached block: later blocks of the
+    /// window, then refills.
+    #[inline(never)]
+    fn next_from_other_block(&mut self, mut from: usize) -> usize {
         loop {
             let rel = from.wrapping_sub(self.window_start);
             if rel < self.window_len {
                 let bit = rel % BLOCK;
-                let mask = self.window.get(rel / BLOCK).map_or(0, |m| m.structural) >> bit;
+                self.block_start = from - bit;
+                self.block_mask = self.window.get(rel / BLOCK).map_or(0, |m| m.structural);
+                let mask = self.block_mask >> bit;
                 if mask != 0 {
                     return from + mask.trailing_zeros() as usize;
                 }
