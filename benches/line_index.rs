@@ -10,8 +10,9 @@
 //! with quotes, backslashes and commas. Each parser touches every record it
 //! produces (a count and a length), so nothing is optimised away.
 //!
-//! Parsers: "previous" is `LineProtocolParser` as the HTTP path runs it today
-//! (`validate` then `parse_into`) and as UDP runs it (`parse_into`); "indexer"
+//! Parsers: "previous" is `LineProtocolParser` as the HTTP path ran it before
+//! the one-pass path (`validate` then `parse_into`) and as UDP ran it
+//! (`parse_into`), kept as the baseline; "indexer"
 //! is `LineIndexer` at each SIMD level this CPU has (the batch mode for HTTP
 //! bodies, the lenient mode for datagrams); "iox" is `influxdb_line_protocol::
 //! parse_lines` (after the UTF-8 check it needs to get a `&str`).

@@ -7,14 +7,17 @@
 //!
 //! Module map (one module owns one thing):
 //! - [`dpdk`]: the only safe wrappers over `dpdk-sys` (EAL, ports, mempools,
-//!   mbufs, lcores). The only module allowed to use `unsafe`.
+//!   mbufs, lcores). With the fenced SIMD kernel `ingest::structural::x86`,
+//!   the only code allowed to use `unsafe`.
 //! - [`net`]: checked, zero-copy frame classification, ARP/ICMP, the TCP flow
 //!   table and the sharded sans-IO TCP stack over small smoltcp cells.
 //! - [`http`]: the sans-IO HTTP/1.1 server connection, responses, routing,
 //!   credential parsing and the `[http]` configuration.
 //! - [`limit`]: lock-free CAS token buckets, the bounded keyed table and the
 //!   client id of a peer known by its address.
-//! - [`ingest`]: the record model and the sans-IO metric parsers.
+//! - [`ingest`]: the record model and the sans-IO metric parsers (the one-pass
+//!   line indexer over the SIMD structural classifier, JSON, StatsD; the
+//!   previous line-protocol parser is kept as the benchmarks' baseline).
 //! - [`writer`]: batches, hand-off channels, the segment log, recovery, sinks.
 //! - [`stats`]: per-worker counters, aggregation, stats line and JSON report.
 //! - [`pipeline`]: the sans-IO ingestion pipeline of a serve worker: the HTTP

@@ -155,9 +155,12 @@ fn canonical_line(line: &IndexedLine<'_, '_>, scratch: &mut CanonicalScratch, ou
     order.clear();
     order.extend((0..line.tag_count()).filter_map(|i| u32::try_from(i).ok()));
     if line.flags().tags_unsorted() {
-        let key = |i: u32| line.tag(i as usize).map(|(k, _)| k.unescaped_bytes());
+        let key = |i: u32| line.tag(i as usize).map(|(k, _)| k);
         order.sort_unstable_by(|&a, &b| match (key(a), key(b)) {
-            (Some(a), Some(b)) => a.cmp(b),
+            // Without escapes the unescaped bytes are the raw ones: one memcmp
+            // instead of walking two unescaping iterators per comparison.
+            (Some(a), Some(b)) if !a.is_escaped() && !b.is_escaped() => a.raw().cmp(b.raw()),
+            (Some(a), Some(b)) => a.unescaped_bytes().cmp(b.unescaped_bytes()),
             _ => Ordering::Equal,
         });
     }
