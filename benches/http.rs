@@ -11,6 +11,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use metricsstream::http::{BodyBudget, Connection, ConnectionPools, Event, HttpConfig, Response};
+use metricsstream::time::Nanos;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use std::alloc::System;
 use std::hint::black_box;
@@ -29,7 +30,7 @@ fn assert_no_allocations(name: &str, segment: &[u8], per_segment: usize) {
     let budget = Arc::new(BodyBudget::new(HttpConfig::default().body_memory_budget_bytes));
     let mut pools = ConnectionPools::new(16);
     for pooled in [false, true] {
-        let mut conn = Connection::new(&HttpConfig::default(), 0);
+        let mut conn = Connection::new(&HttpConfig::default(), Nanos::ZERO);
         if pooled {
             conn = conn.pooled().with_budget(Arc::clone(&budget));
         }
@@ -75,7 +76,7 @@ fn serve_with(conn: &mut Connection, segment: &[u8], mut pools: Option<&mut Conn
         if let Some(p) = pools.as_deref_mut() {
             conn.attach_buffers(p);
         }
-        let n = conn.receive(rest, 0);
+        let n = conn.receive(rest, Nanos::ZERO);
         rest = &rest[n..];
         loop {
             if conn.needs_buffers() {
@@ -83,7 +84,7 @@ fn serve_with(conn: &mut Connection, segment: &[u8], mut pools: Option<&mut Conn
                     conn.attach_buffers(p);
                 }
             }
-            let Some(event) = conn.poll_request(0) else { break };
+            let Some(event) = conn.poll_request(Nanos::ZERO) else { break };
             if let Event::Request(req) = event {
                 black_box(req.body());
                 if req.path() == "/missing" {
@@ -123,7 +124,7 @@ fn bench(c: &mut Criterion) {
     let one = request(&body, false);
     group.throughput(Throughput::Elements(1));
     group.bench_function("keepalive_1k_body", |b| {
-        let mut conn = Connection::new(&config, 0);
+        let mut conn = Connection::new(&config, Nanos::ZERO);
         b.iter(|| assert_eq!(serve(&mut conn, &one), 1));
     });
 
@@ -131,14 +132,14 @@ fn bench(c: &mut Criterion) {
     group.bench_function("keepalive_1k_body_pooled", |b| {
         let budget = Arc::new(BodyBudget::new(config.body_memory_budget_bytes));
         let mut pools = ConnectionPools::new(16);
-        let mut conn = Connection::new(&config, 0).pooled().with_budget(budget);
+        let mut conn = Connection::new(&config, Nanos::ZERO).pooled().with_budget(budget);
         b.iter(|| assert_eq!(serve_with(&mut conn, &one, Some(&mut pools)), 1));
     });
 
     let sixteen = one.repeat(16);
     group.throughput(Throughput::Elements(16));
     group.bench_function("pipelined_16x1k", |b| {
-        let mut conn = Connection::new(&config, 0);
+        let mut conn = Connection::new(&config, Nanos::ZERO);
         b.iter(|| assert_eq!(serve(&mut conn, &sixteen), 16));
     });
 
@@ -148,7 +149,7 @@ fn bench(c: &mut Criterion) {
     let gz_req = request(&gz.finish().unwrap(), true);
     group.throughput(Throughput::Bytes(big.len() as u64));
     group.bench_function("gzip_64k_body", |b| {
-        let mut conn = Connection::new(&config, 0);
+        let mut conn = Connection::new(&config, Nanos::ZERO);
         b.iter(|| assert_eq!(serve(&mut conn, &gz_req), 1));
     });
     group.finish();

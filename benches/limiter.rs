@@ -14,9 +14,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Instant;
 
-use metricsstream::limit::{
-    ClientKey, Decision, KeyedLimiter, LimitsConfig, MonotonicClock, Quota, QuotaScope, Verdict,
-};
+use metricsstream::limit::{ClientKey, Decision, KeyedLimiter, LimitsConfig, Quota, QuotaScope, Verdict};
+use metricsstream::time::{MonotonicClock, Nanos};
 
 const RATE: u32 = 100_000_000;
 const BURST: u32 = 1_000;
@@ -78,7 +77,7 @@ where
     // would look like time running backwards to our limiter (which then,
     // correctly, limits).
     for burst in keys.chunks(BURST_LEN) {
-        let _ = decide(burst, clock.now_ns());
+        let _ = decide(burst, clock.now().as_ns());
     }
     let barrier = Arc::new(Barrier::new(threads + 1));
     let handles: Vec<_> = (0..threads)
@@ -93,7 +92,7 @@ where
                 // Threads start half a sequence apart.
                 let mut index = t * (SEQUENCE_LEN / 2);
                 for _ in 0..OPS_PER_THREAD / BURST_LEN {
-                    admitted += decide(&keys[index..index + BURST_LEN], clock.now_ns());
+                    admitted += decide(&keys[index..index + BURST_LEN], clock.now().as_ns());
                     index = (index + BURST_LEN) & (SEQUENCE_LEN - 1);
                 }
                 (admitted, thread_cpu_ns() - cpu_start)
@@ -150,7 +149,7 @@ fn memory_bound() {
     let start = Instant::now();
     let mut admitted = 0u64;
     for id in 0..offered {
-        let now = clock.now_ns();
+        let now = clock.now();
         admitted += u64::from(limiter.try_acquire(ClientKey::from_hash(key_hash(id)), 1, now).decision.is_allowed());
     }
     let secs = start.elapsed().as_secs_f64();
@@ -217,7 +216,7 @@ fn main() {
                 Arc::new(move |keys: &[u64], now: u64| {
                     keys.iter()
                         .map(|&key| {
-                            let verdict = ours.try_acquire(ClientKey::from_hash(key), 1, now);
+                            let verdict = ours.try_acquire(ClientKey::from_hash(key), 1, Nanos::from_ns(now));
                             u64::from(verdict.decision.is_allowed())
                         })
                         .sum::<u64>()
@@ -235,7 +234,7 @@ fn main() {
                         quota: Quota::new(1, 1).expect("valid"),
                         scope: QuotaScope::Overflow,
                     }; BURST_LEN];
-                    ours.try_acquire_burst(&requests[..keys.len()], now, &mut verdicts);
+                    ours.try_acquire_burst(&requests[..keys.len()], Nanos::from_ns(now), &mut verdicts);
                     verdicts[..keys.len()].iter().map(|v| u64::from(v.decision.is_allowed())).sum::<u64>()
                 })
             };

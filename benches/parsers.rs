@@ -14,6 +14,7 @@ use metricsstream::ingest::{
 };
 use metricsstream::limit::{KeyedLimiter, LimitsConfig};
 use metricsstream::pipeline::{UdpConfig, UdpIngest};
+use metricsstream::time::Nanos;
 use metricsstream::writer::{Batch, Writer, WriterConfig};
 use smoltcp::wire::Ipv4Address;
 use std::sync::Arc;
@@ -211,14 +212,14 @@ fn main() {
     let mut udp = UdpIngest::new(UdpConfig::default(), limiter, handles.remove(0));
     let sources: Vec<Ipv4Address> =
         (0..datagrams.len()).map(|i| Ipv4Address::new(198, 18, (i / 250) as u8, (i % 250) as u8)).collect();
-    let mut now_ns = 0u64;
+    let mut now = Nanos::ZERO;
     measure("udp ingest", &total, |_| {
         let before = udp.counters().records_accepted;
-        now_ns += 1_000;
+        now = now.plus_ns(1_000);
         for (datagram, &src) in datagrams.iter().zip(&sources) {
-            udp.on_datagram(src, 8089, black_box(datagram), now_ns);
+            udp.on_datagram(src, 8089, black_box(datagram), now);
         }
-        udp.maybe_flush(now_ns);
+        udp.maybe_flush(now);
         (udp.counters().records_accepted - before) as usize
     });
     udp.flush();

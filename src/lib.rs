@@ -20,6 +20,8 @@
 //!   previous line-protocol parser is kept as the benchmarks' baseline).
 //! - [`writer`]: batches, hand-off channels, the segment log, recovery, sinks.
 //! - [`stats`]: per-worker counters, aggregation, stats line and JSON report.
+//! - [`time`]: [`time::Nanos`], the one instant type of the sans-IO code
+//!   (smoltcp's `Instant` stays inside `net`), and the process clock.
 //! - [`pipeline`]: the sans-IO ingestion pipeline of a serve worker: the HTTP
 //!   application (route, auth, parse, limit, write, durable acks), the UDP
 //!   ingestion stage, the serve counters, and the one serve step
@@ -41,5 +43,6 @@ pub mod net;
 pub mod pcap;
 pub mod pipeline;
 pub mod stats;
+pub mod time;
 pub mod worker;
 pub mod writer;

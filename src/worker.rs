@@ -14,6 +14,7 @@ use crate::pcap::trace::PacketTrace;
 use crate::pipeline::timing::{EXIT_FLUSH_RETRY_NS, PUBLISH_NS};
 use crate::pipeline::{Every, ServeCore, ServeCounters, StepOutcome, UdpCounters, UdpIngest};
 use crate::stats::{RxCounters, SharedRxCounters};
+use crate::time::{MonotonicClock, Nanos};
 use smoltcp::wire::Ipv4Address;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,14 +28,14 @@ const IDLE_PUBLISH_EVERY: u64 = 4096;
 pub struct UdpStage {
     pub ingest: UdpIngest,
     pub published: Arc<crate::stats::Published<UdpCounters>>,
-    pub clock: crate::limit::MonotonicClock,
+    pub clock: MonotonicClock,
 }
 
 /// `--trace-pcap` on an rx worker: the file and the clock its timestamps
 /// come from (the one whose Unix offset the file was created with).
 pub struct RxTrace {
     pub file: PacketTrace,
-    pub clock: crate::limit::MonotonicClock,
+    pub clock: MonotonicClock,
 }
 
 /// Receives, classifies and counts every frame, then frees it: the replay/rx
@@ -55,7 +56,7 @@ pub fn run_rx(
     while !stop.load(Ordering::Relaxed) {
         let n = rx.rx_burst(&mut burst);
         // One clock read per burst (only the UDP stage needs time).
-        let now = udp.as_ref().map_or(0, |u| u.clock.now_ns());
+        let now = udp.as_ref().map_or(Nanos::ZERO, |u| u.clock.now());
         if let Some(u) = udp.as_mut() {
             u.ingest.maybe_flush(now);
             if udp_publish.due(now) {
@@ -70,7 +71,7 @@ pub fn run_rx(
             continue;
         }
         if let Some(t) = trace.as_mut() {
-            let now = t.clock.now_ns();
+            let now = t.clock.now();
             (0..n).for_each(|i| t.file.frame(now, burst.packet(i)));
         }
         for i in 0..PREFETCH_AHEAD.min(n) {
@@ -130,9 +131,9 @@ pub struct MbufSink<'a> {
     pub tx: &'a mut TxQueue,
     /// Frames dropped for lack of an mbuf.
     pub no_mbuf: u64,
-    /// Sent frames are traced here at `now_ns`.
+    /// Sent frames are traced here at `now`.
     pub trace: Option<&'a mut PacketTrace>,
-    pub now_ns: u64,
+    pub now: Nanos,
 }
 
 impl FrameSink for MbufSink<'_> {
@@ -157,7 +158,7 @@ impl FrameSink for MbufSink<'_> {
             return false;
         }
         if let Some(t) = self.trace.as_deref_mut() {
-            t.frame(self.now_ns, buf);
+            t.frame(self.now, buf);
         }
         self.burst.push(m).is_ok()
     }
@@ -170,7 +171,7 @@ pub struct ServeWorker {
     pub pool: Arc<Mempool>,
     /// The stack, HTTP application and UDP stage, and the serve step.
     pub core: ServeCore,
-    pub clock: crate::limit::MonotonicClock,
+    pub clock: MonotonicClock,
     pub published: Arc<crate::stats::Published<ServeCounters>>,
     pub stop: Arc<AtomicBool>,
     /// `--trace-pcap`: every frame received and sent.
@@ -188,16 +189,16 @@ pub fn run_serve(mut w: ServeWorker) -> i32 {
     let mut counters = ServeCounters::default();
     let mut publish = Every::new(PUBLISH_NS);
     loop {
-        let now_ns = w.clock.now_ns();
+        let now = w.clock.now();
         if w.stop.load(Ordering::Relaxed) {
             w.core.stop();
         }
         let n = w.rx.rx_burst(&mut burst);
         if let Some(t) = w.trace.as_mut() {
-            (0..n).for_each(|i| t.frame(now_ns, burst.packet(i)));
+            (0..n).for_each(|i| t.frame(now, burst.packet(i)));
         }
         let mut sink =
-            MbufSink { pool: &w.pool, burst: &mut txb, tx: &mut w.tx, no_mbuf: 0, trace: w.trace.as_mut(), now_ns };
+            MbufSink { pool: &w.pool, burst: &mut txb, tx: &mut w.tx, no_mbuf: 0, trace: w.trace.as_mut(), now };
         let chained = &mut counters.rx_chained_dropped;
         let frames = (0..n).filter_map(|i| {
             // Only the first segment is visible; jumbo frames are not ours.
@@ -205,14 +206,14 @@ pub fn run_serve(mut w: ServeWorker) -> i32 {
             *chained += u64::from(!whole);
             whole.then(|| burst.packet(i))
         });
-        let outcome = w.core.step(now_ns, frames, &mut sink);
+        let outcome = w.core.step(now, frames, &mut sink);
         counters.tx_no_mbuf += sink.no_mbuf;
         burst.clear();
         w.tx.tx_burst(&mut txb);
         if outcome == StepOutcome::Finished {
             break;
         }
-        if publish.due(now_ns) {
+        if publish.due(now) {
             w.core.snapshot(&mut counters);
             w.published.publish(&counters);
         }
@@ -223,7 +224,7 @@ pub fn run_serve(mut w: ServeWorker) -> i32 {
     }
     let clock = w.clock;
     let retry = std::time::Duration::from_nanos(EXIT_FLUSH_RETRY_NS);
-    w.core.finish(|| clock.now_ns(), || std::thread::sleep(retry));
+    w.core.finish(|| clock.now(), || std::thread::sleep(retry));
     // Last chance for what is queued, then free the rest (counted).
     w.tx.tx_burst(&mut txb);
     counters.tx_unsent_dropped += txb.drop_all() as u64;

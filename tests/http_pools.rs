@@ -9,6 +9,7 @@
 mod netstack_sim;
 
 use metricsstream::http::{BodyBudget, HttpConfig};
+use metricsstream::time::Nanos;
 use metricsstream::writer::AckMode;
 use netstack_sim::http::{assert_pools_idle, HttpRequest, HttpSim};
 use std::io::Write as _;
@@ -98,15 +99,18 @@ fn a_stop_answers_held_responses_then_finishes() {
     let stopped_at = sim.now;
     sim.core.stop();
     sim.run_until(100_000, |sim| sim.finished);
-    let drained_in = sim.now - stopped_at;
-    println!("http_pools: {held} held responses at the stop; drained in {drained_in} of virtual time");
-    assert!(drained_in < smoltcp::time::Duration::from_secs(2), "finished by the drain, not its deadline");
+    let drained_in = std::time::Duration::from_nanos(sim.now.ns_since(stopped_at));
+    println!("http_pools: {held} held responses at the stop; drained in {drained_in:?} of virtual time");
+    assert!(drained_in < std::time::Duration::from_secs(2), "finished by the drain, not its deadline");
     assert!(sim.clients.iter().all(|c| c.done() && c.wrong_status == 0), "every held request answered 204");
     let c = *sim.core.app.counters();
     assert_eq!((c.held, c.responses_2xx, c.requests), (0, 4 * conns, 4 * conns), "{c:?}");
     assert!(!sim.core.stack.is_accepting());
     let clock = std::time::Instant::now();
-    sim.core.finish(|| clock.elapsed().as_nanos() as u64, || std::thread::sleep(std::time::Duration::from_millis(1)));
+    sim.core.finish(
+        || Nanos::from_ns(clock.elapsed().as_nanos() as u64),
+        || std::thread::sleep(std::time::Duration::from_millis(1)),
+    );
     assert_pools_idle(&mut sim, &budget);
     drop(sim);
     assert_eq!(writer.shutdown().unwrap().records_written, 20 * 4 * conns);

@@ -8,6 +8,7 @@ use metricsstream::limit::{KeyedLimiter, LimitsConfig};
 use metricsstream::net::{L2Config, NetStack, NetStackConfig};
 use metricsstream::pipeline::{AppShared, HttpApp, UdpConfig, UdpIngest};
 use metricsstream::stats::ProcessResources;
+use metricsstream::time::Nanos;
 use metricsstream::writer::{AckMode, Shipper, VictoriaMetricsConfig, Writer, WriterConfig};
 use smoltcp::wire::{EthernetAddress, Ipv4Address};
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -57,12 +58,12 @@ fn cycle(dir: &std::path::Path, n: usize) -> u64 {
         gateway: None,
         neighbor_capacity: 256,
     };
-    let stack = NetStack::new(NetStackConfig::new(link, 8080, 1000), smoltcp::time::Instant::ZERO).unwrap();
+    let stack = NetStack::new(NetStackConfig::new(link, 8080, 1000), Nanos::ZERO).unwrap();
     let app = HttpApp::new(shared, handles.pop().unwrap(), stack.slots());
     let mut udp = UdpIngest::new(UdpConfig::default(), limiter, handles.pop().unwrap());
     let payload = b"cpu,host=a usage=1.5 1\ncpu,host=b usage=2.5 2\nmem,host=a used=3i 3\n";
     for i in 0..20_000u64 {
-        udp.on_datagram(Ipv4Address::new(10, 0, 1, (i % 200) as u8), 8089, payload, i * 1_000);
+        udp.on_datagram(Ipv4Address::new(10, 0, 1, (i % 200) as u8), 8089, payload, Nanos::from_ns(i * 1_000));
     }
     udp.flush();
     drop((udp, app, stack));

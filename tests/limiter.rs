@@ -8,6 +8,7 @@ use std::thread;
 use metricsstream::limit::{
     ClientKey, ClientLimit, Decision, KeyedLimiter, LimitsConfig, Overflow, Quota, QuotaScope, TokenBucket,
 };
+use metricsstream::time::Nanos;
 use proptest::prelude::*;
 
 const SEC: u64 = 1_000_000_000;
@@ -54,7 +55,7 @@ proptest! {
         let mut admitted = Vec::new();
         for (gap, n) in arrivals {
             now += gap;
-            match bucket.try_acquire(n, now) {
+            match bucket.try_acquire(n, Nanos::from_ns(now)) {
                 Decision::Allowed { .. } => admitted.push((now, n)),
                 Decision::TooLarge { .. } => prop_assert!(n > burst),
                 Decision::Limited { retry_after, .. } => {
@@ -75,12 +76,12 @@ proptest! {
         n in 1u64..64,
     ) {
         let bucket = TokenBucket::new(Quota::new(rate, burst).expect("valid"));
-        let _ = bucket.try_acquire(drain.min(burst), SEC);
+        let _ = bucket.try_acquire(drain.min(burst), Nanos::from_ns(SEC));
         let n = n.min(burst);
-        if let Decision::Limited { retry_after, .. } = bucket.try_acquire(n, SEC) {
+        if let Decision::Limited { retry_after, .. } = bucket.try_acquire(n, Nanos::from_ns(SEC)) {
             let at = SEC + retry_after.as_nanos() as u64;
-            prop_assert!(!bucket.try_acquire(n, at - 1).is_allowed());
-            prop_assert!(bucket.try_acquire(n, at).is_allowed());
+            prop_assert!(!bucket.try_acquire(n, Nanos::from_ns(at - 1)).is_allowed());
+            prop_assert!(bucket.try_acquire(n, Nanos::from_ns(at)).is_allowed());
         }
     }
 
@@ -103,7 +104,7 @@ proptest! {
             let slack_scaled = u128::from(burst - n) * 1_000_000_000;
             let earliest = oracle_tat_scaled.saturating_sub(slack_scaled).div_ceil(rate128) as u64;
             now = now.max(earliest + i as u64) + extra;
-            let decision = bucket.try_acquire(n, now);
+            let decision = bucket.try_acquire(n, Nanos::from_ns(now));
             prop_assert!(decision.is_allowed(), "request {i} ({n} at {now} ns): {decision:?}");
             oracle_tat_scaled =
                 oracle_tat_scaled.max(u128::from(now) * rate128) + u128::from(n) * 1_000_000_000;
@@ -128,7 +129,7 @@ fn threads_at_a_frozen_instant_admit_exactly_burst_in_total() {
                 for round in 0..20_000 {
                     for (k, key) in keys.iter().enumerate() {
                         let n = 1 + (round % 3) as u64;
-                        if limiter.try_acquire(*key, n, 7 * SEC).decision.is_allowed() {
+                        if limiter.try_acquire(*key, n, Nanos::from_ns(7 * SEC)).decision.is_allowed() {
                             admitted[k] += n;
                         }
                     }
@@ -172,7 +173,7 @@ fn threads_on_a_shared_virtual_clock_respect_the_bound() {
                     if now > stop_at {
                         return admitted;
                     }
-                    if limiter.try_acquire(key, 1, now).decision.is_allowed() {
+                    if limiter.try_acquire(key, 1, Nanos::from_ns(now)).decision.is_allowed() {
                         admitted += 1;
                     }
                 }
@@ -190,7 +191,7 @@ fn threads_on_a_shared_virtual_clock_respect_the_bound() {
 fn full_table_falls_back_to_the_shared_bucket_and_counts_it() {
     let limiter = KeyedLimiter::new(&config(1, 3, 4, 4)).expect("valid");
     for k in 0..4u64 {
-        let verdict = limiter.try_acquire(limiter.key_for(&k.to_le_bytes()), 1, SEC);
+        let verdict = limiter.try_acquire(limiter.key_for(&k.to_le_bytes()), 1, Nanos::from_ns(SEC));
         assert_eq!(verdict.scope, QuotaScope::Default);
     }
     assert_eq!(limiter.live_slots(), 4);
@@ -198,7 +199,7 @@ fn full_table_falls_back_to_the_shared_bucket_and_counts_it() {
     let mut scopes = Vec::new();
     let mut allowed = 0;
     for k in 4..8u64 {
-        let verdict = limiter.try_acquire(limiter.key_for(&k.to_le_bytes()), 1, SEC);
+        let verdict = limiter.try_acquire(limiter.key_for(&k.to_le_bytes()), 1, Nanos::from_ns(SEC));
         scopes.push(verdict.scope);
         allowed += u64::from(verdict.decision.is_allowed());
     }
@@ -214,8 +215,9 @@ fn refuse_policy_refuses_keys_without_a_slot() {
     let mut cfg = config(1, 3, 2, 2);
     cfg.overflow = Overflow::Refuse;
     let limiter = KeyedLimiter::new(&cfg).expect("valid");
-    let decisions: Vec<_> =
-        (0..3u64).map(|k| limiter.try_acquire(limiter.key_for(&k.to_le_bytes()), 1, SEC).decision).collect();
+    let decisions: Vec<_> = (0..3u64)
+        .map(|k| limiter.try_acquire(limiter.key_for(&k.to_le_bytes()), 1, Nanos::from_ns(SEC)).decision)
+        .collect();
     assert!(decisions[0].is_allowed() && decisions[1].is_allowed());
     assert_eq!(decisions[2], Decision::NoCapacity);
     assert_eq!(limiter.stats().refused, 1);
@@ -227,7 +229,7 @@ fn probe_limit_bounds_the_search_even_with_free_slots() {
     let limiter = KeyedLimiter::new(&config(1, 1, 64, 2)).expect("valid");
     let same_home = |k: u64| ClientKey::from_hash((k << 8) << 2);
     for k in 0..3 {
-        let _ = limiter.try_acquire(same_home(k), 1, SEC);
+        let _ = limiter.try_acquire(same_home(k), 1, Nanos::from_ns(SEC));
     }
     assert_eq!(limiter.live_slots(), 2);
     assert_eq!(limiter.stats().overflowed, 1);
@@ -238,24 +240,24 @@ fn sweep_reclaims_idle_keys_only_and_frees_room_for_new_ones() {
     let limiter = KeyedLimiter::new(&config(10, 10, 4, 4)).expect("valid");
     let key = |k: u64| limiter.key_for(&k.to_le_bytes());
     for k in 0..4 {
-        let _ = limiter.try_acquire(key(k), 10, 0); // each bucket full again at 1 s
+        let _ = limiter.try_acquire(key(k), 10, Nanos::ZERO); // each bucket full again at 1 s
     }
     // Key 3 keeps busy: its bucket is full again only at 100 s.
     for t in 1..100 {
-        let _ = limiter.try_acquire(key(3), 10, t * SEC);
+        let _ = limiter.try_acquire(key(3), 10, Nanos::from_ns(t * SEC));
     }
-    assert!(limiter.try_acquire(key(9), 1, 100 * SEC).scope == QuotaScope::Overflow);
-    let report = limiter.sweep(100 * SEC, 10 * SEC);
+    assert!(limiter.try_acquire(key(9), 1, Nanos::from_ns(100 * SEC)).scope == QuotaScope::Overflow);
+    let report = limiter.sweep(Nanos::from_ns(100 * SEC), 10 * SEC);
     assert_eq!((report.live, report.reclaimed), (4, 3));
     assert_eq!(limiter.live_slots(), 1);
     // Key 3 kept its state (drained at 99 s, no tokens at 99.5 s).
-    assert!(!limiter.try_acquire(key(3), 10, 99 * SEC + SEC / 2).decision.is_allowed());
+    assert!(!limiter.try_acquire(key(3), 10, Nanos::from_ns(99 * SEC + SEC / 2)).decision.is_allowed());
     // New keys get slots again, starting full.
-    let verdict = limiter.try_acquire(key(9), 10, 100 * SEC);
+    let verdict = limiter.try_acquire(key(9), 10, Nanos::from_ns(100 * SEC));
     assert_eq!(verdict.scope, QuotaScope::Default);
     assert!(verdict.decision.is_allowed());
     // A reclaimed key comes back as a fresh (full) bucket.
-    assert!(limiter.try_acquire(key(0), 10, 100 * SEC).decision.is_allowed());
+    assert!(limiter.try_acquire(key(0), 10, Nanos::from_ns(100 * SEC)).decision.is_allowed());
     assert_eq!(limiter.stats().reclaimed, 3);
 }
 
@@ -277,7 +279,7 @@ fn sweeping_while_threads_decide_keeps_every_key_within_its_bound() {
             let mut reclaimed = 0;
             while done.load(Ordering::Acquire) == 0 {
                 // idle 0: any full bucket may be reclaimed
-                reclaimed += limiter.sweep(SEC, 0).reclaimed;
+                reclaimed += limiter.sweep(Nanos::from_ns(SEC), 0).reclaimed;
             }
             reclaimed
         })
@@ -290,7 +292,7 @@ fn sweeping_while_threads_decide_keeps_every_key_within_its_bound() {
             thread::spawn(move || {
                 for round in 0..20_000usize {
                     let k = (round * 7 + t) % keys.len();
-                    if limiter.try_acquire(keys[k], 1, SEC).decision.is_allowed() {
+                    if limiter.try_acquire(keys[k], 1, Nanos::from_ns(SEC)).decision.is_allowed() {
                         per_key[k].fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -322,11 +324,11 @@ fn reload_keeps_state_of_unchanged_clients_and_applies_new_quotas() {
     let b = limiter.key_for(b"svc-b");
     let c = limiter.key_for(b"svc-c");
     for key in [a, b] {
-        let verdict = limiter.try_acquire(key, 10, SEC);
+        let verdict = limiter.try_acquire(key, 10, Nanos::from_ns(SEC));
         assert_eq!(verdict.scope, QuotaScope::Client);
         assert!(verdict.decision.is_allowed());
     }
-    assert!(limiter.try_acquire(c, 100, SEC).decision.is_allowed());
+    assert!(limiter.try_acquire(c, 100, Nanos::from_ns(SEC)).decision.is_allowed());
 
     let mut next = cfg.clone();
     next.clients[1].rate = 1_000;
@@ -338,26 +340,26 @@ fn reload_keeps_state_of_unchanged_clients_and_applies_new_quotas() {
     assert!(!report.capacity_change_ignored);
 
     // svc-a: unchanged quota, state kept (still drained).
-    assert!(!limiter.try_acquire(a, 1, SEC).decision.is_allowed());
+    assert!(!limiter.try_acquire(a, 1, Nanos::from_ns(SEC)).decision.is_allowed());
     // svc-b: new quota applies to the kept state. GCRA state is time: the
     // bucket is full again at 2 s whatever the rate, so at 1.5 s half of the
     // new 1000-record burst is available.
-    let verdict = limiter.try_acquire(b, 500, SEC + SEC / 2);
+    let verdict = limiter.try_acquire(b, 500, Nanos::from_ns(SEC + SEC / 2));
     assert_eq!(verdict.quota, Quota::new(1_000, 1_000).expect("valid"));
     assert!(verdict.decision.is_allowed());
-    assert!(!limiter.try_acquire(b, 1, SEC + SEC / 2).decision.is_allowed());
+    assert!(!limiter.try_acquire(b, 1, Nanos::from_ns(SEC + SEC / 2)).decision.is_allowed());
     // svc-c: default raised to 200/s, also full again at 2 s.
-    assert!(limiter.try_acquire(c, 100, SEC + SEC / 2).decision.is_allowed());
-    assert!(!limiter.try_acquire(c, 1, SEC + SEC / 2).decision.is_allowed());
+    assert!(limiter.try_acquire(c, 100, Nanos::from_ns(SEC + SEC / 2)).decision.is_allowed());
+    assert!(!limiter.try_acquire(c, 1, Nanos::from_ns(SEC + SEC / 2)).decision.is_allowed());
     // A brand-new client gets the new default.
-    let d = limiter.try_acquire(limiter.key_for(b"svc-d"), 200, SEC);
+    let d = limiter.try_acquire(limiter.key_for(b"svc-d"), 200, Nanos::from_ns(SEC));
     assert!(d.decision.is_allowed());
 
     // Invalid reloads are rejected and change nothing.
     let mut bad = next.clone();
     bad.default_rate = 0;
     assert!(limiter.reload(&bad).is_err());
-    assert!(!limiter.try_acquire(limiter.key_for(b"svc-e"), 201, SEC).decision.is_allowed());
+    assert!(!limiter.try_acquire(limiter.key_for(b"svc-e"), 201, Nanos::from_ns(SEC)).decision.is_allowed());
 }
 
 #[test]
@@ -368,12 +370,13 @@ fn burst_api_decides_exactly_like_sequential_calls() {
     // 12 keys on 8 slots: repeats, limits and overflow all occur.
     let requests: Vec<(ClientKey, u64)> =
         (0..32u64).map(|i| (ClientKey::from_hash((i * 7 % 12) << 2), 1 + i % 2)).collect();
-    let expected: Vec<_> = requests.iter().map(|(key, n)| sequential.try_acquire(*key, *n, SEC)).collect();
+    let expected: Vec<_> =
+        requests.iter().map(|(key, n)| sequential.try_acquire(*key, *n, Nanos::from_ns(SEC))).collect();
     let mut verdicts = expected.clone();
     for v in verdicts.iter_mut() {
         v.decision = Decision::NoCapacity;
     }
-    burst.try_acquire_burst(&requests, SEC, &mut verdicts);
+    burst.try_acquire_burst(&requests, Nanos::from_ns(SEC), &mut verdicts);
     assert_eq!(verdicts, expected);
     assert!(expected.iter().any(|v| v.scope == QuotaScope::Overflow));
     assert!(expected.iter().any(|v| !v.decision.is_allowed()));
@@ -400,8 +403,8 @@ fn reload_racing_first_sight_inserts_leaves_no_stale_quota() {
                 let mut i = 0;
                 while done.load(Ordering::Acquire) == 0 {
                     let key = ClientKey::from_hash(splitmix(t << 40 | i));
-                    let _ = limiter.try_acquire(key, 0, SEC);
-                    let _ = limiter.sweep(SEC, 0);
+                    let _ = limiter.try_acquire(key, 0, Nanos::from_ns(SEC));
+                    let _ = limiter.sweep(Nanos::from_ns(SEC), 0);
                     i += 1;
                 }
                 i
@@ -419,7 +422,7 @@ fn reload_racing_first_sight_inserts_leaves_no_stale_quota() {
     for (t, count) in counts.into_iter().enumerate() {
         for i in 0..count {
             let key = ClientKey::from_hash(splitmix((t as u64) << 40 | i));
-            let verdict = limiter.try_acquire(key, 0, SEC);
+            let verdict = limiter.try_acquire(key, 0, Nanos::from_ns(SEC));
             assert_eq!(verdict.quota, expected, "key {t}/{i} ({:?})", verdict.scope);
         }
     }

@@ -4,9 +4,9 @@
 mod netstack_sim;
 
 use metricsstream::net::{DropReason, NetStack, Received};
+use metricsstream::time::Nanos;
 use netstack_sim::*;
 use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::time::Instant;
 use smoltcp::wire::{
     EthernetAddress, IpAddress, IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr,
     TcpSeqNumber,
@@ -78,7 +78,7 @@ fn tcp_segment(
 
 /// Opens a connection from client 0's `sport` with raw segments (SYN, then
 /// the ACK of the server's SYN-ACK); returns (our next seq, the server's next seq).
-fn raw_handshake(s: &mut NetStack, app: &mut netstack_sim::PingApp, sport: u16, now: Instant) -> (u32, u32) {
+fn raw_handshake(s: &mut NetStack, app: &mut netstack_sim::PingApp, sport: u16, now: Nanos) -> (u32, u32) {
     let mut out: Vec<Vec<u8>> = Vec::new();
     assert_eq!(s.receive(now, &segment(sport, TcpControl::Syn, 1000, None), &mut out), Received::Consumed);
     s.poll(now, app, &mut out);
@@ -97,7 +97,7 @@ fn raw_handshake(s: &mut NetStack, app: &mut netstack_sim::PingApp, sport: u16, 
 }
 
 fn stack(max: usize) -> NetStack {
-    NetStack::new(stack_config(max), Instant::from_millis(1)).unwrap()
+    NetStack::new(stack_config(max), Nanos::from_millis(1)).unwrap()
 }
 
 #[test]
@@ -128,7 +128,7 @@ fn server_closes_first_and_time_wait_is_recycled() {
     let mut net = Net::new(stack_config(64), clients(4, 8, 3, Ending::ServerCloses));
     net.run_to_completion(20_000);
     // Every server socket passed through TIME-WAIT; none waited smoltcp's 10 s.
-    assert!(net.now < Instant::from_secs(2), "recycling waited for TIME-WAIT: t = {}", net.now);
+    assert!(net.now < Nanos::from_secs(2), "recycling waited for TIME-WAIT: t = {}", net.now);
     assert_eq!(net.app.requests, 4 * 8 * 3);
     let c = *net.stack.counters();
     assert_eq!((c.connections_opened, c.connections_closed), (32, 32));
@@ -271,7 +271,7 @@ fn after_stop_accepting_new_syns_are_refused_and_open_connections_go_on() {
     net.run_until(20_000, |n| n.clients[0].done() && n.stack.counters().syn_refused_stopping >= 3);
     for _ in 0..200 {
         net.step();
-        net.now += smoltcp::time::Duration::from_millis(10);
+        net.now += std::time::Duration::from_millis(10);
     }
     let c = *net.stack.counters();
     assert_eq!((c.syn_accepted, c.connections_opened, c.connections_open), (4, 4, 4), "{c:?}");
@@ -292,7 +292,7 @@ fn after_stop_accepting_new_syns_are_refused_and_open_connections_go_on() {
 fn a_bare_rst_closes_its_connection_whatever_the_listener_slot() {
     let mut s = stack(16);
     let mut app = netstack_sim::PingApp::new(s.slots());
-    let now = Instant::from_millis(2);
+    let now = Nanos::from_millis(2);
     let mut out: Vec<Vec<u8>> = Vec::new();
     // A takes slot 0, B slot 1; A is reset (RST|ACK: only A's socket takes
     // it), so slot 0 is idle again; C takes the armed listener (slot 2) and
@@ -324,7 +324,7 @@ fn held_responses_go_out_after_wake_without_input() {
     net.run_until(10_000, |n| n.app.requests == 3);
     for _ in 0..50 {
         net.step();
-        net.now += smoltcp::time::Duration::from_millis(1);
+        net.now += std::time::Duration::from_millis(1);
     }
     assert_eq!(net.clients[0].answered(), 0, "held answers must not leak out");
     let woken = net.app.release();
@@ -360,7 +360,7 @@ fn icmp_echo_reply_is_checksum_valid() {
     Icmpv4Packet::new_unchecked(&mut icmp[..]).fill_checksum();
     let req = ipv4_frame(client_mac(0), client_ip(0), SERVER_IP, IpProtocol::Icmp, &icmp);
     let mut out: Vec<Vec<u8>> = Vec::new();
-    assert_eq!(s.receive(Instant::from_millis(2), &req, &mut out), Received::Consumed);
+    assert_eq!(s.receive(Nanos::from_millis(2), &req, &mut out), Received::Consumed);
     assert_eq!(out.len(), 1);
     let f = &out[0];
     assert_eq!(&f[0..6], &client_mac(0).0);
@@ -374,7 +374,7 @@ fn icmp_echo_reply_is_checksum_valid() {
     assert_eq!((reply.echo_ident(), reply.echo_seq_no(), reply.data()), (0x1234, 1, &b"abcdefgh"[..]));
     // Not for our address: dropped.
     let other = ipv4_frame(client_mac(0), client_ip(0), Ipv4Address::new(10, 0, 0, 9), IpProtocol::Icmp, &icmp);
-    assert_eq!(s.receive(Instant::from_millis(2), &other, &mut out), Received::Dropped(DropReason::WrongIp));
+    assert_eq!(s.receive(Nanos::from_millis(2), &other, &mut out), Received::Dropped(DropReason::WrongIp));
     assert_eq!(out.len(), 1);
     let c = s.counters();
     assert_eq!((c.icmp_echo_replies, c.drop_wrong_ip, c.rx_frames), (1, 1, 2));
@@ -399,7 +399,7 @@ fn arp_request(target: Ipv4Address) -> Vec<u8> {
 fn arp_reply_for_our_ip_only() {
     let mut s = stack(16);
     let mut out: Vec<Vec<u8>> = Vec::new();
-    let now = Instant::from_millis(2);
+    let now = Nanos::from_millis(2);
     assert_eq!(s.receive(now, &arp_request(Ipv4Address::new(10, 0, 0, 77)), &mut out), Received::Consumed);
     assert!(out.is_empty());
     assert_eq!(s.link().neighbors.lookup(client_ip(0)), None, "not learned from a request for someone else");
@@ -421,7 +421,7 @@ fn arp_reply_for_our_ip_only() {
 fn stray_segments_get_rst_and_junk_is_counted() {
     let mut s = stack(16);
     let mut out: Vec<Vec<u8>> = Vec::new();
-    let now = Instant::from_millis(2);
+    let now = Nanos::from_millis(2);
     // ACK without a flow -> RST.
     let ack = tcp_frame(client_mac(0), client_ip(0), 40_000, PORT, TcpControl::None, true);
     assert_eq!(s.receive(now, &ack, &mut out), Received::Consumed);
@@ -463,7 +463,7 @@ fn stray_segments_get_rst_and_junk_is_counted() {
 #[test]
 fn idle_timeout_reclaims_half_open_but_keeps_live_idle_connections() {
     let mut config = stack_config(64);
-    config.idle_timeout = Some(smoltcp::time::Duration::from_secs(5));
+    config.idle_timeout_ms = Some(5_000);
     let mut net = Net::new(config, clients(1, 8, 1, Ending::KeepOpen));
     net.run_until(10_000, |n| n.all_done());
     let flood_mac = EthernetAddress([0x02, 0x66, 0, 0, 0, 1]);
@@ -476,7 +476,7 @@ fn idle_timeout_reclaims_half_open_but_keeps_live_idle_connections() {
     // The spoofed peers never answer: their SYN-RECEIVED sockets time out;
     // the real clients answer keep-alives through 60 s of silence.
     let start = net.now;
-    net.run_until(100_000, |n| n.now >= start + smoltcp::time::Duration::from_secs(60));
+    net.run_until(100_000, |n| n.now >= start + std::time::Duration::from_secs(60));
     let c = *net.stack.counters();
     assert_eq!((c.connections_open, c.connections_closed), (8, 20), "{c:?}");
     assert_eq!(net.app.closed, 0, "half-open connections never reached the app");
@@ -524,13 +524,13 @@ proptest::proptest! {
         if ihl >= 20 && 14 + ihl <= f.len() {
             Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
         }
-        let now = Instant::from_millis(5);
+        let now = Nanos::from_millis(5);
         let _ = s.receive(now, &f, &mut out);
         // Again, as a retransmission would, then time passes.
         let _ = s.receive(now, &f, &mut out);
         let mut app = netstack_sim::PingApp::new(s.slots());
         for ms in [5, 1_000, 5_000, 60_000] {
-            s.poll(Instant::from_millis(ms), &mut app, &mut out);
+            s.poll(Nanos::from_millis(ms), &mut app, &mut out);
         }
         let c = *s.counters();
         proptest::prop_assert_eq!(c.rx_frames, c.rx_accounted());

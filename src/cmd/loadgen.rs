@@ -7,13 +7,13 @@
 use anyhow::{bail, Context};
 use clap::Args;
 use metricsstream::dpdk::{Eal, LcoreJob, Mempool, Port, PortConfig, BURST_SIZE};
-use metricsstream::limit::MonotonicClock;
 use metricsstream::loadgen::requests::{Requests, DEFAULT_HTTP_PORTS};
 use metricsstream::loadgen::{self, HttpLoad, LoadgenCounters, LoadgenWorker};
 use metricsstream::net::client::{ClientStack, ClientStackConfig};
 use metricsstream::net::L2Config;
 use metricsstream::stats::Published;
 use metricsstream::stats::{LifecycleReport, MbufReport, ProcessResources};
+use metricsstream::time::MonotonicClock;
 use smoltcp::wire::{EthernetAddress, Ipv4Address};
 use std::net::SocketAddrV4;
 use std::path::PathBuf;
@@ -139,7 +139,7 @@ pub fn launch(
     let mac = port.mac()?;
     let Some((rx, tx)) = port.take_queues().into_iter().next() else { bail!("the port has no queue") };
     let clock = MonotonicClock::new();
-    let now = smoltcp::time::Instant::from_micros((clock.now_ns() / 1000) as i64);
+    let now = clock.now();
     let link = L2Config { mac: EthernetAddress(mac), ip: ip.0, prefix_len: ip.1, gateway, neighbor_capacity: 64 };
     let mut config = ClientStackConfig::new(link, target, source.connections);
     config.rx_buffer = 4096;

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use metricsstream::config::{AppConfig, PortSection};
 use metricsstream::dpdk::{self, Eal, LcoreJob, Mempool, Port, PortConfig, BURST_SIZE};
-use metricsstream::limit::{KeyedLimiter, MonotonicClock};
+use metricsstream::limit::KeyedLimiter;
 use metricsstream::net::FrameClass;
 use metricsstream::pcap::trace::{self, PacketTrace};
 use metricsstream::pipeline::{UdpCounters, UdpIngest};
@@ -16,6 +16,7 @@ use metricsstream::stats::{
     SharedRxCounters, WorkerReport,
 };
 use metricsstream::stats::{IngestReport, Published};
+use metricsstream::time::MonotonicClock;
 use metricsstream::worker::{self, RxTrace, UdpStage};
 use metricsstream::writer::Writer;
 use std::path::PathBuf;

@@ -9,11 +9,12 @@ use anyhow::{bail, Context};
 use clap::Args;
 use metricsstream::config::{AppConfig, Profile};
 use metricsstream::dpdk::{LcoreJob, Mempool, Port, PortConfig, RxQueue, TxQueue, BURST_SIZE};
-use metricsstream::limit::{KeyedLimiter, MonotonicClock};
+use metricsstream::limit::KeyedLimiter;
 use metricsstream::net::{L2Config, NetStack, NetStackConfig};
 use metricsstream::pcap::trace::{self, PacketTrace};
 use metricsstream::pipeline::{AppShared, HttpApp, MetricsRenderer, ServeCore, ServeCounters, UdpIngest};
 use metricsstream::stats::{LifecycleReport, MbufReport, ProcessResources, Published};
+use metricsstream::time::MonotonicClock;
 use metricsstream::worker::{self, ServeWorker};
 use metricsstream::writer::{Shipper, Writer, WriterHandle, WriterStats};
 use smoltcp::wire::EthernetAddress;
@@ -292,9 +293,9 @@ impl WorkerSetup<'_> {
         stack_config.sockets_per_cell = config.net.sockets_per_cell;
         stack_config.rx_buffer = config.net.tcp_rx_buffer;
         stack_config.tx_buffer = config.net.tcp_tx_buffer;
-        stack_config.idle_timeout = Some(smoltcp::time::Duration::from_millis(config.http.idle_timeout_ms.max(1000)));
+        stack_config.idle_timeout_ms = Some(config.http.idle_timeout_ms.max(1000));
         stack_config.seed ^= q as u64;
-        let now = smoltcp::time::Instant::from_micros((clock.now_ns() / 1000) as i64);
+        let now = clock.now();
         let stack = NetStack::new(stack_config, now).context("TCP stack configuration")?;
         let app = HttpApp::new(self.shared.clone(), app_writer, stack.slots());
         let udp = UdpIngest::new(config.udp.clone(), self.shared.limiter.clone(), udp_writer)

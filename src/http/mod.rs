@@ -1,5 +1,5 @@
 //! The sans-IO HTTP/1.1 server side of `serve`: one [`Connection`] per TCP
-//! connection, fed bytes and a `now_ns`, polled for requests and output bytes;
+//! connection, fed bytes and a `now` ([`Nanos`](crate::time::Nanos)), polled for requests and output bytes;
 //! [`Response`] serialisation; pure request routing ([`routes`]) and
 //! credential parsing ([`auth`]); the `[http]` configuration ([`HttpConfig`]);
 //! the per-worker buffer pools ([`ConnectionPools`]) and the global
@@ -17,11 +17,12 @@
 //!
 //! ```
 //! use metricsstream::http::{routes, Connection, Event, HttpConfig, Response};
-//! let mut conn = Connection::new(&HttpConfig::default(), 0);
+//! use metricsstream::time::Nanos;
+//! let mut conn = Connection::new(&HttpConfig::default(), Nanos::ZERO);
 //! let segment = b"POST /write?db=x HTTP/1.1\r\nContent-Length: 7\r\n\r\ncpu v=1GET /ping HTTP/1.1\r\n\r\n";
-//! let taken = conn.receive(segment, 1); // TCP: dequeue `taken` bytes, keep the rest
+//! let taken = conn.receive(segment, Nanos::from_ns(1)); // TCP: dequeue `taken` bytes, keep the rest
 //! let mut held = false;
-//! while let Some(event) = conn.poll_request(1) {
+//! while let Some(event) = conn.poll_request(Nanos::from_ns(1)) {
 //!     match event {
 //!         Event::Request(req) => match routes::route(req.method(), req.path()) {
 //!             Ok(routes::Route::WriteV1) => held = !req.body().is_empty(), // parse; answer after fsync
@@ -33,7 +34,7 @@
 //! }
 //! assert!(held && conn.awaiting_response()); // /ping waits behind the held write
 //! conn.respond(&Response::no_content()); // the fsync completed
-//! assert!(matches!(conn.poll_request(2), Some(Event::Request(r)) if r.path() == "/ping"));
+//! assert!(matches!(conn.poll_request(Nanos::from_ns(2)), Some(Event::Request(r)) if r.path() == "/ping"));
 //! conn.respond(&Response::no_content());
 //! let out = conn.take_output(); // TCP: send what fits, then:
 //! let n = out.len();
@@ -81,6 +82,7 @@ mod tests {
     use super::auth::{self, AuthConfig, AuthDecision};
     use super::routes::{self, Precision, Route};
     use super::*;
+    use crate::time::Nanos;
 
     proptest::proptest! {
         #[test]
@@ -101,12 +103,12 @@ mod tests {
     #[test]
     fn v1_write_glue_path() {
         let auth: AuthConfig = toml::from_str("tokens = [{ token = \"s3cret\", client = \"edge\" }]").unwrap();
-        let mut conn = Connection::new(&HttpConfig::default(), 0);
+        let mut conn = Connection::new(&HttpConfig::default(), Nanos::ZERO);
         // Basic base64("alice:s3cret") and u/p in the query: the header wins.
         let req = b"POST /write?db=m&precision=ms&u=bob&p=wrong HTTP/1.1\r\n\
 Authorization: Basic YWxpY2U6czNjcmV0\r\nContent-Length: 7\r\n\r\ncpu v=1";
-        assert_eq!(conn.receive(req, 0), req.len());
-        let Some(Event::Request(r)) = conn.poll_request(0) else { panic!("no request") };
+        assert_eq!(conn.receive(req, Nanos::ZERO), req.len());
+        let Some(Event::Request(r)) = conn.poll_request(Nanos::ZERO) else { panic!("no request") };
         assert_eq!(routes::route(r.method(), r.path()), Ok(Route::WriteV1));
         let mut query_scratch = [0u8; routes::QUERY_SCRATCH_BYTES];
         let params = routes::parse_v1(r.query(), &mut query_scratch).unwrap();

@@ -31,6 +31,7 @@
 use std::time::Duration;
 
 use super::sync::{AtomicU64, Ordering};
+use crate::time::Nanos;
 
 /// Time resolution of the stored TAT: 1 tick = 1/8 ns.
 pub const TICKS_PER_NS: u64 = 8;
@@ -201,13 +202,13 @@ pub(crate) fn acquire_on(
     tat_word: &AtomicU64,
     quota: Quota,
     n: u64,
-    now_ns: u64,
+    now: Nanos,
     still_owner: impl Fn() -> bool,
 ) -> Result<Decision, Stale> {
     if n > quota.burst() {
         return Ok(Decision::TooLarge { burst: quota.burst() });
     }
-    let now_t = ns_to_ticks(now_ns);
+    let now_t = ns_to_ticks(now.as_ns());
     // Acquire: pairs with the sweeper's Release revival, see `table`.
     let mut tat = tat_word.load(Ordering::Acquire);
     loop {
@@ -245,12 +246,12 @@ impl TokenBucket {
         Self { tat: AtomicU64::new(0), quota: AtomicU64::new(quota.pack(false)) }
     }
 
-    /// Try to admit `n` records at `now_ns` (nanoseconds on the caller's
-    /// monotonic clock). Lock-free: one load and, if admitted, one CAS
-    /// (retried only when another thread admitted in between).
-    pub fn try_acquire(&self, n: u64, now_ns: u64) -> Decision {
+    /// Try to admit `n` records at `now` (the caller's monotonic clock).
+    /// Lock-free: one load and, if admitted, one CAS (retried only when
+    /// another thread admitted in between).
+    pub fn try_acquire(&self, n: u64, now: Nanos) -> Decision {
         let (quota, _) = Quota::unpack(self.quota.load(Ordering::Relaxed));
-        match acquire_on(&self.tat, quota, n, now_ns, || true) {
+        match acquire_on(&self.tat, quota, n, now, || true) {
             Ok(decision) => decision,
             // A standalone bucket is never reclaimed, so never DEAD.
             Err(Stale) => Decision::NoCapacity,
@@ -285,29 +286,29 @@ mod tests {
     fn full_bucket_admits_exactly_burst_then_limits() {
         let bucket = TokenBucket::new(quota(10, 5));
         for i in 0..5 {
-            match bucket.try_acquire(1, SEC) {
+            match bucket.try_acquire(1, Nanos::from_ns(SEC)) {
                 Decision::Allowed { remaining, .. } => assert_eq!(remaining, 4 - i),
                 other => panic!("call {i}: {other:?}"),
             }
         }
-        match bucket.try_acquire(1, SEC) {
+        match bucket.try_acquire(1, Nanos::from_ns(SEC)) {
             Decision::Limited { retry_after, .. } => {
                 assert_eq!(retry_after, Duration::from_millis(100))
             }
             other => panic!("{other:?}"),
         }
         // One emission interval later exactly one more record.
-        assert!(bucket.try_acquire(1, SEC + SEC / 10).is_allowed());
-        assert!(!bucket.try_acquire(1, SEC + SEC / 10).is_allowed());
+        assert!(bucket.try_acquire(1, Nanos::from_ns(SEC + SEC / 10)).is_allowed());
+        assert!(!bucket.try_acquire(1, Nanos::from_ns(SEC + SEC / 10)).is_allowed());
     }
 
     #[test]
     fn n_larger_than_burst_is_too_large_and_n_zero_peeks() {
         let bucket = TokenBucket::new(quota(10, 5));
-        assert_eq!(bucket.try_acquire(6, 0), Decision::TooLarge { burst: 5 });
-        assert!(bucket.try_acquire(5, 0).is_allowed());
+        assert_eq!(bucket.try_acquire(6, Nanos::ZERO), Decision::TooLarge { burst: 5 });
+        assert!(bucket.try_acquire(5, Nanos::ZERO).is_allowed());
         assert_eq!(
-            bucket.try_acquire(0, 0),
+            bucket.try_acquire(0, Nanos::ZERO),
             Decision::Allowed { remaining: 0, reset_after: Duration::from_millis(500) }
         );
     }
@@ -320,7 +321,7 @@ mod tests {
         let mut admitted = 0u64;
         let mut now = 0;
         while now <= 1_000 * SEC + 1_000_000 {
-            if bucket.try_acquire(1, now).is_allowed() {
+            if bucket.try_acquire(1, Nanos::from_ns(now)).is_allowed() {
                 admitted += 1;
             }
             now += 1_000_000; // a greedy client polling every ms
@@ -335,7 +336,7 @@ mod tests {
         let bucket = TokenBucket::new(quota(10_000_000, 1));
         let mut admitted = 0u64;
         for now in (0..=SEC).step_by(100) {
-            if bucket.try_acquire(1, now).is_allowed() {
+            if bucket.try_acquire(1, Nanos::from_ns(now)).is_allowed() {
                 admitted += 1;
             }
         }
@@ -345,10 +346,10 @@ mod tests {
     #[test]
     fn time_running_backwards_never_admits_extra() {
         let bucket = TokenBucket::new(quota(1, 1));
-        assert!(bucket.try_acquire(1, 100 * SEC).is_allowed());
-        assert!(!bucket.try_acquire(1, 0).is_allowed());
-        assert!(!bucket.try_acquire(1, 100 * SEC).is_allowed());
-        assert!(bucket.try_acquire(1, 101 * SEC).is_allowed());
+        assert!(bucket.try_acquire(1, Nanos::from_ns(100 * SEC)).is_allowed());
+        assert!(!bucket.try_acquire(1, Nanos::ZERO).is_allowed());
+        assert!(!bucket.try_acquire(1, Nanos::from_ns(100 * SEC)).is_allowed());
+        assert!(bucket.try_acquire(1, Nanos::from_ns(101 * SEC)).is_allowed());
     }
 
     #[test]
@@ -357,9 +358,9 @@ mod tests {
         for (rate, burst) in [(1, max), (max, max), (max, 1), (1, 1)] {
             let bucket = TokenBucket::new(quota(rate, burst));
             for now in [0, 1, u64::MAX / 16, u64::MAX / 8, u64::MAX - 1, u64::MAX] {
-                let _ = bucket.try_acquire(burst, now);
-                let _ = bucket.try_acquire(1, now);
-                let _ = bucket.try_acquire(0, now);
+                let _ = bucket.try_acquire(burst, Nanos::from_ns(now));
+                let _ = bucket.try_acquire(1, Nanos::from_ns(now));
+                let _ = bucket.try_acquire(0, Nanos::from_ns(now));
             }
         }
     }
@@ -378,10 +379,10 @@ mod tests {
     #[test]
     fn set_quota_keeps_debt() {
         let bucket = TokenBucket::new(quota(10, 10));
-        assert!(bucket.try_acquire(10, 0).is_allowed());
+        assert!(bucket.try_acquire(10, Nanos::ZERO).is_allowed());
         bucket.set_quota(quota(10, 20));
         // 10 records of debt remain; the raised burst offers 10 more now.
-        assert!(bucket.try_acquire(10, 0).is_allowed());
-        assert!(!bucket.try_acquire(1, 0).is_allowed());
+        assert!(bucket.try_acquire(10, Nanos::ZERO).is_allowed());
+        assert!(!bucket.try_acquire(1, Nanos::ZERO).is_allowed());
     }
 }

@@ -5,6 +5,7 @@ use loom::sync::Arc;
 use loom::thread;
 
 use super::{ClientKey, Decision, KeyedLimiter, LimitsConfig, Overflow, Quota, TokenBucket};
+use crate::time::Nanos;
 
 const SEC: u64 = 1_000_000_000;
 
@@ -40,14 +41,14 @@ fn concurrent_cas_admits_exactly_burst() {
             .map(|_| {
                 let bucket = Arc::clone(&bucket);
                 thread::spawn(move || {
-                    u64::from(bucket.try_acquire(1, SEC).is_allowed())
-                        + u64::from(bucket.try_acquire(1, SEC).is_allowed())
+                    u64::from(bucket.try_acquire(1, Nanos::from_ns(SEC)).is_allowed())
+                        + u64::from(bucket.try_acquire(1, Nanos::from_ns(SEC)).is_allowed())
                 })
             })
             .collect();
         let admitted: u64 = handles.into_iter().map(|h| h.join().expect("join")).sum();
         assert_eq!(admitted, 2);
-        assert!(!bucket.try_acquire(1, SEC).is_allowed());
+        assert!(!bucket.try_acquire(1, Nanos::from_ns(SEC)).is_allowed());
     });
 }
 
@@ -59,7 +60,7 @@ fn concurrent_first_sight_inserts_share_one_slot() {
         let handles: Vec<_> = (0..2)
             .map(|_| {
                 let limiter = Arc::clone(&limiter);
-                thread::spawn(move || limiter.try_acquire(key, 1, SEC).decision.is_allowed())
+                thread::spawn(move || limiter.try_acquire(key, 1, Nanos::from_ns(SEC)).decision.is_allowed())
             })
             .collect();
         let admitted = handles.into_iter().filter_map(|h| h.join().ok()).filter(|allowed| *allowed).count();
@@ -75,21 +76,21 @@ fn decision_racing_sweep_is_never_lost() {
         let key = key_at(0, 1);
         // Insert without consuming (n = 0): the bucket is full and, at 10 s,
         // idle for longer than the 1 s timeout.
-        assert!(limiter.try_acquire(key, 0, 0).decision.is_allowed());
+        assert!(limiter.try_acquire(key, 0, Nanos::ZERO).decision.is_allowed());
         let worker = {
             let limiter = Arc::clone(&limiter);
-            thread::spawn(move || limiter.try_acquire(key, 1, 10 * SEC).decision.is_allowed())
+            thread::spawn(move || limiter.try_acquire(key, 1, Nanos::from_ns(10 * SEC)).decision.is_allowed())
         };
         let sweeper = {
             let limiter = Arc::clone(&limiter);
-            thread::spawn(move || limiter.sweep(10 * SEC, SEC).reclaimed)
+            thread::spawn(move || limiter.sweep(Nanos::from_ns(10 * SEC), SEC).reclaimed)
         };
         let allowed = worker.join().expect("join");
         let _ = sweeper.join().expect("join");
         assert!(allowed, "a full bucket (old or new slot) admits");
         // The record admitted above must be accounted to the key: a stale
         // worker admitting on a reclaimed slot would let this one through.
-        let again = limiter.try_acquire(key, 1, 10 * SEC).decision;
+        let again = limiter.try_acquire(key, 1, Nanos::from_ns(10 * SEC)).decision;
         assert!(!again.is_allowed(), "{again:?}");
         assert!(limiter.live_slots() <= 1);
     });
@@ -102,16 +103,16 @@ fn reused_slot_is_not_charged_by_a_stale_worker() {
         let limiter = Arc::new(table(1, 1, 1, Overflow::Refuse));
         let old = key_at(0, 1);
         let new = key_at(0, 2);
-        assert!(limiter.try_acquire(old, 0, 0).decision.is_allowed());
+        assert!(limiter.try_acquire(old, 0, Nanos::ZERO).decision.is_allowed());
         let stale = {
             let limiter = Arc::clone(&limiter);
-            thread::spawn(move || limiter.try_acquire(old, 1, 10 * SEC).decision)
+            thread::spawn(move || limiter.try_acquire(old, 1, Nanos::from_ns(10 * SEC)).decision)
         };
         let sweeper = {
             let limiter = Arc::clone(&limiter);
             thread::spawn(move || {
-                let _ = limiter.sweep(10 * SEC, SEC);
-                limiter.try_acquire(new, 1, 10 * SEC).decision
+                let _ = limiter.sweep(Nanos::from_ns(10 * SEC), SEC);
+                limiter.try_acquire(new, 1, Nanos::from_ns(10 * SEC)).decision
             })
         };
         let old_decision = stale.join().expect("join");
@@ -135,18 +136,18 @@ fn two_first_sight_inserts_racing_a_sweep_admit_exactly_burst() {
         let workers: Vec<_> = (0..2)
             .map(|_| {
                 let limiter = Arc::clone(&limiter);
-                thread::spawn(move || limiter.try_acquire(key, 1, SEC).decision.is_allowed())
+                thread::spawn(move || limiter.try_acquire(key, 1, Nanos::from_ns(SEC)).decision.is_allowed())
             })
             .collect();
         let sweeper = {
             let limiter = Arc::clone(&limiter);
             // idle 0: a fresh (full) slot may be reclaimed before its first use
-            thread::spawn(move || limiter.sweep(SEC, 0).reclaimed)
+            thread::spawn(move || limiter.sweep(Nanos::from_ns(SEC), 0).reclaimed)
         };
         let mut admitted = workers.into_iter().map(|h| u64::from(h.join().expect("join"))).sum::<u64>();
         let _ = sweeper.join().expect("join");
         // Quiescent now: the key has (or gets) one slot; burst 1 in total.
-        admitted += u64::from(limiter.try_acquire(key, 1, SEC).decision.is_allowed());
+        admitted += u64::from(limiter.try_acquire(key, 1, Nanos::from_ns(SEC)).decision.is_allowed());
         assert_eq!(admitted, 1);
         assert!(limiter.live_slots() <= 1);
     });
@@ -162,7 +163,7 @@ fn reload_racing_an_insert_leaves_no_stale_quota() {
         next.overflow = Overflow::Refuse;
         let inserter = {
             let limiter = Arc::clone(&limiter);
-            thread::spawn(move || limiter.try_acquire(key, 0, SEC).decision)
+            thread::spawn(move || limiter.try_acquire(key, 0, Nanos::from_ns(SEC)).decision)
         };
         let reloader = {
             let limiter = Arc::clone(&limiter);
@@ -170,7 +171,7 @@ fn reload_racing_an_insert_leaves_no_stale_quota() {
         };
         let _ = inserter.join().expect("join");
         assert!(reloader.join().expect("join").is_ok());
-        let verdict = limiter.try_acquire(key, 0, SEC);
+        let verdict = limiter.try_acquire(key, 0, Nanos::from_ns(SEC));
         assert_eq!(verdict.quota, Quota::new(5, 5).expect("valid"));
     });
 }

@@ -3,7 +3,7 @@
 //!
 //! This module owns the admission decision for "may client C ingest n more
 //! records now?", and nothing else: it never reads a clock (every call takes
-//! `now` in nanoseconds from [`MonotonicClock`] or a test's virtual clock),
+//! `now` as a [`Nanos`](crate::time::Nanos) from the process clock or a test's virtual clock),
 //! never allocates after start-up, never takes a lock on the decision path.
 //!
 //! - [`bucket`]: [`TokenBucket`] — exact GCRA in one `AtomicU64`, [`Decision`].
@@ -12,17 +12,17 @@
 //!   lives in its module comment).
 //! - [`config`]: [`LimitsConfig`] — the `[limits]` table, defaults, validation.
 //! - [`headers`]: [`RateLimitHeaders`] — `RateLimit*`, `X-RateLimit-*`, `Retry-After`.
-//! - [`clock`]: [`MonotonicClock`] — why CLOCK_MONOTONIC and not raw TSC.
 //! - [`address`]: [`address_id`] — the client id of a peer known by its IPv4
 //!   address (dotted quad), for HTTP and UDP alike.
 //!
 //! Worker usage:
 //! ```
-//! use metricsstream::limit::{KeyedLimiter, LimitsConfig, MonotonicClock, RateLimitHeaders};
+//! use metricsstream::limit::{KeyedLimiter, LimitsConfig, RateLimitHeaders};
+//! use metricsstream::time::MonotonicClock;
 //! let limiter = KeyedLimiter::new(&LimitsConfig::default()).expect("valid config");
 //! let clock = MonotonicClock::new();
 //! let key = limiter.key_for(b"svc-a"); // once per connection / auth token
-//! let verdict = limiter.try_acquire(key, 500, clock.now_ns());
+//! let verdict = limiter.try_acquire(key, 500, clock.now());
 //! if !verdict.decision.is_allowed() {
 //!     let mut response = Vec::new();
 //!     RateLimitHeaders::from_verdict(&verdict).write_to(&mut response).expect("vec");
@@ -39,7 +39,6 @@
 
 pub mod address;
 pub mod bucket;
-pub mod clock;
 pub mod config;
 pub mod headers;
 mod sync;
@@ -50,7 +49,6 @@ mod loom_tests;
 
 pub use address::{address_id, ADDRESS_ID_BYTES};
 pub use bucket::{Decision, Quota, QuotaError, TokenBucket};
-pub use clock::MonotonicClock;
 pub use config::{ClientLimit, LimitsConfig, LimitsConfigError, Overflow};
 pub use headers::RateLimitHeaders;
 pub use table::{ClientKey, KeyedLimiter, LimiterStats, QuotaScope, ReloadReport, SweepReport, Verdict};

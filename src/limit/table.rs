@@ -82,6 +82,7 @@ use std::sync::{Arc, RwLock};
 use super::bucket::{acquire_on, duration_ns_to_ticks, ns_to_ticks, Decision, Quota, TokenBucket, DEAD_BIT};
 use super::config::{LimitsConfig, LimitsConfigError, Overflow};
 use super::sync::{AtomicU64, Ordering};
+use crate::time::Nanos;
 
 /// Claim attempts per insertion before the call falls to the overflow
 /// policy (tiny under loom so models stay finite).
@@ -287,10 +288,10 @@ impl KeyedLimiter {
         key_of(&self.hasher, client_id)
     }
 
-    /// Try to admit `n` records for `key` at `now_ns` (caller's monotonic
+    /// Try to admit `n` records for `key` at `now` (caller's monotonic
     /// clock). Lock-free and allocation-free; a known key costs one probe,
     /// one quota load and the bucket's CAS.
-    pub fn try_acquire(&self, key: ClientKey, n: u64, now_ns: u64) -> Verdict {
+    pub fn try_acquire(&self, key: ClientKey, n: u64, now: Nanos) -> Verdict {
         let live = key.live_word();
         let home = key.home(self.mask);
         // Fast path: the key's LIVE slot, normally at or near home.
@@ -300,13 +301,13 @@ impl KeyedLimiter {
                 Some(index) => index,
                 None => match self.insert(key, home) {
                     Insert::Slot(index) => index,
-                    Insert::NoRoom => return self.overflow(n, now_ns),
+                    Insert::NoRoom => return self.overflow(n, now),
                 },
             };
             let slot = &self.slots[index];
             let (quota, per_client) = Quota::unpack(slot.quota.load(Ordering::Relaxed));
             let still_owner = || slot.key.load(Ordering::Acquire) == live;
-            match acquire_on(&slot.tat, quota, n, now_ns, still_owner) {
+            match acquire_on(&slot.tat, quota, n, now, still_owner) {
                 Ok(decision) => {
                     let scope = if per_client { QuotaScope::Client } else { QuotaScope::Default };
                     return Verdict { decision, quota, scope };
@@ -326,12 +327,12 @@ impl KeyedLimiter {
     }
 
     /// Decide a burst of requests (e.g. one per packet of an rx burst) at one
-    /// `now_ns`: `out[i]` is the verdict for `requests[i]` (`out` must be at
+    /// `now`: `out[i]` is the verdict for `requests[i]` (`out` must be at
     /// least as long). Same semantics as calling [`KeyedLimiter::try_acquire`]
     /// in order; faster for large tables because the home slots of the whole
     /// burst are loaded first, so their cache misses overlap instead of being
     /// paid one after another.
-    pub fn try_acquire_burst(&self, requests: &[(ClientKey, u64)], now_ns: u64, out: &mut [Verdict]) {
+    pub fn try_acquire_burst(&self, requests: &[(ClientKey, u64)], now: Nanos, out: &mut [Verdict]) {
         let mut touched = 0u64;
         for (key, _) in requests {
             let home = key.home(self.mask);
@@ -340,7 +341,7 @@ impl KeyedLimiter {
         // Keep the warming loads from being optimised away.
         std::hint::black_box(touched);
         for ((key, n), verdict) in requests.iter().zip(out.iter_mut()) {
-            *verdict = self.try_acquire(*key, *n, now_ns);
+            *verdict = self.try_acquire(*key, *n, now);
         }
     }
 
@@ -458,14 +459,14 @@ impl KeyedLimiter {
         slot.key.store(EMPTY, Ordering::Release);
     }
 
-    fn overflow(&self, n: u64, now_ns: u64) -> Verdict {
+    fn overflow(&self, n: u64, now: Nanos) -> Verdict {
         let quota = self.overflow_bucket.quota();
         if self.overflow_refuses.load(Ordering::Relaxed) != 0 {
             self.counters.refused.fetch_add(1, Ordering::Relaxed);
             return Verdict { decision: Decision::NoCapacity, quota, scope: QuotaScope::Overflow };
         }
         self.counters.overflowed.fetch_add(1, Ordering::Relaxed);
-        Verdict { decision: self.overflow_bucket.try_acquire(n, now_ns), quota, scope: QuotaScope::Overflow }
+        Verdict { decision: self.overflow_bucket.try_acquire(n, now), quota, scope: QuotaScope::Overflow }
     }
 
     fn current_policies(&self) -> Arc<Policies> {
@@ -478,11 +479,11 @@ impl KeyedLimiter {
     }
 
     /// Reclaim slots whose bucket has been full for at least `idle_ns` at
-    /// `now_ns`. Safe to run concurrently with decisions, inserts and other
+    /// `now`. Safe to run concurrently with decisions, inserts and other
     /// sweeps (see the module comment). O(capacity); run it from a
     /// housekeeping thread, e.g. once per second.
-    pub fn sweep(&self, now_ns: u64, idle_ns: u64) -> SweepReport {
-        let now_t = ns_to_ticks(now_ns);
+    pub fn sweep(&self, now: Nanos, idle_ns: u64) -> SweepReport {
+        let now_t = ns_to_ticks(now.as_ns());
         let idle_t = duration_ns_to_ticks(idle_ns);
         let mut report = SweepReport::default();
         for slot in self.slots.iter() {

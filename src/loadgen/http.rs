@@ -9,8 +9,8 @@
 
 use super::requests::Requests;
 use crate::net::client::{ClientApp, ClientConn, CloseKind};
+use crate::time::Nanos;
 use hdrhistogram::Histogram;
-use smoltcp::time::Instant;
 use std::sync::Arc;
 
 /// Bytes of a response head we accept (ours are a few hundred).
@@ -75,7 +75,7 @@ struct Conn {
     /// Index of the current (or next) request.
     req: u32,
     sent: usize,
-    started_us: i64,
+    started: Nanos,
     head: Box<[u8]>,
     head_len: usize,
     body_left: usize,
@@ -92,7 +92,7 @@ pub struct HttpLoad {
     counters: LoadCounters,
     /// No new requests; close connections as they go idle.
     stopping: bool,
-    timeout_us: i64,
+    timeout_us: u64,
     /// Connections the stack must abort (protocol error or timeout).
     to_abort: Vec<ClientConn>,
     aborting: Vec<ClientConn>,
@@ -118,7 +118,7 @@ impl HttpLoad {
                 // Spread the connections over the requests.
                 req: (i % n) as u32,
                 sent: 0,
-                started_us: 0,
+                started: Nanos::ZERO,
                 head: vec![0; MAX_RESPONSE_HEAD].into_boxed_slice(),
                 head_len: 0,
                 body_left: 0,
@@ -132,7 +132,7 @@ impl HttpLoad {
             histogram: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("static histogram bounds are valid"),
             counters: LoadCounters::default(),
             stopping: false,
-            timeout_us: timeout_us.min(i64::MAX as u64) as i64,
+            timeout_us,
             to_abort: Vec::with_capacity(slots),
             aborting: Vec::with_capacity(slots),
         }
@@ -154,10 +154,11 @@ impl HttpLoad {
 
     /// Marks requests in flight longer than the timeout as timed out; returns
     /// every connection to abort (timeouts and protocol errors since the last call).
-    pub fn poll_aborts(&mut self, now: Instant) -> &[ClientConn] {
-        let now_us = now.total_micros();
+    pub fn poll_aborts(&mut self, now: Nanos) -> &[ClientConn] {
+        let now_us = now.as_micros();
         for c in self.conns.iter_mut() {
-            if matches!(c.phase, Phase::Sending | Phase::Head | Phase::Body) && now_us - c.started_us > self.timeout_us
+            if matches!(c.phase, Phase::Sending | Phase::Head | Phase::Body)
+                && now_us.saturating_sub(c.started.as_micros()) > self.timeout_us
             {
                 c.phase = Phase::Broken;
                 self.counters.timeouts += 1;
@@ -207,10 +208,10 @@ impl HttpLoad {
         Ok(())
     }
 
-    fn complete(&mut self, index: usize, now: Instant) {
+    fn complete(&mut self, index: usize, now: Nanos) {
         let n = self.requests.items.len() as u32;
         let c = &mut self.conns[index];
-        let latency = (now.total_micros() - c.started_us).max(1) as u64;
+        let latency = now.as_micros().saturating_sub(c.started.as_micros()).max(1);
         self.histogram.saturating_record(latency.min(MAX_LATENCY_US));
         self.counters.responses += 1;
         match c.status {
@@ -229,14 +230,14 @@ impl HttpLoad {
 }
 
 impl ClientApp for HttpLoad {
-    fn on_open(&mut self, conn: ClientConn, _now: Instant) {
+    fn on_open(&mut self, conn: ClientConn, _now: Nanos) {
         let c = &mut self.conns[conn.index()];
         c.id = Some(conn);
         c.phase = Phase::Ready;
         c.head_len = 0;
     }
 
-    fn on_data(&mut self, conn: ClientConn, data: &[u8], now: Instant) -> usize {
+    fn on_data(&mut self, conn: ClientConn, data: &[u8], now: Nanos) -> usize {
         // Field by field (not through `self.conn`) so the request set is readable alongside.
         let Some(c) = self.conns.get_mut(conn.index()).filter(|c| c.id == Some(conn)) else { return data.len() };
         let mut used = 0;
@@ -299,14 +300,14 @@ impl ClientApp for HttpLoad {
         used
     }
 
-    fn poll_send(&mut self, conn: ClientConn, now: Instant, out: &mut dyn FnMut(&[u8]) -> usize) {
+    fn poll_send(&mut self, conn: ClientConn, now: Nanos, out: &mut dyn FnMut(&[u8]) -> usize) {
         // Field by field (not through `self.conn`) so the request bytes are borrowed alongside.
         let Some(c) = self.conns.get_mut(conn.index()).filter(|c| c.id == Some(conn)) else { return };
         if c.phase == Phase::Ready && !self.stopping && !self.requests.items.is_empty() {
             c.phase = Phase::Sending;
             c.sent = 0;
             c.head_len = 0;
-            c.started_us = now.total_micros();
+            c.started = now;
             self.counters.requests_sent += 1;
         }
         if c.phase != Phase::Sending {
@@ -332,7 +333,7 @@ impl ClientApp for HttpLoad {
         self.conn(conn).is_some_and(|c| stopping && c.phase == Phase::Ready)
     }
 
-    fn on_close(&mut self, conn: ClientConn, kind: CloseKind, _now: Instant) {
+    fn on_close(&mut self, conn: ClientConn, kind: CloseKind, _now: Nanos) {
         let c = &mut self.conns[conn.index()];
         let in_flight = c.id == Some(conn) && matches!(c.phase, Phase::Sending | Phase::Head | Phase::Body);
         match kind {
@@ -360,14 +361,14 @@ mod tests {
         let requests = Requests::from_body(b"a v=1 1\nb v=2 2\n", "/write", "h").unwrap();
         let mut load = HttpLoad::new(Arc::new(requests), 4, timeout_us);
         let conn = ClientConn::for_tests(1, 7);
-        load.on_open(conn, Instant::from_millis(0));
+        load.on_open(conn, Nanos::ZERO);
         (load, conn)
     }
 
     /// Sends the next request whole; returns its bytes.
-    fn send(load: &mut HttpLoad, conn: ClientConn, at_ms: i64) -> Vec<u8> {
+    fn send(load: &mut HttpLoad, conn: ClientConn, at_ms: u64) -> Vec<u8> {
         let mut wire = Vec::new();
-        load.poll_send(conn, Instant::from_millis(at_ms), &mut |b| {
+        load.poll_send(conn, Nanos::from_millis(at_ms), &mut |b| {
             wire.extend_from_slice(b);
             b.len()
         });
@@ -381,7 +382,7 @@ mod tests {
         assert!(req.starts_with(b"POST /write HTTP/1.1\r\n") && req.ends_with(b"b v=2 2\n"));
         assert!(send(&mut load, conn, 1).is_empty(), "one request in flight");
         for b in b"HTTP/1.1 204 No Content\r\nX-A: b\r\n\r\n" {
-            assert_eq!(load.on_data(conn, &[*b], Instant::from_millis(5)), 1);
+            assert_eq!(load.on_data(conn, &[*b], Nanos::from_millis(5)), 1);
         }
         let c = *load.counters();
         assert_eq!((c.requests_sent, c.responses, c.status_2xx, c.records_2xx), (1, 1, 1, 2));
@@ -390,8 +391,8 @@ mod tests {
         // A 400 with a body arriving in two pieces, body split from its head.
         assert_eq!(send(&mut load, conn, 10), req);
         let resp = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 11\r\n\r\n{\"e\":\"bad\"}";
-        assert_eq!(load.on_data(conn, &resp[..30], Instant::from_millis(12)), 30);
-        assert_eq!(load.on_data(conn, &resp[30..], Instant::from_millis(12)), resp.len() - 30);
+        assert_eq!(load.on_data(conn, &resp[..30], Nanos::from_millis(12)), 30);
+        assert_eq!(load.on_data(conn, &resp[30..], Nanos::from_millis(12)), resp.len() - 30);
         let c = *load.counters();
         assert_eq!((c.responses, c.status_4xx, c.records_2xx, c.socket_errors()), (2, 1, 2, 0));
     }
@@ -401,12 +402,12 @@ mod tests {
         let (mut load, conn) = client(1_000_000);
         send(&mut load, conn, 0);
         let two = b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
-        assert_eq!(load.on_data(conn, two, Instant::from_millis(1)), two.len() / 2);
-        assert_eq!(load.on_data(conn, &two[two.len() / 2..], Instant::from_millis(1)), two.len() / 2);
+        assert_eq!(load.on_data(conn, two, Nanos::from_millis(1)), two.len() / 2);
+        assert_eq!(load.on_data(conn, &two[two.len() / 2..], Nanos::from_millis(1)), two.len() / 2);
         assert_eq!(load.counters().protocol_errors, 1);
-        assert_eq!(load.poll_aborts(Instant::from_millis(2)), &[conn]);
-        assert!(load.poll_aborts(Instant::from_millis(3)).is_empty());
-        load.on_close(conn, CloseKind::Aborted, Instant::from_millis(4));
+        assert_eq!(load.poll_aborts(Nanos::from_millis(2)), &[conn]);
+        assert!(load.poll_aborts(Nanos::from_millis(3)).is_empty());
+        load.on_close(conn, CloseKind::Aborted, Nanos::from_millis(4));
         assert_eq!(load.counters().socket_errors(), 1, "the abort is not counted twice");
     }
 
@@ -415,10 +416,10 @@ mod tests {
         let head = Request { bytes: b"HEAD /ping HTTP/1.1\r\n\r\n".to_vec(), body_len: 0, head_only: true };
         let mut load = HttpLoad::new(Arc::new(Requests { items: vec![head] }), 1, 1_000_000);
         let conn = ClientConn::for_tests(0, 0);
-        load.on_open(conn, Instant::from_millis(0));
+        load.on_open(conn, Nanos::ZERO);
         send(&mut load, conn, 0);
         let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n";
-        assert_eq!(load.on_data(conn, resp, Instant::from_millis(1)), resp.len());
+        assert_eq!(load.on_data(conn, resp, Nanos::from_millis(1)), resp.len());
         assert_eq!((load.counters().status_2xx, load.counters().records_2xx), (1, 0));
         assert!(!send(&mut load, conn, 2).is_empty(), "the next request goes out: the response was complete");
     }
@@ -432,7 +433,7 @@ mod tests {
         ] {
             let (mut load, conn) = client(1_000_000);
             send(&mut load, conn, 0);
-            load.on_data(conn, &resp, Instant::from_millis(1));
+            load.on_data(conn, &resp, Nanos::from_millis(1));
             assert_eq!(load.counters().protocol_errors, 1, "{:?}", String::from_utf8_lossy(&resp[..20]));
             assert_eq!(load.counters().responses, 0);
         }
@@ -442,20 +443,20 @@ mod tests {
     fn unanswered_requests_time_out_once_and_closes_are_classified() {
         let (mut load, conn) = client(100_000);
         send(&mut load, conn, 0);
-        assert!(load.poll_aborts(Instant::from_millis(100)).is_empty());
-        assert_eq!(load.poll_aborts(Instant::from_millis(101)), &[conn]);
-        assert!(load.poll_aborts(Instant::from_millis(500)).is_empty());
-        load.on_close(conn, CloseKind::Aborted, Instant::from_millis(501));
+        assert!(load.poll_aborts(Nanos::from_millis(100)).is_empty());
+        assert_eq!(load.poll_aborts(Nanos::from_millis(101)), &[conn]);
+        assert!(load.poll_aborts(Nanos::from_millis(500)).is_empty());
+        load.on_close(conn, CloseKind::Aborted, Nanos::from_millis(501));
         assert_eq!((load.counters().timeouts, load.counters().socket_errors()), (1, 1));
         // A server close between requests is not an error; during one it is.
         let c2 = ClientConn::for_tests(2, 0);
-        load.on_open(c2, Instant::from_millis(600));
-        load.on_close(c2, CloseKind::PeerClosed, Instant::from_millis(601));
+        load.on_open(c2, Nanos::from_millis(600));
+        load.on_close(c2, CloseKind::PeerClosed, Nanos::from_millis(601));
         let c3 = ClientConn::for_tests(3, 0);
-        load.on_open(c3, Instant::from_millis(600));
+        load.on_open(c3, Nanos::from_millis(600));
         send(&mut load, c3, 600);
-        load.on_close(c3, CloseKind::PeerClosed, Instant::from_millis(601));
-        load.on_close(ClientConn::for_tests(0, 0), CloseKind::ConnectFailed, Instant::from_millis(601));
+        load.on_close(c3, CloseKind::PeerClosed, Nanos::from_millis(601));
+        load.on_close(ClientConn::for_tests(0, 0), CloseKind::ConnectFailed, Nanos::from_millis(601));
         let c = load.counters();
         assert_eq!((c.server_closes, c.read_errors, c.connect_errors, c.socket_errors()), (1, 1, 1, 3));
     }

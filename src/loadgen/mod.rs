@@ -12,13 +12,12 @@ pub mod http;
 pub mod requests;
 
 use crate::dpdk::{Mempool, RxBurst, RxQueue, TxBurst, TxQueue};
-use crate::limit::MonotonicClock;
 use crate::net::client::{ClientCounters, ClientStack};
 use crate::pipeline::timing::{Drain, Every, ABORT_SCAN_NS, PUBLISH_NS};
 use crate::stats::Published;
+use crate::time::MonotonicClock;
 use crate::worker::MbufSink;
 use hdrhistogram::Histogram;
-use smoltcp::time::Instant;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -68,15 +67,15 @@ pub fn run_loadgen(mut w: LoadgenWorker) -> i32 {
     let (mut aborts, mut publish) = (Every::new(ABORT_SCAN_NS), Every::new(PUBLISH_NS));
     let mut drain = Drain::new(w.drain_ns);
     // The previous iteration: when it started and whether it did work.
-    let (mut prev_ns, mut prev_busy) = (w.clock.now_ns(), false);
+    let (mut prev, mut prev_busy) = (w.clock.now(), false);
     loop {
-        let now_ns = w.clock.now_ns();
-        counters.loop_ns += now_ns - prev_ns;
+        let now = w.clock.now();
+        counters.loop_ns += now.ns_since(prev);
         if prev_busy {
-            counters.busy_ns += now_ns - prev_ns;
+            counters.busy_ns += now.ns_since(prev);
         }
-        prev_ns = now_ns;
-        if drain.begins(now_ns, w.stop.load(Ordering::Relaxed)) {
+        prev = now;
+        if drain.begins(now, w.stop.load(Ordering::Relaxed)) {
             w.app.stop();
             w.stack.stop_connecting();
         }
@@ -84,19 +83,18 @@ pub fn run_loadgen(mut w: LoadgenWorker) -> i32 {
             if w.stack.busy() == 0 {
                 break;
             }
-            if drain.out_of_time(now_ns) {
+            if drain.out_of_time(now) {
                 counters.unfinished = w.app.in_flight() as u64;
                 break;
             }
         }
-        let now = Instant::from_micros((now_ns / 1_000) as i64);
         let n = w.rx.rx_burst(&mut burst);
-        let mut sink = MbufSink { pool: &w.pool, burst: &mut txb, tx: &mut w.tx, no_mbuf: 0, trace: None, now_ns: 0 };
+        let mut sink = MbufSink { pool: &w.pool, burst: &mut txb, tx: &mut w.tx, no_mbuf: 0, trace: None, now };
         for i in 0..n {
             w.stack.receive(now, burst.packet(i), &mut sink);
         }
         burst.clear();
-        if aborts.due(now_ns) {
+        if aborts.due(now) {
             for &conn in w.app.poll_aborts(now) {
                 w.stack.abort(conn);
             }
@@ -107,7 +105,7 @@ pub fn run_loadgen(mut w: LoadgenWorker) -> i32 {
         }
         counters.tx_no_mbuf += sink.no_mbuf;
         w.tx.tx_burst(&mut txb);
-        if publish.due(now_ns) {
+        if publish.due(now) {
             counters.client = *w.stack.counters();
             counters.http = *w.app.counters();
             w.published.publish(&counters);

@@ -13,6 +13,7 @@
 
 use super::frame_io::{FrameSink, NetCounters};
 use super::l2::{FrameError, Link, ETH_HEADER_LEN};
+use crate::time::Nanos;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::tcp;
@@ -20,6 +21,17 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpCidr, Ipv4Address};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+
+/// The process's [`Nanos`] as smoltcp's microsecond `Instant`: the one place
+/// the two meet (nothing outside `net/` sees smoltcp's time).
+pub(super) fn smol_instant(now: Nanos) -> Instant {
+    Instant::from_micros(i64::try_from(now.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// smoltcp's `Instant` (a timer it reports) back as [`Nanos`].
+pub(super) fn nanos_of(at: Instant) -> Nanos {
+    Nanos::from_micros(u64::try_from(at.total_micros()).unwrap_or(0))
+}
 
 /// Device capabilities of every cell: IP medium, our MTU, IPv4 header
 /// checksums already verified by `classify` on receive.

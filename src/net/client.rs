@@ -21,11 +21,12 @@
 //! (ports rotate through `first_port..=65535`), so a reused 4-tuple is as
 //! far away as the port range allows.
 
-use super::cell::{deliver_received, interface, peer_sent_fin, Cell, CellIo, CellScheduler};
+use super::cell::{deliver_received, interface, nanos_of, peer_sent_fin, smol_instant, Cell, CellIo, CellScheduler};
 use super::classify::{classify, Frame};
 use super::frame_io::{FrameSink, NetCounters};
 use super::l2::{ArpOutcome, L2Config, Link, ETH_MIN_FRAME};
 use super::wire::TcpSegment;
+use crate::time::Nanos;
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, IpEndpoint};
@@ -82,16 +83,16 @@ pub enum CloseKind {
 /// number of `on_data` / `poll_send` / `wants_close`, and `on_close` once.
 pub trait ClientApp {
     /// The handshake completed.
-    fn on_open(&mut self, conn: ClientConn, now: Instant);
+    fn on_open(&mut self, conn: ClientConn, now: Nanos);
     /// Received bytes in order; returns how many were consumed (the rest is
     /// offered again at the next service of the connection).
-    fn on_data(&mut self, conn: ClientConn, data: &[u8], now: Instant) -> usize;
+    fn on_data(&mut self, conn: ClientConn, data: &[u8], now: Nanos) -> usize;
     /// Offers room in the send buffer: `out` takes bytes and returns how many it took.
-    fn poll_send(&mut self, conn: ClientConn, now: Instant, out: &mut dyn FnMut(&[u8]) -> usize);
+    fn poll_send(&mut self, conn: ClientConn, now: Nanos, out: &mut dyn FnMut(&[u8]) -> usize);
     /// Whether to close our side now (FIN after what was written).
     fn wants_close(&mut self, conn: ClientConn) -> bool;
     /// The connection is gone; `conn` is dead.
-    fn on_close(&mut self, conn: ClientConn, kind: CloseKind, now: Instant);
+    fn on_close(&mut self, conn: ClientConn, kind: CloseKind, now: Nanos);
 }
 
 /// Client stack configuration.
@@ -211,7 +212,8 @@ pub struct ClientStack {
 
 impl ClientStack {
     /// Allocates every cell, socket and table.
-    pub fn new(config: ClientStackConfig, now: Instant) -> Result<ClientStack, ClientStackError> {
+    pub fn new(config: ClientStackConfig, now: Nanos) -> Result<ClientStack, ClientStackError> {
+        let now = smol_instant(now);
         let c = config;
         let ports = 65536 - usize::from(c.first_port.max(1));
         if c.connections == 0 || c.connections > ports {
@@ -318,7 +320,8 @@ impl ClientStack {
 
     /// Handles one received Ethernet frame: ARP is answered or learned at
     /// once; TCP from the target is fed to its connection's cell.
-    pub fn receive<S: FrameSink + ?Sized>(&mut self, now: Instant, frame: &[u8], sink: &mut S) {
+    pub fn receive<S: FrameSink + ?Sized>(&mut self, now: Nanos, frame: &[u8], sink: &mut S) {
+        let now = smol_instant(now);
         self.counters.net.rx_frames += 1;
         let classified = classify(frame);
         if classified.vlan_tagged {
@@ -387,11 +390,11 @@ impl ClientStack {
 
     /// The earliest time `poll` has work: now if cells are active or
     /// connections are missing, else the earliest smoltcp timer.
-    pub fn poll_at(&self) -> Option<Instant> {
+    pub fn poll_at(&self) -> Option<Nanos> {
         if self.busy < self.wanted && !self.idle.is_empty() {
-            return Some(Instant::ZERO);
+            return Some(Nanos::ZERO);
         }
-        self.scheduler.poll_at()
+        self.scheduler.poll_at().map(nanos_of)
     }
 
     /// Starts missing connections, services the cells that got input, were
@@ -399,14 +402,16 @@ impl ClientStack {
     /// through `sink`), and recycles finished connections. Returns the cells serviced.
     pub fn poll<A: ClientApp + ?Sized, S: FrameSink + ?Sized>(
         &mut self,
-        now: Instant,
+        now: Nanos,
         app: &mut A,
         sink: &mut S,
     ) -> usize {
+        let app_now = now;
+        let now = smol_instant(now);
         self.connect_missing(now, sink);
         let n = self.scheduler.begin_poll(now);
         while let Some(cell) = self.scheduler.next_cell() {
-            self.service(now, cell, app, sink);
+            self.service(now, app_now, cell, app, sink);
         }
         self.scheduler.end_poll();
         self.counters.net.cells_polled += n as u64;
@@ -484,6 +489,7 @@ impl ClientStack {
     fn service<A: ClientApp + ?Sized, S: FrameSink + ?Sized>(
         &mut self,
         now: Instant,
+        app_now: Nanos,
         cell_ix: usize,
         app: &mut A,
         sink: &mut S,
@@ -503,12 +509,12 @@ impl ClientStack {
                 if matches!(sock.state(), tcp::State::SynSent | tcp::State::SynReceived | tcp::State::Closed) {
                     continue;
                 }
-                app.on_open(conn, now);
+                app.on_open(conn, app_now);
                 s.app_open = true;
                 self.counters.net.connections_opened += 1;
                 self.counters.net.connections_open += 1;
             }
-            deliver_received(sock, |data| app.on_data(conn, data, now));
+            deliver_received(sock, |data| app.on_data(conn, data, app_now));
             // The server closed (FIN) and its last bytes are consumed: answer with our
             // FIN and send nothing more (an HTTP server that closed answers no new request).
             if peer_sent_fin(sock.state()) && !s.peer_closed && !sock.can_recv() {
@@ -518,7 +524,7 @@ impl ClientStack {
                 }
             }
             if !s.peer_closed && sock.may_send() {
-                app.poll_send(conn, now, &mut |bytes| sock.send_slice(bytes).unwrap_or(0));
+                app.poll_send(conn, app_now, &mut |bytes| sock.send_slice(bytes).unwrap_or(0));
             }
             if !s.close_requested && !s.peer_closed && app.wants_close(conn) {
                 s.close_requested = true;
@@ -563,7 +569,7 @@ impl ClientStack {
                 self.counters.net.connections_closed += 1;
                 self.counters.net.connections_open -= 1;
             }
-            app.on_close(ClientConn { index: index as u32, generation: s.generation }, kind, now);
+            app.on_close(ClientConn { index: index as u32, generation: s.generation }, kind, app_now);
             cell.reset_socket(slot, s.local_port);
             self.port_owner[usize::from(s.local_port)] = NO_SLOT;
             s.state = SlotState::Idle;

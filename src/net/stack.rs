@@ -34,7 +34,7 @@
 //!   server-closed connection from pinning a socket and its buffers for
 //!   smoltcp's fixed 10 s; the peer (the active opener) keeps its own
 //!   TIME-WAIT, which is what protects a reused 4-tuple;
-//! - with `idle_timeout`, smoltcp's keep-alive (every half timeout) and
+//! - with `idle_timeout_ms`, smoltcp's keep-alive (every half timeout) and
 //!   timeout abort a connection whose peer stopped answering.
 //!
 //! Memory, all allocated in [`NetStack::new`]: per connection slot
@@ -50,16 +50,16 @@
 //!
 //! ```
 //! use metricsstream::net::{ConnId, L2Config, NetStack, NetStackConfig, Received, TcpApp};
-//! use smoltcp::time::Instant;
+//! use metricsstream::time::Nanos;
 //! use smoltcp::wire::{EthernetAddress, Ipv4Address};
 //! # struct Http;
 //! # impl TcpApp for Http {
-//! #     fn on_open(&mut self, _: ConnId, _: std::net::SocketAddrV4, _: Instant) {}
-//! #     fn on_data(&mut self, _: ConnId, data: &[u8], _: Instant) -> usize { data.len() }
-//! #     fn on_peer_closed(&mut self, _: ConnId, _: Instant) {}
-//! #     fn poll_send(&mut self, _: ConnId, _: Instant, _: &mut dyn FnMut(&[u8]) -> usize) {}
+//! #     fn on_open(&mut self, _: ConnId, _: std::net::SocketAddrV4, _: Nanos) {}
+//! #     fn on_data(&mut self, _: ConnId, data: &[u8], _: Nanos) -> usize { data.len() }
+//! #     fn on_peer_closed(&mut self, _: ConnId, _: Nanos) {}
+//! #     fn poll_send(&mut self, _: ConnId, _: Nanos, _: &mut dyn FnMut(&[u8]) -> usize) {}
 //! #     fn wants_close(&mut self, _: ConnId) -> bool { false }
-//! #     fn on_close(&mut self, _: ConnId, _: Instant) {}
+//! #     fn on_close(&mut self, _: ConnId, _: Nanos) {}
 //! # }
 //! let link = L2Config {
 //!     mac: EthernetAddress([0x02, 0, 0, 0, 0, 1]),
@@ -71,11 +71,11 @@
 //! let mut config = NetStackConfig::new(link, 8080, 1024);
 //! config.rx_buffer = 4096;
 //! config.tx_buffer = 4096;
-//! let mut stack = NetStack::new(config, Instant::from_millis(0)).unwrap();
+//! let mut stack = NetStack::new(config, Nanos::ZERO).unwrap();
 //! let mut app = Http;
 //! let mut tx: Vec<Vec<u8>> = Vec::new(); // any FrameSink
 //! let rx_burst: Vec<Vec<u8>> = Vec::new();
-//! let now = Instant::from_millis(1);
+//! let now = Nanos::from_millis(1);
 //! for frame in &rx_burst {
 //!     if let Received::Udp { payload, .. } = stack.receive(now, frame, &mut tx) {
 //!         let _ = payload; // line protocol / StatsD parser
@@ -85,12 +85,15 @@
 //! // ... tx_burst(tx); publish *stack.counters() now and then.
 //! ```
 
-use super::cell::{deliver_received, interface, peer_sent_fin, Cell, CellIo, CellScheduler, ServerCell};
+use super::cell::{
+    deliver_received, interface, nanos_of, peer_sent_fin, smol_instant, Cell, CellIo, CellScheduler, ServerCell,
+};
 use super::classify::{classify, Frame, Malformed};
 use super::flow::{FlowKey, FlowTable};
 use super::frame_io::{FrameSink, NetCounters};
 use super::l2::{is_echo_request, ArpOutcome, L2Config, Link, ETH_HEADER_LEN, ETH_MIN_FRAME};
 use super::wire::TcpSegment;
+use crate::time::Nanos;
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpProtocol, Ipv4Address};
@@ -123,26 +126,26 @@ impl ConnId {
 /// inside `poll`, in that order per service.
 pub trait TcpApp {
     /// The handshake completed.
-    fn on_open(&mut self, conn: ConnId, peer: SocketAddrV4, now: Instant);
+    fn on_open(&mut self, conn: ConnId, peer: SocketAddrV4, now: Nanos);
 
     /// Received bytes, in order (a call per contiguous chunk of the socket's
     /// receive buffer). Returns how many bytes were consumed: the rest stays
     /// in the socket (its window shrinks) and is offered again at the next
     /// service of the connection, e.g. after [`NetStack::wake`].
-    fn on_data(&mut self, conn: ConnId, data: &[u8], now: Instant) -> usize;
+    fn on_data(&mut self, conn: ConnId, data: &[u8], now: Nanos) -> usize;
 
     /// The peer sent FIN: no more data will arrive. Output may still be sent.
-    fn on_peer_closed(&mut self, conn: ConnId, now: Instant);
+    fn on_peer_closed(&mut self, conn: ConnId, now: Nanos);
 
     /// Offers room in the socket's send buffer: call `out` with bytes to send;
     /// it returns how many it took (0 when the buffer is full).
-    fn poll_send(&mut self, conn: ConnId, now: Instant, out: &mut dyn FnMut(&[u8]) -> usize);
+    fn poll_send(&mut self, conn: ConnId, now: Nanos, out: &mut dyn FnMut(&[u8]) -> usize);
 
     /// Whether to close our side now (FIN after everything already written).
     fn wants_close(&mut self, conn: ConnId) -> bool;
 
     /// The connection is gone (closed, reset or timed out); `conn` is dead.
-    fn on_close(&mut self, conn: ConnId, now: Instant);
+    fn on_close(&mut self, conn: ConnId, now: Nanos);
 }
 
 /// Stack configuration.
@@ -162,7 +165,7 @@ pub struct NetStackConfig {
     /// IP MTU.
     pub mtu: usize,
     /// Abort connections whose peer stops answering (keep-alive at half of it).
-    pub idle_timeout: Option<Duration>,
+    pub idle_timeout_ms: Option<u64>,
     /// Cells serviced per `poll` at most; the rest wait for the next one.
     pub max_cells_per_poll: usize,
     /// Seed for the flow hash and smoltcp's initial sequence numbers.
@@ -183,7 +186,7 @@ impl NetStackConfig {
             rx_buffer: 16 * 1024,
             tx_buffer: 8 * 1024,
             mtu: 1500,
-            idle_timeout: Some(Duration::from_secs(120)),
+            idle_timeout_ms: Some(120_000),
             max_cells_per_poll: 256,
             seed: 0x5eed,
         }
@@ -281,7 +284,8 @@ pub struct NetStack {
 
 impl NetStack {
     /// Allocates every cell, socket and table (see the memory note above).
-    pub fn new(config: NetStackConfig, now: Instant) -> Result<NetStack, NetStackError> {
+    pub fn new(config: NetStackConfig, now: Nanos) -> Result<NetStack, NetStackError> {
+        let now = smol_instant(now);
         let c = config;
         if c.sockets_per_cell == 0 || c.sockets_per_cell > 65535 || c.max_connections == 0 || c.listen_port == 0 {
             return Err(NetStackError::BadSizes);
@@ -294,7 +298,13 @@ impl NetStack {
         let mut cells = Vec::with_capacity(ncells);
         for i in 0..ncells {
             let iface = interface(l.ip, l.prefix_len, l.gateway, c.mtu, c.seed ^ (i as u64 + 1) << 17, now);
-            cells.push(ServerCell::new(Cell::new(iface, c.sockets_per_cell, c.rx_buffer, c.tx_buffer, c.idle_timeout)));
+            cells.push(ServerCell::new(Cell::new(
+                iface,
+                c.sockets_per_cell,
+                c.rx_buffer,
+                c.tx_buffer,
+                c.idle_timeout_ms.map(Duration::from_millis),
+            )));
         }
         let mut accept = Vec::with_capacity(ncells);
         for (i, cell) in cells.iter_mut().enumerate().rev() {
@@ -404,16 +414,16 @@ impl NetStack {
     }
 
     /// The earliest smoltcp timer of any cell, if any (an idle worker may sleep until then).
-    pub fn poll_at(&self) -> Option<Instant> {
-        self.scheduler.poll_at()
+    pub fn poll_at(&self) -> Option<Nanos> {
+        self.scheduler.poll_at().map(nanos_of)
     }
 
     /// Handles one received Ethernet frame. ARP and ICMP echo are answered
     /// at once through `sink`; TCP is fed to its cell (whose replies wait for
     /// `poll`, except RSTs for stray segments); UDP is handed back.
-    pub fn receive<'f, S: FrameSink + ?Sized>(&mut self, now: Instant, frame: &'f [u8], sink: &mut S) -> Received<'f> {
+    pub fn receive<'f, S: FrameSink + ?Sized>(&mut self, now: Nanos, frame: &'f [u8], sink: &mut S) -> Received<'f> {
         self.counters.rx_frames += 1;
-        let outcome = self.receive_inner(now, frame, sink);
+        let outcome = self.receive_inner(smol_instant(now), frame, sink);
         let c = &mut self.counters;
         match outcome {
             Received::Consumed | Received::Udp { .. } => {}
@@ -662,15 +672,12 @@ impl NetStack {
     /// delivers data and events to `app`, takes its output, sends through
     /// `sink`, recycles finished connections. At most `max_cells_per_poll`
     /// cells; returns how many were serviced.
-    pub fn poll<A: TcpApp + ?Sized, S: FrameSink + ?Sized>(
-        &mut self,
-        now: Instant,
-        app: &mut A,
-        sink: &mut S,
-    ) -> usize {
+    pub fn poll<A: TcpApp + ?Sized, S: FrameSink + ?Sized>(&mut self, now: Nanos, app: &mut A, sink: &mut S) -> usize {
+        let app_now = now;
+        let now = smol_instant(now);
         let n = self.scheduler.begin_poll(now);
         while let Some(cell) = self.scheduler.next_cell() {
-            self.service(now, cell, app, sink);
+            self.service(now, app_now, cell, app, sink);
         }
         self.scheduler.end_poll();
         self.counters.cells_polled += n as u64;
@@ -680,6 +687,7 @@ impl NetStack {
     fn service<A: TcpApp + ?Sized, S: FrameSink + ?Sized>(
         &mut self,
         now: Instant,
+        app_now: Nanos,
         cell_ix: usize,
         app: &mut A,
         sink: &mut S,
@@ -700,16 +708,16 @@ impl NetStack {
                     continue;
                 }
                 let peer = SocketAddrV4::new(Ipv4Address::from_bits(s.flow.src_ip), s.flow.src_port);
-                app.on_open(conn, peer, now);
+                app.on_open(conn, peer, app_now);
                 s.app_open = true;
             }
-            deliver_received(sock, |data| app.on_data(conn, data, now));
+            deliver_received(sock, |data| app.on_data(conn, data, app_now));
             if !s.peer_fin_seen && peer_sent_fin(sock.state()) && !sock.can_recv() {
                 s.peer_fin_seen = true;
-                app.on_peer_closed(conn, now);
+                app.on_peer_closed(conn, app_now);
             }
             if sock.may_send() {
-                app.poll_send(conn, now, &mut |bytes| sock.send_slice(bytes).unwrap_or(0));
+                app.poll_send(conn, app_now, &mut |bytes| sock.send_slice(bytes).unwrap_or(0));
             }
             if !s.close_requested && app.wants_close(conn) {
                 s.close_requested = true;
@@ -736,7 +744,7 @@ impl NetStack {
                 continue;
             }
             if s.app_open {
-                app.on_close(ConnId { index: index as u32, generation: s.generation }, now);
+                app.on_close(ConnId { index: index as u32, generation: s.generation }, app_now);
             }
             self.flows.remove(&s.flow);
             s.state = SlotState::Free;

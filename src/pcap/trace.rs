@@ -25,6 +25,7 @@ pub fn path_for_worker(base: &Path, queue: u16, queues: u16) -> PathBuf {
 #[cfg(feature = "trace-pcap")]
 mod enabled {
     use super::super::{PcapError, PcapWriter};
+    use crate::time::Nanos;
     use std::fs::File;
     use std::io::BufWriter;
     use std::path::Path;
@@ -44,11 +45,11 @@ mod enabled {
             Ok(PacketTrace { writer: PcapWriter::create(path)?, unix_offset_ns, frames: 0, write_errors: 0 })
         }
 
-        /// Appends one frame seen at monotonic time `now_ns`. A failed write
-        /// (disk full) is counted, never fatal to the datapath.
+        /// Appends one frame seen at `now`. A failed write (disk full) is
+        /// counted, never fatal to the datapath.
         #[inline]
-        pub fn frame(&mut self, now_ns: u64, frame: &[u8]) {
-            match self.writer.write(self.unix_offset_ns + now_ns, frame) {
+        pub fn frame(&mut self, now: Nanos, frame: &[u8]) {
+            match self.writer.write(self.unix_offset_ns.saturating_add(now.as_ns()), frame) {
                 Ok(()) => self.frames += 1,
                 Err(_) => self.write_errors += 1,
             }
@@ -77,7 +78,7 @@ impl PacketTrace {
     }
 
     #[inline]
-    pub fn frame(&mut self, _: u64, _: &[u8]) {
+    pub fn frame(&mut self, _: crate::time::Nanos, _: &[u8]) {
         match *self {}
     }
 
@@ -89,6 +90,8 @@ impl PacketTrace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(feature = "trace-pcap")]
+    use crate::time::Nanos;
 
     #[test]
     fn one_file_per_worker() {
@@ -103,8 +106,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.pcap");
         let mut t = PacketTrace::create(&path, 1_000_000_000).unwrap();
-        t.frame(5, &[1, 2, 3]);
-        t.frame(6, &[4; 60]);
+        t.frame(Nanos::from_ns(5), &[1, 2, 3]);
+        t.frame(Nanos::from_ns(6), &[4; 60]);
         assert_eq!(t.finish(), (2, 0));
         let mut r = super::super::PcapReader::open(&path).unwrap();
         let mut buf = Vec::new();

@@ -4,14 +4,14 @@
 //! and a [`FrameSink`] over its TX burst; the deterministic in-memory network
 //! tests call the same step with frames from memory and a virtual clock.
 //!
-//! Sans-IO: no DPDK, no clock (the caller passes `now_ns`), no logging.
+//! Sans-IO: no DPDK, no clock (the caller passes `now`), no logging.
 
 use super::http_app::HttpApp;
 use super::timing::{Drain, Every, DRAIN_CHECK_NS, EXIT_FLUSH_NS, TIMEOUT_SCAN_NS};
 use super::udp::UdpIngest;
 use super::{ServeCounters, SocketLevels};
 use crate::net::{FrameSink, NetStack, Received};
-use smoltcp::time::Instant;
+use crate::time::Nanos;
 
 /// Whether the worker goes on stepping.
 #[must_use]
@@ -70,27 +70,26 @@ impl ServeCore {
     /// connection's output and FIN are acknowledged, or after the drain time.
     pub fn step<'f, S: FrameSink + ?Sized>(
         &mut self,
-        now_ns: u64,
+        now: Nanos,
         frames: impl IntoIterator<Item = &'f [u8]>,
         sink: &mut S,
     ) -> StepOutcome {
-        if self.drain.begins(now_ns, self.stop_requested) {
+        if self.drain.begins(now, self.stop_requested) {
             self.stack.stop_accepting();
             self.app.shut_down();
             self.wake_connections();
         }
-        let now = Instant::from_micros((now_ns / 1_000) as i64);
         let mut received = false;
         for frame in frames {
             received = true;
             if let Received::Udp { src, dst_port, payload, .. } = self.stack.receive(now, frame, sink) {
-                self.udp.on_datagram(src, dst_port, payload, now_ns);
+                self.udp.on_datagram(src, dst_port, payload, now);
             }
         }
-        self.app.release_held(now_ns);
+        self.app.release_held(now);
         self.wake_connections();
-        if self.timeouts.due(now_ns) {
-            self.app.handle_timeouts(now_ns);
+        if self.timeouts.due(now) {
+            self.app.handle_timeouts(now);
             self.wake_connections();
         }
         if received || self.stack.poll_at().is_some_and(|t| t <= now) {
@@ -99,8 +98,8 @@ impl ServeCore {
         // Group commit: the requests of this step share one batch (and of
         // later ones too while the writer's channel is full).
         self.app.flush();
-        self.udp.maybe_flush(now_ns);
-        if self.drained(now_ns) {
+        self.udp.maybe_flush(now);
+        if self.drained(now) {
             StepOutcome::Finished
         } else {
             StepOutcome::Running
@@ -116,14 +115,14 @@ impl ServeCore {
 
     /// Whether the drain is over: out of time, or (checked at its period,
     /// a scan of all slots) nothing held and every connection finished.
-    fn drained(&mut self, now_ns: u64) -> bool {
+    fn drained(&mut self, now: Nanos) -> bool {
         if !self.drain.draining() {
             return false;
         }
-        if self.drain.out_of_time(now_ns) {
+        if self.drain.out_of_time(now) {
             return true;
         }
-        self.drain_check.due(now_ns) && self.app.counters().held == 0 && self.stack.quiescent()
+        self.drain_check.due(now) && self.app.counters().held == 0 && self.stack.quiescent()
     }
 
     /// What the drain left unfinished, for the worker's exit message: the
@@ -138,12 +137,12 @@ impl ServeCore {
     /// The exit path, after the last step. Records of requests whose
     /// connection went away (or whose drain ran out) are still written: the
     /// open batch waits for room in the writer's channel, at most
-    /// [`EXIT_FLUSH_NS`] by `now_ns`, with `pause` between tries (the worker
+    /// [`EXIT_FLUSH_NS`] by `now`, with `pause` between tries (the worker
     /// sleeps [`EXIT_FLUSH_RETRY_NS`](super::timing::EXIT_FLUSH_RETRY_NS)).
     /// Then the UDP stage ships its batch.
-    pub fn finish(&mut self, mut now_ns: impl FnMut() -> u64, mut pause: impl FnMut()) {
-        let give_up = now_ns().saturating_add(EXIT_FLUSH_NS);
-        while self.app.flush() && now_ns() < give_up {
+    pub fn finish(&mut self, mut now: impl FnMut() -> Nanos, mut pause: impl FnMut()) {
+        let give_up = now().plus_ns(EXIT_FLUSH_NS);
+        while self.app.flush() && now() < give_up {
             pause();
         }
         self.udp.flush();

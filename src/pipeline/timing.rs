@@ -3,8 +3,10 @@
 //! the two helpers the serve step and the loadgen loop share: [`Every`] (a
 //! period) and [`Drain`] (stop, then a bounded time to finish).
 //!
-//! Times are `u64` nanoseconds of the worker's monotonic clock (or a test's
-//! virtual clock); nothing here reads a clock.
+//! Instants are [`Nanos`] of the worker's monotonic clock (or a test's
+//! virtual clock), periods `u64` nanoseconds; nothing here reads a clock.
+
+use crate::time::Nanos;
 
 /// HTTP header/idle timeouts are checked at this period (they are seconds-scale).
 pub const TIMEOUT_SCAN_NS: u64 = 100_000_000;
@@ -26,18 +28,18 @@ pub const ABORT_SCAN_NS: u64 = 10_000_000;
 #[derive(Clone, Copy, Debug)]
 pub struct Every {
     period_ns: u64,
-    last_ns: u64,
+    last: Nanos,
 }
 
 impl Every {
     pub const fn new(period_ns: u64) -> Every {
-        Every { period_ns, last_ns: 0 }
+        Every { period_ns, last: Nanos::ZERO }
     }
 
-    /// Whether the period has passed at `now_ns` (then it starts again).
-    pub fn due(&mut self, now_ns: u64) -> bool {
-        if now_ns.saturating_sub(self.last_ns) >= self.period_ns {
-            self.last_ns = now_ns;
+    /// Whether the period has passed at `now` (then it starts again).
+    pub fn due(&mut self, now: Nanos) -> bool {
+        if now.ns_since(self.last) >= self.period_ns {
+            self.last = now;
             true
         } else {
             false
@@ -50,32 +52,32 @@ impl Every {
 #[derive(Clone, Copy, Debug)]
 pub struct Drain {
     drain_ns: u64,
-    deadline_ns: Option<u64>,
+    deadline: Option<Nanos>,
 }
 
 impl Drain {
     pub const fn new(drain_ns: u64) -> Drain {
-        Drain { drain_ns, deadline_ns: None }
+        Drain { drain_ns, deadline: None }
     }
 
     /// True exactly once: at the first call with `stop` set (the drain
-    /// starts at `now_ns`); the caller then stops taking new work.
-    pub fn begins(&mut self, now_ns: u64, stop: bool) -> bool {
-        if self.deadline_ns.is_some() || !stop {
+    /// starts at `now`); the caller then stops taking new work.
+    pub fn begins(&mut self, now: Nanos, stop: bool) -> bool {
+        if self.deadline.is_some() || !stop {
             return false;
         }
-        self.deadline_ns = Some(now_ns.saturating_add(self.drain_ns));
+        self.deadline = Some(now.plus_ns(self.drain_ns));
         true
     }
 
     /// Whether the drain has begun.
     pub fn draining(&self) -> bool {
-        self.deadline_ns.is_some()
+        self.deadline.is_some()
     }
 
     /// Whether the drain has begun and its time is up.
-    pub fn out_of_time(&self, now_ns: u64) -> bool {
-        self.deadline_ns.is_some_and(|d| now_ns >= d)
+    pub fn out_of_time(&self, now: Nanos) -> bool {
+        self.deadline.is_some_and(|d| now >= d)
     }
 }
 
@@ -86,31 +88,31 @@ mod tests {
     #[test]
     fn every_is_due_once_per_period() {
         let mut e = Every::new(100);
-        assert!(!e.due(0));
-        assert!(!e.due(99));
-        assert!(e.due(100));
-        assert!(!e.due(150));
-        assert!(!e.due(199));
-        assert!(e.due(230));
+        assert!(!e.due(Nanos::ZERO));
+        assert!(!e.due(Nanos::from_ns(99)));
+        assert!(e.due(Nanos::from_ns(100)));
+        assert!(!e.due(Nanos::from_ns(150)));
+        assert!(!e.due(Nanos::from_ns(199)));
+        assert!(e.due(Nanos::from_ns(230)));
         // The next period counts from when it was last due, not on a grid.
-        assert!(!e.due(329));
-        assert!(e.due(330));
+        assert!(!e.due(Nanos::from_ns(329)));
+        assert!(e.due(Nanos::from_ns(330)));
         // A clock that goes back is never due early.
-        assert!(!e.due(10));
+        assert!(!e.due(Nanos::from_ns(10)));
     }
 
     #[test]
     fn drain_begins_once_and_runs_out_at_its_deadline() {
         let mut d = Drain::new(1_000);
-        assert!(!d.begins(5, false));
-        assert!(!d.draining() && !d.out_of_time(u64::MAX));
-        assert!(d.begins(10, true));
-        assert!(!d.begins(20, true), "only once");
+        assert!(!d.begins(Nanos::from_ns(5), false));
+        assert!(!d.draining() && !d.out_of_time(Nanos::MAX));
+        assert!(d.begins(Nanos::from_ns(10), true));
+        assert!(!d.begins(Nanos::from_ns(20), true), "only once");
         assert!(d.draining());
-        assert!(!d.out_of_time(1_009));
-        assert!(d.out_of_time(1_010));
+        assert!(!d.out_of_time(Nanos::from_ns(1_009)));
+        assert!(d.out_of_time(Nanos::from_ns(1_010)));
         let mut zero = Drain::new(0);
-        assert!(zero.begins(7, true));
-        assert!(zero.out_of_time(7));
+        assert!(zero.begins(Nanos::from_ns(7), true));
+        assert!(zero.out_of_time(Nanos::from_ns(7)));
     }
 }

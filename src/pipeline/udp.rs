@@ -15,6 +15,7 @@ use crate::ingest::line_protocol::Precision;
 use crate::ingest::record::Discard;
 use crate::ingest::statsd::StatsdParser;
 use crate::limit::{address_id, ClientKey, KeyedLimiter, ADDRESS_ID_BYTES};
+use crate::time::Nanos;
 use crate::writer::{AckMode, Batch, TenantIndex, WriterHandle};
 use serde::{Deserialize, Serialize};
 use smoltcp::wire::Ipv4Address;
@@ -141,7 +142,7 @@ pub struct UdpIngest {
     writer: WriterHandle,
     batch: Option<Batch>,
     /// When the current batch got its first record.
-    batch_started_ns: u64,
+    batch_started: Nanos,
     counters: UdpCounters,
     /// Added to the monotonic `now` to stamp records that carry no timestamp.
     unix_offset_ns: u64,
@@ -164,14 +165,15 @@ impl UdpIngest {
             source_keys: SourceKeyCache::new(),
             writer,
             batch: None,
-            batch_started_ns: 0,
+            batch_started: Nanos::ZERO,
             counters: UdpCounters::default(),
             unix_offset_ns: 0,
         }
     }
 
-    /// Records without a timestamp get `unix_offset_ns + now_ns` (the
-    /// clock's [`unix_at_epoch_ns`](crate::limit::MonotonicClock::unix_at_epoch_ns)).
+    /// Records without a timestamp get the wall time at `now` for a clock
+    /// whose epoch was `unix_offset_ns` (the clock's
+    /// [`unix_at_epoch_ns`](crate::time::MonotonicClock::unix_at_epoch_ns)).
     pub fn with_unix_offset(mut self, unix_offset_ns: u64) -> UdpIngest {
         self.unix_offset_ns = unix_offset_ns;
         self
@@ -200,7 +202,7 @@ impl UdpIngest {
 
     /// Ingests one datagram; returns false when its port is not one of ours
     /// (counted as `datagrams_other_port`).
-    pub fn on_datagram(&mut self, src: Ipv4Address, dst_port: u16, payload: &[u8], now_ns: u64) -> bool {
+    pub fn on_datagram(&mut self, src: Ipv4Address, dst_port: u16, payload: &[u8], now: Nanos) -> bool {
         let protocol = match dst_port {
             p if p != 0 && p == self.config.line_port => Protocol::Line,
             p if p != 0 && p == self.config.statsd_port => Protocol::Statsd,
@@ -213,10 +215,10 @@ impl UdpIngest {
             Protocol::Line => self.counters.datagrams_line += 1,
             Protocol::Statsd => self.counters.datagrams_statsd += 1,
         }
-        let now = i64::try_from(now_ns.saturating_add(self.unix_offset_ns)).unwrap_or(i64::MAX);
+        let wall_ns = now.to_unix_ns(self.unix_offset_ns);
         // At most two tries: the current batch, then a fresh one if it filled up.
         for _ in 0..2 {
-            if !self.ensure_batch(now_ns) {
+            if !self.ensure_batch(now) {
                 break;
             }
             // A field borrow, disjoint from the parsers and counters.
@@ -224,13 +226,13 @@ impl UdpIngest {
             let mark = batch.mark();
             let (records, invalid, full) = match protocol {
                 Protocol::Line => {
-                    let s = self.indexer.index_lenient(payload, Precision::Nanoseconds, now, |line| {
+                    let s = self.indexer.index_lenient(payload, Precision::Nanoseconds, wall_ns, |line| {
                         batch.push_line(line, TenantIndex::DEFAULT).is_ok()
                     });
                     (s.lines as u64, s.bad_lines as u64, s.resume_at.is_some())
                 }
                 Protocol::Statsd => {
-                    let s = self.statsd.parse_into(payload, now, batch);
+                    let s = self.statsd.parse_into(payload, wall_ns, batch);
                     (s.records as u64, s.invalid as u64, s.sink_full)
                 }
             };
@@ -247,7 +249,7 @@ impl UdpIngest {
                 return true;
             }
             let key = self.source_keys.key(&self.limiter, src);
-            if self.limiter.try_acquire(key, records, now_ns).decision.is_allowed() {
+            if self.limiter.try_acquire(key, records, now).decision.is_allowed() {
                 self.counters.records_accepted += records;
             } else {
                 batch.rollback(mark);
@@ -258,11 +260,11 @@ impl UdpIngest {
         // No batch to put it in: count what is lost, by parsing into nothing.
         let (records, invalid) = match protocol {
             Protocol::Line => {
-                let s = self.indexer.index_lenient(payload, Precision::Nanoseconds, now, |_| true);
+                let s = self.indexer.index_lenient(payload, Precision::Nanoseconds, wall_ns, |_| true);
                 (s.lines as u64, s.bad_lines as u64)
             }
             Protocol::Statsd => {
-                let s = self.statsd.parse_into(payload, now, &mut Discard);
+                let s = self.statsd.parse_into(payload, wall_ns, &mut Discard);
                 (s.records as u64, s.invalid as u64)
             }
         };
@@ -274,20 +276,20 @@ impl UdpIngest {
 
     /// Makes sure there is a batch to fill, taking a fresh one from the
     /// writer if needed; false when the writer has none free.
-    fn ensure_batch(&mut self, now_ns: u64) -> bool {
+    fn ensure_batch(&mut self, now: Nanos) -> bool {
         if self.batch.is_none() {
             let Some(mut batch) = self.writer.take_batch() else { return false };
             batch.set_client(UDP_CLIENT);
             self.batch = Some(batch);
-            self.batch_started_ns = now_ns;
+            self.batch_started = now;
         }
         true
     }
 
     /// Ships the current batch if it has waited `flush_interval_us`; call once
     /// per burst and when idle.
-    pub fn maybe_flush(&mut self, now_ns: u64) {
-        let waited = now_ns.saturating_sub(self.batch_started_ns);
+    pub fn maybe_flush(&mut self, now: Nanos) {
+        let waited = now.ns_since(self.batch_started);
         if waited >= self.config.flush_interval_us * 1_000 {
             self.flush();
         }
@@ -356,9 +358,9 @@ mod tests {
     #[test]
     fn line_and_statsd_records_reach_the_writer_and_invalid_lines_are_counted() {
         let (runtime, mut udp, _dir) = setup(LimitsConfig::default(), 8);
-        assert!(udp.on_datagram(A, 8089, b"cpu,host=a v=1 1\ncpu v=2 2\nnot line protocol\n", 10));
-        assert!(udp.on_datagram(A, 8125, b"req:1|c\nlat:2.5|ms|#env:prod\nbad", 10));
-        assert!(!udp.on_datagram(A, 53, b"dns", 10));
+        assert!(udp.on_datagram(A, 8089, b"cpu,host=a v=1 1\ncpu v=2 2\nnot line protocol\n", Nanos::from_ns(10)));
+        assert!(udp.on_datagram(A, 8125, b"req:1|c\nlat:2.5|ms|#env:prod\nbad", Nanos::from_ns(10)));
+        assert!(!udp.on_datagram(A, 53, b"dns", Nanos::from_ns(10)));
         // batch_records = 4: the 5th record needs a second batch.
         udp.flush();
         let c = *udp.counters();
@@ -374,9 +376,9 @@ mod tests {
     fn limited_datagrams_are_rolled_back_whole() {
         let limits = LimitsConfig { default_rate: 1, default_burst: 3, ..LimitsConfig::default() };
         let (runtime, mut udp, _dir) = setup(limits, 8);
-        udp.on_datagram(A, 8089, b"m v=1 1\nm v=2 2\n", 0); // 2 of 3 tokens
-        udp.on_datagram(A, 8089, b"m v=3 3\nm v=4 4\n", 0); // 2 > 1 left: refused whole
-        udp.on_datagram(Ipv4Address::new(198, 18, 1, 2), 8089, b"m v=5 5\n", 0); // another client
+        udp.on_datagram(A, 8089, b"m v=1 1\nm v=2 2\n", Nanos::ZERO); // 2 of 3 tokens
+        udp.on_datagram(A, 8089, b"m v=3 3\nm v=4 4\n", Nanos::ZERO); // 2 > 1 left: refused whole
+        udp.on_datagram(Ipv4Address::new(198, 18, 1, 2), 8089, b"m v=5 5\n", Nanos::ZERO); // another client
         udp.flush();
         let c = *udp.counters();
         assert_eq!((c.records_accepted, c.records_limited), (3, 2));
@@ -391,7 +393,7 @@ mod tests {
         let (runtime, mut udp, _dir) = setup(LimitsConfig::default(), 1);
         for i in 0..2_000u64 {
             let line = format!("m v={i} {i}\nm w={i} {i}\n");
-            udp.on_datagram(A, 8089, line.as_bytes(), i);
+            udp.on_datagram(A, 8089, line.as_bytes(), Nanos::from_ns(i));
         }
         udp.flush();
         let c = *udp.counters();

@@ -9,20 +9,23 @@
 //! the one `worker::run_serve` runs) on a virtual clock.
 
 use super::{client_ip, client_mac, PORT, SERVER_IP};
+use super::{peer_time, sim_time};
 use metricsstream::http::auth::AuthConfig;
 use metricsstream::http::{BodyBudget, HttpConfig};
 use metricsstream::limit::{KeyedLimiter, LimitsConfig};
 use metricsstream::net::{FrameSink, NetStack};
 use metricsstream::pipeline::{AppShared, HttpApp, ServeCore, StepOutcome, UdpConfig, UdpIngest};
+use metricsstream::time::Nanos;
 use metricsstream::writer::{AckMode, Writer, WriterConfig, WriterRuntime};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::tcp;
-use smoltcp::time::{Duration, Instant};
+use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpCidr};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Frame buffers are allocated with this capacity (an Ethernet frame).
 const FRAME_CAPACITY: usize = 1536;
@@ -191,7 +194,8 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    pub fn new(index: usize, conns: usize, pool: &FramePool, now: Instant) -> HttpClient {
+    pub fn new(index: usize, conns: usize, pool: &FramePool, now: Nanos) -> HttpClient {
+        let now = peer_time(now);
         let mut rx = VecDeque::with_capacity(256);
         let mut tx = Vec::new();
         let mut dev = PoolDevice { rx: &mut rx, tx: &mut tx, pool };
@@ -261,13 +265,14 @@ impl HttpClient {
         self.conns.iter().all(|c| c.answered == c.target)
     }
 
-    pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
-        self.iface.poll_at(now, &self.sockets)
+    pub fn poll_at(&mut self, now: Nanos) -> Option<Nanos> {
+        self.iface.poll_at(peer_time(now), &self.sockets).map(sim_time)
     }
 
     /// Polls the interface, reads answers, sends the next request of each idle
     /// connection (`requests[n % len]` for its `n`-th), polls again.
-    pub fn poll(&mut self, now: Instant, out: &mut Vec<Vec<u8>>, pool: &FramePool, requests: &[HttpRequest]) {
+    pub fn poll(&mut self, now: Nanos, out: &mut Vec<Vec<u8>>, pool: &FramePool, requests: &[HttpRequest]) {
+        let now = peer_time(now);
         let mut dev = PoolDevice { rx: &mut self.rx, tx: out, pool };
         self.iface.poll(now, &mut dev, &mut self.sockets);
         let n_conns = self.conns.len() as u64;
@@ -365,15 +370,11 @@ pub struct HttpSim {
     pub clients: Vec<HttpClient>,
     pub pool: FramePool,
     pub requests: Vec<HttpRequest>,
-    pub now: Instant,
+    pub now: Nanos,
     /// A step said [`StepOutcome::Finished`] (the drain after `core.stop()` is over).
     pub finished: bool,
     to_server: Vec<Vec<u8>>,
     to_clients: Vec<Vec<u8>>,
-}
-
-fn ns(now: Instant) -> u64 {
-    now.total_micros() as u64 * 1_000
 }
 
 impl HttpSim {
@@ -436,7 +437,7 @@ impl HttpSim {
             unix_offset_ns: 1_700_000_000_000_000_000,
             body_budget,
         };
-        let now = Instant::from_millis(1);
+        let now = Nanos::from_millis(1);
         let stack = NetStack::new(super::stack_config(256), now).unwrap();
         let udp = UdpIngest::new(UdpConfig::default(), shared.limiter.clone(), handles.pop().unwrap());
         let app = HttpApp::new(shared, handles.pop().unwrap(), stack.slots());
@@ -459,13 +460,13 @@ impl HttpSim {
 
     /// Clients poll, then one serve step; returns the frames moved.
     pub fn step(&mut self) -> usize {
-        let (now, now_ns) = (self.now, ns(self.now));
+        let now = self.now;
         for c in &mut self.clients {
             c.poll(now, &mut self.to_server, &self.pool, &self.requests);
         }
         let mut moved = self.to_server.len();
         let mut sink = PoolSink { frames: &mut self.to_clients, pool: &self.pool };
-        let outcome = self.core.step(now_ns, self.to_server.iter().map(Vec::as_slice), &mut sink);
+        let outcome = self.core.step(now, self.to_server.iter().map(Vec::as_slice), &mut sink);
         self.finished |= outcome == StepOutcome::Finished;
         for f in self.to_server.drain(..) {
             self.pool.give(f);
@@ -530,7 +531,7 @@ impl HttpSim {
                 let mut at = self.core.stack.poll_at();
                 for c in &mut self.clients {
                     if let Some(t) = c.poll_at(self.now) {
-                        at = Some(at.map_or(t, |a: Instant| a.min(t)));
+                        at = Some(at.map_or(t, |a: Nanos| a.min(t)));
                     }
                 }
                 if let Some(t) = at {

@@ -7,13 +7,27 @@
 pub mod http;
 
 use metricsstream::net::{ConnId, FrameSink, L2Config, NetStack, NetStackConfig, TcpApp};
+use metricsstream::time::Nanos;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::tcp;
-use smoltcp::time::{Duration, Instant};
+use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
+use std::time::Duration;
+
+/// The simulation's clock is the appliance's [`Nanos`]; its peers (clients
+/// and the plain server) are smoltcp interfaces, which keep their own
+/// microsecond `Instant`.
+pub fn peer_time(now: Nanos) -> Instant {
+    Instant::from_micros(now.as_micros() as i64)
+}
+
+/// A smoltcp peer's timer on the simulation's clock.
+pub fn sim_time(at: Instant) -> Nanos {
+    Nanos::from_micros(at.total_micros().max(0) as u64)
+}
 
 pub const SERVER_MAC: EthernetAddress = EthernetAddress([0x02, 0x53, 0, 0, 0, 0x01]);
 pub const SERVER_IP: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
@@ -32,7 +46,7 @@ pub fn stack_config(max_connections: usize) -> NetStackConfig {
     let mut c = NetStackConfig::new(link, PORT, max_connections);
     c.rx_buffer = 2048;
     c.tx_buffer = 2048;
-    c.idle_timeout = None;
+    c.idle_timeout_ms = None;
     c
 }
 
@@ -88,7 +102,7 @@ impl PingApp {
 }
 
 impl TcpApp for PingApp {
-    fn on_open(&mut self, conn: ConnId, _peer: SocketAddrV4, _now: Instant) {
+    fn on_open(&mut self, conn: ConnId, _peer: SocketAddrV4, _now: Nanos) {
         assert!(self.conns[conn.index()].is_none(), "slot opened twice");
         self.conns[conn.index()] = Some(AppConn {
             id: conn,
@@ -101,7 +115,7 @@ impl TcpApp for PingApp {
         self.opened += 1;
     }
 
-    fn on_data(&mut self, conn: ConnId, data: &[u8], _now: Instant) -> usize {
+    fn on_data(&mut self, conn: ConnId, data: &[u8], _now: Nanos) -> usize {
         let hold = self.hold;
         let c = self.conn(conn);
         c.inbuf.extend_from_slice(data);
@@ -123,11 +137,11 @@ impl TcpApp for PingApp {
         data.len()
     }
 
-    fn on_peer_closed(&mut self, conn: ConnId, _now: Instant) {
+    fn on_peer_closed(&mut self, conn: ConnId, _now: Nanos) {
         self.conn(conn).peer_closed = true;
     }
 
-    fn poll_send(&mut self, conn: ConnId, _now: Instant, out: &mut dyn FnMut(&[u8]) -> usize) {
+    fn poll_send(&mut self, conn: ConnId, _now: Nanos, out: &mut dyn FnMut(&[u8]) -> usize) {
         let c = self.conn(conn);
         if !c.out.is_empty() {
             let n = out(&c.out);
@@ -140,7 +154,7 @@ impl TcpApp for PingApp {
         (c.peer_closed || c.bye) && c.out.is_empty() && c.held.is_empty()
     }
 
-    fn on_close(&mut self, conn: ConnId, _now: Instant) {
+    fn on_close(&mut self, conn: ConnId, _now: Nanos) {
         self.conn(conn);
         self.conns[conn.index()] = None;
         self.closed += 1;
@@ -230,7 +244,8 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(index: usize, conns: usize, requests: usize, ending: Ending, now: Instant) -> Client {
+    pub fn new(index: usize, conns: usize, requests: usize, ending: Ending, now: Nanos) -> Client {
+        let now = peer_time(now);
         let mut tx = Vec::new();
         let mut rx = VecDeque::new();
         let mut dev = QueueDevice { rx: &mut rx, tx: &mut tx };
@@ -262,7 +277,8 @@ impl Client {
     }
 
     /// Polls the interface, runs every connection's request loop, polls again.
-    pub fn poll(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+    pub fn poll(&mut self, now: Nanos, out: &mut Vec<Vec<u8>>) {
+        let now = peer_time(now);
         let mut dev = QueueDevice { rx: &mut self.rx, tx: out };
         self.iface.poll(now, &mut dev, &mut self.sockets);
         for c in &mut self.conns {
@@ -317,8 +333,8 @@ impl Client {
         self.iface.poll(now, &mut dev, &mut self.sockets);
     }
 
-    pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
-        self.iface.poll_at(now, &self.sockets)
+    pub fn poll_at(&mut self, now: Nanos) -> Option<Nanos> {
+        self.iface.poll_at(peer_time(now), &self.sockets).map(sim_time)
     }
 
     /// Every connection got all its answers and, unless kept open, is closed.
@@ -372,7 +388,8 @@ pub struct PlainServer {
 }
 
 impl PlainServer {
-    pub fn new(sockets: usize, now: Instant) -> PlainServer {
+    pub fn new(sockets: usize, now: Nanos) -> PlainServer {
+        let now = peer_time(now);
         let mut tx = Vec::new();
         let mut rx = VecDeque::new();
         let mut dev = QueueDevice { rx: &mut rx, tx: &mut tx };
@@ -391,7 +408,8 @@ impl PlainServer {
         PlainServer { iface, sockets: set, handles, inbufs: vec![Vec::new(); sockets], requests: 0 }
     }
 
-    pub fn step(&mut self, now: Instant, rx: Vec<Vec<u8>>, tx: &mut Vec<Vec<u8>>) {
+    pub fn step(&mut self, now: Nanos, rx: Vec<Vec<u8>>, tx: &mut Vec<Vec<u8>>) {
+        let now = peer_time(now);
         let mut rx: VecDeque<Vec<u8>> = rx.into();
         let mut dev = QueueDevice { rx: &mut rx, tx };
         self.iface.poll(now, &mut dev, &mut self.sockets);
@@ -425,8 +443,8 @@ impl PlainServer {
         self.iface.poll(now, &mut dev, &mut self.sockets);
     }
 
-    pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
-        self.iface.poll_at(now, &self.sockets)
+    pub fn poll_at(&mut self, now: Nanos) -> Option<Nanos> {
+        self.iface.poll_at(peer_time(now), &self.sockets).map(sim_time)
     }
 }
 
@@ -445,7 +463,7 @@ pub struct Net {
     pub stack: NetStack,
     pub app: PingApp,
     pub clients: Vec<Client>,
-    pub now: Instant,
+    pub now: Nanos,
     pub faults: Faults,
     frames_seen: usize,
     pub frames_dropped: usize,
@@ -491,7 +509,7 @@ impl FrameSink for BoundedSink {
 
 impl Net {
     pub fn new(config: NetStackConfig, clients: Vec<Client>) -> Net {
-        let now = Instant::from_millis(1);
+        let now = Nanos::from_millis(1);
         let stack = NetStack::new(config, now).unwrap();
         let app = PingApp::new(stack.slots());
         Net {
@@ -607,7 +625,7 @@ impl Net {
                 };
                 for c in &mut self.clients {
                     if let Some(t) = c.poll_at(self.now) {
-                        at = Some(at.map_or(t, |a: Instant| a.min(t)));
+                        at = Some(at.map_or(t, |a: Nanos| a.min(t)));
                     }
                 }
                 if let Some(t) = at {
@@ -650,7 +668,7 @@ impl Net {
 
 /// Builds `n` clients with `per_client` connections each.
 pub fn clients(n: usize, per_client: usize, requests: usize, ending: Ending) -> Vec<Client> {
-    (0..n).map(|i| Client::new(i, per_client, requests, ending, Instant::from_millis(1))).collect()
+    (0..n).map(|i| Client::new(i, per_client, requests, ending, Nanos::from_millis(1))).collect()
 }
 
 /// One line per frame: TCP 4-tuple, flags, sequence numbers.

@@ -33,6 +33,7 @@
 //! the output.
 
 use super::{BodyBudget, ConnectionPools, HttpConfig, HttpError, Response};
+use crate::time::Nanos;
 use std::sync::Arc;
 
 mod body;
@@ -116,9 +117,9 @@ pub struct Connection {
     scratch: Vec<u8>,
     inflater: Option<flate2::Decompress>,
     /// Start of the current request head (header timeout).
-    head_started_ns: u64,
+    head_started: Nanos,
     /// Last input or last response (idle timeout).
-    last_activity_ns: u64,
+    last_activity: Nanos,
     /// Restart both clocks at the next call that knows the time.
     restart_clock: bool,
     /// Graceful shutdown: the next response closes the connection.
@@ -149,8 +150,8 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// A new connection accepted at `now_ns`. Allocates nothing until bytes arrive.
-    pub fn new(config: &HttpConfig, now_ns: u64) -> Connection {
+    /// A new connection accepted at `now`. Allocates nothing until bytes arrive.
+    pub fn new(config: &HttpConfig, now: Nanos) -> Connection {
         Connection {
             // Clamped to what HttpConfig::validate allows, so spans fit u32
             // even for an unvalidated config.
@@ -174,8 +175,8 @@ impl Connection {
             out_pos: 0,
             scratch: Vec::new(),
             inflater: None,
-            head_started_ns: now_ns,
-            last_activity_ns: now_ns,
+            head_started: now,
+            last_activity: now,
             restart_clock: false,
             closing: false,
             pooled: false,
@@ -219,11 +220,11 @@ impl Connection {
     /// that keeps the input buffer bounded. After an error or close decision
     /// input is discarded (all of it is "taken").
     #[must_use = "bytes not taken must be offered again"]
-    pub fn receive(&mut self, mut bytes: &[u8], now_ns: u64) -> usize {
+    pub fn receive(&mut self, mut bytes: &[u8], now: Nanos) -> usize {
         let total = bytes.len();
-        self.restart_clock_at(now_ns);
+        self.restart_clock_at(now);
         if !bytes.is_empty() {
-            self.last_activity_ns = now_ns;
+            self.last_activity = now;
         }
         loop {
             if matches!(self.phase, Phase::Failed(_) | Phase::Done) {
@@ -235,7 +236,7 @@ impl Connection {
                 return total - bytes.len();
             }
             if self.phase == Phase::Head && self.input.is_empty() {
-                self.head_started_ns = now_ns;
+                self.head_started = now;
             }
             let limit = self.input_limit();
             reserve_bounded(&mut self.input, n, limit);
@@ -260,8 +261,8 @@ impl Connection {
     /// Yields the next complete request or protocol error, after checking
     /// timeouts. Returns `None` while a yielded request is unanswered.
     #[must_use]
-    pub fn poll_request(&mut self, now_ns: u64) -> Option<Event<'_>> {
-        self.handle_timeout(now_ns);
+    pub fn poll_request(&mut self, now: Nanos) -> Option<Event<'_>> {
+        self.handle_timeout(now);
         match self.phase {
             Phase::Failed(e) => {
                 self.phase = Phase::Done;
@@ -289,16 +290,16 @@ impl Connection {
     /// idle timeout (silent close: a 408 on an idle keep-alive connection
     /// would race the client's next request), and shrinks buffers of an idle
     /// connection. A request being answered by the application never times out.
-    pub fn handle_timeout(&mut self, now_ns: u64) {
-        self.restart_clock_at(now_ns);
+    pub fn handle_timeout(&mut self, now: Nanos) {
+        self.restart_clock_at(now);
         match self.poll_timeout() {
-            Some(deadline) if now_ns >= deadline => {}
+            Some(deadline) if now >= deadline => {}
             _ => return,
         }
         match self.phase {
             Phase::Head if !self.input.is_empty() => self.fail(HttpError::HeaderTimeout),
             Phase::Head => {
-                if now_ns.saturating_sub(self.last_activity_ns) >= self.idle_timeout_ns {
+                if now.ns_since(self.last_activity) >= self.idle_timeout_ns {
                     self.phase = Phase::Done;
                 }
                 self.release_memory();
@@ -308,29 +309,29 @@ impl Connection {
         }
     }
 
-    /// The next deadline (ns): when [`Connection::handle_timeout`] next has
+    /// The next deadline: when [`Connection::handle_timeout`] next has
     /// something to do, if ever.
-    pub fn poll_timeout(&self) -> Option<u64> {
+    pub fn poll_timeout(&self) -> Option<Nanos> {
         if self.restart_clock {
             return None;
         }
         match self.phase {
-            Phase::Head if !self.input.is_empty() => Some(self.head_started_ns.saturating_add(self.header_timeout_ns)),
+            Phase::Head if !self.input.is_empty() => Some(self.head_started.plus_ns(self.header_timeout_ns)),
             Phase::Head => {
-                let shrink = self.last_activity_ns.saturating_add(IDLE_SHRINK_NS);
-                let idle = self.last_activity_ns.saturating_add(self.idle_timeout_ns);
+                let shrink = self.last_activity.plus_ns(IDLE_SHRINK_NS);
+                let idle = self.last_activity.plus_ns(self.idle_timeout_ns);
                 Some(if self.holds_large_buffers() { shrink.min(idle) } else { idle })
             }
-            Phase::Body => Some(self.last_activity_ns.saturating_add(self.idle_timeout_ns)),
+            Phase::Body => Some(self.last_activity.plus_ns(self.idle_timeout_ns)),
             _ => None,
         }
     }
 
-    fn restart_clock_at(&mut self, now_ns: u64) {
+    fn restart_clock_at(&mut self, now: Nanos) {
         if self.restart_clock {
             self.restart_clock = false;
-            self.last_activity_ns = now_ns;
-            self.head_started_ns = now_ns;
+            self.last_activity = now;
+            self.head_started = now;
         }
     }
 
@@ -493,11 +494,11 @@ pub fn fuzz_connection(data: &[u8]) {
     let pooled = control.first().is_some_and(|b| b & 1 == 1);
     let budget = Arc::new(BodyBudget::new(3000));
     let mut pools = ConnectionPools::new(4);
-    let mut conn = Connection::new(&config, 0);
+    let mut conn = Connection::new(&config, Nanos::ZERO);
     if pooled {
         conn = conn.pooled().with_budget(Arc::clone(&budget));
     }
-    let mut now = 0u64;
+    let mut now = Nanos::ZERO;
     let mut i = 0usize;
     while !bytes.is_empty() && !conn.wants_close() {
         let piece = usize::from(control.get(i % control.len().max(1)).copied().unwrap_or(7)) + 1;
@@ -511,7 +512,7 @@ pub fn fuzz_connection(data: &[u8]) {
             taken += conn.receive(&bytes[taken..piece.min(bytes.len())], now);
         }
         bytes = &bytes[taken..];
-        now += 1_000_000;
+        now = now.plus_ns(1_000_000);
         loop {
             if conn.needs_buffers() {
                 conn.attach_buffers(&mut pools);

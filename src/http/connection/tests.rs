@@ -4,6 +4,7 @@
 use super::buffers::SHRINK_ABOVE;
 use super::*;
 use crate::http::{Event, HttpConfig, HttpError, Response};
+use crate::time::Nanos;
 use proptest::prelude::*;
 use std::io::Write as _;
 
@@ -14,12 +15,12 @@ fn config() -> HttpConfig {
 }
 
 fn conn() -> Connection {
-    Connection::new(&config(), 0)
+    Connection::new(&config(), Nanos::ZERO)
 }
 
 /// Feeds all of `bytes` (asserting it is all taken).
 fn feed(c: &mut Connection, bytes: &[u8], now: u64) {
-    assert_eq!(c.receive(bytes, now), bytes.len(), "input refused");
+    assert_eq!(c.receive(bytes, Nanos::from_ns(now)), bytes.len(), "input refused");
 }
 
 /// A request as the test sees it.
@@ -32,7 +33,7 @@ struct Seen {
 }
 
 fn next(c: &mut Connection, now: u64) -> Option<Result<Seen, HttpError>> {
-    match c.poll_request(now)? {
+    match c.poll_request(Nanos::from_ns(now))? {
         Event::Request(r) => Some(Ok(Seen {
             method: r.method().into(),
             path: r.path().into(),
@@ -75,7 +76,7 @@ cpu v=1 100";
 fn post_with_content_length() {
     let mut c = conn();
     feed(&mut c, POST_CL, 0);
-    let r = c.poll_request(0);
+    let r = c.poll_request(Nanos::ZERO);
     let Some(Event::Request(r)) = r else { panic!("no request: {r:?}") };
     assert_eq!((r.method(), r.path(), r.query(), r.version_minor()), ("POST", "/write", "db=x", 1));
     assert_eq!(r.header("HOST"), Some(&b"a"[..]));
@@ -85,7 +86,7 @@ fn post_with_content_length() {
     assert_eq!(r.body(), b"cpu v=1 100");
     assert!(r.keep_alive());
     // Nothing else until it is answered.
-    assert!(c.poll_request(0).is_none());
+    assert!(c.poll_request(Nanos::ZERO).is_none());
     assert!(c.request().is_some());
     c.respond(&Response::no_content());
     assert_eq!(drain(&mut c), "HTTP/1.1 204 No Content\r\n\r\n");
@@ -115,8 +116,8 @@ GET /health HTTP/1.1\r\n\r\n";
     feed(&mut c, three, 0);
     assert_eq!(request(&mut c).path, "/ping");
     // The app holds the answer (ack = durable): nothing more is yielded.
-    assert!(c.poll_request(0).is_none());
-    assert!(c.poll_request(0).is_none());
+    assert!(c.poll_request(Nanos::ZERO).is_none());
+    assert!(c.poll_request(Nanos::ZERO).is_none());
     assert!(c.take_output().is_empty());
     // Answered later: the next request appears.
     c.respond(&Response::bytes(200, "text/plain", b"1"));
@@ -128,14 +129,14 @@ GET /health HTTP/1.1\r\n\r\n";
     let out = drain(&mut c);
     let bodies: Vec<&str> = out.split("HTTP/1.1 200 OK").skip(1).map(|r| &r[r.len() - 1..]).collect();
     assert_eq!(bodies, ["1", "2", "3"]);
-    assert!(c.poll_request(0).is_none());
+    assert!(c.poll_request(Nanos::ZERO).is_none());
 }
 
 #[test]
 fn body_split_byte_by_byte() {
     let mut c = conn();
     for (i, b) in POST_CL.iter().enumerate() {
-        assert!(c.poll_request(i as u64).is_none(), "early event at byte {i}");
+        assert!(c.poll_request(Nanos::from_ns(i as u64)).is_none(), "early event at byte {i}");
         feed(&mut c, std::slice::from_ref(b), i as u64);
     }
     assert_eq!(request(&mut c).body, b"cpu v=1 100");
@@ -237,7 +238,7 @@ fn too_large_from_content_length_without_reading_the_body() {
     assert!(out.ends_with("\"}"));
     assert!(c.wants_close());
     // Body bytes that still arrive are discarded.
-    assert_eq!(c.receive(&[b'x'; 3000], 0), 3000);
+    assert_eq!(c.receive(&[b'x'; 3000], Nanos::ZERO), 3000);
 }
 
 #[test]
@@ -250,7 +251,7 @@ fn too_large_after_dechunking_or_inflating() {
         req.extend_from_slice(&[b'a'; 400]);
         req.extend_from_slice(b"\r\n");
     }
-    let _ = c.receive(&req, 0);
+    let _ = c.receive(&req, Nanos::ZERO);
     assert_eq!(error(&mut c, 0), HttpError::BodyTooLarge);
     // One chunk announcing more than the limit is refused from its size line.
     let mut c = conn();
@@ -275,12 +276,12 @@ fn headers_too_large_is_431() {
     let mut req = b"GET /ping HTTP/1.1\r\nX-Big: ".to_vec();
     req.extend_from_slice(&[b'a'; 600]);
     // Only 512 bytes are buffered; after the error the rest is discarded.
-    assert_eq!(c.receive(&req, 0), req.len());
+    assert_eq!(c.receive(&req, Nanos::ZERO), req.len());
     assert!(c.input.is_empty() && c.input.capacity() <= c.input_limit());
     assert_eq!(error(&mut c, 0), HttpError::HeadersTooLarge);
     assert!(drain(&mut c).starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
     // 65 header fields (> 64), small enough in bytes.
-    let mut c = Connection::new(&HttpConfig { max_header_bytes: 4096, ..config() }, 0);
+    let mut c = Connection::new(&HttpConfig { max_header_bytes: 4096, ..config() }, Nanos::ZERO);
     let mut req = b"GET /ping HTTP/1.1\r\n".to_vec();
     for i in 0..65 {
         req.extend_from_slice(format!("h{i}: v\r\n").as_bytes());
@@ -319,7 +320,7 @@ fn bad_requests_are_400() {
     ];
     for (i, (req, want)) in cases.iter().enumerate() {
         let mut c = conn();
-        let _ = c.receive(req, 0);
+        let _ = c.receive(req, Nanos::ZERO);
         assert_eq!(error(&mut c, 0), *want, "case {i}");
         let out = drain(&mut c);
         assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "case {i}: {out}");
@@ -333,7 +334,7 @@ fn endless_chunk_size_line_is_400_not_a_stall() {
     let mut c = conn();
     let mut req = b"POST /write HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;".to_vec();
     req.extend_from_slice(&[b'x'; 600]);
-    assert_eq!(c.receive(&req, 0), req.len());
+    assert_eq!(c.receive(&req, Nanos::ZERO), req.len());
     assert_eq!(error(&mut c, 0), HttpError::BadChunk);
     // Endless trailers likewise.
     let mut c = conn();
@@ -341,7 +342,7 @@ fn endless_chunk_size_line_is_400_not_a_stall() {
     for i in 0..100 {
         req.extend_from_slice(format!("t{i}: v\r\n").as_bytes());
     }
-    let _ = c.receive(&req, 0);
+    let _ = c.receive(&req, Nanos::ZERO);
     assert_eq!(error(&mut c, 0), HttpError::BadChunk);
 }
 
@@ -363,8 +364,8 @@ fn unsupported_encodings() {
 fn header_timeout_is_408() {
     let mut c = conn();
     feed(&mut c, b"GET /ping HTTP/1.1\r\nHo", 5 * MS);
-    assert!(c.poll_request(5 * MS + 9_999 * MS).is_none());
-    assert_eq!(c.poll_timeout(), Some(5 * MS + 10_000 * MS));
+    assert!(c.poll_request(Nanos::from_ns(5 * MS + 9_999 * MS)).is_none());
+    assert_eq!(c.poll_timeout(), Some(Nanos::from_ns(5 * MS + 10_000 * MS)));
     assert_eq!(error(&mut c, 5 * MS + 10_000 * MS), HttpError::HeaderTimeout);
     assert!(drain(&mut c).starts_with("HTTP/1.1 408 Request Timeout\r\n"));
     assert!(c.wants_close());
@@ -375,21 +376,21 @@ fn stalled_body_is_408_and_idle_connection_closes_silently() {
     let mut c = conn();
     feed(&mut c, b"POST /write HTTP/1.1\r\nContent-Length: 10\r\n\r\nab", 0);
     feed(&mut c, b"c", 30_000 * MS);
-    assert!(c.poll_request(89_999 * MS).is_none());
+    assert!(c.poll_request(Nanos::from_ns(89_999 * MS)).is_none());
     assert_eq!(error(&mut c, 90_000 * MS), HttpError::BodyTimeout);
     // Idle keep-alive connection: closes after idle_timeout, no response bytes.
     let mut c = conn();
     feed(&mut c, b"GET /ping HTTP/1.1\r\n\r\n", 0);
     let _ = request(&mut c);
     // A held response never times out.
-    assert!(c.poll_request(1_000_000 * MS).is_none());
+    assert!(c.poll_request(Nanos::from_ns(1_000_000 * MS)).is_none());
     c.respond(&Response::no_content());
     // The idle clock restarts at the first call that knows the time after respond.
-    c.handle_timeout(1_000_000 * MS);
+    c.handle_timeout(Nanos::from_ns(1_000_000 * MS));
     drain(&mut c);
-    assert!(c.poll_request(1_000_000 * MS + 59_999 * MS).is_none());
+    assert!(c.poll_request(Nanos::from_ns(1_000_000 * MS + 59_999 * MS)).is_none());
     assert!(!c.wants_close());
-    assert!(c.poll_request(1_000_000 * MS + 60_000 * MS).is_none());
+    assert!(c.poll_request(Nanos::from_ns(1_000_000 * MS + 60_000 * MS)).is_none());
     assert!(c.take_output().is_empty());
     assert!(c.wants_close());
 }
@@ -405,7 +406,7 @@ fn connection_close_and_http10() {
     let out = drain(&mut c);
     assert_eq!(out, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
     assert!(c.wants_close());
-    assert!(c.poll_request(0).is_none(), "pipelined request after close");
+    assert!(c.poll_request(Nanos::ZERO).is_none(), "pipelined request after close");
     // HTTP/1.0 without keep-alive closes.
     let mut c = conn();
     feed(&mut c, b"GET /health HTTP/1.0\r\n\r\n", 0);
@@ -449,35 +450,35 @@ fn peer_eof() {
     assert_eq!(request(&mut c).path, "/health");
     c.respond(&Response::no_content());
     assert_eq!(drain(&mut c).matches("204").count(), 2);
-    assert!(c.poll_request(0).is_none(), "the partial third request is abandoned");
+    assert!(c.poll_request(Nanos::ZERO).is_none(), "the partial third request is abandoned");
     assert!(c.wants_close());
     // FIN mid-head: close silently.
     let mut c = conn();
     feed(&mut c, b"GET /pi", 0);
     c.receive_eof();
-    assert!(c.poll_request(0).is_none());
+    assert!(c.poll_request(Nanos::ZERO).is_none());
     assert!(c.wants_close());
 }
 
 #[test]
 fn backpressure_and_idle_shrink() {
-    let mut c = Connection::new(&HttpConfig { max_body_bytes: 256 << 10, ..config() }, 0);
+    let mut c = Connection::new(&HttpConfig { max_body_bytes: 256 << 10, ..config() }, Nanos::ZERO);
     // A request of 200 KiB body: taken in full (it fits the window).
     let mut req = format!("POST /write HTTP/1.1\r\nContent-Length: {}\r\n\r\n", 200 << 10).into_bytes();
     req.extend_from_slice(&vec![b'x'; 200 << 10]);
     // Followed by more requests than the look-ahead holds.
     let pipelined = b"GET /ping HTTP/1.1\r\n\r\n".repeat(100);
     req.extend_from_slice(&pipelined);
-    let taken = c.receive(&req, 0);
+    let taken = c.receive(&req, Nanos::ZERO);
     assert!(taken < req.len() && taken >= req.len() - pipelined.len() + 512 - 22, "took {taken}");
     assert_eq!(request(&mut c).body.len(), 200 << 10);
     c.respond(&Response::no_content());
     let mut rest = &req[taken..];
     let mut seen = 0;
     while seen < 100 {
-        let n = c.receive(rest, 0);
+        let n = c.receive(rest, Nanos::ZERO);
         rest = &rest[n..];
-        while let Some(Event::Request(_)) = c.poll_request(0) {
+        while let Some(Event::Request(_)) = c.poll_request(Nanos::ZERO) {
             c.respond(&Response::no_content());
             seen += 1;
         }
@@ -485,7 +486,7 @@ fn backpressure_and_idle_shrink() {
     assert!(rest.is_empty());
     drain(&mut c);
     assert!(c.input.capacity() > SHRINK_ABOVE);
-    c.handle_timeout(2_000 * MS);
+    c.handle_timeout(Nanos::from_ns(2_000 * MS));
     assert_eq!(c.input.capacity(), 0, "buffers shrunk when idle");
     assert!(!c.wants_close());
 }
@@ -516,7 +517,7 @@ fn run(pieces: &[&[u8]]) -> (Vec<Result<Seen, HttpError>>, Vec<u8>) {
     for piece in pieces {
         let mut rest = *piece;
         loop {
-            let n = c.receive(rest, 0);
+            let n = c.receive(rest, Nanos::ZERO);
             rest = &rest[n..];
             while let Some(e) = next(&mut c, 0) {
                 if e.is_ok() {
@@ -647,7 +648,7 @@ use crate::http::{BodyBudget, ConnectionPools};
 use std::sync::Arc;
 
 fn budgeted(budget: &Arc<BodyBudget>) -> Connection {
-    Connection::new(&config(), 0).with_budget(Arc::clone(budget))
+    Connection::new(&config(), Nanos::ZERO).with_budget(Arc::clone(budget))
 }
 
 /// A Content-Length body reserves its bytes at the head and gives them back
@@ -699,7 +700,7 @@ fn budget_grows_with_chunks_and_inflation() {
 
     let config = HttpConfig { max_body_bytes: 1 << 20, ..config() };
     let budget = Arc::new(BodyBudget::new(16 << 10));
-    let mut g = Connection::new(&config, 0).with_budget(Arc::clone(&budget));
+    let mut g = Connection::new(&config, Nanos::ZERO).with_budget(Arc::clone(&budget));
     let body = gzip(&[b'z'; 200 << 10]);
     let mut req = format!("POST /write HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", body.len())
         .into_bytes();
@@ -714,14 +715,14 @@ fn budget_grows_with_chunks_and_inflation() {
 #[test]
 fn pooled_connection_borrows_and_returns_buffers() {
     let mut pools = ConnectionPools::new(8);
-    let mut c = Connection::new(&config(), 0).pooled();
+    let mut c = Connection::new(&config(), Nanos::ZERO).pooled();
     let in_use = |p: &ConnectionPools| (p.body.counters().in_use, p.response.counters().in_use);
     c.attach_buffers(&mut pools);
     assert_eq!(in_use(&pools), (1, 2), "input, output and scratch");
     let req = b"POST /write HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
-    let taken = c.receive(req, 0);
+    let taken = c.receive(req, Nanos::ZERO);
     assert!(c.needs_buffers(), "the body waits for a de-chunk buffer");
-    assert!(c.poll_request(0).is_none());
+    assert!(c.poll_request(Nanos::ZERO).is_none());
     c.attach_buffers(&mut pools);
     assert!(!c.needs_buffers());
     feed(&mut c, &req[taken..], 0);
@@ -778,7 +779,7 @@ fn shut_down_closes_an_idle_connection_once_and_discards_later_input() {
     c.shut_down();
     assert!(c.wants_close());
     feed(&mut c, POST_CL, 1);
-    assert!(c.poll_request(1).is_none());
+    assert!(c.poll_request(Nanos::from_ns(1)).is_none());
     assert!(c.take_output().is_empty());
     assert!(c.wants_close());
 }

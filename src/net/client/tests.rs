@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::net::{ConnId, NetStack, NetStackConfig, TcpApp};
+use crate::time::Nanos;
 use smoltcp::wire::Ipv4Address;
 
 const SERVER: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
@@ -19,15 +20,15 @@ struct Echo {
 }
 
 impl TcpApp for Echo {
-    fn on_open(&mut self, _: ConnId, _: SocketAddrV4, _: Instant) {}
-    fn on_data(&mut self, conn: ConnId, data: &[u8], _: Instant) -> usize {
+    fn on_open(&mut self, _: ConnId, _: SocketAddrV4, _: Nanos) {}
+    fn on_data(&mut self, conn: ConnId, data: &[u8], _: Nanos) -> usize {
         self.pending.entry(conn.index()).or_default().extend_from_slice(data);
         data.len()
     }
-    fn on_peer_closed(&mut self, conn: ConnId, _: Instant) {
+    fn on_peer_closed(&mut self, conn: ConnId, _: Nanos) {
         self.peer_closed.insert(conn.index());
     }
-    fn poll_send(&mut self, conn: ConnId, _: Instant, out: &mut dyn FnMut(&[u8]) -> usize) {
+    fn poll_send(&mut self, conn: ConnId, _: Nanos, out: &mut dyn FnMut(&[u8]) -> usize) {
         if let Some(p) = self.pending.get_mut(&conn.index()) {
             let n = out(p);
             p.drain(..n);
@@ -36,7 +37,7 @@ impl TcpApp for Echo {
     fn wants_close(&mut self, conn: ConnId) -> bool {
         self.peer_closed.contains(&conn.index())
     }
-    fn on_close(&mut self, conn: ConnId, _: Instant) {
+    fn on_close(&mut self, conn: ConnId, _: Nanos) {
         self.pending.remove(&conn.index());
         self.peer_closed.remove(&conn.index());
     }
@@ -51,11 +52,11 @@ struct Pinger {
 }
 
 impl ClientApp for Pinger {
-    fn on_open(&mut self, conn: ClientConn, _: Instant) {
+    fn on_open(&mut self, conn: ClientConn, _: Nanos) {
         self.opens += 1;
         self.state[conn.index()] = (0, 0, false);
     }
-    fn on_data(&mut self, conn: ClientConn, data: &[u8], _: Instant) -> usize {
+    fn on_data(&mut self, conn: ClientConn, data: &[u8], _: Nanos) -> usize {
         let st = &mut self.state[conn.index()];
         st.1 += data.len();
         if st.1 >= 5 {
@@ -65,7 +66,7 @@ impl ClientApp for Pinger {
         }
         data.len()
     }
-    fn poll_send(&mut self, conn: ClientConn, _: Instant, out: &mut dyn FnMut(&[u8]) -> usize) {
+    fn poll_send(&mut self, conn: ClientConn, _: Nanos, out: &mut dyn FnMut(&[u8]) -> usize) {
         let st = &mut self.state[conn.index()];
         if st.0 < self.rounds && !st.2 {
             assert_eq!(out(b"hello"), 5);
@@ -75,7 +76,7 @@ impl ClientApp for Pinger {
     fn wants_close(&mut self, conn: ClientConn) -> bool {
         self.state[conn.index()].0 >= self.rounds
     }
-    fn on_close(&mut self, _: ClientConn, kind: CloseKind, _: Instant) {
+    fn on_close(&mut self, _: ClientConn, kind: CloseKind, _: Nanos) {
         self.closes.push(kind);
     }
 }
@@ -89,7 +90,7 @@ fn exchange(
     pinger: &mut Pinger,
     echo: &mut impl TcpApp,
     to_server: &mut Vec<Vec<u8>>,
-    now: Instant,
+    now: Nanos,
 ) {
     client.poll(now, pinger, to_server);
     let mut to_client: Vec<Vec<u8>> = Vec::new();
@@ -105,7 +106,7 @@ fn exchange(
 #[test]
 fn client_connections_open_exchange_and_close_against_the_server_stack() {
     let n = 40;
-    let t0 = Instant::from_millis(0);
+    let t0 = Nanos::ZERO;
     let mut server = NetStack::new(NetStackConfig::new(l2(1, SERVER), 8080, 64), t0).unwrap();
     let mut cfg = ClientStackConfig::new(l2(2, CLIENT), SocketAddrV4::new(SERVER, 8080), n);
     cfg.sockets_per_cell = 8;
@@ -124,7 +125,7 @@ fn client_connections_open_exchange_and_close_against_the_server_stack() {
         if pinger.closes.len() >= n && client.busy() == 0 {
             break;
         }
-        now += Duration::from_millis(1);
+        now = now.plus_ns(1_000_000);
     }
     assert!(pinger.closes.len() >= n, "closes {:?}, counters {:?}", pinger.closes.len(), client.counters());
     assert!(pinger.closes.iter().all(|k| *k == CloseKind::Closed), "{:?}", pinger.closes);
@@ -138,14 +139,14 @@ fn client_connections_open_exchange_and_close_against_the_server_stack() {
 
 #[test]
 fn an_unanswered_target_is_asked_by_arp_and_no_syn_is_sent_before_it_answers() {
-    let t0 = Instant::from_millis(0);
+    let t0 = Nanos::ZERO;
     let cfg = ClientStackConfig::new(l2(2, CLIENT), SocketAddrV4::new(SERVER, 8080), 4);
     let mut client = ClientStack::new(cfg, t0).unwrap();
     let mut app = Pinger { rounds: 1, state: vec![(0, 0, false); client.slots()], closes: Vec::new(), opens: 0 };
     let mut out: Vec<Vec<u8>> = Vec::new();
     client.poll(t0, &mut app, &mut out);
-    client.poll(t0 + Duration::from_millis(100), &mut app, &mut out);
-    client.poll(t0 + Duration::from_millis(250), &mut app, &mut out);
+    client.poll(t0.plus_ns(100_000_000), &mut app, &mut out);
+    client.poll(t0.plus_ns(250_000_000), &mut app, &mut out);
     assert_eq!(out.len(), 2, "two ARP requests 200 ms apart, nothing else");
     assert!(out.iter().all(|f| f[12..14] == [0x08, 0x06]));
     assert_eq!(client.counters().connects, 0);
@@ -153,7 +154,7 @@ fn an_unanswered_target_is_asked_by_arp_and_no_syn_is_sent_before_it_answers() {
 
 #[test]
 fn bad_configurations_are_refused() {
-    let t0 = Instant::from_millis(0);
+    let t0 = Nanos::ZERO;
     let target = SocketAddrV4::new(SERVER, 8080);
     let mut cfg = ClientStackConfig::new(l2(2, CLIENT), target, 0);
     assert_eq!(ClientStack::new(cfg, t0).err(), Some(ClientStackError::BadConnections(0)));
@@ -172,16 +173,16 @@ struct EchoOnce {
 }
 
 impl TcpApp for EchoOnce {
-    fn on_open(&mut self, c: ConnId, p: SocketAddrV4, t: Instant) {
+    fn on_open(&mut self, c: ConnId, p: SocketAddrV4, t: Nanos) {
         self.inner.on_open(c, p, t)
     }
-    fn on_data(&mut self, c: ConnId, d: &[u8], t: Instant) -> usize {
+    fn on_data(&mut self, c: ConnId, d: &[u8], t: Nanos) -> usize {
         self.inner.on_data(c, d, t)
     }
-    fn on_peer_closed(&mut self, c: ConnId, t: Instant) {
+    fn on_peer_closed(&mut self, c: ConnId, t: Nanos) {
         self.inner.on_peer_closed(c, t)
     }
-    fn poll_send(&mut self, c: ConnId, t: Instant, out: &mut dyn FnMut(&[u8]) -> usize) {
+    fn poll_send(&mut self, c: ConnId, t: Nanos, out: &mut dyn FnMut(&[u8]) -> usize) {
         let had = self.inner.pending.get(&c.index()).is_some_and(|p| !p.is_empty());
         self.inner.poll_send(c, t, out);
         if had && self.inner.pending.get(&c.index()).is_some_and(|p| p.is_empty()) {
@@ -191,7 +192,7 @@ impl TcpApp for EchoOnce {
     fn wants_close(&mut self, c: ConnId) -> bool {
         self.answered.contains(&c.index()) || self.inner.wants_close(c)
     }
-    fn on_close(&mut self, c: ConnId, t: Instant) {
+    fn on_close(&mut self, c: ConnId, t: Nanos) {
         self.answered.remove(&c.index());
         self.inner.on_close(c, t)
     }
@@ -200,7 +201,7 @@ impl TcpApp for EchoOnce {
 #[test]
 fn connections_the_server_closes_are_reported_and_reopened() {
     let n = 8;
-    let t0 = Instant::from_millis(0);
+    let t0 = Nanos::ZERO;
     let mut server = NetStack::new(NetStackConfig::new(l2(1, SERVER), 8080, 64), t0).unwrap();
     let cfg = ClientStackConfig::new(l2(2, CLIENT), SocketAddrV4::new(SERVER, 8080), n);
     let mut client = ClientStack::new(cfg, t0).unwrap();
@@ -217,7 +218,7 @@ fn connections_the_server_closes_are_reported_and_reopened() {
                 break;
             }
         }
-        now += Duration::from_millis(1);
+        now = now.plus_ns(1_000_000);
     }
     let c = *client.counters();
     assert!(pinger.closes.len() >= 3 * n, "{c:?} server {:?} closes {:?}", server.counters(), pinger.closes);

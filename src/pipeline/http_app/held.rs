@@ -10,6 +10,7 @@
 
 use super::{process, with_buffers, Ctx, HttpApp};
 use crate::http::Response;
+use crate::time::Nanos;
 use crate::writer::{AckMode, Backpressure, BackpressureReason, Batch, Ticket};
 use std::collections::VecDeque;
 
@@ -143,7 +144,7 @@ impl HttpApp {
     /// Answers held requests whose batches are handed over (and durable, in
     /// `durable` mode), or refused (503); the connections answered go on
     /// the wake-up queue ([`HttpApp::wakeups`]).
-    pub fn release_held(&mut self, now_ns: u64) {
+    pub fn release_held(&mut self, now: Nanos) {
         // A held response can only be released by a submit (open_no moves) or
         // an fsync (durable_seq moves): skip the scan while neither changed.
         let progress = (self.ctx.commit.open_no, self.ctx.writer.durable_seq());
@@ -188,7 +189,7 @@ impl HttpApp {
                     with_buffers(state, &mut self.ctx, |state, ctx| {
                         state.http.respond(&response);
                         // Pipelined requests waited behind this one.
-                        process(state, ctx, held_list, now_ns);
+                        process(state, ctx, held_list, now);
                     });
                     self.wakeups.push(id);
                     self.held.swap_remove(i);

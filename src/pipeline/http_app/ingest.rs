@@ -21,14 +21,15 @@ use crate::http::RequestRef;
 use crate::ingest::line_index::{BadLines, BodySummary};
 use crate::ingest::line_protocol::{BatchError, BodyPosition, Precision};
 use crate::limit::{address_id, Decision, RateLimitHeaders, ADDRESS_ID_BYTES};
+use crate::time::Nanos;
 use crate::writer::{Batch, BatchMark, TenantIndex};
 use std::net::SocketAddrV4;
 use std::sync::Arc;
 
 /// The write routes: credentials, parse, limit, batch.
-pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx: &mut Ctx, now_ns: u64) -> Outcome {
+pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx: &mut Ctx, now: Nanos) -> Outcome {
     // Wall time for records without a timestamp; the limiter keeps monotonic time.
-    let now = i64::try_from(now_ns.saturating_add(ctx.shared.unix_offset_ns)).unwrap_or(i64::MAX);
+    let wall_ns = now.to_unix_ns(ctx.shared.unix_offset_ns);
     let body = req.body();
     ctx.counters.body_bytes += body.len() as u64;
     // Query parameters: precision, and v1 credentials.
@@ -59,13 +60,13 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
     // Line protocol goes into the open batch on the way (`tentative`).
     let (records, json_client, tentative) = if route == Route::JsonMetrics {
         ctx.counters.requests_json += 1;
-        match ctx.json.validate(body, now) {
+        match ctx.json.validate(body, wall_ns) {
             Ok(summary) => (summary.records as u64, summary.client_id, None),
             Err(e) => return ctx.error(400, "invalid", format_args!("{e}")),
         }
     } else {
         ctx.counters.requests_write += 1;
-        match index_tentatively(body, precision, now, ctx) {
+        match index_tentatively(body, precision, wall_ns, ctx) {
             Ok((records, tentative)) => (records, None, tentative),
             Err(e) => {
                 ctx.counters.records_rejected += e.valid_lines as u64;
@@ -90,7 +91,7 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
         _ => address_id(*peer.ip(), &mut addr_buf),
     };
     if records > 0 {
-        let verdict = ctx.shared.limiter.try_acquire(ctx.shared.limiter.key_for(client), records, now_ns);
+        let verdict = ctx.shared.limiter.try_acquire(ctx.shared.limiter.key_for(client), records, now);
         if !verdict.decision.is_allowed() {
             if let (Some(t), Some(batch)) = (&tentative, ctx.commit.open.as_mut()) {
                 batch.rollback(t.start);
@@ -123,7 +124,7 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
     if route == Route::JsonMetrics {
         let batch = ctx.commit.open.as_mut().expect("ensured");
         let mark = batch.mark();
-        if ctx.json.parse_into(body, now, batch).is_err() {
+        if ctx.json.parse_into(body, wall_ns, batch).is_err() {
             // Did not fit what is left: ship the open batch, retry in an empty one.
             batch.rollback(mark);
             let _ = ctx.flush_open();
@@ -134,7 +135,7 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
             }
             let batch = ctx.commit.open.as_mut().expect("ensured");
             let empty = batch.mark();
-            if ctx.json.parse_into(body, now, batch).is_err() {
+            if ctx.json.parse_into(body, wall_ns, batch).is_err() {
                 batch.rollback(empty);
                 return ctx.error(
                     413,
@@ -151,7 +152,7 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
             None => {
                 let batch = ctx.commit.open.as_mut().expect("ensured");
                 let start = batch.mark();
-                let s = index_into(&mut ctx.indexer, batch, body, BodyPosition::START, precision, now);
+                let s = index_into(&mut ctx.indexer, batch, body, BodyPosition::START, precision, wall_ns);
                 Tentative { start, in_batch: s.lines as u64, resume_at: s.resume_at }
             }
         };
@@ -175,7 +176,7 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
                 return writer_busy(ctx, records);
             }
             handed_over += in_batch;
-            let s = index_into(&mut ctx.indexer, batch, body, position, precision, now);
+            let s = index_into(&mut ctx.indexer, batch, body, position, precision, wall_ns);
             (in_batch, resume_at) = (s.lines as u64, s.resume_at);
         }
     }
@@ -200,17 +201,17 @@ struct Tentative {
 fn index_tentatively(
     body: &[u8],
     precision: Precision,
-    now: i64,
+    wall_ns: i64,
     ctx: &mut Ctx,
 ) -> Result<(u64, Option<Tentative>), BatchError> {
     if !ensure_open(ctx) {
-        let s = ctx.indexer.index_batch(body, precision, now, |_| true)?;
+        let s = ctx.indexer.index_batch(body, precision, wall_ns, |_| true)?;
         return Ok((s.lines as u64, None));
     }
     let batch = ctx.commit.open.as_mut().expect("ensured");
     let start = batch.mark();
     let first =
-        ctx.indexer.index_batch(body, precision, now, |line| batch.push_line(line, TenantIndex::DEFAULT).is_ok());
+        ctx.indexer.index_batch(body, precision, wall_ns, |line| batch.push_line(line, TenantIndex::DEFAULT).is_ok());
     let first = match first {
         Ok(s) => s,
         Err(e) => {
@@ -220,7 +221,7 @@ fn index_tentatively(
     };
     let mut records = first.lines as u64;
     if let Some(rest_at) = first.resume_at {
-        let rest = ctx.indexer.index_from(body, rest_at, precision, now, BadLines::RejectBatch, |_| true);
+        let rest = ctx.indexer.index_from(body, rest_at, precision, wall_ns, BadLines::RejectBatch, |_| true);
         if let Some(e) = rest.batch_error() {
             batch.rollback(start);
             return Err(BatchError { valid_lines: e.valid_lines + first.lines, ..e });
@@ -238,9 +239,9 @@ fn index_into(
     body: &[u8],
     position: BodyPosition,
     precision: Precision,
-    now: i64,
+    wall_ns: i64,
 ) -> BodySummary {
-    indexer.index_from(body, position, precision, now, BadLines::RejectBatch, |line| {
+    indexer.index_from(body, position, precision, wall_ns, BadLines::RejectBatch, |line| {
         batch.push_line(line, TenantIndex::DEFAULT).is_ok()
     })
 }

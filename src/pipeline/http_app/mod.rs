@@ -28,9 +28,9 @@ use crate::ingest::json::JsonBatchParser;
 use crate::ingest::line_index::LineIndexer;
 use crate::limit::KeyedLimiter;
 use crate::net::{ConnId, TcpApp};
+use crate::time::Nanos;
 use crate::writer::{AckMode, WriterHandle};
 use held::{GroupCommit, Held};
-use smoltcp::time::Instant;
 use std::fmt::Write as _;
 use std::net::SocketAddrV4;
 use std::sync::Arc;
@@ -223,10 +223,10 @@ impl HttpApp {
 
     /// Applies header/idle timeouts that are due; the connections with new
     /// output go on the wake-up queue.
-    pub fn handle_timeouts(&mut self, now_ns: u64) {
+    pub fn handle_timeouts(&mut self, now: Nanos) {
         for state in self.conns.iter_mut().flatten() {
-            if state.http.poll_timeout().is_some_and(|d| d <= now_ns) {
-                with_buffers(state, &mut self.ctx, |state, _| state.http.handle_timeout(now_ns));
+            if state.http.poll_timeout().is_some_and(|d| d <= now) {
+                with_buffers(state, &mut self.ctx, |state, _| state.http.handle_timeout(now));
                 self.wakeups.push(state.id);
             }
         }
@@ -239,15 +239,11 @@ impl HttpApp {
     }
 }
 
-fn ns(now: Instant) -> u64 {
-    now.total_micros().max(0) as u64 * 1_000
-}
-
 impl TcpApp for HttpApp {
-    fn on_open(&mut self, conn: ConnId, peer: SocketAddrV4, now: Instant) {
+    fn on_open(&mut self, conn: ConnId, peer: SocketAddrV4, now: Nanos) {
         self.ctx.counters.connections_accepted += 1;
         if let Some(slot) = self.conns.get_mut(conn.index()) {
-            let mut http = Connection::new(&self.ctx.shared.http, ns(now))
+            let mut http = Connection::new(&self.ctx.shared.http, now)
                 .pooled()
                 .with_budget(Arc::clone(&self.ctx.shared.body_budget));
             if self.shutting_down {
@@ -257,35 +253,34 @@ impl TcpApp for HttpApp {
         }
     }
 
-    fn on_data(&mut self, conn: ConnId, data: &[u8], now: Instant) -> usize {
+    fn on_data(&mut self, conn: ConnId, data: &[u8], now: Nanos) -> usize {
         let Some(state) = self.conns.get_mut(conn.index()).and_then(Option::as_mut).filter(|s| s.id == conn) else {
             return data.len();
         };
-        let now_ns = ns(now);
         let held = &mut self.held;
         with_buffers(state, &mut self.ctx, |state, ctx| {
-            let mut taken = state.http.receive(data, now_ns);
+            let mut taken = state.http.receive(data, now);
             // A body that waits for a de-chunk/inflate buffer: lend it, offer the rest.
             while state.http.needs_buffers() {
                 state.http.attach_buffers(&mut ctx.pools);
-                taken += state.http.receive(&data[taken..], now_ns);
+                taken += state.http.receive(&data[taken..], now);
             }
-            process(state, ctx, held, now_ns);
+            process(state, ctx, held, now);
             taken
         })
     }
 
-    fn on_peer_closed(&mut self, conn: ConnId, now: Instant) {
+    fn on_peer_closed(&mut self, conn: ConnId, now: Nanos) {
         if let Some(state) = self.conns.get_mut(conn.index()).and_then(Option::as_mut).filter(|s| s.id == conn) {
             let held = &mut self.held;
             with_buffers(state, &mut self.ctx, |state, ctx| {
                 state.http.receive_eof();
-                process(state, ctx, held, ns(now));
+                process(state, ctx, held, now);
             });
         }
     }
 
-    fn poll_send(&mut self, conn: ConnId, _now: Instant, out: &mut dyn FnMut(&[u8]) -> usize) {
+    fn poll_send(&mut self, conn: ConnId, _now: Nanos, out: &mut dyn FnMut(&[u8]) -> usize) {
         if let Some(state) = self.conns.get_mut(conn.index()).and_then(Option::as_mut).filter(|s| s.id == conn) {
             let pending = state.http.take_output();
             if !pending.is_empty() {
@@ -304,7 +299,7 @@ impl TcpApp for HttpApp {
             .is_some_and(|s| s.http.wants_close())
     }
 
-    fn on_close(&mut self, conn: ConnId, _now: Instant) {
+    fn on_close(&mut self, conn: ConnId, _now: Nanos) {
         if let Some(slot) = self.conns.get_mut(conn.index()) {
             if slot.as_ref().is_some_and(|s| s.id == conn) {
                 if let Some(state) = slot.as_mut() {
@@ -342,13 +337,13 @@ fn with_buffers<R>(state: &mut ConnState, ctx: &mut Ctx, f: impl FnOnce(&mut Con
 
 /// Handles every complete request of a connection, in order, until one is
 /// held for durability or none is left.
-fn process(state: &mut ConnState, ctx: &mut Ctx, held: &mut Vec<ConnId>, now_ns: u64) {
+fn process(state: &mut ConnState, ctx: &mut Ctx, held: &mut Vec<ConnId>, now: Nanos) {
     while state.held.is_none() {
         if state.http.needs_buffers() {
             // The next pipelined request's body waits for a de-chunk/inflate buffer.
             state.http.attach_buffers(&mut ctx.pools);
         }
-        let outcome = match state.http.poll_request(now_ns) {
+        let outcome = match state.http.poll_request(now) {
             None => return,
             Some(Event::Error(e)) => {
                 // The connection already answered (400/408/413/431/503...).
@@ -360,7 +355,7 @@ fn process(state: &mut ConnState, ctx: &mut Ctx, held: &mut Vec<ConnId>, now_ns:
             }
             Some(Event::Request(req)) => {
                 ctx.counters.requests += 1;
-                handle(req, state.peer, ctx, now_ns)
+                handle(req, state.peer, ctx, now)
             }
         };
         match outcome {
@@ -413,7 +408,7 @@ impl Ctx {
     }
 }
 
-fn handle(req: RequestRef<'_>, peer: SocketAddrV4, ctx: &mut Ctx, now_ns: u64) -> Outcome {
+fn handle(req: RequestRef<'_>, peer: SocketAddrV4, ctx: &mut Ctx, now: Nanos) -> Outcome {
     ctx.reset_reply();
     let route = match routes::route(req.method(), req.path()) {
         Ok(route) => route,
@@ -440,6 +435,6 @@ fn handle(req: RequestRef<'_>, peer: SocketAddrV4, ctx: &mut Ctx, now_ns: u64) -
             ctx.counters.requests_other += 1;
             Outcome::Respond
         }
-        Route::WriteV1 | Route::WriteV2 | Route::JsonMetrics => ingest::ingest(req, route, peer, ctx, now_ns),
+        Route::WriteV1 | Route::WriteV2 | Route::JsonMetrics => ingest::ingest(req, route, peer, ctx, now),
     }
 }

@@ -1,4 +1,5 @@
-//! The monotonic time source callers feed into the (sans-IO) limiter.
+//! The process clock: the monotonic time every worker loop feeds into the
+//! sans-IO code as [`Nanos`].
 //!
 //! One choice: `CLOCK_MONOTONIC` through [`std::time::Instant`], expressed as
 //! nanoseconds since a process-local epoch. Not raw TSC (`rdtsc`, what
@@ -11,6 +12,7 @@
 //! the vDSO, once per burst of 32 packets, which is negligible. Workers read
 //! it once per rx burst and pass the same `now` to every decision.
 
+use super::Nanos;
 use std::time::Instant;
 
 /// Monotonic nanoseconds since the clock was created (process start when the
@@ -25,7 +27,7 @@ pub struct MonotonicClock {
 }
 
 impl MonotonicClock {
-    /// A clock whose epoch (`now_ns() == 0`) is this instant.
+    /// A clock whose epoch (`now() == Nanos::ZERO`) is this instant.
     pub fn new() -> Self {
         let unix_at_epoch_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -33,15 +35,20 @@ impl MonotonicClock {
         Self { epoch: Instant::now(), unix_at_epoch_ns }
     }
 
-    /// Unix time in ns at `now_ns()` == 0; add a `now_ns()` for the wall time then.
+    /// Unix time in ns at the epoch.
     pub fn unix_at_epoch_ns(&self) -> u64 {
         self.unix_at_epoch_ns
     }
 
-    /// Nanoseconds since the epoch. Saturates (after 584 years) instead of
-    /// wrapping, so time never appears to run backwards.
-    pub fn now_ns(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    /// Now. Saturates (after 584 years) instead of wrapping, so time never
+    /// appears to run backwards.
+    pub fn now(&self) -> Nanos {
+        Nanos::from_ns(u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// The wall time (Unix ns, a record timestamp) at `at`.
+    pub fn unix_ns(&self, at: Nanos) -> i64 {
+        at.to_unix_ns(self.unix_at_epoch_ns)
     }
 }
 
@@ -58,9 +65,10 @@ mod tests {
     #[test]
     fn clock_is_monotonic_and_starts_near_zero() {
         let clock = MonotonicClock::new();
-        let a = clock.now_ns();
-        let b = clock.now_ns();
+        let a = clock.now();
+        let b = clock.now();
         assert!(a <= b);
-        assert!(a < 1_000_000_000, "epoch is creation time");
+        assert!(a < Nanos::from_secs(1), "epoch is creation time");
+        assert!(clock.unix_ns(b) >= clock.unix_ns(a));
     }
 }
