@@ -8,8 +8,7 @@
 //! `writer::Writer`, and runs the production serve step (`ServeCore::step`,
 //! the one `worker::run_serve` runs) on a virtual clock.
 
-use super::{client_ip, client_mac, PORT, SERVER_IP};
-use super::{peer_time, sim_time};
+use super::{client_interface, idle_step_time, peer_time, sim_time, PORT, SERVER_IP};
 use metricsstream::http::auth::AuthConfig;
 use metricsstream::http::{BodyBudget, HttpConfig};
 use metricsstream::limit::{KeyedLimiter, LimitsConfig};
@@ -17,11 +16,10 @@ use metricsstream::net::{FrameSink, NetStack};
 use metricsstream::pipeline::{AppShared, HttpApp, ServeCore, StepOutcome, UdpConfig, UdpIngest};
 use metricsstream::time::Nanos;
 use metricsstream::writer::{AckMode, Writer, WriterConfig, WriterRuntime};
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
-use smoltcp::wire::{HardwareAddress, IpCidr};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -195,16 +193,9 @@ pub struct HttpClient {
 
 impl HttpClient {
     pub fn new(index: usize, conns: usize, pool: &FramePool, now: Nanos) -> HttpClient {
-        let now = peer_time(now);
         let mut rx = VecDeque::with_capacity(256);
         let mut tx = Vec::new();
-        let mut dev = PoolDevice { rx: &mut rx, tx: &mut tx, pool };
-        let mut config = Config::new(HardwareAddress::Ethernet(client_mac(index)));
-        config.random_seed = 0x4177 + index as u64;
-        let mut iface = Interface::new(config, &mut dev, now);
-        iface.update_ip_addrs(|a| {
-            a.push(IpCidr::new(client_ip(index).into(), 16)).unwrap();
-        });
+        let iface = client_interface(index, 0x4177, &mut PoolDevice { rx: &mut rx, tx: &mut tx, pool }, now);
         let mut sockets = SocketSet::new(Vec::new());
         let conns = (0..conns)
             .map(|k| {
@@ -527,17 +518,9 @@ impl HttpSim {
                 // Waiting for the writer thread (a real fsync): real time passes, not virtual.
                 std::thread::sleep(std::time::Duration::from_micros(20));
             } else {
-                let mut next = self.now + Duration::from_millis(1);
-                let mut at = self.core.stack.poll_at();
-                for c in &mut self.clients {
-                    if let Some(t) = c.poll_at(self.now) {
-                        at = Some(at.map_or(t, |a: Nanos| a.min(t)));
-                    }
-                }
-                if let Some(t) = at {
-                    next = next.max(t);
-                }
-                self.now = next;
+                let now = self.now;
+                let timers = self.clients.iter_mut().map(|c| c.poll_at(now));
+                self.now = idle_step_time(now, std::iter::once(self.core.stack.poll_at()).chain(timers));
             }
         }
     }

@@ -24,6 +24,24 @@ pub fn peer_time(now: Nanos) -> Instant {
     Instant::from_micros(now.as_micros() as i64)
 }
 
+/// Client host `index`'s smoltcp interface (its MAC and IP, a seed per host).
+pub fn client_interface(index: usize, seed: u64, dev: &mut impl Device, now: Nanos) -> Interface {
+    let mut config = Config::new(HardwareAddress::Ethernet(client_mac(index)));
+    config.random_seed = seed + index as u64;
+    let mut iface = Interface::new(config, dev, peer_time(now));
+    iface.update_ip_addrs(|a| {
+        a.push(IpCidr::new(client_ip(index).into(), 16)).unwrap();
+    });
+    iface
+}
+
+/// Where the clock goes after a step in which nothing moved: 1 ms on, or on
+/// to the earliest timer (server's or a client's) if that is later.
+pub fn idle_step_time(now: Nanos, timers: impl IntoIterator<Item = Option<Nanos>>) -> Nanos {
+    let next = now + Duration::from_millis(1);
+    timers.into_iter().flatten().min().map_or(next, |t| next.max(t))
+}
+
 /// A smoltcp peer's timer on the simulation's clock.
 pub fn sim_time(at: Instant) -> Nanos {
     Nanos::from_micros(at.total_micros().max(0) as u64)
@@ -245,16 +263,9 @@ pub struct Client {
 
 impl Client {
     pub fn new(index: usize, conns: usize, requests: usize, ending: Ending, now: Nanos) -> Client {
-        let now = peer_time(now);
         let mut tx = Vec::new();
         let mut rx = VecDeque::new();
-        let mut dev = QueueDevice { rx: &mut rx, tx: &mut tx };
-        let mut config = Config::new(HardwareAddress::Ethernet(client_mac(index)));
-        config.random_seed = 0xc11e + index as u64;
-        let mut iface = Interface::new(config, &mut dev, now);
-        iface.update_ip_addrs(|a| {
-            a.push(IpCidr::new(client_ip(index).into(), 16)).unwrap();
-        });
+        let iface = client_interface(index, 0xc11e, &mut QueueDevice { rx: &mut rx, tx: &mut tx }, now);
         let mut sockets = SocketSet::new(Vec::new());
         let mut list = Vec::new();
         for k in 0..conns {
@@ -616,23 +627,17 @@ impl Net {
             if done(self) {
                 return;
             }
-            let moved = self.step();
-            let mut next = self.now + Duration::from_millis(1);
-            if moved == 0 {
-                let mut at = match &mut self.plain {
-                    Some(p) => p.poll_at(self.now),
+            if self.step() > 0 {
+                self.now += Duration::from_millis(1);
+            } else {
+                let now = self.now;
+                let server = match &mut self.plain {
+                    Some(p) => p.poll_at(now),
                     None => self.stack.poll_at(),
                 };
-                for c in &mut self.clients {
-                    if let Some(t) = c.poll_at(self.now) {
-                        at = Some(at.map_or(t, |a: Nanos| a.min(t)));
-                    }
-                }
-                if let Some(t) = at {
-                    next = next.max(t);
-                }
+                let timers = self.clients.iter_mut().map(|c| c.poll_at(now));
+                self.now = idle_step_time(now, std::iter::once(server).chain(timers));
             }
-            self.now = next;
         }
         panic!(
             "not done after {max_steps} steps (t = {}): answered {} counters {:?}",

@@ -103,6 +103,31 @@ fn exchange(
     }
 }
 
+/// Exchanges 1 ms apart (at most 400 steps) until `closes` connections have
+/// closed; then the client stops connecting and the run ends once it has no
+/// connection busy.
+fn run_until_closed(
+    client: &mut ClientStack,
+    server: &mut NetStack,
+    pinger: &mut Pinger,
+    echo: &mut impl TcpApp,
+    closes: usize,
+) {
+    let mut now = Nanos::ZERO;
+    // Frames in flight to the server, kept across steps.
+    let mut to_server: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..400 {
+        exchange(client, server, pinger, echo, &mut to_server, now);
+        if pinger.closes.len() >= closes {
+            client.stop_connecting();
+            if client.busy() == 0 {
+                break;
+            }
+        }
+        now = now.plus_ns(1_000_000);
+    }
+}
+
 #[test]
 fn client_connections_open_exchange_and_close_against_the_server_stack() {
     let n = 40;
@@ -114,19 +139,7 @@ fn client_connections_open_exchange_and_close_against_the_server_stack() {
     let mut client = ClientStack::new(cfg, t0).unwrap();
     let mut echo = Echo::default();
     let mut pinger = Pinger { rounds: 3, state: vec![(0, 0, false); client.slots()], closes: Vec::new(), opens: 0 };
-    let mut now = t0;
-    // Frames in flight to the server, kept across iterations.
-    let mut to_server: Vec<Vec<u8>> = Vec::new();
-    for _ in 0..400 {
-        exchange(&mut client, &mut server, &mut pinger, &mut echo, &mut to_server, now);
-        if pinger.closes.len() >= n {
-            client.stop_connecting();
-        }
-        if pinger.closes.len() >= n && client.busy() == 0 {
-            break;
-        }
-        now = now.plus_ns(1_000_000);
-    }
+    run_until_closed(&mut client, &mut server, &mut pinger, &mut echo, n);
     assert!(pinger.closes.len() >= n, "closes {:?}, counters {:?}", pinger.closes.len(), client.counters());
     assert!(pinger.closes.iter().all(|k| *k == CloseKind::Closed), "{:?}", pinger.closes);
     assert_eq!(pinger.opens, pinger.closes.len());
@@ -208,18 +221,7 @@ fn connections_the_server_closes_are_reported_and_reopened() {
     let mut echo = EchoOnce::default();
     // Three rounds per connection, but the server closes after each: every round needs a new connection.
     let mut pinger = Pinger { rounds: 3, state: vec![(0, 0, false); client.slots()], closes: Vec::new(), opens: 0 };
-    let mut now = t0;
-    let mut to_server: Vec<Vec<u8>> = Vec::new();
-    for _ in 0..400 {
-        exchange(&mut client, &mut server, &mut pinger, &mut echo, &mut to_server, now);
-        if pinger.closes.len() >= 3 * n {
-            client.stop_connecting();
-            if client.busy() == 0 {
-                break;
-            }
-        }
-        now = now.plus_ns(1_000_000);
-    }
+    run_until_closed(&mut client, &mut server, &mut pinger, &mut echo, 3 * n);
     let c = *client.counters();
     assert!(pinger.closes.len() >= 3 * n, "{c:?} server {:?} closes {:?}", server.counters(), pinger.closes);
     assert!(pinger.closes.iter().all(|k| *k == CloseKind::PeerClosed), "{:?}", pinger.closes);
