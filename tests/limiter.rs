@@ -6,7 +6,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use metricsstream::limit::{
-    ClientKey, ClientLimit, Decision, KeyedLimiter, LimitsConfig, Overflow, Quota, QuotaScope, TokenBucket,
+    ClientKey, ClientLimit, Decision, KeyedLimiter, LimitsConfig, Overflow, Quota, QuotaScope, Sweeper, TokenBucket,
 };
 use metricsstream::time::Nanos;
 use proptest::prelude::*;
@@ -259,6 +259,60 @@ fn sweep_reclaims_idle_keys_only_and_frees_room_for_new_ones() {
     // A reclaimed key comes back as a fresh (full) bucket.
     assert!(limiter.try_acquire(key(0), 10, Nanos::from_ns(100 * SEC)).decision.is_allowed());
     assert_eq!(limiter.stats().reclaimed, 3);
+}
+
+#[test]
+fn sweeper_covers_the_table_in_slices_and_a_pass_frees_every_idle_slot() {
+    // 1,000 spoofed sources into 256 slots: the table fills, the rest overflow.
+    let mut cfg = config(10, 10, 256, 8);
+    cfg.overflow = Overflow::Refuse;
+    let limiter = KeyedLimiter::new(&cfg).expect("valid");
+    let key = |k: u64| limiter.key_for(&k.to_le_bytes());
+    for k in 0..1_000u64 {
+        let _ = limiter.try_acquire(key(k), 1, Nanos::ZERO);
+    }
+    let filled = limiter.live_slots();
+    assert!(filled > 200, "table filled: {filled} of 256");
+    assert!(limiter.stats().refused > 0);
+    let newcomer = key(5_000);
+    assert_eq!(limiter.try_acquire(newcomer, 1, Nanos::from_secs(1)).decision, Decision::NoCapacity);
+    // Before idle_timeout_s (10 s) a full pass reclaims nothing.
+    let mut sweeper = Sweeper::new(limiter.capacity(), 64);
+    for _ in 0..64 {
+        sweeper.tick(&limiter, Nanos::from_secs(5));
+    }
+    assert_eq!((sweeper.total().live, sweeper.total().reclaimed), (filled as u64, 0));
+    // After it, each tick reclaims only its slice of 4 slots: 63 ticks leave
+    // the last slice, the 64th completes the pass.
+    let mut sweeper = Sweeper::new(limiter.capacity(), 64);
+    for _ in 0..63 {
+        assert!(sweeper.tick(&limiter, Nanos::from_secs(11)).reclaimed <= 4);
+    }
+    let last_slice = limiter.live_slots();
+    assert!(last_slice <= 4, "{last_slice} slots left for the last slice");
+    sweeper.tick(&limiter, Nanos::from_secs(11));
+    assert_eq!(limiter.live_slots(), 0, "one pass frees every idle slot");
+    assert_eq!(sweeper.total().reclaimed, filled as u64);
+    assert_eq!(limiter.stats().reclaimed, filled as u64);
+    // The newcomer now gets its own slot.
+    let verdict = limiter.try_acquire(newcomer, 1, Nanos::from_secs(11));
+    assert!(verdict.decision.is_allowed());
+    assert_eq!(verdict.scope, QuotaScope::Default);
+}
+
+#[test]
+fn sweep_slice_wraps_round_the_end_and_covers_one_pass_at_most() {
+    let limiter = KeyedLimiter::new(&config(10, 10, 64, 64)).expect("valid");
+    for k in 0..64u64 {
+        let _ = limiter.try_acquire(limiter.key_for(&k.to_le_bytes()), 1, Nanos::ZERO);
+    }
+    assert_eq!(limiter.live_slots(), 64);
+    let idle = 10 * SEC;
+    // 8 slots from index 60: 60..64 then 0..4.
+    assert_eq!(limiter.sweep_slice(Nanos::from_secs(11), idle, 60, 8).reclaimed, 8);
+    // Asking for more than the table sees each slot once.
+    assert_eq!(limiter.sweep_slice(Nanos::from_secs(11), idle, 1_000_003, 10_000).live, 56);
+    assert_eq!(limiter.live_slots(), 0);
 }
 
 #[test]

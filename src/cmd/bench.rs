@@ -8,6 +8,7 @@
 //! serve flushes and the writer fsyncs, so every 2xx loadgen counted is a
 //! batch in the log (`metricsstream dump --data-dir`).
 
+use super::housekeeping::LimiterSweeper;
 use super::loadgen::{self as lg, LoadSource};
 use anyhow::{bail, Context};
 use clap::Args;
@@ -98,6 +99,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let limiter = Arc::new(KeyedLimiter::new(&config.limits)?);
     let clock = MonotonicClock::new();
+    let _sweeper = LimiterSweeper::spawn(limiter.clone(), clock).context("cannot start the limiter's sweeper")?;
     let shared = super::serve::app_shared(&config, limiter, Arc::new(|_: &mut String| {}), &clock);
     let link = L2Config {
         mac: EthernetAddress(serve_mac),

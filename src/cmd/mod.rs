@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_report;
 pub mod gen_pcap;
+pub mod housekeeping;
 pub mod loadgen;
 pub mod receive;
 pub mod replay;

@@ -3,6 +3,7 @@
 //! interval, stops on a signal, a deadline or a packet count, and writes the
 //! summary and the JSON report.
 
+use super::housekeeping::LimiterSweeper;
 use anyhow::{bail, Context};
 use clap::Args;
 use metricsstream::config::{AppConfig, PortSection};
@@ -130,21 +131,23 @@ pub fn run(
     let workers = lcores.len();
     let counters: Vec<Arc<SharedRxCounters>> = (0..workers).map(|_| Arc::new(SharedRxCounters::default())).collect();
     let udp_counters: Vec<Arc<Published<UdpCounters>>> = (0..workers).map(|_| Arc::new(Published::default())).collect();
+    let clock = MonotonicClock::new();
     let mut pipeline = match &run.ingest {
         Some(config) => {
             let (runtime, handles) = Writer::start(config.writer.clone(), workers)
                 .with_context(|| format!("cannot start the writer in {}", config.writer.data_dir.display()))?;
             let limiter = Arc::new(KeyedLimiter::new(&config.limits)?);
+            let sweeper =
+                LimiterSweeper::spawn(limiter.clone(), clock).context("cannot start the limiter's sweeper")?;
             let ingests: Vec<UdpIngest> =
                 handles.into_iter().map(|h| UdpIngest::new(config.udp.clone(), limiter.clone(), h)).collect();
-            Some((runtime, ingests))
+            Some((runtime, ingests, sweeper))
         }
         None => None,
     };
-    let clock = MonotonicClock::new();
     let mut ingests = pipeline
         .as_mut()
-        .map(|(_, i)| std::mem::take(i).into_iter().map(move |u| u.with_unix_offset(clock.unix_at_epoch_ns())));
+        .map(|(_, i, _)| std::mem::take(i).into_iter().map(move |u| u.with_unix_offset(clock.unix_at_epoch_ns())));
     let mut jobs = Vec::new();
     for (q, (rx, _tx)) in port.take_queues().into_iter().enumerate() {
         let (shared, stop) = (counters[q].clone(), stop.clone());
@@ -231,7 +234,8 @@ pub fn run(
 
     // Workers are gone (their writer handles with them): drain and fsync.
     let ingest = match pipeline {
-        Some((runtime, _)) => {
+        Some((runtime, _, sweeper)) => {
+            sweeper.stop();
             let summary = runtime.shutdown().context("writer shutdown")?;
             let mut u = UdpCounters::default();
             udp_counters.iter().for_each(|c| u.add(&c.snapshot()));

@@ -5,6 +5,7 @@
 //! SYNs get an RST, counted), lets requests in progress and held responses
 //! finish (at most `DRAIN`), drains and fsyncs the writer, and writes the report.
 
+use super::housekeeping::LimiterSweeper;
 use anyhow::{bail, Context};
 use clap::Args;
 use metricsstream::config::{AppConfig, Profile};
@@ -97,10 +98,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let limiter = Arc::new(KeyedLimiter::new(&config.limits)?);
     let clock = MonotonicClock::new();
+    let sweeper = LimiterSweeper::spawn(limiter.clone(), clock).context("cannot start the limiter's sweeper")?;
     let published: Vec<Arc<Published<ServeCounters>>> = (0..workers).map(|_| Arc::new(Published::default())).collect();
     let metrics: MetricsRenderer = {
-        let (published, writer_stats, pool) = (published.clone(), writer.stats().clone(), pool.clone());
-        Arc::new(move |out: &mut String| render_metrics(out, &published, &writer_stats, &pool, idle_baseline))
+        let (published, writer_stats, pool, limiter) =
+            (published.clone(), writer.stats().clone(), pool.clone(), limiter.clone());
+        Arc::new(move |out: &mut String| render_metrics(out, &published, &writer_stats, &limiter, &pool, idle_baseline))
     };
     let shared = app_shared(&config, limiter.clone(), metrics, &clock);
 
@@ -176,6 +179,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         job.join()?;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let sweeps = sweeper.stop();
     imbalances += check_lifecycle(&published);
     let total = sum(&published);
     let port_stats = port.stats()?;
@@ -209,7 +213,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         "fsyncs": summary.fsyncs,
         "commit": summary.commit,
         "shipper": shipped.map(|s| format!("{s:?}")),
-        "limiter": format!("{:?}", limiter.stats()),
+        "limiter": limiter.stats(),
+        "limiter_sweeps": sweeps,
     });
     println!(
         "serve: {:.1} s, {} connections, {} requests, {} records accepted, {} written, {} fsyncs",
@@ -421,6 +426,7 @@ fn render_metrics(
     out: &mut String,
     published: &[Arc<Published<ServeCounters>>],
     writer: &Arc<WriterStats>,
+    limiter: &KeyedLimiter,
     pool: &Mempool,
     idle_baseline: u32,
 ) {
@@ -428,6 +434,23 @@ fn render_metrics(
     let mut e = Exposition::new(out);
     ServeCounters::expose(published, &mut e);
     writer.expose("writer", &mut e);
+    let l = limiter.stats();
+    let limits = [
+        ("limiter_slots", "slots in the client table", MetricKind::Gauge, l.capacity),
+        ("limiter_slots_in_use", "clients holding a slot", MetricKind::Gauge, l.inserted - l.reclaimed.min(l.inserted)),
+        ("limiter_inserted", "clients given a slot", MetricKind::Counter, l.inserted),
+        ("limiter_reclaimed", "slots reclaimed from idle clients", MetricKind::Counter, l.reclaimed),
+        (
+            "limiter_overflowed",
+            "decisions for clients without a slot, on the shared bucket",
+            MetricKind::Counter,
+            l.overflowed,
+        ),
+        ("limiter_refused", "decisions for clients without a slot, refused", MetricKind::Counter, l.refused),
+    ];
+    for (name, help, kind, n) in limits {
+        e.sample(name, help, kind, n as f64);
+    }
     let mbufs = [
         ("mbufs_in_use", "mbufs taken out of the pool right now", pool.in_use()),
         ("mbufs_idle_baseline", "mbufs in use with the port started and idle", idle_baseline),

@@ -33,9 +33,10 @@
 //! [`KeyedLimiter::try_acquire_burst`] (same semantics, overlapped cache misses).
 //!
 //! Reload: on SIGHUP the `serve` command re-reads the config file and calls
-//! [`KeyedLimiter::reload`] (safe while workers decide). Housekeeping calls
-//! [`KeyedLimiter::sweep`]`(now, limiter.idle_timeout_ns())` about once per
-//! second.
+//! [`KeyedLimiter::reload`] (safe while workers decide). Idle slots are
+//! reclaimed by a [`Sweeper`] that a housekeeping thread ticks (a slice of the
+//! table per tick, the whole table about once per second), so spoofed sources
+//! or made-up client ids hold their slots only for `idle_timeout_s`.
 
 pub mod address;
 pub mod bucket;
@@ -51,4 +52,4 @@ pub use address::{address_id, ADDRESS_ID_BYTES};
 pub use bucket::{Decision, Quota, QuotaError, TokenBucket};
 pub use config::{ClientLimit, LimitsConfig, LimitsConfigError, Overflow};
 pub use headers::RateLimitHeaders;
-pub use table::{ClientKey, KeyedLimiter, LimiterStats, QuotaScope, ReloadReport, SweepReport, Verdict};
+pub use table::{ClientKey, KeyedLimiter, LimiterStats, QuotaScope, ReloadReport, SweepReport, Sweeper, Verdict};

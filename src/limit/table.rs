@@ -146,7 +146,7 @@ pub struct Verdict {
 }
 
 /// Counters since start-up (monotonic; read them for the stats line).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct LimiterStats {
     /// Slots in the table (fixed).
     pub capacity: u64,
@@ -164,12 +164,46 @@ pub struct LimiterStats {
 }
 
 /// Result of one [`KeyedLimiter::sweep`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct SweepReport {
     /// LIVE slots seen.
     pub live: u64,
     /// Of those, reclaimed by this sweep.
     pub reclaimed: u64,
+}
+
+/// The production sweep: a slice of the table per tick, so a pass over a
+/// large table never stalls whoever runs it (a few µs per tick) and a full
+/// pass takes at most `ticks_per_pass` ticks. Sans-IO: the caller ticks it at its
+/// period with its clock's `now` (the `serve`/`replay` housekeeping thread
+/// ticks every 10 ms, 100 ticks per pass: the whole table once a second).
+#[derive(Debug, Clone)]
+pub struct Sweeper {
+    cursor: usize,
+    per_tick: usize,
+    total: SweepReport,
+}
+
+impl Sweeper {
+    /// A sweeper that covers `capacity` slots in at most `ticks_per_pass`
+    /// ticks (slices of `capacity / ticks_per_pass` rounded up).
+    pub fn new(capacity: usize, ticks_per_pass: usize) -> Sweeper {
+        Sweeper { cursor: 0, per_tick: capacity.div_ceil(ticks_per_pass.max(1)).max(1), total: SweepReport::default() }
+    }
+
+    /// Sweeps the next slice with the limiter's configured idle timeout.
+    pub fn tick(&mut self, limiter: &KeyedLimiter, now: Nanos) -> SweepReport {
+        let report = limiter.sweep_slice(now, limiter.idle_timeout_ns(), self.cursor, self.per_tick);
+        self.cursor = (self.cursor + self.per_tick) % limiter.capacity().max(1);
+        self.total.live += report.live;
+        self.total.reclaimed += report.reclaimed;
+        report
+    }
+
+    /// What every tick so far found and reclaimed.
+    pub fn total(&self) -> SweepReport {
+        self.total
+    }
 }
 
 /// Result of one [`KeyedLimiter::reload`].
@@ -480,13 +514,23 @@ impl KeyedLimiter {
 
     /// Reclaim slots whose bucket has been full for at least `idle_ns` at
     /// `now`. Safe to run concurrently with decisions, inserts and other
-    /// sweeps (see the module comment). O(capacity); run it from a
-    /// housekeeping thread, e.g. once per second.
+    /// sweeps (see the module comment). O(capacity): production sweeps in
+    /// slices instead ([`Sweeper`]).
     pub fn sweep(&self, now: Nanos, idle_ns: u64) -> SweepReport {
+        self.sweep_slice(now, idle_ns, 0, self.slots.len())
+    }
+
+    /// [`sweep`](Self::sweep) over `count` slots from index `from` (taken
+    /// modulo the capacity, wrapping round the end; at most one pass).
+    pub fn sweep_slice(&self, now: Nanos, idle_ns: u64, from: usize, count: usize) -> SweepReport {
         let now_t = ns_to_ticks(now.as_ns());
         let idle_t = duration_ns_to_ticks(idle_ns);
         let mut report = SweepReport::default();
-        for slot in self.slots.iter() {
+        let capacity = self.slots.len();
+        let from = from % capacity.max(1);
+        let count = count.min(capacity);
+        let (tail, head) = self.slots.split_at(from);
+        for slot in head.iter().chain(tail.iter()).take(count) {
             let word = slot.key.load(Ordering::Acquire);
             if word & STATE_MASK != STATE_LIVE {
                 continue;
