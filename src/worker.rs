@@ -233,7 +233,7 @@ pub fn run_serve(mut w: ServeWorker) -> i32 {
         report_trace(t, w.rx.queue());
     }
     // Completed transmissions give their mbufs back now, not on a later burst.
-    let _ = w.tx.reclaim_completed();
+    counters.tx_reclaim_unsupported = u64::from(w.tx.reclaim_completed().is_none());
     w.core.snapshot(&mut counters);
     w.published.publish_final(&counters);
     0

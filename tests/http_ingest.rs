@@ -46,6 +46,8 @@ fn line_protocol_is_indexed_into_the_batch_and_rolled_back_when_refused() {
         default_rate: 1 << 30,
         default_burst: 1 << 30,
         clients: vec![ClientLimit { id: "tiny".into(), rate: 1, burst: Some(12) }],
+        // The sim's clients name themselves (X-Client-Id) with auth off.
+        trust_client_header: true,
         ..LimitsConfig::default()
     };
     let http = HttpConfig::default();
@@ -81,4 +83,51 @@ fn line_protocol_is_indexed_into_the_batch_and_rolled_back_when_refused() {
     expected.extend((0..10).map(|i| format!("d,host=h v={i}i 1700000000000000000")));
     expected.extend(last);
     assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(body(&expected)).unwrap());
+}
+
+/// With auth off a client naming itself is trusted only from a listed source
+/// (`[limits] trusted_header_sources`): by default `X-Client-Id: tiny` does
+/// not move a request into (or out of) tiny's bucket; the peer's address
+/// keys it, and the ignored name is counted. From a listed source it counts.
+#[test]
+fn self_chosen_client_names_count_only_from_trusted_sources() {
+    let lines: Vec<String> = (0..20).map(|i| format!("t v={i}i 1700000000")).collect();
+    let tiny = "X-Client-Id: tiny\r\n";
+    let run = |trusted_header_sources: Vec<String>| {
+        let limits = LimitsConfig {
+            clients: vec![ClientLimit { id: "tiny".into(), rate: 1, burst: Some(12) }],
+            trusted_header_sources,
+            ..LimitsConfig::default()
+        };
+        let http = HttpConfig::default();
+        let budget = Arc::new(BodyBudget::new(http.body_memory_budget_bytes));
+        let dir = tempfile::tempdir().unwrap();
+        let (expected, status) = if limits.header_trust().unwrap().trusts(netstack_sim::client_ip(0)) {
+            ("trusted", 413)
+        } else {
+            ("ignored", 204)
+        };
+        let requests = vec![HttpRequest::new("POST", "/write?precision=s", tiny, &body(&lines), status)];
+        let (mut sim, writer) = HttpSim::with_writer_and_limits(
+            AckMode::Enqueued,
+            dir.path(),
+            http,
+            budget,
+            (1, 1),
+            requests,
+            |_| {},
+            limits,
+        );
+        sim.run(1);
+        let c = *sim.core.app.counters();
+        drop(sim);
+        writer.shutdown().unwrap();
+        (expected, c.client_names_ignored, c.records_limited)
+    };
+    assert_eq!(run(Vec::new()), ("ignored", 1, 0), "untrusted: keyed by address, default quota");
+    assert_eq!(
+        run(vec!["10.0.0.0/8".into()]),
+        ("trusted", 0, 20),
+        "trusted: tiny's 12-record burst can never take 20 (413)"
+    );
 }

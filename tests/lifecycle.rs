@@ -47,6 +47,7 @@ fn cycle(dir: &std::path::Path, n: usize) -> u64 {
         http: HttpConfig::default(),
         auth: Arc::new(Default::default()),
         limiter: limiter.clone(),
+        header_trust: Default::default(),
         metrics: Arc::new(|_: &mut String| {}),
         body_budget: Arc::new(metricsstream::http::BodyBudget::new(64 << 20)),
         unix_offset_ns: 0,

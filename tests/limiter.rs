@@ -22,6 +22,7 @@ fn config(rate: u64, burst: u64, capacity: usize, probe_limit: usize) -> LimitsC
         overflow: Overflow::Shared,
         idle_timeout_s: 10,
         clients: Vec::new(),
+        ..LimitsConfig::default()
     }
 }
 

@@ -825,6 +825,7 @@ fn soak_mixed_http_and_udp_load_keeps_every_balance() {
         &config,
         format!(
             "[writer]\ndata_dir = \"{}\"\n[limits]\ndefault_rate = 5000\ndefault_burst = 10000\n\
+             trusted_header_sources = [\"198.18.0.2/32\"]\n\
              [[limits.client]]\nid = \"soak-wrk\"\nrate = 100000000\n",
             data.display()
         ),

@@ -178,6 +178,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         idle_baseline,
         in_use_at_stop,
         in_use_after_close: pool.in_use(),
+        tx_ring_may_hold: 0,
     };
     let (serve_mbufs, load_mbufs) =
         (mbufs(&serve_pool, serve_baseline, serve_at_stop), mbufs(&load_pool, load_baseline, load_at_stop));

@@ -335,7 +335,13 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     let in_use_at_stop = pool.in_use();
     drop(port);
     let process = LifecycleReport { at_start, at_exit: ProcessResources::now() };
-    let mbufs = MbufReport { pool_size: pool.size(), idle_baseline, in_use_at_stop, in_use_after_close: pool.in_use() };
+    let mbufs = MbufReport {
+        pool_size: pool.size(),
+        idle_baseline,
+        in_use_at_stop,
+        in_use_after_close: pool.in_use(),
+        tx_ring_may_hold: 0,
+    };
     report["mbufs"] = serde_json::to_value(mbufs)?;
     report["process"] = serde_json::to_value(process)?;
     println!("{}", summary(&report));

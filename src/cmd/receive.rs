@@ -292,6 +292,7 @@ pub fn run(
             idle_baseline,
             in_use_at_stop: pool.in_use(),
             in_use_after_close: 0,
+            tx_ring_may_hold: 0,
         },
         process: LifecycleReport { at_start, at_exit: at_start },
         dpdk_version: dpdk::version(),

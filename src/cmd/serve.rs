@@ -42,9 +42,51 @@ pub struct ServeArgs {
     /// per worker: FILE-qN.pcap when there are several). Costs throughput while on.
     #[arg(long, value_name = "FILE")]
     trace_pcap: Option<PathBuf>,
+    /// Run several workers although the port cannot keep each flow on one
+    /// queue (no RSS, no kernel fanout): a TCP segment that lands on another
+    /// worker's queue is then answered with RST. UDP is not affected.
+    #[arg(long)]
+    allow_no_rss: bool,
     /// EAL arguments (appended to the profile's), e.g. `-- --no-huge -m 512 --vdev net_af_packet0,iface=veth0`.
     #[arg(last = true)]
     eal_args: Vec<String>,
+}
+
+/// How the port keeps each flow on one queue (so on the worker whose stack holds it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FlowSpreading {
+    /// One queue: nothing to spread.
+    SingleQueue,
+    /// The NIC hashes the 4-tuple (RSS).
+    Rss,
+    /// `net_af_packet` queues are a kernel fanout group hashing each flow
+    /// (PACKET_FANOUT_HASH): consistent per flow, although the PMD reports no RSS.
+    KernelFanout,
+    /// Nothing keeps a flow on one queue.
+    None,
+}
+
+impl FlowSpreading {
+    fn of(port: &Port) -> FlowSpreading {
+        if port.queues() <= 1 {
+            FlowSpreading::SingleQueue
+        } else if port.rss() {
+            FlowSpreading::Rss
+        } else if port.name().starts_with("net_af_packet") {
+            FlowSpreading::KernelFanout
+        } else {
+            FlowSpreading::None
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            FlowSpreading::SingleQueue => "nothing (one queue)",
+            FlowSpreading::Rss => "RSS",
+            FlowSpreading::KernelFanout => "the kernel's AF_PACKET fanout hash",
+            FlowSpreading::None => "nothing (no RSS: --allow-no-rss)",
+        }
+    }
 }
 
 /// Requests in progress and held (durable) responses get this long to finish after a stop signal.
@@ -75,6 +117,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let port_config = PortConfig { queues: workers, rx_desc: p.rx_desc, tx_desc: p.tx_desc, promiscuous: true };
     let mut port = Port::open(&eal, port_id, &port_config, pool.clone())?;
+    let spreading = FlowSpreading::of(&port);
+    if workers > 1 && spreading == FlowSpreading::None && !args.allow_no_rss {
+        bail!(
+            "port {port_id} ({}) cannot spread flows over {workers} queues by hash (RSS unavailable): \
+             each TCP connection's segments would land on arbitrary workers and be reset; \
+             run one worker, or pass --allow-no-rss for UDP-only use",
+            port.name()
+        );
+    }
     let mac = port.mac()?;
     // Before any writer, shipper or worker exists; the port is started and idle.
     let at_start = ProcessResources::now();
@@ -138,9 +189,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         jobs.push(LcoreJob::launch(&eal, lcores[q], move || worker::run_serve(w))?);
     }
     eprintln!(
-        "serving {ip}/{prefix_len} on port {port_id} ({}, MAC {}) with {workers} worker(s): HTTP :{}, UDP line :{} statsd :{}; data in {} (ack {:?})",
+        "serving {ip}/{prefix_len} on port {port_id} ({}, MAC {}) with {workers} worker(s), flows spread by {}: HTTP :{}, UDP line :{} statsd :{}; data in {} (ack {:?})",
         port.name(),
         EthernetAddress(mac),
+        spreading.describe(),
         config.http.port,
         config.udp.line_port,
         config.udp.statsd_port,
@@ -191,7 +243,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let summary = writer.shutdown().context("writer shutdown")?;
     drop(port);
     let process = LifecycleReport { at_start, at_exit: ProcessResources::now() };
-    let mbufs = MbufReport { pool_size: pool.size(), idle_baseline, in_use_at_stop, in_use_after_close: pool.in_use() };
+    let tx_ring_may_hold =
+        u32::from(p.tx_desc) * published.iter().map(|w| w.snapshot().tx_reclaim_unsupported as u32).sum::<u32>();
+    let mbufs = MbufReport {
+        pool_size: pool.size(),
+        idle_baseline,
+        in_use_at_stop,
+        in_use_after_close: pool.in_use(),
+        tx_ring_may_hold,
+    };
     let net = &total.net;
     let report = serde_json::json!({
         "duration_s": elapsed,
@@ -202,6 +262,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                      "rx_chained": total.rx_chained_dropped },
         "net": net_json(net),
         "workers": per_worker(&published),
+        "flow_spreading": spreading.describe(),
         "sockets": total.sockets,
         "lifecycle_imbalances": imbalances,
         "mbufs": mbufs,
@@ -265,6 +326,7 @@ pub(super) fn app_shared(
         http: config.http.clone(),
         auth: Arc::new(config.auth.clone()),
         limiter,
+        header_trust: config.limits.header_trust().expect("validated when the config was loaded"),
         metrics,
         unix_offset_ns: clock.unix_at_epoch_ns(),
         body_budget: Arc::new(metricsstream::http::BodyBudget::new(config.http.body_memory_budget_bytes)),

@@ -9,6 +9,8 @@
 //! overflow = "shared"       # or "refuse": what clients without a slot get
 //! idle_timeout_s = 300      # a client idle (bucket full) this long loses its slot
 //! probe_limit = 16          # slots examined per lookup
+//! trust_client_header = false             # see below
+//! trusted_header_sources = ["10.1.0.0/16"] # relays whose X-Client-Id counts
 //! [[limits.client]]
 //! id = "svc-a"
 //! rate = 1000
@@ -19,6 +21,12 @@
 //! at start-up): enough for tens of thousands of concurrently active clients
 //! at a load factor that keeps probe chains short, and small enough to stay
 //! resident in L2/L3 next to the packet buffers.
+//!
+//! Who a client is: with auth on, its token's client. With auth off, a
+//! client could escape its limit by naming itself anew in every request, so
+//! a self-chosen name (`X-Client-Id`, the JSON API's `client_id`) counts only
+//! from `trusted_header_sources` (relays, proxies) or everywhere when
+//! `trust_client_header = true`; otherwise the peer's address is the client.
 
 use std::collections::HashSet;
 
@@ -69,6 +77,28 @@ pub struct LimitsConfig {
     /// Per-client overrides.
     #[serde(rename = "client")]
     pub clients: Vec<ClientLimit>,
+    /// With auth off, take every request's self-chosen client name
+    /// (`X-Client-Id`, JSON `client_id`) as its limiter key.
+    pub trust_client_header: bool,
+    /// With auth off, sources (IPv4 CIDRs) whose self-chosen client name is
+    /// taken even when `trust_client_header` is false.
+    pub trusted_header_sources: Vec<String>,
+}
+
+/// Whose self-chosen client name the limiter takes (auth off); see the module doc.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderTrust {
+    everyone: bool,
+    /// (network, mask) in host order.
+    sources: Vec<(u32, u32)>,
+}
+
+impl HeaderTrust {
+    /// Whether a request from `peer` may name its client.
+    pub fn trusts(&self, peer: std::net::Ipv4Addr) -> bool {
+        let ip = u32::from(peer);
+        self.everyone || self.sources.iter().any(|&(net, mask)| ip & mask == net)
+    }
 }
 
 /// Largest accepted table: 2^24 slots (512 MiB) guards against typos.
@@ -84,6 +114,8 @@ impl Default for LimitsConfig {
             idle_timeout_s: 300,
             probe_limit: 16,
             clients: Vec::new(),
+            trust_client_header: false,
+            trusted_header_sources: Vec::new(),
         }
     }
 }
@@ -103,6 +135,8 @@ pub enum LimitsConfigError {
     Capacity(usize),
     #[error("limits.probe_limit {probe_limit} must be between 1 and capacity ({capacity})")]
     ProbeLimit { probe_limit: usize, capacity: usize },
+    #[error("limits.trusted_header_sources: {0:?} is not an IPv4 CIDR like \"10.0.0.0/8\"")]
+    TrustedSource(String),
     #[error("limits.idle_timeout_s must be at least 1")]
     IdleTimeout,
     #[error("limits: invalid TOML: {0}")]
@@ -159,7 +193,22 @@ impl LimitsConfig {
         if self.idle_timeout_s == 0 {
             return Err(LimitsConfigError::IdleTimeout);
         }
+        self.header_trust()?;
         Ok(())
+    }
+
+    /// `trust_client_header` and `trusted_header_sources`, parsed.
+    pub fn header_trust(&self) -> Result<HeaderTrust, LimitsConfigError> {
+        let cidr = |text: &String| {
+            let bad = || LimitsConfigError::TrustedSource(text.clone());
+            let (ip, prefix) = text.split_once('/').unwrap_or((text, "32"));
+            let ip: std::net::Ipv4Addr = ip.trim().parse().map_err(|_| bad())?;
+            let prefix: u32 = prefix.trim().parse().ok().filter(|p| *p <= 32).ok_or_else(bad)?;
+            let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+            Ok((u32::from(ip) & mask, mask))
+        };
+        let sources = self.trusted_header_sources.iter().map(cidr).collect::<Result<_, _>>()?;
+        Ok(HeaderTrust { everyone: self.trust_client_header, sources })
     }
 
     /// `idle_timeout_s` in nanoseconds (saturating).
@@ -222,5 +271,29 @@ mod tests {
             bad("[[limits.client]]\nid = \"a\"\nrate = 1\n[[limits.client]]\nid = \"a\"\nrate = 2"),
             LimitsConfigError::DuplicateClient(_)
         ));
+        for cidr in ["10.0.0/8", "10.0.0.0/33", "host", "10.0.0.0/x"] {
+            let text = format!("[limits]\ntrusted_header_sources = [\"{cidr}\"]");
+            assert_eq!(bad(&text), LimitsConfigError::TrustedSource(cidr.into()), "{cidr}");
+        }
+    }
+
+    #[test]
+    fn self_chosen_client_names_count_only_from_trusted_sources() {
+        let ip = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap();
+        let by_default = LimitsConfig::default().header_trust().unwrap();
+        assert!(!by_default.trusts(ip("198.18.0.2")));
+        let cfg = LimitsConfig::from_toml_document(
+            "[limits]\ntrusted_header_sources = [\"10.1.0.0/16\", \"192.168.7.9\", \"0.0.0.0/0\"]",
+        )
+        .unwrap();
+        assert!(cfg.header_trust().unwrap().trusts(ip("8.8.8.8")), "/0 is everyone");
+        let cfg =
+            LimitsConfig::from_toml_document("[limits]\ntrusted_header_sources = [\"10.1.0.0/16\", \"192.168.7.9\"]")
+                .unwrap();
+        let trust = cfg.header_trust().unwrap();
+        assert!(trust.trusts(ip("10.1.255.3")) && trust.trusts(ip("192.168.7.9")));
+        assert!(!trust.trusts(ip("10.2.0.1")) && !trust.trusts(ip("192.168.7.8")));
+        let everyone = LimitsConfig { trust_client_header: true, ..LimitsConfig::default() };
+        assert!(everyone.header_trust().unwrap().trusts(ip("203.0.113.5")));
     }
 }

@@ -24,6 +24,7 @@ fn table(capacity: usize, probe_limit: usize, burst: u64, overflow: Overflow) ->
         overflow,
         idle_timeout_s: 1,
         clients: Vec::new(),
+        ..LimitsConfig::default()
     };
     KeyedLimiter::new(&cfg).expect("valid config")
 }

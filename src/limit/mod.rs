@@ -50,6 +50,6 @@ mod loom_tests;
 
 pub use address::{address_id, ADDRESS_ID_BYTES};
 pub use bucket::{Decision, Quota, QuotaError, TokenBucket};
-pub use config::{ClientLimit, LimitsConfig, LimitsConfigError, Overflow};
+pub use config::{ClientLimit, HeaderTrust, LimitsConfig, LimitsConfigError, Overflow};
 pub use headers::RateLimitHeaders;
 pub use table::{ClientKey, KeyedLimiter, LimiterStats, QuotaScope, ReloadReport, SweepReport, Sweeper, Verdict};

@@ -19,6 +19,9 @@ pub struct ServeCounters {
     pub rx_chained_dropped: u64,
     pub tx_no_mbuf: u64,
     pub tx_unsent_dropped: u64,
+    /// 1 when, at exit, the driver could not free the worker's completed
+    /// transmissions on demand (their mbufs stay in the TX ring until close).
+    pub tx_reclaim_unsupported: u64,
     pub sockets: SocketLevels,
 }
 

@@ -111,7 +111,10 @@ pub fn assert_balances(report: &serde_json::Value) {
         x.as_u64().unwrap_or_else(|| panic!("report has no number at {path}: {report:#}"))
     };
     // Mbufs: back to the idle baseline once workers stopped, all back after close.
-    assert_eq!(n(report, "mbufs.in_use_at_stop"), n(report, "mbufs.idle_baseline"), "mbufs leaked: {report:#}");
+    // Up to `tx_ring_may_hold` may still sit in TX rings of a driver that
+    // cannot free completed transmissions on demand (virtio); none here.
+    let held = n(report, "mbufs.in_use_at_stop").checked_sub(n(report, "mbufs.idle_baseline"));
+    assert!(held.is_some_and(|h| h <= n(report, "mbufs.tx_ring_may_hold")), "mbufs leaked: {report:#}");
     assert_eq!(n(report, "mbufs.in_use_after_close"), 0, "mbufs held after port close: {report:#}");
     // Every thread started was joined; no descriptor was added (closing the
     // port may close ones its driver opened at probe).

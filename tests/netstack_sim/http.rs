@@ -424,6 +424,7 @@ impl HttpSim {
             http,
             auth: Arc::new(AuthConfig::default()),
             limiter: Arc::new(KeyedLimiter::new(&limits).unwrap()),
+            header_trust: limits.header_trust().unwrap(),
             metrics: Arc::new(|out: &mut String| out.push_str("# TYPE sim_up gauge\nsim_up 1\n")),
             unix_offset_ns: 1_700_000_000_000_000_000,
             body_budget,

@@ -25,6 +25,10 @@ pub struct HttpCounters {
     pub responses_other: u64,
     pub records_accepted: u64,
     pub records_limited: u64,
+    /// Write requests whose self-chosen client name (`X-Client-Id`, JSON
+    /// `client_id`) was ignored: auth off and the peer not a trusted source;
+    /// the limiter keyed them by address instead.
+    pub client_names_ignored: u64,
     /// Records in batches refused whole for an invalid line.
     pub records_rejected: u64,
     /// Records of requests answered 503 (writer behind) after earlier batches

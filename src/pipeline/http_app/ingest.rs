@@ -82,9 +82,17 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
         }
     };
 
-    // The limiter key: token's client, else X-Client-Id, else JSON client_id, else the peer address.
+    // The limiter key: token's client, else (from a trusted source) X-Client-Id,
+    // else JSON client_id, else the peer address. An untrusted peer's own name
+    // is ignored, counted: it could otherwise pick a fresh bucket per request.
     let mut addr_buf = [0u8; ADDRESS_ID_BYTES];
-    let client: &[u8] = match (auth_client, req.header("x-client-id"), json_client.as_deref()) {
+    let (header, json_client) = (req.header("x-client-id"), json_client.as_deref());
+    let named = auth_client.is_none() && (header.is_some() || json_client.is_some());
+    let trusted = named && ctx.shared.header_trust.trusts(*peer.ip());
+    if named && !trusted {
+        ctx.counters.client_names_ignored += 1;
+    }
+    let client: &[u8] = match (auth_client, header.filter(|_| trusted), json_client.filter(|_| trusted)) {
         (Some(c), _, _) => c.as_bytes(),
         (None, Some(h), _) => h,
         (None, None, Some(c)) => c.as_bytes(),

@@ -26,7 +26,7 @@ use crate::http::routes::{self, Route};
 use crate::http::{BodyBudget, Connection, ConnectionPools, Event, HttpConfig, HttpError, RequestRef, Response};
 use crate::ingest::json::JsonBatchParser;
 use crate::ingest::line_index::LineIndexer;
-use crate::limit::KeyedLimiter;
+use crate::limit::{HeaderTrust, KeyedLimiter};
 use crate::net::{ConnId, TcpApp};
 use crate::time::Nanos;
 use crate::writer::{AckMode, WriterHandle};
@@ -44,6 +44,9 @@ pub struct AppShared {
     pub http: HttpConfig,
     pub auth: Arc<AuthConfig>,
     pub limiter: Arc<KeyedLimiter>,
+    /// With auth off, whose `X-Client-Id` / JSON `client_id` names the
+    /// limiter's client (`[limits] trust_client_header`, `trusted_header_sources`).
+    pub header_trust: HeaderTrust,
     pub metrics: MetricsRenderer,
     /// Added to the monotonic `now` to stamp records that carry no timestamp.
     pub unix_offset_ns: u64,
