@@ -37,7 +37,9 @@
 # like the box); the box is MS_BOX (default metricsstream/debian12, built by
 # scripts/build-box.sh when missing). When libvirtd is not running and there is
 # no systemd (a container), the script starts virtlogd and libvirtd at nice 19
-# and stops them (by PID) at the end. Every wait is bounded (MS_VM_TIMEOUT
+# and stops them (by PID) at the end, then removes the empty LIBVIRT_* iptables
+# and ip6tables chains that daemon made for this run's networks (libvirt never
+# removes them; chains that existed before the run stay). Every wait is bounded (MS_VM_TIMEOUT
 # seconds for `vagrant up`, default 3600).
 set -euo pipefail
 
@@ -99,8 +101,46 @@ POOL_BEFORE=1
 VOLS_BEFORE=""
 FORWARD_BEFORE=$(cat /proc/sys/net/ipv4/ip_forward)
 cleanup() {
-    local rc=$? p
+    local rc=$? p alive
     [[ -z $RENICE_PID ]] || kill "$RENICE_PID" 2>/dev/null || true
+# libvirt's network driver creates its private chains (filter LIBVIRT_INP/OUT/
+# FWI/FWO/FWX, nat and mangle LIBVIRT_PRT, IPv4 and IPv6) and the jumps to them
+# at the first network start, and neither net-destroy nor stopping the daemon
+# removes them: empty chains were left behind after every run. Listed before
+# the daemon starts, so that only the chains this run made are removed.
+fw_chains() {   # "TOOL TABLE CHAIN" for each LIBVIRT_* chain
+    local tool table
+    for tool in iptables ip6tables; do
+        command -v "$tool" >/dev/null || continue
+        for table in filter nat mangle; do
+            "$tool" -w -t "$table" -S 2>/dev/null | awk -v t="$tool $table" '$1 == "-N" && $2 ~ /^LIBVIRT_/ { print t, $2 }'
+        done
+    done
+}
+CHAINS_BEFORE=$(fw_chains)
+# remove_fw_chains: the LIBVIRT_* chains that did not exist before this run
+# and are empty again (a rule in one belongs to a network someone else still
+# runs: left), with the jumps to them; 1 if an empty one could not be removed.
+remove_fw_chains() {
+    local tool table chain rc=0 removed=()
+    local -a rule
+    while read -r tool table chain; do
+        [[ -n $chain ]] || continue
+        grep -qxF "$tool $table $chain" <<<"$CHAINS_BEFORE" && continue
+        if [[ $("$tool" -w -t "$table" -S "$chain" 2>/dev/null | wc -l) -ne 1 ]]; then
+            echo "vm-smoke: $tool -t $table $chain has rules (another libvirt network?): left"
+            continue
+        fi
+        while read -r -a rule; do
+            rule[0]=-D
+            "$tool" -w -t "$table" "${rule[@]}" || rc=1
+        done < <("$tool" -w -t "$table" -S | awk -v c="$chain" '$1 == "-A" && $(NF - 1) == "-j" && $NF == c')
+        if "$tool" -w -t "$table" -X "$chain"; then removed+=("$tool/$table/$chain"); else rc=1; fi
+    done < <(fw_chains)
+    [[ ${#removed[@]} -eq 0 ]] || echo "vm-smoke: removed the firewall chains libvirt made for this run: ${removed[*]}"
+    [[ $rc -eq 0 ]] || echo "vm-smoke: could not remove every empty LIBVIRT_* chain of this run (see above)"
+    return "$rc"
+}
     if [[ $KEEP -eq 0 ]]; then
         if [[ $DESTROYED -eq 0 ]]; then
             say "vagrant destroy -f"
@@ -131,6 +171,22 @@ cleanup() {
         # libvirt turns IP forwarding on for its NAT network: put it back.
         [[ $(cat /proc/sys/net/ipv4/ip_forward) == "$FORWARD_BEFORE" ]] || echo "$FORWARD_BEFORE" >/proc/sys/net/ipv4/ip_forward
     else
+        if [[ ${#STARTED_PIDS[@]} -gt 0 ]]; then
+            # The chains only go once the daemon that made them is gone: a
+            # running libvirtd creates them once and later networks expect them.
+            for _ in $(seq 30); do
+                alive=0
+                for p in "${STARTED_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+                [[ $alive -eq 1 ]] || break
+                sleep 1
+            done
+            if [[ $alive -eq 1 ]]; then
+                echo "vm-smoke: libvirtd/virtlogd still running 30 s after SIGTERM: LIBVIRT_* chains left"
+                [[ $rc -ne 0 ]] || rc=1
+            else
+                remove_fw_chains || { [[ $rc -ne 0 ]] || rc=1; }
+            fi
+        fi
         say "--keep: VMs left running (VAGRANT_CWD=$VAGRANT_CWD VAGRANT_DOTFILE_PATH=$VAGRANT_DOTFILE_PATH vagrant ssh appliance)"
     fi
     [[ $KEEP -eq 1 ]] || rm -rf "$WORK"
