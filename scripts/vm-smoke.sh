@@ -26,6 +26,8 @@
 #      takes 198.18.0.2/24 and POSTs a line with curl: 204; after serve stops,
 #      `metricsstream dump` of the appliance's log holds that line
 #   6. vagrant destroy -f leaves no domain, network or volume of this run
+# rx's and serve's exit statuses in the appliance are printed under the summary
+# (beside the checks, not among them).
 #
 # Without hardware virtualisation (no vmx/svm flag) the VMs run under QEMU's TCG
 # (MS_LIBVIRT_DRIVER=qemu, chosen automatically): slow, and every Mpps figure
@@ -37,7 +39,9 @@
 # like the box); the box is MS_BOX (default metricsstream/debian12, built by
 # scripts/build-box.sh when missing). When libvirtd is not running and there is
 # no systemd (a container), the script starts virtlogd and libvirtd at nice 19
-# and stops them (by PID) at the end. Every wait is bounded (MS_VM_TIMEOUT
+# and stops them (by PID) at the end, then removes the empty LIBVIRT_* iptables
+# and ip6tables chains that daemon made for this run's networks (libvirt never
+# removes them; chains that existed before the run stay). Every wait is bounded (MS_VM_TIMEOUT
 # seconds for `vagrant up`, default 3600).
 set -euo pipefail
 
@@ -84,6 +88,7 @@ VIRSH=(virsh -c qemu:///system)
 mkdir -p "$MS_SERIAL_LOG_DIR"; chmod 0777 "$MS_SERIAL_LOG_DIR" "$WORK"
 
 declare -a RESULTS=()
+declare -a EXIT_STATUS=()   # rx's and serve's exit statuses in the appliance, shown in the summary
 FAILED=0
 result() {   # result PASS|FAIL NAME [DETAIL]
     RESULTS+=("$(printf '%-4s %s%s' "$1" "$2" "${3:+ ($3)}")")
@@ -98,8 +103,46 @@ NETS_BEFORE=""
 POOL_BEFORE=1
 VOLS_BEFORE=""
 FORWARD_BEFORE=$(cat /proc/sys/net/ipv4/ip_forward)
+# libvirt's network driver creates its private chains (filter LIBVIRT_INP/OUT/
+# FWI/FWO/FWX, nat and mangle LIBVIRT_PRT, IPv4 and IPv6) and the jumps to them
+# at the first network start, and neither net-destroy nor stopping the daemon
+# removes them: empty chains were left behind after every run. Listed before
+# the daemon starts, so that only the chains this run made are removed.
+fw_chains() {   # "TOOL TABLE CHAIN" for each LIBVIRT_* chain
+    local tool table
+    for tool in iptables ip6tables; do
+        command -v "$tool" >/dev/null || continue
+        for table in filter nat mangle; do
+            "$tool" -w -t "$table" -S 2>/dev/null | awk -v t="$tool $table" '$1 == "-N" && $2 ~ /^LIBVIRT_/ { print t, $2 }'
+        done
+    done
+}
+CHAINS_BEFORE=$(fw_chains)
+# remove_fw_chains: the LIBVIRT_* chains that did not exist before this run
+# and are empty again (a rule in one belongs to a network someone else still
+# runs: left), with the jumps to them; 1 if an empty one could not be removed.
+remove_fw_chains() {
+    local tool table chain rc=0 removed=()
+    local -a rule
+    while read -r tool table chain; do
+        [[ -n $chain ]] || continue
+        grep -qxF "$tool $table $chain" <<<"$CHAINS_BEFORE" && continue
+        if [[ $("$tool" -w -t "$table" -S "$chain" 2>/dev/null | wc -l) -ne 1 ]]; then
+            echo "vm-smoke: $tool -t $table $chain has rules (another libvirt network?): left"
+            continue
+        fi
+        while read -r -a rule; do
+            rule[0]=-D
+            "$tool" -w -t "$table" "${rule[@]}" || rc=1
+        done < <("$tool" -w -t "$table" -S | awk -v c="$chain" '$1 == "-A" && $(NF - 1) == "-j" && $NF == c')
+        if "$tool" -w -t "$table" -X "$chain"; then removed+=("$tool/$table/$chain"); else rc=1; fi
+    done < <(fw_chains)
+    [[ ${#removed[@]} -eq 0 ]] || echo "vm-smoke: removed the firewall chains libvirt made for this run: ${removed[*]}"
+    [[ $rc -eq 0 ]] || echo "vm-smoke: could not remove every empty LIBVIRT_* chain of this run (see above)"
+    return "$rc"
+}
 cleanup() {
-    local rc=$? p
+    local rc=$? p alive
     [[ -z $RENICE_PID ]] || kill "$RENICE_PID" 2>/dev/null || true
     if [[ $KEEP -eq 0 ]]; then
         if [[ $DESTROYED -eq 0 ]]; then
@@ -128,6 +171,22 @@ cleanup() {
             fi
         fi
         for p in "${STARTED_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+        if [[ ${#STARTED_PIDS[@]} -gt 0 ]]; then
+            # The chains only go once the daemon that made them is gone: a
+            # running libvirtd creates them once and later networks expect them.
+            for _ in $(seq 30); do
+                alive=0
+                for p in "${STARTED_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+                [[ $alive -eq 1 ]] || break
+                sleep 1
+            done
+            if [[ $alive -eq 1 ]]; then
+                echo "vm-smoke: libvirtd/virtlogd still running 30 s after SIGTERM: LIBVIRT_* chains left"
+                [[ $rc -ne 0 ]] || rc=1
+            else
+                remove_fw_chains || { [[ $rc -ne 0 ]] || rc=1; }
+            fi
+        fi
         # libvirt turns IP forwarding on for its NAT network: put it back.
         [[ $(cat /proc/sys/net/ipv4/ip_forward) == "$FORWARD_BEFORE" ]] || echo "$FORWARD_BEFORE" >/proc/sys/net/ipv4/ip_forward
     else
@@ -263,7 +322,9 @@ if [[ $up_rc -eq 0 ]]; then
     say "generator: gen-pcap --kind udp-line --packets $PACKETS"
     on generator "metricsstream gen-pcap --kind udp-line --packets $PACKETS --out /tmp/load.pcap" || true
     say "appliance: metricsstream rx --profile /etc/metricsstream/virtio.toml (background)"
-    on appliance 'rm -f /tmp/rx.json /tmp/rx.log; setsid sh -c '"'"'echo $$ >/tmp/rx.pid; exec metricsstream rx --profile /etc/metricsstream/virtio.toml --duration 1800 --report /tmp/rx.json'"'"' >/tmp/rx.log 2>&1 </dev/null & sleep 1; cat /tmp/rx.pid' || true
+    # (the inner sh is the process that gets SIGINT; the outer one keeps its exit status)
+    on appliance 'rm -f /tmp/rx.json /tmp/rx.log /tmp/rx.pid /tmp/rx.rc; setsid sh -c '"'"'sh -c "echo \$\$ >/tmp/rx.pid; exec metricsstream rx --profile /etc/metricsstream/virtio.toml --duration 1800 --report /tmp/rx.json"; echo $? >/tmp/rx.rc'"'"' >/tmp/rx.log 2>&1 </dev/null &
+        for i in $(seq 30); do [ -s /tmp/rx.pid ] && break; sleep 1; done; cat /tmp/rx.pid' || true
     ready=0; wait_stats_line rx ' Mpps ' && ready=1
     T=60 on appliance 'cat /tmp/rx.log' | head -n 40 || true
     if [[ $ready -eq 1 ]]; then
@@ -293,8 +354,9 @@ if [[ $up_rc -eq 0 ]]; then
         tx_dropped=$(port0_field TX-dropped:)
         port0=$(grep -m1 -oE 'Port 0: [0-9A-F:]{17}' <<<"$gen_log" || true)
         say "appliance: stop rx (SIGINT) and read its report"
-        T=120 on appliance 'sleep 5; kill -INT "$(cat /tmp/rx.pid)"; for i in $(seq 60); do kill -0 "$(cat /tmp/rx.pid)" 2>/dev/null || break; sleep 1; done; echo "rx exit: $(tail -n 3 /tmp/rx.log)"' || true
-        rx_log=$(T=60 on appliance 'cat /tmp/rx.log' || true)
+        T=120 on appliance 'sleep 5; kill -INT "$(cat /tmp/rx.pid)"; for i in $(seq 60); do kill -0 "$(cat /tmp/rx.pid)" 2>/dev/null || break; sleep 1; done; echo "rx exit: $(tail -n 3 /tmp/rx.log)"; for i in $(seq 10); do [ -s /tmp/rx.rc ] && break; sleep 1; done; echo "rx exit status: $(cat /tmp/rx.rc 2>/dev/null || echo unknown)"' || true
+        rx_log=$(T=60 on appliance 'cat /tmp/rx.log; echo "rx exit status: $(cat /tmp/rx.rc 2>/dev/null || echo unknown)"' || true)
+        EXIT_STATUS+=("rx $(sed -n 's/^rx exit status: //p' <<<"$rx_log")")
         rx_json=$(T=60 on appliance 'cat /tmp/rx.json' || true)
         printf '%s\n' "$rx_log" | tail -n 12
         printf '%s\n' "$rx_json" | head -c 3000; echo
@@ -335,7 +397,9 @@ if [[ $up_rc -eq 0 ]]; then
             -e "s|^capacity = .*|capacity = 1024|" -e "s|^neighbors = .*|neighbors = 64|" \
             /vagrant/dpdk-config/metricsstream.toml >/var/tmp/ms-smoke/smoke.toml;
         grep -nE "^(data_dir|ipv4|max_connections_per_worker|max_body_bytes|body_memory_budget_bytes|capacity|neighbors) " /var/tmp/ms-smoke/smoke.toml;
-        setsid sh -c '"'"'echo $$ >/tmp/serve.pid; exec metricsstream serve --config /var/tmp/ms-smoke/smoke.toml --profile /etc/metricsstream/virtio.toml --duration 1800 --report /tmp/serve.json'"'"' >/tmp/serve.log 2>&1 </dev/null & sleep 1; cat /tmp/serve.pid' || true
+        rm -f /tmp/serve.pid /tmp/serve.rc;
+        setsid sh -c '"'"'sh -c "echo \$\$ >/tmp/serve.pid; exec metricsstream serve --config /var/tmp/ms-smoke/smoke.toml --profile /etc/metricsstream/virtio.toml --duration 1800 --report /tmp/serve.json"; echo $? >/tmp/serve.rc'"'"' >/tmp/serve.log 2>&1 </dev/null &
+        for i in $(seq 30); do [ -s /tmp/serve.pid ] && break; sleep 1; done; cat /tmp/serve.pid' || true
     ready=0; wait_stats_line serve '\] conns open ' && ready=1
     T=60 on appliance 'head -n 30 /tmp/serve.log' || true
     say "generator: data NIC back to the kernel (bind-nic.sh --unbind), 198.18.0.2/24, curl POST"
@@ -360,7 +424,10 @@ if [[ $up_rc -eq 0 ]]; then
     fi
     say "appliance: stop serve (SIGINT), dump the log"
     out=$(T=300 on appliance 'kill -INT "$(cat /tmp/serve.pid)"; for i in $(seq 90); do kill -0 "$(cat /tmp/serve.pid)" 2>/dev/null || break; sleep 1; done
-        tail -n 6 /tmp/serve.log; echo "--- dump:"; metricsstream dump --data-dir /var/tmp/ms-smoke/data' 2>&1) || true
+        tail -n 6 /tmp/serve.log; for i in $(seq 10); do [ -s /tmp/serve.rc ] && break; sleep 1; done
+        echo "serve exit status: $(cat /tmp/serve.rc 2>/dev/null || echo unknown)"
+        echo "--- dump:"; metricsstream dump --data-dir /var/tmp/ms-smoke/data' 2>&1) || true
+    EXIT_STATUS+=("serve $(sed -n 's/^serve exit status: //p' <<<"$out")")
     printf '%s\n' "$out"
     if grep -qF "$line" <<<"$out"; then
         result PASS "appliance: metricsstream dump holds the POSTed record"
@@ -390,6 +457,10 @@ fi
 say "summary"
 elapsed=$(($(date +%s) - START))
 printf '%s\n' "${RESULTS[@]}"
+# Shown, not among the checks above: the checks are what each step must
+# produce; a non-zero status here is the program's own verdict (e.g. its mbuf
+# or lifecycle accounting at exit) and is reported beside them.
+[[ ${#EXIT_STATUS[@]} -eq 0 ]] || echo "exit status in the appliance (not a check): $(IFS=,; echo "${EXIT_STATUS[*]}" | sed 's/,/, /g')"
 pass=$(printf '%s\n' "${RESULTS[@]}" | grep -c '^PASS' || true)
 fail=$(printf '%s\n' "${RESULTS[@]}" | grep -c '^FAIL' || true)
 printf 'vm-smoke: %d passed, %d failed in %d min %d s (driver %s); transcript %s\n' \
