@@ -10,9 +10,22 @@ mod netstack_sim;
 use metricsstream::http::{BodyBudget, HttpConfig};
 use metricsstream::limit::{ClientLimit, LimitsConfig};
 use metricsstream::writer::cli::{dump, DumpArgs, DumpFormat};
-use metricsstream::writer::AckMode;
+use metricsstream::writer::{AckMode, WriterConfig, WriterRuntime};
 use netstack_sim::http::{HttpRequest, HttpSim};
 use std::sync::Arc;
+
+/// One client with one connection, default HTTP settings, enqueued acks, a
+/// real writer into `dir` (its config adjusted by `writer`) and `limits`.
+fn one_client_sim(
+    dir: &std::path::Path,
+    requests: Vec<HttpRequest>,
+    limits: LimitsConfig,
+    writer: impl FnOnce(&mut WriterConfig),
+) -> (HttpSim, WriterRuntime) {
+    let http = HttpConfig::default();
+    let budget = Arc::new(BodyBudget::new(http.body_memory_budget_bytes));
+    HttpSim::with_writer_and_limits(AckMode::Enqueued, dir, http, budget, (1, 1), requests, writer, limits)
+}
 
 fn body(lines: &[String]) -> Vec<u8> {
     lines.iter().flat_map(|l| format!("{l}\n").into_bytes()).collect()
@@ -50,19 +63,8 @@ fn line_protocol_is_indexed_into_the_batch_and_rolled_back_when_refused() {
         trust_client_header: true,
         ..LimitsConfig::default()
     };
-    let http = HttpConfig::default();
-    let budget = Arc::new(BodyBudget::new(http.body_memory_budget_bytes));
     let dir = tempfile::tempdir().unwrap();
-    let (mut sim, writer) = HttpSim::with_writer_and_limits(
-        AckMode::Enqueued,
-        dir.path(),
-        http,
-        budget,
-        (1, 1),
-        requests,
-        |w| w.batch_records = 4,
-        limits,
-    );
+    let (mut sim, writer) = one_client_sim(dir.path(), requests, limits, |w| w.batch_records = 4);
     sim.run(6);
     let c = *sim.core.app.counters();
     assert_eq!((c.records_accepted, c.records_rejected, c.records_limited), (10 + 2 + 10 + 1, 9, 10), "{c:?}");
@@ -99,8 +101,6 @@ fn self_chosen_client_names_count_only_from_trusted_sources() {
             trusted_header_sources,
             ..LimitsConfig::default()
         };
-        let http = HttpConfig::default();
-        let budget = Arc::new(BodyBudget::new(http.body_memory_budget_bytes));
         let dir = tempfile::tempdir().unwrap();
         let (expected, status) = if limits.header_trust().unwrap().trusts(netstack_sim::client_ip(0)) {
             ("trusted", 413)
@@ -108,16 +108,7 @@ fn self_chosen_client_names_count_only_from_trusted_sources() {
             ("ignored", 204)
         };
         let requests = vec![HttpRequest::new("POST", "/write?precision=s", tiny, &body(&lines), status)];
-        let (mut sim, writer) = HttpSim::with_writer_and_limits(
-            AckMode::Enqueued,
-            dir.path(),
-            http,
-            budget,
-            (1, 1),
-            requests,
-            |_| {},
-            limits,
-        );
+        let (mut sim, writer) = one_client_sim(dir.path(), requests, limits, |_| {});
         sim.run(1);
         let c = *sim.core.app.counters();
         drop(sim);

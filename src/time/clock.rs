@@ -45,11 +45,6 @@ impl MonotonicClock {
     pub fn now(&self) -> Nanos {
         Nanos::from_ns(u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
-
-    /// The wall time (Unix ns, a record timestamp) at `at`.
-    pub fn unix_ns(&self, at: Nanos) -> i64 {
-        at.to_unix_ns(self.unix_at_epoch_ns)
-    }
 }
 
 impl Default for MonotonicClock {
@@ -69,6 +64,5 @@ mod tests {
         let b = clock.now();
         assert!(a <= b);
         assert!(a < Nanos::from_secs(1), "epoch is creation time");
-        assert!(clock.unix_ns(b) >= clock.unix_ns(a));
     }
 }
