@@ -1,10 +1,12 @@
 //! Unit tests of the indexer: grammar, spans, flags, modes, limits, and the
 //! SIMD levels against the scalar kernel on adversarial bodies.
 
+use super::values::eight_digit_value;
 use super::*;
-use crate::ingest::record::{Field, RecordRef, Tag};
+use crate::ingest::record::{Field, FieldValue, RecordRef, Tag};
 use crate::ingest::structural::SimdLevel;
 use proptest::prelude::*;
+use std::borrow::Cow;
 
 const NOW: i64 = 1_700_000_000_000_000_000;
 
@@ -183,10 +185,10 @@ fn control_characters_are_refused_outside_strings() {
         let (lines, summary) = index_all(&mut LineIndexer::new(), body.as_bytes());
         assert!(lines.is_empty() && summary.bad_lines == 1, "{body:?} accepted");
     }
-    assert_eq!(reason("m\x01 f=1"), CONTROL_CHARACTER);
-    assert_eq!(reason("m,t=\x01 f=1"), CONTROL_CHARACTER);
+    assert_eq!(reason("m\x01 f=1"), LineErrorReason::ControlCharacter);
+    assert_eq!(reason("m,t=\x01 f=1"), LineErrorReason::ControlCharacter);
     // A backslash does not make a control character acceptable.
-    assert_eq!(reason("m,t=a\\\tb f=1"), CONTROL_CHARACTER);
+    assert_eq!(reason("m,t=a\\\tb f=1"), LineErrorReason::ControlCharacter);
     // Leading tabs (indentation) are still skipped.
     assert_eq!(one("\t\t m f=1").measurement, "m");
 }

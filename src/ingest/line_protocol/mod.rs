@@ -182,6 +182,10 @@ pub enum LineErrorReason {
     TrailingGarbage,
     #[error("invalid UTF-8")]
     InvalidUtf8,
+    /// A control byte (0x00-0x1f, 0x7f) in a name, key or tag value, or
+    /// between elements (string field values may hold any byte).
+    #[error("control character outside a string field value")]
+    ControlCharacter,
 }
 
 /// One rejected line: 1-based physical line number where the record starts, and why.
