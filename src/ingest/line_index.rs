@@ -39,7 +39,7 @@
 //! [`LineProtocolLimits`] caps them on any input, so the steady state allocates
 //! nothing.
 
-use super::line_protocol::{BatchError, BodyPosition, LineError, LineErrorReason, LineProtocolLimits, Precision};
+use super::line_protocol::{BatchError, BodyPosition, LineError, LineProtocolLimits, Precision};
 use super::structural::{Classifier, StructuralCursor};
 
 /// The element a span belongs to: decides which bytes a backslash escapes.

@@ -3,6 +3,7 @@
 
 use super::values::eight_digit_value;
 use super::*;
+use crate::ingest::line_protocol::LineErrorReason;
 use crate::ingest::record::{Field, FieldValue, RecordRef, Tag};
 use crate::ingest::structural::SimdLevel;
 use proptest::prelude::*;
