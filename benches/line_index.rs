@@ -27,7 +27,7 @@ use criterion::{BenchmarkGroup, Criterion, Throughput};
 use metricsstream::ingest::line_index::LineIndexer;
 use metricsstream::ingest::structural::{Classifier, SimdLevel};
 use metricsstream::ingest::{LineProtocolLimits, LineProtocolParser, Precision, RecordRef, RecordSink, SinkFull};
-use metricsstream::pcap::synth::{line_protocol_line, SplitMix64};
+use metricsstream::pcap::synth::{line_protocol_line, SplitMix64, TagOrder};
 
 const NOW_NS: i64 = 1_700_000_000_000_000_000;
 
@@ -56,7 +56,7 @@ fn udp_datagrams() -> Input {
         .map(|i| {
             let mut text = String::new();
             for k in 0..1 + rng.below(3) {
-                line_protocol_line(&mut rng, NOW_NS as u64 + i * 1_000 + k, &mut text);
+                line_protocol_line(&mut rng, NOW_NS as u64 + i * 1_000 + k, TagOrder::Unsorted, &mut text);
             }
             text.into_bytes()
         })
@@ -68,7 +68,7 @@ fn http_body() -> Input {
     let mut rng = SplitMix64::new(11);
     let mut text = String::new();
     for k in 0..100 {
-        line_protocol_line(&mut rng, NOW_NS as u64 + k, &mut text);
+        line_protocol_line(&mut rng, NOW_NS as u64 + k, TagOrder::Unsorted, &mut text);
     }
     Input::new("http 100 lines", vec![text.into_bytes()], true)
 }

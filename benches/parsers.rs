@@ -67,7 +67,12 @@ fn line_protocol_datagrams() -> Vec<Vec<u8>> {
         .map(|i| {
             let mut datagram = String::new();
             for _ in 0..=rng.below(3) {
-                metricsstream::pcap::synth::line_protocol_line(&mut rng, 1_700_000_000_000_000_000 + i, &mut datagram);
+                metricsstream::pcap::synth::line_protocol_line(
+                    &mut rng,
+                    1_700_000_000_000_000_000 + i,
+                    metricsstream::pcap::synth::TagOrder::Unsorted,
+                    &mut datagram,
+                );
             }
             datagram.into_bytes()
         })

@@ -7,13 +7,17 @@
 # background load hits all three alike; medians and ratios are printed.
 # With --baseline-bin, every round also runs the pipeline with that (older)
 # metricsstream binary right after ours: an A/B of a change under the same load.
+# The generated line-protocol load has its tags sorted, as Telegraf and the
+# Influx client libraries send them (stored as received); each round also runs
+# the pipeline on the same load with unsorted tags (every line canonicalised
+# before it is stored: the worst case), reported beside it.
 #
 #   scripts/bench-replay.sh [--pcap FILE] [--kind udp-line|udp-statsd|http]
 #                           [--seconds S] [--rounds N] [--json OUT] [--baseline-bin BIN]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-kind=udp-line seconds=5 rounds=3 pcap="" json="" baseline=""
+kind=udp-line seconds=5 rounds=3 pcap="" json="" baseline="" unsorted_pcap=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --pcap) pcap=$2; shift 2 ;;
@@ -35,6 +39,10 @@ trap 'rm -rf "$tmp"' EXIT
 if [ -z "$pcap" ]; then
     pcap=$tmp/load.pcap
     "$bin" gen-pcap --kind "$kind" --out "$pcap" --packets 65536 --seed 42 >/dev/null
+    if [ "$kind" = udp-line ]; then
+        unsorted_pcap=$tmp/load-unsorted.pcap
+        "$bin" gen-pcap --kind "$kind" --out "$unsorted_pcap" --packets 65536 --seed 42 --tag-order unsorted >/dev/null
+    fi
 fi
 packets=$(python3 - "$pcap" <<'PY'
 import struct, sys
@@ -63,7 +71,7 @@ testpmd_mpps() {
 }
 
 replay_mpps() {
-    "${replay_bin:-$bin}" replay --pcap "$pcap" --duration "$seconds" --stats-interval 0 --report "$tmp/r.json" "$@" >/dev/null 2>&1
+    "${replay_bin:-$bin}" replay --pcap "${replay_pcap:-$pcap}" --duration "$seconds" --stats-interval 0 --report "$tmp/r.json" "$@" >/dev/null 2>&1
     python3 -c 'import json,sys; print("%.3f" % json.load(open(sys.argv[1]))["rx_mpps"])' "$tmp/r.json"
 }
 
@@ -78,7 +86,7 @@ pipeline() {
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 echo "load avg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-t=() r=() u=() w=() b=()
+t=() r=() u=() w=() b=() x=()
 for i in $(seq "$rounds"); do
     t+=("$(testpmd_mpps)")
     r+=("$(replay_mpps)")
@@ -86,6 +94,10 @@ for i in $(seq "$rounds"); do
     read -r written_mrps parsed written dropped < "$tmp/pipeline.txt"
     w+=("$written_mrps")
     echo "round $i: testpmd rxonly ${t[-1]} Mpps | replay ${r[-1]} Mpps | pipeline ${u[-1]} Mpps, records written ${written_mrps} M/s (parsed $parsed, written $written, dropped writer-full $dropped)"
+    if [ -n "$unsorted_pcap" ]; then
+        x+=("$(replay_pcap=$unsorted_pcap pipeline)")
+        echo "round $i: pipeline on unsorted tags ${x[-1]} Mpps"
+    fi
     if [ -n "$baseline" ]; then
         b+=("$(replay_bin=$baseline pipeline)")
         echo "round $i: baseline pipeline ${b[-1]} Mpps ($baseline)"
@@ -101,11 +113,16 @@ echo "metricsstream replay: $rm_ Mpps (median)"
 echo "ratio replay/testpmd: $ratio (goal >= 0.8)"
 echo "metricsstream UDP pipeline (parse, limit, write): $um Mpps, $wm M records/s written (median)"
 echo "ratio pipeline/testpmd: $uratio (goal >= 0.5)"
+xm=null
+if [ -n "$unsorted_pcap" ]; then
+    xm=$(median "${x[@]}")
+    echo "metricsstream UDP pipeline, same load with unsorted tags (every line canonicalised): $xm Mpps (median), ratio to testpmd $(awk -v a="$xm" -v b="$tm" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')"
+fi
 if [ -n "$baseline" ]; then
     bm=$(median "${b[@]}")
     echo "baseline pipeline ($baseline): $bm Mpps (median), ratio to testpmd $(awk -v a="$bm" -v b="$tm" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'); ours/baseline $(awk -v a="$um" -v b="$bm" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')"
 fi
 if [ -n "$json" ]; then
-    printf '{"pcap_frames": %s, "avg_frame_bytes": %s, "testpmd_mpps": %s, "replay_mpps": %s, "ratio": %s, "pipeline_mpps": %s, "pipeline_records_written_mps": %s, "pipeline_ratio": %s}\n' \
-        "$packets" "$frame" "$tm" "$rm_" "$ratio" "$um" "$wm" "$uratio" > "$json"
+    printf '{"pcap_frames": %s, "avg_frame_bytes": %s, "testpmd_mpps": %s, "replay_mpps": %s, "ratio": %s, "pipeline_mpps": %s, "pipeline_records_written_mps": %s, "pipeline_ratio": %s, "pipeline_unsorted_tags_mpps": %s}\n' \
+        "$packets" "$frame" "$tm" "$rm_" "$ratio" "$um" "$wm" "$uratio" "$xm" > "$json"
 fi

@@ -179,7 +179,10 @@ def compare(name, unit, ours_label, ours, peer_label, peer, goal=None, note="", 
 r = load("replay.json"); why = skipped("replay")
 raw["replay"] = r
 compare("UDP pipeline vs testpmd rxonly", "Mpps", "replay --config: parse, limit, write", r and r.get("pipeline_mpps"),
-        "dpdk-testpmd rxonly", r and r.get("testpmd_mpps"), 0.5, "same pcap, vdev and core", why)
+        "dpdk-testpmd rxonly", r and r.get("testpmd_mpps"), 0.5, "same pcap, vdev and core; tags sorted as clients send", why)
+compare("UDP pipeline, unsorted tags (worst case) vs testpmd rxonly", "Mpps", "replay --config, every line canonicalised",
+        r and r.get("pipeline_unsorted_tags_mpps"), "dpdk-testpmd rxonly", r and r.get("testpmd_mpps"), 0.5,
+        "same load with its tags unsorted", why)
 compare("replay (classify) vs testpmd rxonly", "Mpps", "replay", r and r.get("replay_mpps"),
         "dpdk-testpmd rxonly", r and r.get("testpmd_mpps"), 0.8, "same pcap, vdev and core", why)
 

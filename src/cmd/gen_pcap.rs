@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use metricsstream::pcap::synth::{generate, Kind, Params};
+use metricsstream::pcap::synth::{generate, Kind, Params, TagOrder};
 use metricsstream::pcap::PcapWriter;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,6 +27,11 @@ pub struct GenPcapArgs {
     /// Timestamp of the first packet and metric in ns since the epoch (default: now).
     #[arg(long)]
     base_time_ns: Option<u64>,
+    /// Tag order of line-protocol lines: `sorted` as Telegraf and the Influx
+    /// client libraries send them (stored as received), `unsorted` as a
+    /// hand-written line (every line canonicalised: the worst case).
+    #[arg(long, value_enum, default_value_t = TagOrder::Sorted)]
+    tag_order: TagOrder,
 }
 
 pub fn run(args: GenPcapArgs) -> anyhow::Result<()> {
@@ -34,8 +39,14 @@ pub fn run(args: GenPcapArgs) -> anyhow::Result<()> {
         Some(t) => t,
         None => SystemTime::now().duration_since(UNIX_EPOCH).context("system clock before 1970")?.as_nanos() as u64,
     };
-    let params =
-        Params { kind: args.kind, packets: args.packets, clients: args.clients, seed: args.seed, base_time_ns };
+    let params = Params {
+        kind: args.kind,
+        packets: args.packets,
+        clients: args.clients,
+        seed: args.seed,
+        base_time_ns,
+        tag_order: args.tag_order,
+    };
     let mut writer = PcapWriter::create(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut bytes = 0u64;
     let frames = generate(&params, |ts, frame| {

@@ -188,7 +188,7 @@ fn split_requests(mut stream: &[u8], out: &mut Vec<Request>, extract: &mut PcapE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pcap::synth::{generate, Kind, Params};
+    use crate::pcap::synth::{generate, Kind, Params, TagOrder};
     use crate::pcap::PcapWriter;
 
     #[test]
@@ -207,8 +207,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ms-loadgen-req-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("http.pcap");
-        let params =
-            Params { kind: Kind::Http, packets: 200, clients: 4, seed: 7, base_time_ns: 1_700_000_000_000_000_000 };
+        let params = Params {
+            kind: Kind::Http,
+            packets: 200,
+            clients: 4,
+            seed: 7,
+            base_time_ns: 1_700_000_000_000_000_000,
+            tag_order: TagOrder::Sorted,
+        };
         let mut w = PcapWriter::create(&path).unwrap();
         generate(&params, |ts, f| w.write(ts, f)).unwrap();
         w.finish().unwrap();

@@ -142,52 +142,92 @@ const HOSTS: [&str; 8] = ["web-01", "web-02", "api-01", "api-02", "db-01", "cach
 const REGIONS: [&str; 4] = ["eu-west-1", "us-east-1", "us-west-2", "ap-south-1"];
 const SERVICES: [&str; 5] = ["checkout", "search", "auth", "billing", "ingest"];
 
+/// The order of a generated line's tags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TagOrder {
+    /// Sorted by key, as Telegraf and the Influx client libraries write them
+    /// (their series key is built sorted): stored as received.
+    #[default]
+    Sorted,
+    /// In the order of a hand-written line (`cpu,host=..,region=..,cpu=..`):
+    /// every line is canonicalised before it is stored, the worst case.
+    Unsorted,
+}
+
 /// Appends one InfluxDB line-protocol line (with `\n`) in the style Telegraf
-/// sends: several tags, int/uint/float/bool/string fields, ns timestamp.
-pub fn line_protocol_line(rng: &mut SplitMix64, ts_ns: u64, out: &mut String) {
+/// sends: several tags (in `order`), int/uint/float/bool/string fields, ns
+/// timestamp. The random draws do not depend on `order`.
+pub fn line_protocol_line(rng: &mut SplitMix64, ts_ns: u64, order: TagOrder, out: &mut String) {
     let host = rng.pick(&HOSTS);
     let region = rng.pick(&REGIONS);
+    let mut series = |measurement: &str, tags: &mut [(&str, String)]| {
+        if order == TagOrder::Sorted {
+            tags.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        }
+        out.push_str(measurement);
+        for (key, value) in tags.iter() {
+            let _ = write!(out, ",{key}={value}");
+        }
+    };
+    let (h, r) = (host.to_string(), region.to_string());
     let _ = match rng.below(5) {
-        0 => writeln!(
-            out,
-            "cpu,host={host},region={region},cpu=cpu{} usage_user={:.3},usage_system={:.3},usage_idle={:.3},throttled=false {ts_ns}",
-            rng.below(16),
-            rng.below(100_000) as f64 / 1000.0,
-            rng.below(30_000) as f64 / 1000.0,
-            rng.below(100_000) as f64 / 1000.0
-        ),
-        1 => writeln!(
-            out,
-            "mem,host={host},region={region} used={}i,free={}i,available_percent={:.2},swap_used={}u {ts_ns}",
-            rng.below(1 << 34),
-            rng.below(1 << 33),
-            rng.below(10_000) as f64 / 100.0,
-            rng.below(1 << 30)
-        ),
-        2 => writeln!(
-            out,
-            "http_requests,host={host},service={},method=POST,status={} count={}i,latency_ms={:.2},path=\"/api/v1/{}\" {ts_ns}",
-            rng.pick(&SERVICES),
-            rng.pick(&[200, 201, 204, 400, 429, 500]),
-            rng.below(5000),
-            rng.below(250_000) as f64 / 100.0,
-            rng.pick(&SERVICES)
-        ),
-        3 => writeln!(
-            out,
-            "disk,host={host},region={region},device=nvme{}n1,path=/data used_percent={:.2},inodes_free={}i,read_only=false {ts_ns}",
-            rng.below(4),
-            rng.below(10_000) as f64 / 100.0,
-            rng.below(10_000_000)
-        ),
-        _ => writeln!(
-            out,
-            "net,host={host},region={region},interface=eth{} bytes_recv={}u,bytes_sent={}u,err_in={}i,up=true {ts_ns}",
-            rng.below(2),
-            rng.below(1 << 40),
-            rng.below(1 << 40),
-            rng.below(10)
-        ),
+        0 => {
+            series("cpu", &mut [("host", h), ("region", r), ("cpu", format!("cpu{}", rng.below(16)))]);
+            writeln!(
+                out,
+                " usage_user={:.3},usage_system={:.3},usage_idle={:.3},throttled=false {ts_ns}",
+                rng.below(100_000) as f64 / 1000.0,
+                rng.below(30_000) as f64 / 1000.0,
+                rng.below(100_000) as f64 / 1000.0
+            )
+        }
+        1 => {
+            series("mem", &mut [("host", h), ("region", r)]);
+            writeln!(
+                out,
+                " used={}i,free={}i,available_percent={:.2},swap_used={}u {ts_ns}",
+                rng.below(1 << 34),
+                rng.below(1 << 33),
+                rng.below(10_000) as f64 / 100.0,
+                rng.below(1 << 30)
+            )
+        }
+        2 => {
+            let service = rng.pick(&SERVICES).to_string();
+            let status = rng.pick(&[200, 201, 204, 400, 429, 500]).to_string();
+            series(
+                "http_requests",
+                &mut [("host", h), ("service", service), ("method", "POST".into()), ("status", status)],
+            );
+            writeln!(
+                out,
+                " count={}i,latency_ms={:.2},path=\"/api/v1/{}\" {ts_ns}",
+                rng.below(5000),
+                rng.below(250_000) as f64 / 100.0,
+                rng.pick(&SERVICES)
+            )
+        }
+        3 => {
+            let device = format!("nvme{}n1", rng.below(4));
+            series("disk", &mut [("host", h), ("region", r), ("device", device), ("path", "/data".into())]);
+            writeln!(
+                out,
+                " used_percent={:.2},inodes_free={}i,read_only=false {ts_ns}",
+                rng.below(10_000) as f64 / 100.0,
+                rng.below(10_000_000)
+            )
+        }
+        _ => {
+            let interface = format!("eth{}", rng.below(2));
+            series("net", &mut [("host", h), ("region", r), ("interface", interface)]);
+            writeln!(
+                out,
+                " bytes_recv={}u,bytes_sent={}u,err_in={}i,up=true {ts_ns}",
+                rng.below(1 << 40),
+                rng.below(1 << 40),
+                rng.below(10)
+            )
+        }
     };
 }
 
@@ -216,6 +256,8 @@ pub struct Params {
     pub seed: u64,
     /// Timestamp of the first packet and of the first metric, in ns since the epoch.
     pub base_time_ns: u64,
+    /// Tag order of line-protocol lines.
+    pub tag_order: TagOrder,
 }
 
 /// Generates the frames of `params`, handing each to `emit(ts_ns, frame)`.
@@ -233,7 +275,7 @@ pub fn generate<E>(params: &Params, mut emit: impl FnMut(u64, &[u8]) -> Result<(
             Kind::UdpLine => {
                 text.clear();
                 for k in 0..1 + rng.below(3) {
-                    line_protocol_line(&mut rng, ts + k, &mut text);
+                    line_protocol_line(&mut rng, ts + k, params.tag_order, &mut text);
                 }
                 emit(ts, &udp_frame((ip, mac, sport), server(LINE_PORT), text.as_bytes()))?;
                 written += 1;
@@ -252,7 +294,7 @@ pub fn generate<E>(params: &Params, mut emit: impl FnMut(u64, &[u8]) -> Result<(
             Kind::Http => {
                 text.clear();
                 for k in 0..10 + rng.below(40) {
-                    line_protocol_line(&mut rng, ts + k, &mut text);
+                    line_protocol_line(&mut rng, ts + k, params.tag_order, &mut text);
                 }
                 written += http_conversation(&mut rng, (ip, mac, sport), ts, text.as_bytes(), &mut emit)?;
             }
@@ -309,7 +351,14 @@ mod tests {
     use crate::net::{classify, Frame};
 
     fn params(kind: Kind) -> Params {
-        Params { kind, packets: 500, clients: 50, seed: 7, base_time_ns: 1_700_000_000_000_000_000 }
+        Params {
+            kind,
+            packets: 500,
+            clients: 50,
+            seed: 7,
+            base_time_ns: 1_700_000_000_000_000_000,
+            tag_order: TagOrder::Sorted,
+        }
     }
 
     fn frames(kind: Kind) -> Vec<Vec<u8>> {
