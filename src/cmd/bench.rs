@@ -15,7 +15,7 @@ use clap::Args;
 use metricsstream::config::{AppConfig, Profile};
 use metricsstream::dpdk::{ring_port_pair, LcoreJob, Mempool, Port, PortConfig};
 use metricsstream::limit::KeyedLimiter;
-use metricsstream::net::L2Config;
+use metricsstream::net::{L2Config, SharedNeighbors};
 use metricsstream::pipeline::ServeCounters;
 use metricsstream::stats::{MbufReport, Published};
 use metricsstream::time::MonotonicClock;
@@ -112,6 +112,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let setup = super::serve::WorkerSetup {
         config: &config,
         link,
+        neighbors: SharedNeighbors::new(config.net.neighbors),
         shared: &shared,
         clock,
         pool: serve_pool.clone(),

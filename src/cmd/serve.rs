@@ -11,7 +11,7 @@ use clap::Args;
 use metricsstream::config::{AppConfig, Profile};
 use metricsstream::dpdk::{LcoreJob, Mempool, Port, PortConfig, RxQueue, TxQueue, BURST_SIZE};
 use metricsstream::limit::KeyedLimiter;
-use metricsstream::net::{L2Config, NetStack, NetStackConfig};
+use metricsstream::net::{L2Config, NetStack, NetStackConfig, SharedNeighbors};
 use metricsstream::pcap::trace::{self, PacketTrace};
 use metricsstream::pipeline::{AppShared, HttpApp, MetricsRenderer, ServeCore, ServeCounters, UdpIngest};
 use metricsstream::stats::{LifecycleReport, MbufReport, ProcessResources, Published};
@@ -170,7 +170,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut jobs = Vec::new();
     let mut handles = handles.into_iter();
     let link = L2Config { mac: EthernetAddress(mac), ip, prefix_len, gateway, neighbor_capacity: config.net.neighbors };
-    let setup = WorkerSetup { config: &config, link, shared: &shared, clock, pool: pool.clone(), stop: stop.clone() };
+    let neighbors = SharedNeighbors::new(config.net.neighbors);
+    let setup = WorkerSetup {
+        config: &config,
+        link,
+        neighbors,
+        shared: &shared,
+        clock,
+        pool: pool.clone(),
+        stop: stop.clone(),
+    };
     for (q, (rx, tx)) in port.take_queues().into_iter().enumerate() {
         let (Some(app_writer), Some(udp_writer)) = (handles.next(), handles.next()) else {
             bail!("internal error: the writer gave fewer handles than asked for");
@@ -338,6 +347,8 @@ pub(super) fn app_shared(
 pub(super) struct WorkerSetup<'a> {
     pub config: &'a AppConfig,
     pub link: L2Config,
+    /// One table for all workers of the port: ARP replies reach one queue only.
+    pub neighbors: Arc<SharedNeighbors>,
     pub shared: &'a AppShared,
     pub clock: MonotonicClock,
     pub pool: Arc<Mempool>,
@@ -363,7 +374,8 @@ impl WorkerSetup<'_> {
         stack_config.idle_timeout_ms = Some(config.http.idle_timeout_ms.max(1000));
         stack_config.seed ^= q as u64;
         let now = clock.now();
-        let stack = NetStack::new(stack_config, now).context("TCP stack configuration")?;
+        let mut stack = NetStack::new(stack_config, now).context("TCP stack configuration")?;
+        stack.share_neighbors(self.neighbors.clone());
         let app = HttpApp::new(self.shared.clone(), app_writer, stack.slots());
         let udp = UdpIngest::new(config.udp.clone(), self.shared.limiter.clone(), udp_writer)
             .with_unix_offset(clock.unix_at_epoch_ns());

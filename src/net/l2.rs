@@ -10,11 +10,20 @@
 //! Entries do not age out: any frame from the host refreshes them, and a
 //! changed MAC is learned from its next ARP or IPv4 frame.
 //!
+//! Workers share what ARP teaches them ([`SharedNeighbors`]): with RSS an ARP
+//! reply carries no L4 header, so it lands on one queue, and the other workers
+//! would never learn the gateway's MAC from their own frames. ARP is the only
+//! publisher (IPv4 frames are per-flow and teach their own worker), and a
+//! worker reads the shared table only when its own table misses or a borrowed
+//! entry is older than [`BORROW_REFRESH`]: the lock is off the per-frame path.
+//!
 //! An outgoing packet whose next hop has no entry is dropped (counted) and
 //! one ARP request is sent for that next hop (at most one per second per
 //! address): TCP retransmits the packet once the reply is learned. Queuing
 //! would buy one round trip on the first packet to an unknown host, which for
 //! a server never happens in practice: the peer's SYN taught us its MAC.
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, Icmpv4Message, Icmpv4Packet, Ipv4Address, Ipv4Cidr, Ipv4Packet};
@@ -58,11 +67,14 @@ struct Neighbor {
     seen: Instant,
     /// When we last sent an ARP request for it.
     requested: Option<Instant>,
+    /// Copied from [`SharedNeighbors`] (learned by another worker), so
+    /// re-read from there once it is [`BORROW_REFRESH`] old.
+    borrowed: bool,
 }
 
 impl Default for Neighbor {
     fn default() -> Neighbor {
-        Neighbor { ip: 0, mac: [0; 6], resolved: false, seen: Instant::ZERO, requested: None }
+        Neighbor { ip: 0, mac: [0; 6], resolved: false, seen: Instant::ZERO, requested: None, borrowed: false }
     }
 }
 
@@ -108,22 +120,35 @@ impl NeighborTable {
         e.resolved.then_some(EthernetAddress(e.mac))
     }
 
-    /// Records `ip` at `mac`; with `create` false only an existing entry is updated.
-    pub fn learn(&mut self, ip: Ipv4Address, mac: EthernetAddress, now: Instant, create: bool) {
+    /// Records `ip` at `mac`; with `create` false only an existing entry is
+    /// updated. Tells whether it was recorded.
+    pub fn learn(&mut self, ip: Ipv4Address, mac: EthernetAddress, now: Instant, create: bool) -> bool {
+        self.record(ip, mac, now, create, false)
+    }
+
+    fn record(&mut self, ip: Ipv4Address, mac: EthernetAddress, now: Instant, create: bool, borrowed: bool) -> bool {
         let bits = ip.to_bits();
         if bits == 0 || !mac.is_unicast() {
-            return;
+            return false;
         }
         let i = match self.find(bits) {
             Some(i) => i,
             None if create => self.slot_for(bits),
-            None => return,
+            None => return false,
         };
         let e = &mut self.entries[i];
         e.mac = mac.0;
         e.resolved = true;
         e.seen = now;
         e.requested = None;
+        e.borrowed = borrowed;
+        true
+    }
+
+    /// The resolved MAC of `ip` unless it is a borrowed entry due for a re-read.
+    fn lookup_fresh(&self, ip: Ipv4Address, now: Instant) -> Option<EthernetAddress> {
+        let e = &self.entries[self.find(ip.to_bits())?];
+        (e.resolved && !(e.borrowed && now >= e.seen + BORROW_REFRESH)).then_some(EthernetAddress(e.mac))
     }
 
     /// Whether an ARP request for `ip` is due now (and records it as sent).
@@ -148,6 +173,36 @@ impl NeighborTable {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// How long a worker uses a neighbour copied from [`SharedNeighbors`] before
+/// reading it again (a MAC that changed reaches every worker within this).
+pub const BORROW_REFRESH: Duration = Duration::from_secs(1);
+
+/// The neighbours every worker of a port learned from ARP, read by the others
+/// on a miss (see the module comment for why a lock is fine here).
+pub struct SharedNeighbors {
+    table: Mutex<NeighborTable>,
+}
+
+impl SharedNeighbors {
+    pub fn new(capacity: usize) -> Arc<SharedNeighbors> {
+        Arc::new(SharedNeighbors { table: Mutex::new(NeighborTable::new(capacity)) })
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, NeighborTable> {
+        // A worker that panicked holding the lock left a consistent table:
+        // every update is a few plain stores.
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn publish(&self, ip: Ipv4Address, mac: EthernetAddress, now: Instant) {
+        self.table().learn(ip, mac, now, true);
+    }
+
+    pub fn lookup(&self, ip: Ipv4Address) -> Option<EthernetAddress> {
+        self.table().lookup(ip)
     }
 }
 
@@ -177,6 +232,7 @@ pub enum ArpOutcome {
 pub struct Link {
     pub config: L2Config,
     pub neighbors: NeighborTable,
+    shared: Option<Arc<SharedNeighbors>>,
     cidr: Ipv4Cidr,
     pending_arp: [Option<Ipv4Address>; PENDING_ARP],
 }
@@ -185,9 +241,32 @@ impl Link {
     pub fn new(config: L2Config) -> Link {
         Link {
             neighbors: NeighborTable::new(config.neighbor_capacity),
+            shared: None,
             cidr: Ipv4Cidr::new(config.ip, config.prefix_len),
             config,
             pending_arp: [None; PENDING_ARP],
+        }
+    }
+
+    /// Publishes what ARP teaches this link to `shared` and reads from it on
+    /// a miss: every worker of a port gets the same table.
+    pub fn share_neighbors(&mut self, shared: Arc<SharedNeighbors>) {
+        self.shared = Some(shared);
+    }
+
+    /// The MAC of next hop `hop`: our own entry, else (refreshing a borrowed
+    /// one) the shared table's, copied into ours.
+    fn resolve(&mut self, hop: Ipv4Address, now: Instant) -> Option<EthernetAddress> {
+        if let Some(mac) = self.neighbors.lookup_fresh(hop, now) {
+            return Some(mac);
+        }
+        match self.shared.as_ref().and_then(|s| s.lookup(hop)) {
+            Some(mac) => {
+                self.neighbors.record(hop, mac, now, true, true);
+                Some(mac)
+            }
+            // A stale borrowed entry the shared table evicted is still our best guess.
+            None => self.neighbors.lookup(hop),
         }
     }
 
@@ -233,8 +312,10 @@ impl Link {
         let sender_ip = Ipv4Address::new(arp[14], arp[15], arp[16], arp[17]);
         let target_ip = Ipv4Address::new(arp[24], arp[25], arp[26], arp[27]);
         let for_us = target_ip == self.config.ip;
-        if self.is_on_link(sender_ip) {
-            self.neighbors.learn(sender_ip, sender_mac, now, for_us);
+        if self.is_on_link(sender_ip) && self.neighbors.learn(sender_ip, sender_mac, now, for_us) {
+            if let Some(shared) = &self.shared {
+                shared.publish(sender_ip, sender_mac, now);
+            }
         }
         match op {
             ARP_REQUEST if for_us && sender_mac.is_unicast() => {
@@ -286,7 +367,7 @@ impl Link {
         let d = &frame[ETH_HEADER_LEN + 16..ETH_HEADER_LEN + 20];
         let dst = Ipv4Address::new(d[0], d[1], d[2], d[3]);
         let hop = self.next_hop(dst).ok_or(FrameError::NoRoute)?;
-        match self.neighbors.lookup(hop) {
+        match self.resolve(hop, now) {
             Some(mac) => {
                 write_eth_header(frame, mac, self.config.mac, ETHERTYPE_IPV4);
                 Ok(())
@@ -433,6 +514,48 @@ mod tests {
         // Off-link goes to the gateway.
         frame[ETH_HEADER_LEN + 16..ETH_HEADER_LEN + 20].copy_from_slice(&[192, 168, 1, 1]);
         assert_eq!(l.frame_ipv4(&mut frame, t0), Err(FrameError::NoNeighbor(Ipv4Address::new(10, 0, 0, 254))));
+    }
+
+    /// ARP reply from the gateway 10.0.0.254 at `mac` to us.
+    fn gateway_arp_reply(mac: EthernetAddress) -> [u8; 28] {
+        let mut a = arp_request([10, 0, 0, 1]);
+        a[6..8].copy_from_slice(&[0, 2]); // reply
+        a[8..14].copy_from_slice(&mac.0);
+        a[14..18].copy_from_slice(&[10, 0, 0, 254]);
+        a[18..24].copy_from_slice(&OUR_MAC.0);
+        a
+    }
+
+    #[test]
+    fn an_arp_reply_on_one_workers_queue_serves_every_worker() {
+        let (gw1, gw2) = (EthernetAddress([0x02, 0, 0, 0, 0, 0xfe]), EthernetAddress([0x02, 0, 0, 0, 0, 0xfd]));
+        let shared = SharedNeighbors::new(16);
+        let (mut a, mut b, mut alone) = (link(), link(), link());
+        a.share_neighbors(shared.clone());
+        b.share_neighbors(shared);
+        let mut frame = [0u8; 54];
+        frame[ETH_HEADER_LEN + 16..ETH_HEADER_LEN + 20].copy_from_slice(&[192, 168, 1, 1]); // off-link
+        let t0 = Instant::from_millis(10);
+        let gateway = Ipv4Address::new(10, 0, 0, 254);
+        assert_eq!(b.frame_ipv4(&mut frame, t0), Err(FrameError::NoNeighbor(gateway)));
+
+        // The reply lands on worker a's queue only.
+        assert_eq!(a.handle_arp(&gateway_arp_reply(gw1), t0), ArpOutcome::Consumed);
+        alone.handle_arp(&gateway_arp_reply(gw1), t0);
+        assert_eq!(b.frame_ipv4(&mut frame, t0), Ok(()));
+        assert_eq!(&frame[0..6], &gw1.0);
+
+        // A new MAC reaches b once its borrowed copy is BORROW_REFRESH old.
+        assert_eq!(a.handle_arp(&gateway_arp_reply(gw2), t0), ArpOutcome::Consumed);
+        b.frame_ipv4(&mut frame, t0 + Duration::from_millis(999)).unwrap();
+        assert_eq!(&frame[0..6], &gw1.0);
+        b.frame_ipv4(&mut frame, t0 + BORROW_REFRESH).unwrap();
+        assert_eq!(&frame[0..6], &gw2.0);
+
+        // Without a shared table a link knows only what reached its own queue.
+        let mut c = link();
+        assert_eq!(c.frame_ipv4(&mut frame, t0), Err(FrameError::NoNeighbor(gateway)));
+        assert_eq!(alone.frame_ipv4(&mut frame, t0), Ok(()));
     }
 
     #[test]

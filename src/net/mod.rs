@@ -22,6 +22,6 @@ pub mod wire;
 pub use classify::{classify, Frame, FrameClass, Malformed};
 pub use flow::{FlowKey, FlowTable};
 pub use frame_io::{FrameSink, NetCounters};
-pub use l2::{L2Config, Link, NeighborTable};
+pub use l2::{L2Config, Link, NeighborTable, SharedNeighbors};
 pub use stack::{ConnId, DropReason, NetStack, NetStackConfig, NetStackError, Received, TcpApp};
 pub use wire::{EthernetHeader, Ipv4Datagram, TcpFlags, TcpSegment, UdpDatagram};

@@ -91,7 +91,7 @@ use super::cell::{
 use super::classify::{classify, Frame, Malformed};
 use super::flow::{FlowKey, FlowTable};
 use super::frame_io::{FrameSink, NetCounters};
-use super::l2::{is_echo_request, ArpOutcome, L2Config, Link, ETH_HEADER_LEN, ETH_MIN_FRAME};
+use super::l2::{is_echo_request, ArpOutcome, L2Config, Link, SharedNeighbors, ETH_HEADER_LEN, ETH_MIN_FRAME};
 use super::wire::TcpSegment;
 use crate::time::Nanos;
 use smoltcp::socket::tcp;
@@ -363,6 +363,12 @@ impl NetStack {
     }
 
     /// The neighbour table (for inspection).
+    /// Shares the neighbours ARP teaches this stack with every stack given
+    /// the same table (one per port: see [`SharedNeighbors`]).
+    pub fn share_neighbors(&mut self, shared: std::sync::Arc<SharedNeighbors>) {
+        self.io.link.share_neighbors(shared);
+    }
+
     pub fn link(&self) -> &Link {
         &self.io.link
     }
