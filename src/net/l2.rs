@@ -260,14 +260,12 @@ impl Link {
         if let Some(mac) = self.neighbors.lookup_fresh(hop, now) {
             return Some(mac);
         }
-        match self.shared.as_ref().and_then(|s| s.lookup(hop)) {
-            Some(mac) => {
-                self.neighbors.record(hop, mac, now, true, true);
-                Some(mac)
-            }
-            // A stale borrowed entry the shared table evicted is still our best guess.
-            None => self.neighbors.lookup(hop),
-        }
+        // A stale borrowed entry the shared table evicted is still our best
+        // guess; it is re-stamped either way, so the lock is taken once per
+        // BORROW_REFRESH, not once per frame.
+        let mac = self.shared.as_ref().and_then(|s| s.lookup(hop)).or_else(|| self.neighbors.lookup(hop))?;
+        self.neighbors.record(hop, mac, now, true, true);
+        Some(mac)
     }
 
     pub fn mac(&self) -> EthernetAddress {

@@ -362,13 +362,13 @@ impl NetStack {
         self.flows.len()
     }
 
-    /// The neighbour table (for inspection).
     /// Shares the neighbours ARP teaches this stack with every stack given
     /// the same table (one per port: see [`SharedNeighbors`]).
     pub fn share_neighbors(&mut self, shared: std::sync::Arc<SharedNeighbors>) {
         self.io.link.share_neighbors(shared);
     }
 
+    /// The neighbour table (for inspection).
     pub fn link(&self) -> &Link {
         &self.io.link
     }
