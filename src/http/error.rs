@@ -8,6 +8,12 @@
 pub enum HttpError {
     #[error("malformed request line or header")]
     BadRequestHead,
+    /// The bytes before a request head cannot start an HTTP request (a
+    /// non-token byte in the method, a control byte in the target, no line
+    /// end within the header limit): refused as soon as that is visible,
+    /// not after the header timeout.
+    #[error("not an HTTP request line")]
+    NotHttp,
     #[error("invalid Content-Length")]
     BadContentLength,
     #[error("both Content-Length and Transfer-Encoding present")]
@@ -39,6 +45,7 @@ impl HttpError {
     pub fn status(self) -> u16 {
         match self {
             HttpError::BadRequestHead
+            | HttpError::NotHttp
             | HttpError::BadContentLength
             | HttpError::ConflictingFraming
             | HttpError::BadChunk

@@ -74,6 +74,14 @@ impl Connection {
     /// acceptable), `Ok(false)` when more bytes are needed.
     pub(super) fn parse_head(&mut self) -> Result<bool, HttpError> {
         let full = self.input.len() >= self.max_header;
+        // Garbage (a port scanner, TLS to the HTTP port, random bytes) is
+        // refused with 400 the moment it shows, instead of being buffered
+        // until the header timeout answers 408. Checked incrementally, so a
+        // request line trickling in costs linear time.
+        self.line = self.line.advance(&self.input)?;
+        if full && !self.line.done() {
+            return Err(HttpError::NotHttp);
+        }
         // Only run the parser once the blank line ending the head is there (or
         // the limit is reached), so a head trickling in byte by byte costs
         // linear, not quadratic, time.
@@ -170,6 +178,93 @@ impl Connection {
         self.chunk_pos = len;
         Ok(true)
     }
+}
+
+/// Where the check of a request line stands: what was seen up to `pos`.
+/// Accepts a superset of what httparse accepts (so it never refuses a head
+/// the full parse would take) but refuses, as soon as the byte arrives,
+/// what can never become a request line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct LineCheck {
+    pos: u32,
+    state: LineState,
+    /// Bytes of the current state (method length, version prefix matched).
+    n: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LineState {
+    /// Empty lines before the request line (RFC 9112 §2.2 lets a server ignore them).
+    Leading,
+    Method,
+    Target,
+    Version,
+    /// After the version: only CR LF or LF may follow.
+    VersionEnd,
+    /// The request line is complete; the rest is httparse's business.
+    Done,
+}
+
+/// Longer than any registered method (the longest, UPDATEREDIRECTREF, has
+/// 17 bytes): a longer "method" is garbage, not a request we could route.
+const MAX_METHOD: u8 = 32;
+const VERSION_PREFIX: &[u8] = b"HTTP/1.";
+
+impl LineCheck {
+    pub(super) const START: LineCheck = LineCheck { pos: 0, state: LineState::Leading, n: 0 };
+
+    pub(super) fn done(self) -> bool {
+        self.state == LineState::Done
+    }
+
+    /// Checks `input[self.pos..]`, returning the new position and state.
+    pub(super) fn advance(mut self, input: &[u8]) -> Result<LineCheck, HttpError> {
+        use LineState::*;
+        let start = self.pos as usize;
+        for &b in input.get(start..).unwrap_or(&[]) {
+            if self.state == Done {
+                break;
+            }
+            self.pos += 1;
+            self.state = match (self.state, b) {
+                (Leading, b'\r' | b'\n') => Leading,
+                (Leading | Method, b) if is_token(b) => {
+                    self.n += 1;
+                    if self.n > MAX_METHOD {
+                        return Err(HttpError::NotHttp);
+                    }
+                    Method
+                }
+                (Method, b' ') => Target,
+                // Any visible byte (and obs-text); controls and DEL never.
+                (Target, b' ') => {
+                    self.n = 0;
+                    Version
+                }
+                (Target, b) if b > b' ' && b != 0x7f => Target,
+                (Version, b) if usize::from(self.n) < VERSION_PREFIX.len() => {
+                    if b != VERSION_PREFIX[usize::from(self.n)] {
+                        return Err(HttpError::NotHttp);
+                    }
+                    self.n += 1;
+                    Version
+                }
+                (Version, b'0' | b'1') => VersionEnd,
+                (VersionEnd, b'\r') if self.n == VERSION_PREFIX.len() as u8 => {
+                    self.n += 1;
+                    VersionEnd
+                }
+                (VersionEnd, b'\n') => Done,
+                _ => return Err(HttpError::NotHttp),
+            };
+        }
+        Ok(self)
+    }
+}
+
+/// RFC 9110 tchar.
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Whether `buf` contains the empty line ending a head (CRLF CRLF or LF LF).

@@ -105,6 +105,8 @@ pub struct Connection {
     trailer_bytes: usize,
     /// How far `input` was searched for the end of the head.
     scanned: usize,
+    /// How far the request line was checked for bytes that cannot be HTTP.
+    line: head::LineCheck,
     peer_closed: bool,
     input: Vec<u8>,
     /// De-chunked and/or inflated body.
@@ -167,6 +169,7 @@ impl Connection {
             chunk_pos: 0,
             trailer_bytes: 0,
             scanned: 0,
+            line: head::LineCheck::START,
             peer_closed: false,
             input: Vec::new(),
             decoded: Vec::new(),
@@ -360,6 +363,7 @@ impl Connection {
         self.chunk_pos = 0;
         self.trailer_bytes = 0;
         self.scanned = 0;
+        self.line = head::LineCheck::START;
         self.release_body();
     }
 

@@ -90,6 +90,10 @@ impl Connection {
 fn error_message(error: HttpError) -> &'static str {
     match error {
         HttpError::BadRequestHead => "malformed request line or header",
+        HttpError::NotHttp => {
+            "not an HTTP request line: the method must be a token of at most 32 bytes, then a target, \
+             then HTTP/1.0 or HTTP/1.1, ended by CRLF within the header limit"
+        }
         HttpError::BadContentLength => "invalid Content-Length",
         HttpError::ConflictingFraming => "both Content-Length and Transfer-Encoding present",
         HttpError::BadChunk => "malformed chunked encoding",

@@ -294,12 +294,12 @@ fn headers_too_large_is_431() {
 #[test]
 fn bad_requests_are_400() {
     let cases: &[(&[u8], HttpError)] = &[
-        // Request line without a version.
-        (b"GET /ping\r\n\r\n", HttpError::BadRequestHead),
+        // Request line without a version (HTTP/0.9): refused at its line end.
+        (b"GET /ping\r\n\r\n", HttpError::NotHttp),
         // Space inside a header name.
         (b"GET /ping HTTP/1.1\r\nBad Header: x\r\n\r\n", HttpError::BadRequestHead),
         // Unknown HTTP version.
-        (b"GET /ping HTTP/2.0\r\n\r\n", HttpError::BadRequestHead),
+        (b"GET /ping HTTP/2.0\r\n\r\n", HttpError::NotHttp),
         // Content-Length not a number.
         (b"POST /write HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", HttpError::BadContentLength),
         // Negative Content-Length.
@@ -326,6 +326,76 @@ fn bad_requests_are_400() {
         assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "case {i}: {out}");
         assert!(c.wants_close(), "case {i}");
     }
+}
+
+#[test]
+fn garbage_before_a_head_is_400_at_once_not_408() {
+    let cases: &[(&str, &[u8])] = &[
+        // A TLS ClientHello to the HTTP port: 0x16 is no token byte.
+        ("tls", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),
+        // NUL in the method.
+        ("nul in method", b"PO\0ST /write HTTP/1.1\r\n"),
+        // A "method" of 33 token bytes: longer than any method.
+        ("long method", &[b'A'; 33]),
+        // Control byte (TAB) in the target.
+        ("control in target", b"GET /pi\tng HTTP/1.1\r\n"),
+        // Version that is not HTTP/1.x, seen before the line ends.
+        ("ftp version", b"GET / FTP/1.1"),
+        // Two spaces between method and target.
+        ("double space", b"GET  /ping"),
+    ];
+    for (name, bytes) in cases {
+        let mut c = conn();
+        // Taken whole (the rest is discarded after the error), answered
+        // at time 0: no header timeout involved.
+        assert_eq!(c.receive(bytes, Nanos::ZERO), bytes.len(), "{name}");
+        assert_eq!(error(&mut c, 0), HttpError::NotHttp, "{name}");
+        let out = drain(&mut c);
+        assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{name}: {out}");
+        assert!(out.contains("not an HTTP request line"), "{name}: {out}");
+        assert!(c.wants_close(), "{name}");
+    }
+    // 4,000 random bytes (the issue's case), fed in 100-byte pieces: 400
+    // before the header timeout, and the connection stops buffering them.
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let garbage: Vec<u8> = (0..4000)
+        .map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng >> 24) as u8
+        })
+        .collect();
+    let mut c = conn();
+    for piece in garbage.chunks(100) {
+        let _ = c.receive(piece, Nanos::from_ns(MS));
+    }
+    assert_eq!(error(&mut c, MS), HttpError::NotHttp);
+    assert!(drain(&mut c).starts_with("HTTP/1.1 400 "));
+    assert!(c.input.is_empty());
+}
+
+#[test]
+fn no_request_line_end_within_the_header_limit_is_400() {
+    // A valid-looking request line that never ends: 400 once the limit (512) is reached, not 408.
+    let mut c = conn();
+    let mut req = b"GET /".to_vec();
+    req.extend_from_slice(&[b'a'; 600]);
+    assert_eq!(c.receive(&req, Nanos::ZERO), req.len());
+    assert_eq!(error(&mut c, 0), HttpError::NotHttp);
+    assert!(drain(&mut c).starts_with("HTTP/1.1 400 "));
+    // Empty lines only, likewise.
+    let mut c = conn();
+    let _ = c.receive(&[b'\n'; 600], Nanos::ZERO);
+    assert_eq!(error(&mut c, 0), HttpError::NotHttp);
+    // Below the limit a partial request line still waits (it may be a slow client).
+    let mut c = conn();
+    feed(&mut c, b"\r\nPOST /wri", 0);
+    assert!(c.poll_request(Nanos::ZERO).is_none());
+    feed(&mut c, b"te HTTP/1.", 0);
+    feed(&mut c, b"1\r", 0);
+    feed(&mut c, b"\nContent-Length: 0\r\n\r\n", 0);
+    assert_eq!(request(&mut c).path, "/write");
 }
 
 #[test]
@@ -563,6 +633,30 @@ proptest! {
         let refs: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
         let _ = run(&refs);
         fuzz_connection(&data);
+    }
+
+    /// The early request-line check never refuses what httparse accepts.
+    #[test]
+    fn line_check_accepts_every_request_httparse_accepts(
+        method in "[A-Za-z!#$%&'*+.^_`|~-]{1,32}",
+        target in "[!-~\u{80}-\u{ff}]{1,40}",
+        minor in 0..2u8,
+        bare_lf in any::<bool>(),
+        leading in 0..3usize,
+        cut in any::<usize>(),
+    ) {
+        let eol = if bare_lf { "\n" } else { "\r\n" };
+        let text = format!("{}{method} {target} HTTP/1.{minor}{eol}Host: a{eol}{eol}", eol.repeat(leading));
+        let bytes = text.as_bytes();
+        let mut fields = [httparse::EMPTY_HEADER; 4];
+        if let Ok(httparse::Status::Complete(_)) = httparse::Request::new(&mut fields).parse(bytes) {
+            // Checked in two pieces, as they may arrive.
+            let cut = cut % (bytes.len() + 1);
+            let first = head::LineCheck::START.advance(&bytes[..cut]);
+            prop_assert!(first.is_ok(), "{:?}", text);
+            let whole = first.unwrap().advance(bytes);
+            prop_assert!(whole.is_ok_and(head::LineCheck::done), "{:?}", text);
+        }
     }
 
     #[test]
