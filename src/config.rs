@@ -137,6 +137,12 @@ pub struct NetConfig {
     /// Per-connection TCP receive and send buffers.
     pub tcp_rx_buffer: usize,
     pub tcp_tx_buffer: usize,
+    /// Half-open (SYN-RECEIVED) connections per worker at most, within
+    /// `http.max_connections_per_worker`; a SYN beyond evicts the oldest.
+    /// Default: a quarter of the connections, at most 4,096.
+    pub max_half_open: Option<usize>,
+    /// A half-open connection is freed this long after its SYN.
+    pub syn_received_timeout_ms: u64,
 }
 
 impl Default for NetConfig {
@@ -149,6 +155,8 @@ impl Default for NetConfig {
             sockets_per_cell: 16,
             tcp_rx_buffer: 64 * 1024,
             tcp_tx_buffer: 8 * 1024,
+            max_half_open: None,
+            syn_received_timeout_ms: 3_000,
         }
     }
 }

@@ -212,13 +212,18 @@ fn loss_and_reordering_with_server_close() {
     net.assert_balanced();
 }
 
+/// 1,000 spoofed SYNs against 64 slots with 8 established and at most 8
+/// half-open: the flood holds 8 slots, each new SYN evicting the oldest
+/// half-open entry; established connections are untouched and a new
+/// client connecting right after the flood gets in.
 #[test]
-fn syn_flood_beyond_max_connections_is_dropped_and_counted() {
+fn syn_flood_holds_at_most_max_half_open_slots_and_evicts_the_oldest() {
     let mut config = stack_config(64);
     config.sockets_per_cell = 16;
-    let mut net = Net::new(config, clients(2, 16, 1, Ending::KeepOpen));
+    config.max_half_open = 8;
+    let mut net = Net::new(config, clients(1, 8, 1, Ending::KeepOpen));
     net.run_until(10_000, |n| n.all_done());
-    assert_eq!(net.stack.counters().connections_open, 32);
+    assert_eq!(net.stack.counters().connections_open, 8);
     // 1,000 SYNs from spoofed on-link sources.
     let flood_mac = EthernetAddress([0x02, 0x66, 0, 0, 0, 1]);
     for i in 0..1000u16 {
@@ -228,17 +233,153 @@ fn syn_flood_beyond_max_connections_is_dropped_and_counted() {
     }
     net.step();
     let c = *net.stack.counters();
-    assert_eq!(c.syn_accepted, 64, "{c:?}");
-    assert_eq!(c.drop_syn_full, 1000 - 32);
-    assert_eq!(c.connections_open, 64);
-    // Existing connections keep working.
+    assert_eq!(c.syn_accepted, 8 + 1000, "{c:?}");
+    assert_eq!((c.connections_half_open, c.syn_half_open_evicted, c.drop_syn_full), (8, 992, 0), "{c:?}");
+    assert_eq!(c.connections_open, 8 + 8);
+    // Existing connections keep working; a new client connects at once.
     for c in &mut net.clients {
         c.add_requests(5);
     }
+    let now = net.now;
+    net.clients.push(Client::new(1, 4, 2, Ending::KeepOpen, now));
     net.run_until(20_000, |n| n.all_done());
-    assert_eq!(net.app.requests, 32 * 6);
+    assert_eq!(net.app.requests, 8 * 6 + 4 * 2);
     assert!(net.clients.iter().all(|c| c.resets() == 0));
+    assert!(net.now.ns_since(now) < 1_000_000_000, "the new client waited {} ns", net.now.ns_since(now));
+    let c = *net.stack.counters();
+    assert_eq!(c.syn_half_open_completed, 8 + 4, "{c:?}");
     net.assert_balanced();
+}
+
+/// When every slot is taken (established + half-open), a SYN still evicts
+/// the oldest half-open entry; only with every slot established is it dropped.
+#[test]
+fn syn_with_every_slot_taken_evicts_a_half_open_entry_or_is_dropped() {
+    let mut config = stack_config(16);
+    config.sockets_per_cell = 16;
+    config.max_half_open = 16;
+    let mut net = Net::new(config, clients(1, 12, 1, Ending::KeepOpen));
+    net.run_until(10_000, |n| n.all_done());
+    let flood_mac = EthernetAddress([0x02, 0x66, 0, 0, 0, 1]);
+    let flood =
+        |i: u16| tcp_frame(flood_mac, Ipv4Address::new(10, 0, 250, 1), 30_000 + i, PORT, TcpControl::Syn, false);
+    for i in 0..10 {
+        net.to_server.push(flood(i));
+    }
+    net.step();
+    let c = *net.stack.counters();
+    assert_eq!((c.connections_open, c.connections_half_open), (16, 4), "{c:?}");
+    assert_eq!((c.syn_half_open_evicted, c.drop_syn_full), (6, 0), "{c:?}");
+    // Let the flood entries expire (3 s): 12 established, 4 free slots.
+    net.now += std::time::Duration::from_millis(3_000);
+    net.step();
+    let c = *net.stack.counters();
+    assert_eq!((c.connections_open, c.connections_half_open, c.syn_half_open_expired), (12, 0, 4), "{c:?}");
+    // Four more clients fill the slots with established connections; a SYN now is dropped.
+    net.clients.push(Client::new(1, 4, 1, Ending::KeepOpen, net.now));
+    net.run_until(10_000, |n| n.all_done());
+    net.to_server.push(flood(100));
+    net.step();
+    let c = *net.stack.counters();
+    assert_eq!((c.connections_open, c.connections_half_open, c.drop_syn_full), (16, 0, 1), "{c:?}");
+    net.assert_balanced();
+}
+
+/// A half-open entry lives `syn_received_timeout_ms` (3 s by default) on a
+/// virtual clock: still there a millisecond before, freed at the deadline,
+/// which `poll_at` announces so an idle worker wakes for it.
+#[test]
+fn half_open_entries_expire_after_their_lifetime() {
+    let mut s = stack(64);
+    let mut app = netstack_sim::PingApp::new(s.slots());
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let t0 = Nanos::from_millis(10);
+    let spoofed = EthernetAddress([0x02, 0x66, 0, 0, 0, 1]);
+    for i in 0..5u16 {
+        let syn = tcp_frame(spoofed, Ipv4Address::new(10, 0, 250, 9), 40_000 + i, PORT, TcpControl::Syn, false);
+        assert_eq!(s.receive(t0.plus_ns(u64::from(i) * 1_000_000), &syn, &mut out), Received::Consumed);
+    }
+    s.poll(t0, &mut app, &mut out);
+    assert_eq!((s.half_open(), s.flows()), (5, 5));
+    let deadline = t0.plus_ns(3_000_000_000);
+    assert!(s.poll_at().is_some_and(|t| t <= deadline), "poll_at {:?} after the first expiry", s.poll_at());
+    s.poll(Nanos::from_ns(deadline.as_ns() - 1), &mut app, &mut out);
+    assert_eq!(s.half_open(), 5, "expired early");
+    // At t0 + 3 s the first goes, one per millisecond after (oldest first).
+    s.poll(deadline.plus_ns(2_000_000), &mut app, &mut out);
+    assert_eq!((s.half_open(), s.flows(), s.counters().syn_half_open_expired), (2, 2, 3));
+    s.poll(deadline.plus_ns(4_000_000), &mut app, &mut out);
+    let c = *s.counters();
+    assert_eq!((c.connections_half_open, c.syn_half_open_expired, c.connections_open), (0, 5, 0), "{c:?}");
+    assert_eq!(s.free_sockets(), s.slots());
+    assert_half_open_balanced(&s);
+    assert_eq!(app.opened, 0, "the app never saw a half-open connection");
+}
+
+/// Eviction takes the oldest half-open entry, not the newest: a handshake
+/// whose ACK comes back before `max_half_open` newer SYNs completes; one
+/// that waited longer finds its entry gone and is reset.
+#[test]
+fn eviction_is_oldest_first() {
+    let mut config = stack_config(64);
+    config.max_half_open = 4;
+    let mut s = NetStack::new(config, Nanos::from_millis(1)).unwrap();
+    let mut app = netstack_sim::PingApp::new(s.slots());
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let now = Nanos::from_millis(2);
+    let syn_ack_seq = |out: &mut Vec<Vec<u8>>, sport: u16| {
+        let seq = out.iter().find_map(|f| {
+            let ip = Ipv4Packet::new_checked(&f[14..]).ok()?;
+            let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+            (tcp.syn() && tcp.ack() && tcp.dst_port() == sport).then(|| tcp.seq_number().0 as u32)
+        });
+        out.clear();
+        seq.expect("a SYN-ACK")
+    };
+    // A's SYN, then 4 spoofed SYNs: A (the oldest) is evicted by the 4th.
+    assert_eq!(s.receive(now, &segment(51_000, TcpControl::Syn, 1000, None), &mut out), Received::Consumed);
+    s.poll(now, &mut app, &mut out);
+    let a_isn = syn_ack_seq(&mut out, 51_000);
+    let spoofed = EthernetAddress([0x02, 0x66, 0, 0, 0, 1]);
+    for i in 0..4u16 {
+        let syn = tcp_frame(spoofed, Ipv4Address::new(10, 0, 250, 9), 40_000 + i, PORT, TcpControl::Syn, false);
+        let _ = s.receive(now, &syn, &mut out);
+    }
+    assert_eq!((s.half_open(), s.counters().syn_half_open_evicted), (4, 1));
+    // B's SYN evicts the oldest spoofed entry; B's ACK comes back at once.
+    assert_eq!(s.receive(now, &segment(51_001, TcpControl::Syn, 1000, None), &mut out), Received::Consumed);
+    s.poll(now, &mut app, &mut out);
+    let b_isn = syn_ack_seq(&mut out, 51_001);
+    let b_ack = segment(51_001, TcpControl::None, 1001, Some(b_isn.wrapping_add(1)));
+    assert_eq!(s.receive(now, &b_ack, &mut out), Received::Consumed);
+    s.poll(now, &mut app, &mut out);
+    assert_eq!(app.opened, 1, "B is established");
+    // A's late ACK finds no flow: answered with RST.
+    let no_flow = s.counters().tcp_no_flow;
+    let a_ack = segment(51_000, TcpControl::None, 1001, Some(a_isn.wrapping_add(1)));
+    assert_eq!(s.receive(now, &a_ack, &mut out), Received::Consumed);
+    assert_eq!(s.counters().tcp_no_flow, no_flow + 1);
+    let c = *s.counters();
+    assert_eq!((c.syn_accepted, c.syn_half_open_completed, c.syn_half_open_evicted), (6, 1, 2), "{c:?}");
+    assert_eq!((c.connections_half_open, c.connections_open), (3, 4), "{c:?}");
+    assert_half_open_balanced(&s);
+}
+
+/// An RST in SYN-RECEIVED ends the half-open entry (counted as reset).
+#[test]
+fn rst_in_syn_received_frees_the_half_open_entry() {
+    let mut s = stack(64);
+    let mut app = netstack_sim::PingApp::new(s.slots());
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let now = Nanos::from_millis(2);
+    assert_eq!(s.receive(now, &segment(52_000, TcpControl::Syn, 1000, None), &mut out), Received::Consumed);
+    s.poll(now, &mut app, &mut out);
+    assert_eq!(s.half_open(), 1);
+    let _ = s.receive(now, &segment(52_000, TcpControl::Rst, 1001, None), &mut out);
+    s.poll(now, &mut app, &mut out);
+    let c = *s.counters();
+    assert_eq!((c.connections_half_open, c.syn_half_open_reset, c.connections_open), (0, 1, 0), "{c:?}");
+    assert_half_open_balanced(&s);
 }
 
 /// Graceful shutdown, stack part: after `stop_accepting` a SYN for a new
@@ -473,12 +614,14 @@ fn idle_timeout_reclaims_half_open_but_keeps_live_idle_connections() {
     }
     net.step();
     assert_eq!(net.stack.counters().connections_open, 28);
-    // The spoofed peers never answer: their SYN-RECEIVED sockets time out;
-    // the real clients answer keep-alives through 60 s of silence.
+    // The spoofed peers never answer: their SYN-RECEIVED entries end after
+    // the half-open lifetime (3 s, before the 5 s idle timeout); the real
+    // clients answer keep-alives through 60 s of silence.
     let start = net.now;
     net.run_until(100_000, |n| n.now >= start + std::time::Duration::from_secs(60));
     let c = *net.stack.counters();
     assert_eq!((c.connections_open, c.connections_closed), (8, 20), "{c:?}");
+    assert_eq!(c.syn_half_open_expired, 20, "{c:?}");
     assert_eq!(net.app.closed, 0, "half-open connections never reached the app");
     for c in &mut net.clients {
         c.add_requests(1);

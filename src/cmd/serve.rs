@@ -372,6 +372,10 @@ impl WorkerSetup<'_> {
         stack_config.rx_buffer = config.net.tcp_rx_buffer;
         stack_config.tx_buffer = config.net.tcp_tx_buffer;
         stack_config.idle_timeout_ms = Some(config.http.idle_timeout_ms.max(1000));
+        if let Some(n) = config.net.max_half_open {
+            stack_config.max_half_open = n;
+        }
+        stack_config.syn_received_timeout_ms = config.net.syn_received_timeout_ms;
         stack_config.seed ^= q as u64;
         let now = clock.now();
         let mut stack = NetStack::new(stack_config, now).context("TCP stack configuration")?;

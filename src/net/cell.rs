@@ -126,12 +126,16 @@ impl Cell {
         self.sockets.get_mut::<tcp::Socket>(self.handles[slot])
     }
 
-    /// Returns a socket that left its connection (CLOSED, TIME-WAIT, or
-    /// LISTEN) to CLOSED with no tuple, without sending anything.
+    /// Returns a socket in any state (a finished connection, or a half-open
+    /// one evicted or expired) to CLOSED with no tuple, without sending anything.
     pub fn reset_socket(&mut self, slot: usize, port: u16) {
         let s = self.socket(slot);
-        // listen() resets a CLOSED or TIME-WAIT socket silently (no RST);
-        // close() on LISTEN goes to CLOSED without a tuple.
+        // abort() moves any state to CLOSED (an RST would only go out at the
+        // next dispatch, which never comes: listen() clears the tuple first);
+        // listen() resets a CLOSED socket silently; close() on LISTEN goes to
+        // CLOSED without a tuple. Without the abort, listen() fails on an
+        // open socket (SYN-RECEIVED) and close() would send it a FIN.
+        s.abort();
         let _ = s.listen(port);
         s.close();
         debug_assert_eq!(s.state(), tcp::State::Closed);

@@ -63,6 +63,18 @@ pub struct NetCounters {
     pub arp_requests: u64,
     pub icmp_echo_replies: u64,
     pub syn_accepted: u64,
+    /// Half-open (SYN-RECEIVED) connections now, a gauge. Balances:
+    /// `syn_accepted` = `syn_half_open_completed + _evicted + _expired +
+    /// _reset + connections_half_open`.
+    pub connections_half_open: u64,
+    /// Handshakes completed (the client's ACK arrived).
+    pub syn_half_open_completed: u64,
+    /// Oldest half-open entries freed for a new SYN (bound or slots full).
+    pub syn_half_open_evicted: u64,
+    /// Half-open entries freed at the end of their SYN-RECEIVED lifetime.
+    pub syn_half_open_expired: u64,
+    /// Half-open entries ended by the peer's RST (or smoltcp's timeout).
+    pub syn_half_open_reset: u64,
     /// SYNs to a port we do not listen on (answered with RST, in `rx_tcp`).
     pub syn_closed_port: u64,
     /// SYNs refused after `stop_accepting` (answered with RST, in `rx_tcp`).

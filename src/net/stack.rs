@@ -20,9 +20,22 @@
 //! TCP policy:
 //! - a non-SYN segment without a flow, or a SYN to another port, gets an RST
 //!   from a socket-less smoltcp interface (correct TCP, constant cost);
-//! - a SYN beyond `max_connections` (or with no free listener) is dropped
-//!   silently and counted: no RST storm under a SYN flood, and the client's
-//!   SYN retransmission retries later;
+//! - half-open connections (SYN-RECEIVED) are bounded apart from
+//!   established ones: at most `max_half_open` of the `max_connections`
+//!   slots, each freed silently `syn_received_timeout_ms` after its SYN
+//!   (counted `syn_half_open_expired`), and a SYN that finds the bound (or
+//!   every slot) taken evicts the *oldest* half-open entry
+//!   (`syn_half_open_evicted`). The half-open entries form a FIFO list
+//!   threaded through the slots (O(1) insert, remove, evict; no allocation).
+//!   So a burst of spoofed SYNs holds at most `max_half_open` slots, each
+//!   for at most the lifetime, and a legitimate SYN always gets a slot: it
+//!   completes its handshake unless `max_half_open` newer SYNs arrive
+//!   within its round trip. Freed silently (no RST): the peer of a spoofed
+//!   SYN does not exist, and an RST would be backscatter. Not built: SYN
+//!   cookies (stateless above the bound; docs/syn-flood.md);
+//! - a SYN that finds every slot established (or no free listener) is
+//!   dropped silently and counted: no RST storm under a SYN flood, and the
+//!   client's SYN retransmission retries later;
 //! - after [`NetStack::stop_accepting`] (graceful shutdown) a SYN for a new
 //!   4-tuple is refused with an RST and counted, like a closed port: the
 //!   client fails over at once instead of retrying a server that is leaving.
@@ -170,6 +183,12 @@ pub struct NetStackConfig {
     pub max_cells_per_poll: usize,
     /// Seed for the flow hash and smoltcp's initial sequence numbers.
     pub seed: u64,
+    /// Half-open (SYN-RECEIVED) connections at most, within
+    /// `max_connections`; a SYN beyond evicts the oldest. Clamped to
+    /// `1..=max_connections`.
+    pub max_half_open: usize,
+    /// A half-open connection is freed this long after its SYN.
+    pub syn_received_timeout_ms: u64,
 }
 
 impl NetStackConfig {
@@ -189,7 +208,16 @@ impl NetStackConfig {
             idle_timeout_ms: Some(120_000),
             max_cells_per_poll: 256,
             seed: 0x5eed,
+            max_half_open: NetStackConfig::default_max_half_open(max_connections),
+            syn_received_timeout_ms: 3_000,
         }
+    }
+
+    /// A quarter of the slots, at most 4,096: a flood keeps three quarters
+    /// for established connections, and a legitimate handshake survives
+    /// 4,096 newer SYNs (~70 ms of a 60k SYN/s flood) before it is evicted.
+    pub fn default_max_half_open(max_connections: usize) -> usize {
+        (max_connections / 4).clamp(1, 4096)
     }
 
     /// Socket buffer bytes the stack allocates.
@@ -234,7 +262,7 @@ pub enum DropReason {
     WrongIp,
     /// IPv6, other ethertypes, IP protocols, ICMP other than echo request, fragments, other ARP.
     Unsupported,
-    /// A SYN beyond `max_connections` or with no free listener.
+    /// A SYN that found every slot established, or no free listener.
     SynFull,
     /// smoltcp refused a SYN (bad checksum or options).
     SynRejected,
@@ -261,6 +289,27 @@ struct Slot {
     peer_fin_seen: bool,
     close_requested: bool,
     flow: FlowKey,
+    /// On the half-open list (SYN-RECEIVED, handshake not completed).
+    half_open: bool,
+    /// When the SYN was accepted (half-open entries only).
+    syn_at: Instant,
+    /// Neighbours on the half-open list, oldest first ([`NONE`] at the ends).
+    half_prev: u32,
+    half_next: u32,
+}
+
+/// No slot (end of the half-open list).
+const NONE: u32 = u32::MAX;
+
+/// The half-open connections, oldest first: a doubly linked list threaded
+/// through [`Slot::half_prev`] / [`Slot::half_next`].
+#[derive(Clone, Copy, Debug)]
+struct HalfOpen {
+    head: u32,
+    tail: u32,
+    len: usize,
+    max: usize,
+    lifetime: Duration,
 }
 
 /// The sharded userspace TCP/IP stack of one worker. See the module docs.
@@ -280,6 +329,7 @@ pub struct NetStack {
     max_connections: usize,
     /// False after `stop_accepting`: new SYNs are refused.
     accepting: bool,
+    half_open: HalfOpen,
 }
 
 impl NetStack {
@@ -318,6 +368,10 @@ impl NetStack {
             peer_fin_seen: false,
             close_requested: false,
             flow: FlowKey::default(),
+            half_open: false,
+            syn_at: Instant::ZERO,
+            half_prev: NONE,
+            half_next: NONE,
         };
         Ok(NetStack {
             io: CellIo::new(Link::new(l), c.mtu),
@@ -331,6 +385,13 @@ impl NetStack {
             port: c.listen_port,
             max_connections: c.max_connections,
             accepting: true,
+            half_open: HalfOpen {
+                head: NONE,
+                tail: NONE,
+                len: 0,
+                max: c.max_half_open.clamp(1, c.max_connections),
+                lifetime: Duration::from_millis(c.syn_received_timeout_ms.max(1)),
+            },
             cells,
         })
     }
@@ -419,9 +480,103 @@ impl NetStack {
         counts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
     }
 
-    /// The earliest smoltcp timer of any cell, if any (an idle worker may sleep until then).
+    /// The earliest smoltcp timer of any cell or half-open expiry, if any
+    /// (an idle worker may sleep until then).
     pub fn poll_at(&self) -> Option<Nanos> {
-        self.scheduler.poll_at().map(nanos_of)
+        let expiry = self.oldest_half_open_expiry();
+        match (self.scheduler.poll_at(), expiry) {
+            (Some(a), Some(b)) => Some(nanos_of(a.min(b))),
+            (a, b) => a.or(b).map(nanos_of),
+        }
+    }
+
+    /// Half-open connections now (also `connections_half_open`).
+    pub fn half_open(&self) -> usize {
+        self.half_open.len
+    }
+
+    fn oldest_half_open_expiry(&self) -> Option<Instant> {
+        let head = self.slots.get(self.half_open.head as usize)?;
+        Some(head.syn_at + self.half_open.lifetime)
+    }
+
+    /// Appends slot `index` (its SYN accepted at `now`) to the half-open list.
+    fn link_half_open(&mut self, index: usize, now: Instant) {
+        let tail = self.half_open.tail;
+        let s = &mut self.slots[index];
+        debug_assert!(!s.half_open);
+        s.half_open = true;
+        s.syn_at = now;
+        s.half_prev = tail;
+        s.half_next = NONE;
+        match self.slots.get_mut(tail as usize) {
+            Some(t) => t.half_next = index as u32,
+            None => self.half_open.head = index as u32,
+        }
+        self.half_open.tail = index as u32;
+        self.half_open.len += 1;
+        self.counters.connections_half_open = self.half_open.len as u64;
+    }
+
+    /// Takes slot `index` off the half-open list, if it is on it.
+    fn unlink_half_open(&mut self, index: usize) -> bool {
+        let s = &mut self.slots[index];
+        if !s.half_open {
+            return false;
+        }
+        s.half_open = false;
+        let (prev, next) = (s.half_prev, s.half_next);
+        (s.half_prev, s.half_next) = (NONE, NONE);
+        match self.slots.get_mut(prev as usize) {
+            Some(p) => p.half_next = next,
+            None => self.half_open.head = next,
+        }
+        match self.slots.get_mut(next as usize) {
+            Some(n) => n.half_prev = prev,
+            None => self.half_open.tail = prev,
+        }
+        self.half_open.len -= 1;
+        self.counters.connections_half_open = self.half_open.len as u64;
+        true
+    }
+
+    /// Frees the half-open entries whose lifetime has run out at `now`.
+    fn expire_half_open(&mut self, now: Instant) {
+        while self.oldest_half_open_expiry().is_some_and(|t| t <= now) {
+            self.release_slot(self.half_open.head as usize);
+            self.counters.syn_half_open_expired += 1;
+        }
+    }
+
+    /// Frees the oldest half-open entry, if any.
+    fn evict_oldest_half_open(&mut self) {
+        if let Some(index) = (self.half_open.head != NONE).then_some(self.half_open.head as usize) {
+            self.release_slot(index);
+            self.counters.syn_half_open_evicted += 1;
+        }
+    }
+
+    /// Returns an open slot to idle: flow removed, socket reset to CLOSED
+    /// without sending anything, a listener re-armed in its cell if it had
+    /// none. The caller has called `on_close` if the app knew the
+    /// connection. Returns whether the slot was half-open.
+    fn release_slot(&mut self, index: usize) -> bool {
+        let (cell_ix, slot) = (index / self.per_cell, (index % self.per_cell) as u16);
+        let was_half_open = self.unlink_half_open(index);
+        let s = &mut self.slots[index];
+        debug_assert_eq!(s.state, SlotState::Open);
+        self.flows.remove(&s.flow);
+        s.state = SlotState::Free;
+        s.app_open = false;
+        s.generation = s.generation.wrapping_add(1);
+        let cell = &mut self.cells[cell_ix];
+        cell.recycle(slot, self.port);
+        self.counters.connections_closed += 1;
+        self.counters.connections_open -= 1;
+        if cell.listener.is_none() && cell.arm_listener(self.port) {
+            self.accept.push(cell_ix as u32);
+        }
+        was_half_open
     }
 
     /// Handles one received Ethernet frame. ARP and ICMP echo are answered
@@ -564,8 +719,16 @@ impl NetStack {
             // at once so the cell's own listener stays the only one.
             let slot = (index as usize % self.per_cell) as u16;
             let sock = self.cells[cell].socket(slot);
-            if sock.state() == tcp::State::Listen {
+            let state = sock.state();
+            if state == tcp::State::Listen {
                 sock.close();
+            }
+            // The client proved it receives (its ACK of our SYN-ACK): no
+            // longer half-open. (Closed/Listen ones are freed at the service.)
+            if !matches!(state, tcp::State::SynReceived | tcp::State::Listen | tcp::State::Closed)
+                && self.unlink_half_open(index as usize)
+            {
+                self.counters.syn_half_open_completed += 1;
             }
             self.scheduler.activate(cell);
             self.counters.rx_tcp += 1;
@@ -590,6 +753,14 @@ impl NetStack {
             self.feed_rst(now, ip, sink);
             self.counters.rx_tcp += 1;
             return Received::Consumed;
+        }
+        // Half-open entries past their lifetime go first; then a SYN that
+        // finds the half-open bound, or every slot, taken evicts the oldest
+        // half-open entry. It evicts before smoltcp checks the SYN: an
+        // invalid SYN costs an attacker no more than a valid spoofed one.
+        self.expire_half_open(now);
+        if self.half_open.len >= self.half_open.max || self.counters.connections_open as usize >= self.max_connections {
+            self.evict_oldest_half_open();
         }
         if self.counters.connections_open as usize >= self.max_connections {
             return Received::Dropped(DropReason::SynFull);
@@ -627,6 +798,7 @@ impl NetStack {
         s.app_open = false;
         s.peer_fin_seen = false;
         s.close_requested = false;
+        self.link_half_open(index, now);
         self.counters.syn_accepted += 1;
         self.counters.connections_opened += 1;
         self.counters.connections_open += 1;
@@ -681,6 +853,7 @@ impl NetStack {
     pub fn poll<A: TcpApp + ?Sized, S: FrameSink + ?Sized>(&mut self, now: Nanos, app: &mut A, sink: &mut S) -> usize {
         let app_now = now;
         let now = smol_instant(now);
+        self.expire_half_open(now);
         let n = self.scheduler.begin_poll(now);
         while let Some(cell) = self.scheduler.next_cell() {
             self.service(now, app_now, cell, app, sink);
@@ -716,6 +889,8 @@ impl NetStack {
                 let peer = SocketAddrV4::new(Ipv4Address::from_bits(s.flow.src_ip), s.flow.src_port);
                 app.on_open(conn, peer, app_now);
                 s.app_open = true;
+                // Only an inbound ACK completes a handshake, and tcp_input took it off the list then.
+                debug_assert!(!s.half_open, "an established connection on the half-open list");
             }
             deliver_received(sock, |data| app.on_data(conn, data, app_now));
             if !s.peer_fin_seen && peer_sent_fin(sock.state()) && !sock.can_recv() {
@@ -734,14 +909,13 @@ impl NetStack {
         let blocked = self.io.egress(&mut self.cells[cell_ix].cell, now, sink, &mut self.counters);
         self.flush_arp(now, sink);
         // 3. Recycle finished connections.
-        let cell = &mut self.cells[cell_ix];
         for slot in 0..per_cell {
             let index = base + slot;
-            let s = &mut self.slots[index];
+            let s = self.slots[index];
             if s.state != SlotState::Open {
                 continue;
             }
-            let done = match cell.socket(slot as u16).state() {
+            let done = match self.cells[cell_ix].socket(slot as u16).state() {
                 tcp::State::Closed | tcp::State::Listen => true,
                 tcp::State::TimeWait => !blocked,
                 _ => false,
@@ -752,19 +926,13 @@ impl NetStack {
             if s.app_open {
                 app.on_close(ConnId { index: index as u32, generation: s.generation }, app_now);
             }
-            self.flows.remove(&s.flow);
-            s.state = SlotState::Free;
-            s.app_open = false;
-            s.generation = s.generation.wrapping_add(1);
-            cell.recycle(slot as u16, self.port);
-            self.counters.connections_closed += 1;
-            self.counters.connections_open -= 1;
-            if cell.listener.is_none() && cell.arm_listener(self.port) {
-                self.accept.push(cell_ix as u32);
+            if self.release_slot(index) {
+                // Reset by the peer or timed out by smoltcp in SYN-RECEIVED.
+                self.counters.syn_half_open_reset += 1;
             }
         }
         // 4. Next deadline: again at the next poll if output is pending, else its timer.
-        let next = cell.cell.next_service(now, blocked);
+        let next = self.cells[cell_ix].cell.next_service(now, blocked);
         self.scheduler.schedule(cell_ix, now, next);
     }
 }

@@ -65,6 +65,10 @@ pub fn stack_config(max_connections: usize) -> NetStackConfig {
     c.rx_buffer = 2048;
     c.tx_buffer = 2048;
     c.idle_timeout_ms = None;
+    // The sim's clients send all their SYNs in one step, before any ACK can
+    // come back, so a half-open bound below the slot count would evict
+    // their own handshakes; the bound has its own tests (tests/netstack.rs).
+    c.max_half_open = max_connections;
     c
 }
 
@@ -662,6 +666,7 @@ impl Net {
         assert_eq!(c.connections_opened, c.connections_closed + c.connections_open, "{c:?}");
         assert_eq!(self.stack.flows() as u64, c.connections_open, "flow table size == open");
         assert_eq!(c.rx_frames, c.rx_accounted(), "every frame has one outcome: {c:?}");
+        assert_half_open_balanced(&self.stack);
         assert_eq!(self.app.opened, self.app.closed + self.app.live() as u64);
         assert!(self.app.opened <= c.connections_opened);
         if c.connections_open == 0 {
@@ -669,6 +674,21 @@ impl Net {
             assert_eq!(self.app.live(), 0);
         }
     }
+}
+
+/// Every accepted SYN is half-open now or left that state by one decision.
+pub fn assert_half_open_balanced(stack: &NetStack) {
+    let c = stack.counters();
+    assert_eq!(
+        c.syn_accepted,
+        c.syn_half_open_completed
+            + c.syn_half_open_evicted
+            + c.syn_half_open_expired
+            + c.syn_half_open_reset
+            + c.connections_half_open,
+        "{c:?}"
+    );
+    assert_eq!(c.connections_half_open, stack.half_open() as u64);
 }
 
 /// Builds `n` clients with `per_client` connections each.
