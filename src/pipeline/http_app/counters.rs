@@ -31,6 +31,15 @@ pub struct HttpCounters {
     pub client_names_ignored: u64,
     /// Records in batches refused whole for an invalid line.
     pub records_rejected: u64,
+    /// Invalid lines in line-protocol bodies (refused whole or skipped).
+    pub lines_invalid: u64,
+    /// Write requests whose valid lines were written while bad ones were
+    /// skipped (`partial_writes`, v3 `accept_partial`): answered 400 once written.
+    pub partial_writes: u64,
+    /// `/query` requests refused (not `CREATE DATABASE` / `SHOW DATABASES`).
+    pub queries_refused: u64,
+    /// `CREATE DATABASE` names beyond the listed cap (answered 200, not listed).
+    pub databases_not_listed: u64,
     /// Records of requests answered 503 (writer behind) after earlier batches
     /// of their body had been handed to the writer: written, and a retry may
     /// duplicate them (at-least-once). Only bodies spanning batches.
