@@ -57,7 +57,7 @@ pub use budget::BodyBudget;
 pub use config::{HttpConfig, HttpConfigError};
 pub use connection::{fuzz_connection, Connection, Event, RequestRef};
 pub use error::HttpError;
-pub use pool::{BufferPool, ConnectionPools, InflaterPool, PoolCounters};
+pub use pool::{BufferPool, ConnectionPools, InflaterPool, PoolCounters, ZstdPool};
 pub use response::{reason_phrase, Body, Response};
 
 /// Fuzz entry for the pure helpers: routing, v1/v2 query parsing and

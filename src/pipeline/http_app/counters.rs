@@ -64,12 +64,18 @@ pub struct HttpCounters {
     pub response_buffers_free: u64,
     pub response_buffers_high_water: u64,
     pub response_buffer_allocations: u64,
-    /// gzip inflaters lent to connections (a body being inflated).
+    /// gzip/deflate inflaters lent to connections (a body being inflated).
     pub inflaters_in_use: u64,
     pub inflaters_allocated: u64,
     pub inflaters_free: u64,
     pub inflaters_high_water: u64,
     pub inflater_allocations: u64,
+    /// zstd decoders lent to connections (a zstd body being decoded).
+    pub zstd_decoders_in_use: u64,
+    pub zstd_decoders_allocated: u64,
+    pub zstd_decoders_free: u64,
+    pub zstd_decoders_high_water: u64,
+    pub zstd_decoder_allocations: u64,
     /// Writer batches held by the application or in flight to the writer.
     pub batches_in_use: u64,
     pub batches_allocated: u64,

@@ -217,6 +217,10 @@ impl HttpApp {
         (c.inflaters_in_use, c.inflaters_allocated, c.inflaters_free) =
             (inflaters.in_use, inflaters.allocated, inflaters.free);
         (c.inflaters_high_water, c.inflater_allocations) = (inflaters.high_water, inflaters.allocations);
+        let zstd = self.ctx.pools.zstd.counters();
+        (c.zstd_decoders_in_use, c.zstd_decoders_allocated, c.zstd_decoders_free) =
+            (zstd.in_use, zstd.allocated, zstd.free);
+        (c.zstd_decoders_high_water, c.zstd_decoder_allocations) = (zstd.high_water, zstd.allocations);
         let batches = self.ctx.writer.batch_pool();
         (c.batches_in_use, c.batches_allocated, c.batches_free) = (batches.in_use, batches.allocated, batches.free);
         c.batches_high_water = batches.high_water;
