@@ -99,10 +99,16 @@ fn request_mix() -> Vec<HttpRequest> {
         ),
         HttpRequest::new("POST", "/api/v2/write?bucket=b", "Content-Encoding: deflate\r\n", &zlib(&lines(9, 1)), 204),
         HttpRequest::new("POST", "/api/v3/write_lp?db=d&precision=auto", "", &lines(10, 1_000), 204),
-        HttpRequest::new("POST", "/api/v3/write_lp?db=d", "", b"cpu v=1 1700000000
+        HttpRequest::new(
+            "POST",
+            "/api/v3/write_lp?db=d",
+            "",
+            b"cpu v=1 1700000000
 bad line
 cpu v=2 1700000001
-", 400),
+",
+            400,
+        ),
         HttpRequest::new("GET", "/ping?verbose=true", "", b"", 200),
         HttpRequest::new("GET", "/ready", "", b"", 200),
         HttpRequest::new(

@@ -3,7 +3,7 @@
 //! in another namespace. Everything a 2xx acknowledged must come back from
 //! `dump`; every refusal has its status and JSON body.
 //!
-//! Needs root (namespaces), curl, wrk and ethtool (scripts/setup.sh).
+//! Needs root (namespaces), curl, wrk, ethtool, zstd and the PyPI Influx clients (scripts/setup.sh).
 
 mod common;
 
@@ -467,7 +467,7 @@ fn kernel_clients_write_over_tcp_and_every_2xx_is_in_the_log() {
 fn assert_http_pools_idle(report: &serde_json::Value) {
     let http = &report["http"];
     let n = |k: &str| http[k].as_u64().unwrap_or_else(|| panic!("report.http.{k} missing: {http:#}"));
-    for pool in ["body_buffers", "response_buffers", "inflaters"] {
+    for pool in ["body_buffers", "response_buffers", "inflaters", "zstd_decoders"] {
         assert_eq!(n(&format!("{pool}_in_use")), 0, "{pool} still lent after the run: {http:#}");
     }
     assert!(n("body_buffers_high_water") > 0, "{http:#}");
@@ -1076,7 +1076,8 @@ fn curl_full(veth: &Veth, args: &[&str]) -> (u16, String, String) {
 
 /// Compresses `data` with a command-line tool (`gzip -c`, `zstd -c`...).
 fn compress(tool: &[&str], data: &[u8]) -> Vec<u8> {
-    let mut child = Command::new(tool[0]).args(&tool[1..]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        Command::new(tool[0]).args(&tool[1..]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(data).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{tool:?}");
@@ -1120,7 +1121,8 @@ fn influx_clients_and_telegrafs_sequence_write_through_every_endpoint() {
         .concat(),
     );
     assert_eq!((code, body.as_str()), (200, r#"{"results":[{"statement_id":0}]}"#));
-    let tg = compress(&["gzip", "-c"], b"tg_cpu,cpu=cpu0,host=edge-1 usage_idle=97.5,usage_user=1.25 1700000000000000100\n");
+    let tg =
+        compress(&["gzip", "-c"], b"tg_cpu,cpu=cpu0,host=edge-1 usage_idle=97.5,usage_user=1.25 1700000000000000100\n");
     let tg_path = dir.path("tg.gz");
     std::fs::write(&tg_path, tg).unwrap();
     let (code, head, body) = curl_full(
@@ -1146,11 +1148,24 @@ fn influx_clients_and_telegrafs_sequence_write_through_every_endpoint() {
     std::fs::write(&zst_path, compress(&["zstd", "-q", "-c"], b"zst,src=curl v=1i 1700000000000000200\n")).unwrap();
     let (code, _, body) = curl_full(
         &veth,
-        &["-H", "Content-Encoding: zstd", "--data-binary", &format!("@{}", zst_path.display()), &format!("{url}/write")],
+        &[
+            "-H",
+            "Content-Encoding: zstd",
+            "--data-binary",
+            &format!("@{}", zst_path.display()),
+            &format!("{url}/write"),
+        ],
     );
     assert_eq!(code, 204, "{body}");
     let defl_path = dir.path("body.zlib");
-    std::fs::write(&defl_path, compress(&["python3", "-c", "import sys,zlib;sys.stdout.buffer.write(zlib.compress(sys.stdin.buffer.read()))"], b"defl,src=curl v=2i 1700000000000000300\n")).unwrap();
+    std::fs::write(
+        &defl_path,
+        compress(
+            &["python3", "-c", "import sys,zlib;sys.stdout.buffer.write(zlib.compress(sys.stdin.buffer.read()))"],
+            b"defl,src=curl v=2i 1700000000000000300\n",
+        ),
+    )
+    .unwrap();
     let (code, _, body) = curl_full(
         &veth,
         &[
@@ -1167,7 +1182,13 @@ fn influx_clients_and_telegrafs_sequence_write_through_every_endpoint() {
     std::fs::write(&bomb_path, compress(&["zstd", "-q", "-c"], &vec![b'0'; 64 << 20])).unwrap();
     let (code, _, body) = curl_full(
         &veth,
-        &["-H", "Content-Encoding: zstd", "--data-binary", &format!("@{}", bomb_path.display()), &format!("{url}/write")],
+        &[
+            "-H",
+            "Content-Encoding: zstd",
+            "--data-binary",
+            &format!("@{}", bomb_path.display()),
+            &format!("{url}/write"),
+        ],
     );
     assert_eq!(code, 413, "{body}");
 
@@ -1175,7 +1196,11 @@ fn influx_clients_and_telegrafs_sequence_write_through_every_endpoint() {
     // written, the 400 names the bad ones and says how many were written.
     let (code, _, body) = curl_full(
         &veth,
-        &["--data-binary", "part v=1i 1700000000000000400\nnot a line\npart v=2i 1700000000000000401\n", &format!("{url}/write?db=p")],
+        &[
+            "--data-binary",
+            "part v=1i 1700000000000000400\nnot a line\npart v=2i 1700000000000000401\n",
+            &format!("{url}/write?db=p"),
+        ],
     );
     assert_eq!(code, 400, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -1188,11 +1213,18 @@ fn influx_clients_and_telegrafs_sequence_write_through_every_endpoint() {
     );
     assert_eq!(code, 400, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((v["error"].as_str(), v["data"]["line_number"].as_u64()), (Some("parsing failed for write_lp endpoint"), Some(2)));
+    assert_eq!(
+        (v["error"].as_str(), v["data"]["line_number"].as_u64()),
+        (Some("parsing failed for write_lp endpoint"), Some(2))
+    );
     // v3 precision=auto: seconds and milliseconds read by magnitude.
     let (code, _, body) = curl_full(
         &veth,
-        &["--data-binary", "auto_s v=1i 1700000000\nauto_ms v=2i 1700000000001\n", &format!("{url}/api/v3/write_lp?db=d3")],
+        &[
+            "--data-binary",
+            "auto_s v=1i 1700000000\nauto_ms v=2i 1700000000001\n",
+            &format!("{url}/api/v3/write_lp?db=d3"),
+        ],
     );
     assert_eq!(code, 204, "{body}");
 
@@ -1243,13 +1275,15 @@ with influxdb_client.InfluxDBClient(url='http://198.18.0.1:8080', token='t', org
     w.write(bucket='b2', record=influxdb_client.Point('py2').tag('lib', 'influxdb-client').field('v', 2.5)
             .time(1700000000, influxdb_client.WritePrecision.S), write_precision=influxdb_client.WritePrecision.S)
 
-# InfluxDB 3 client (PyPI influxdb3-python): /api/v3/write_lp, partial writes accepted by default.
+# InfluxDB 3 client (PyPI influxdb3-python). By default it writes to /api/v2/write;
+# use_v2_api=False picks /api/v3/write_lp, where partial writes are accepted by default.
 c3 = influxdb_client_3.InfluxDBClient3(host='http://198.18.0.1:8080', database='db3', token='t')
 assert c3.get_server_version() == '1.8.10'
 c3.write(record='py3,lib=influxdb3 v=3i 1700000000000000600')
-c3.write(record='py3s,lib=influxdb3 v=4i 1700000001', write_precision='s')
+c3.write(record='py3s,lib=influxdb3 v=4i 1700000001', write_precision='s', use_v2_api=False)
+c3.write(record='py3n,lib=influxdb3 v=6i 1700000000000000800', use_v2_api=False, no_sync=True)
 try:
-    c3.write(record='py3p,lib=influxdb3 v=5i 1700000000000000700\npy3p bad')
+    c3.write(record='py3p,lib=influxdb3 v=5i 1700000000000000700\npy3p bad', use_v2_api=False)
     raise SystemExit('a partial write must raise')
 except influxdb_client_3.InfluxDBError as e:
     assert 'partial write of line protocol occurred' in str(e), str(e)
@@ -1277,6 +1311,7 @@ print('clients ok')
         "py3,lib=influxdb3 v=3i 1700000000000000600",
         "py3s,lib=influxdb3 v=4i 1700000001000000000",
         "py3p,lib=influxdb3 v=5i 1700000000000000700",
+        "py3n,lib=influxdb3 v=6i 1700000000000000800",
     ];
     for w in want {
         assert!(lines.iter().any(|l| l == w), "{w} not in the log: {lines:#?}");
