@@ -960,7 +960,11 @@ fn uploads_beyond_the_body_budget_get_503_until_memory_is_free() {
         .unwrap();
     let refused = text(&out.stdout);
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused} {}", text(&out.stderr));
-    assert!(refused.contains("Retry-After: 1") && refused.contains(r#""code":"unavailable""#), "{refused}");
+    assert!(
+        refused.contains("Retry-After: 1")
+            && refused.contains(r#"{"error":"the appliance holds too many request bodies"#),
+        "{refused}"
+    );
     let slow_out = uploader.wait_with_output().unwrap();
     assert_eq!(text(&slow_out.stdout), "204", "slow upload: {}", text(&slow_out.stderr));
     let (code, answer) = curl(&veth, &["--data-binary", &quick_arg, url]);

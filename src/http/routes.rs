@@ -100,6 +100,22 @@ pub fn route(method: &str, path: &str) -> Result<Route, RouteError> {
     }
 }
 
+/// Whether answers on `path` carry errors in InfluxDB 1's `{"error": ...}`
+/// shape (InfluxDB 1.x's `/write` and `/query`, InfluxDB 3's write endpoint)
+/// rather than InfluxDB 2's `{"code","message"}`.
+pub fn v1_error_shape(path: &str) -> bool {
+    matches!(path, "/write" | "/query" | "/api/v3/write_lp")
+}
+
+/// The path of the request line at the start of `head` (up to `?` or the
+/// space before the version), if there is one.
+pub fn request_line_path(head: &[u8]) -> Option<&str> {
+    let line = &head[..head.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(head.len())];
+    let target = line.split(|&b| b == b' ').nth(1)?;
+    let path = target.split(|&b| b == b'?').next()?;
+    std::str::from_utf8(path).ok()
+}
+
 /// Timestamp precision of a write: the parser's own type; the two write APIs
 /// accept different spellings of it.
 pub use crate::ingest::line_protocol::Precision;
@@ -356,6 +372,16 @@ mod tests {
         assert_eq!(route("HEAD", "/health"), Ok(Route::Health));
         assert_eq!(route("GET", "/ready"), Ok(Route::Ready));
         assert_eq!(route("HEAD", "/ready"), Ok(Route::Ready));
+    }
+
+    #[test]
+    fn error_shapes_by_path() {
+        assert!(v1_error_shape("/write") && v1_error_shape("/query") && v1_error_shape("/api/v3/write_lp"));
+        assert!(!v1_error_shape("/api/v2/write") && !v1_error_shape("/api/v1/metrics"));
+        assert_eq!(request_line_path(b"POST /write?db=x HTTP/1.1\r\nHost: a"), Some("/write"));
+        assert_eq!(request_line_path(b"GET /ping HTTP/1.1"), Some("/ping"));
+        assert_eq!(request_line_path(b"garbage"), None);
+        assert_eq!(request_line_path(b""), None);
     }
 
     #[test]

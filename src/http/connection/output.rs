@@ -80,6 +80,11 @@ impl Connection {
         if error == HttpError::BodyBudgetExhausted {
             r = r.with_raw_headers(b"Retry-After: 1\r\n");
         }
+        // InfluxDB 1.x (and 3) clients read `{"error"}`: the request line,
+        // still in the input when there is one, says which API was asked.
+        if crate::http::routes::request_line_path(&self.input).is_some_and(crate::http::routes::v1_error_shape) {
+            r = r.v1_error_shape();
+        }
         r.write_to(&mut self.output, &mut self.scratch, false, Some("close"));
         self.input.clear();
         self.release_body();

@@ -665,7 +665,8 @@ fn budget_reserves_content_length_and_refuses_beyond() {
     let out = drain(&mut b);
     assert!(out.starts_with("HTTP/1.1 503 "), "{out}");
     assert!(out.contains("Retry-After: 1\r\n") && out.contains("Connection: close\r\n"), "{out}");
-    assert!(out.contains(r#""code":"unavailable""#), "{out}");
+    // /write is a v1 endpoint: InfluxDB 1's error shape.
+    assert!(out.contains(r#"{"error":""#) && !out.contains("\"code\""), "{out}");
     assert!(b.wants_close());
     assert_eq!((budget.reserved(), budget.refused()), (60, 1));
     // A body without Content-Length reserves nothing.
@@ -930,4 +931,26 @@ fn stacked_codings_are_415() {
     let mut c = conn();
     feed(&mut c, b"POST /write HTTP/1.1\r\nContent-Encoding: identity\r\nContent-Length: 1\r\n\r\nx", 0);
     assert_eq!(request(&mut c).body, b"x");
+}
+
+#[test]
+fn protocol_errors_have_the_endpoints_error_shape() {
+    // 413 from Content-Length: v1 and v3 endpoints get `{"error"}`, v2 `{"code","message"}`.
+    for (path, v1) in [("/write?db=x", true), ("/api/v3/write_lp?db=x", true), ("/api/v2/write", false)] {
+        let mut c = conn();
+        feed(&mut c, format!("POST {path} HTTP/1.1\r\nContent-Length: 5000\r\n\r\n").as_bytes(), 0);
+        assert_eq!(error(&mut c, 0), HttpError::BodyTooLarge);
+        let out = drain(&mut c);
+        let body: serde_json::Value = serde_json::from_str(out.split_once("\r\n\r\n").unwrap().1).unwrap();
+        if v1 {
+            assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()) && body.get("code").is_none(), "{out}");
+        } else {
+            assert_eq!(body["code"], "request too large", "{out}");
+        }
+    }
+    // A corrupt zstd body on /write (decoded after the head was read).
+    let mut c = conn();
+    feed(&mut c, &encoded_request("zstd", b"nope", false), 0);
+    assert_eq!(error(&mut c, 0), HttpError::BadZstd);
+    assert!(drain(&mut c).contains("{\"error\":\"malformed zstd body"));
 }

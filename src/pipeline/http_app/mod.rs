@@ -433,12 +433,12 @@ impl Ctx {
 
 fn handle(req: RequestRef<'_>, peer: SocketAddrV4, ctx: &mut Ctx, now: Nanos) -> Outcome {
     ctx.reset_reply();
+    // InfluxDB 1 (and 3) clients read `{"error": ...}`.
+    ctx.reply.v1_errors = routes::v1_error_shape(req.path());
     let route = match routes::route(req.method(), req.path()) {
         Ok(route) => route,
         Err(e) => return ctx.fixed(e.response()),
     };
-    // InfluxDB 1 (and 3) clients read `{"error": ...}`.
-    ctx.reply.v1_errors = matches!(route, Route::WriteV1 | Route::WriteV3 | Route::Query);
     match route {
         Route::Ping | Route::Health | Route::Ready | Route::Query => {
             ctx.counters.requests_other += 1;
