@@ -394,7 +394,12 @@ fn process(state: &mut ConnState, ctx: &mut Ctx, held: &mut Vec<ConnId>, now: Na
                 };
                 let response =
                     if r.raw_headers.is_empty() { response } else { response.with_raw_headers(&r.raw_headers) };
-                let response = if r.headers.is_empty() { response } else { response.with_headers(r.headers) };
+                // A ready-made response keeps its own headers (Allow, WWW-Authenticate).
+                let response = if r.headers.is_empty() || !response.headers.is_empty() {
+                    response
+                } else {
+                    response.with_headers(r.headers)
+                };
                 let response = if r.v1_errors { response.v1_error_shape() } else { response };
                 ctx.counters.count_status(response.status);
                 state.http.respond(&response);
