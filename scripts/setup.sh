@@ -31,7 +31,7 @@ fi
 packages=(libdpdk-dev dpdk dpdk-dev pkg-config clang libclang-dev build-essential python3
           ethtool iproute2 curl wrk)
 if [ "$tests" = 1 ]; then
-    packages+=(shellcheck ruby victoria-metrics prometheus)
+    packages+=(shellcheck ruby victoria-metrics prometheus zstd)  # zstd: compressed bodies in serve_veth
 fi
 
 if [ "$vm" = 1 ]; then
@@ -74,9 +74,10 @@ fi
 if command -v rustup >/dev/null; then
     rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 fi
-if [ "$tests" = 1 ] && ! python3 -c 'import influxdb_client' 2>/dev/null; then
-    # The real InfluxDB v2 client (PyPI) writes to serve in tests/serve_veth.rs.
-    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore influxdb-client
+if [ "$tests" = 1 ] && ! python3 -c 'import influxdb_client, influxdb, influxdb_client_3' 2>/dev/null; then
+    # The real InfluxDB 1.x, 2 and 3 clients (PyPI) write to serve in tests/serve_veth.rs.
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        influxdb-client influxdb influxdb3-python
 fi
 if [ "$tests" = 1 ] && ! command -v cargo-fuzz >/dev/null; then
     # scripts/fuzz.sh runs the libFuzzer targets in fuzz/ (on stable Rust).

@@ -11,9 +11,11 @@
 //! allocated per request the second figure would be ~10x the first. The
 //! per-request figure `(A(100k) - A(10k)) / 90k` is printed (goal: 0).
 //!
-//! The request mix covers the write routes (v1, v2, JSON; plain, chunked and
-//! gzip bodies), a refused batch (400), `/ping`, `/health`, `/metrics` and an
-//! unknown route (404).
+//! The request mix covers the write routes (v1, v2, v3, JSON; plain, chunked,
+//! gzip, deflate and zstd bodies), a refused batch (400), a partial write
+//! (v3: 400 after the valid lines are written), `/ping` (also verbose),
+//! `/health`, `/ready`, `/query` (`CREATE DATABASE`, `SHOW DATABASES`, a
+//! refused `SELECT`), `/metrics` and an unknown route (404).
 
 mod netstack_sim;
 
@@ -51,6 +53,12 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
+fn zlib(data: &[u8]) -> Vec<u8> {
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(data).unwrap();
+    z.finish().unwrap()
+}
+
 fn chunked(target: &str, body: &[u8], expect_status: u16) -> HttpRequest {
     let mut bytes =
         format!("POST {target} HTTP/1.1\r\nHost: appliance\r\nTransfer-Encoding: chunked\r\n\r\n").into_bytes();
@@ -82,6 +90,36 @@ fn request_mix() -> Vec<HttpRequest> {
         HttpRequest::new("POST", "/write", "", b"cpu usage=1 1700000000000000000\nnot line protocol\n", 400),
         HttpRequest::new("GET", "/metrics", "", b"", 200),
         HttpRequest::new("GET", "/missing", "", b"", 404),
+        HttpRequest::new(
+            "POST",
+            "/write?precision=ns",
+            "Content-Encoding: zstd\r\n",
+            &zstd::stream::encode_all(&lines(12, 1_000_000_000)[..], 3).unwrap(),
+            204,
+        ),
+        HttpRequest::new("POST", "/api/v2/write?bucket=b", "Content-Encoding: deflate\r\n", &zlib(&lines(9, 1)), 204),
+        HttpRequest::new("POST", "/api/v3/write_lp?db=d&precision=auto", "", &lines(10, 1_000), 204),
+        HttpRequest::new(
+            "POST",
+            "/api/v3/write_lp?db=d",
+            "",
+            b"cpu v=1 1700000000
+bad line
+cpu v=2 1700000001
+",
+            400,
+        ),
+        HttpRequest::new("GET", "/ping?verbose=true", "", b"", 200),
+        HttpRequest::new("GET", "/ready", "", b"", 200),
+        HttpRequest::new(
+            "POST",
+            "/query",
+            "Content-Type: application/x-www-form-urlencoded\r\n",
+            b"q=CREATE+DATABASE+%22telegraf%22",
+            200,
+        ),
+        HttpRequest::new("GET", "/query?q=SHOW+DATABASES", "", b"", 200),
+        HttpRequest::new("GET", "/query?q=SELECT+*+FROM+cpu", "", b"", 400),
     ]
 }
 

@@ -51,6 +51,7 @@ fn cycle(dir: &std::path::Path, n: usize) -> u64 {
         metrics: Arc::new(|_: &mut String| {}),
         body_budget: Arc::new(metricsstream::http::BodyBudget::new(64 << 20)),
         unix_offset_ns: 0,
+        databases: Default::default(),
     };
     let link = L2Config {
         mac: EthernetAddress([2, 0, 0, 0, 0, 1]),

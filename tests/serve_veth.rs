@@ -3,7 +3,7 @@
 //! in another namespace. Everything a 2xx acknowledged must come back from
 //! `dump`; every refusal has its status and JSON body.
 //!
-//! Needs root (namespaces), curl, wrk and ethtool (scripts/setup.sh).
+//! Needs root (namespaces), curl, wrk, ethtool, zstd and the PyPI Influx clients (scripts/setup.sh).
 
 mod common;
 
@@ -369,7 +369,8 @@ fn kernel_clients_write_over_tcp_and_every_2xx_is_in_the_log() {
     let (code, body) =
         curl(&veth, &[&auth[..], &["--data-binary", "ok v=1 1\nbroken line\n", &format!("{url}/write")]].concat());
     assert_eq!(code, 400, "{body}");
-    assert!(body.contains("line 2") && body.contains("\"code\""), "{body}");
+    // v1 errors are InfluxDB 1's `{"error": ...}`, naming the bad line.
+    assert!(body.contains("line 2") && body.contains("\"error\"") && body.contains("refused whole"), "{body}");
     let huge_path = dir.path("huge.lp");
     std::fs::write(&huge_path, "x v=1i 1\n".repeat(40_000)).unwrap();
     let (code, body) = curl(
@@ -466,7 +467,7 @@ fn kernel_clients_write_over_tcp_and_every_2xx_is_in_the_log() {
 fn assert_http_pools_idle(report: &serde_json::Value) {
     let http = &report["http"];
     let n = |k: &str| http[k].as_u64().unwrap_or_else(|| panic!("report.http.{k} missing: {http:#}"));
-    for pool in ["body_buffers", "response_buffers", "inflaters"] {
+    for pool in ["body_buffers", "response_buffers", "inflaters", "zstd_decoders"] {
         assert_eq!(n(&format!("{pool}_in_use")), 0, "{pool} still lent after the run: {http:#}");
     }
     assert!(n("body_buffers_high_water") > 0, "{http:#}");
@@ -959,7 +960,11 @@ fn uploads_beyond_the_body_budget_get_503_until_memory_is_free() {
         .unwrap();
     let refused = text(&out.stdout);
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused} {}", text(&out.stderr));
-    assert!(refused.contains("Retry-After: 1") && refused.contains(r#""code":"unavailable""#), "{refused}");
+    assert!(
+        refused.contains("Retry-After: 1")
+            && refused.contains(r#"{"error":"the appliance holds too many request bodies"#),
+        "{refused}"
+    );
     let slow_out = uploader.wait_with_output().unwrap();
     assert_eq!(text(&slow_out.stdout), "204", "slow upload: {}", text(&slow_out.stderr));
     let (code, answer) = curl(&veth, &["--data-binary", &quick_arg, url]);
@@ -1059,4 +1064,268 @@ fn spoofed_sources_fill_the_limiter_and_the_sweeper_frees_their_slots() {
         report["limiter"]["reclaimed"]
     );
     assert_balances(&report);
+}
+
+/// curl with the response head: (status, head, body).
+fn curl_full(veth: &Veth, args: &[&str]) -> (u16, String, String) {
+    let out = veth.client("curl").args(["-sS", "-m", "10", "-D", "-", "-o", "-"]).args(args).output().unwrap();
+    assert!(out.status.success(), "curl {args:?}: {}", text(&out.stderr));
+    let s = text(&out.stdout);
+    // A 100 Continue head may come first: the last head is the answer.
+    let (head, body) = s.rsplit_once("\r\n\r\n").map(|(h, b)| (h.to_string(), b.to_string())).unwrap();
+    let head = head.rsplit("\r\n\r\n").next().unwrap().to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head, body)
+}
+
+/// Compresses `data` with a command-line tool (`gzip -c`, `zstd -c`...).
+fn compress(tool: &[&str], data: &[u8]) -> Vec<u8> {
+    let mut child =
+        Command::new(tool[0]).args(&tool[1..]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{tool:?}");
+    out.stdout
+}
+
+/// Issue #16 items 2-4 and 7: the unchanged InfluxDB client libraries and
+/// Telegraf's v1 output sequence, through every endpoint they use, with
+/// partial writes on; every record a 2xx or a partial 400 reported written
+/// is in the log, nothing of a refused body is.
+#[test]
+fn influx_clients_and_telegrafs_sequence_write_through_every_endpoint() {
+    let dir = TempDir::new("dropin");
+    let data = dir.path("data");
+    let config = dir.path("config.toml");
+    std::fs::write(&config, format!("[writer]\ndata_dir = \"{}\"\n[http]\npartial_writes = true\n", data.display()))
+        .unwrap();
+    let _dpdk = dpdk_lock();
+    let veth = Veth::new("d");
+    let app = start(&veth, &config, &dir.path("report.json"));
+    let url = "http://198.18.0.1:8080";
+
+    // Telegraf's [[outputs.influxdb]] (v1) as it talks: GET /ping, then
+    // POST /query with a form body, then gzip'd line protocol to /write.
+    let telegraf = ["-H", "User-Agent: Telegraf/1.30.0 Go/1.22.1"];
+    let (code, head, _) = curl_full(&veth, &[&telegraf[..], &[&format!("{url}/ping")]].concat());
+    assert_eq!(code, 204, "{head}");
+    assert!(head.contains("X-Influxdb-Version: 1.8.10") && head.contains("X-Influxdb-Build: OSS"), "{head}");
+    let (code, _, body) = curl_full(
+        &veth,
+        &[
+            &telegraf[..],
+            &[
+                "-H",
+                "Content-Type: application/x-www-form-urlencoded",
+                "--data-binary",
+                "q=CREATE+DATABASE+%22telegraf%22",
+                &format!("{url}/query"),
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!((code, body.as_str()), (200, r#"{"results":[{"statement_id":0}]}"#));
+    let tg =
+        compress(&["gzip", "-c"], b"tg_cpu,cpu=cpu0,host=edge-1 usage_idle=97.5,usage_user=1.25 1700000000000000100\n");
+    let tg_path = dir.path("tg.gz");
+    std::fs::write(&tg_path, tg).unwrap();
+    let (code, head, body) = curl_full(
+        &veth,
+        &[
+            &telegraf[..],
+            &[
+                "-H",
+                "Content-Encoding: gzip",
+                "-H",
+                "Content-Type: text/plain; charset=utf-8",
+                "--data-binary",
+                &format!("@{}", tg_path.display()),
+                &format!("{url}/write?db=telegraf&precision=ns"),
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 204, "{head}{body}");
+
+    // zstd and deflate bodies.
+    let zst_path = dir.path("body.zst");
+    std::fs::write(&zst_path, compress(&["zstd", "-q", "-c"], b"zst,src=curl v=1i 1700000000000000200\n")).unwrap();
+    let (code, _, body) = curl_full(
+        &veth,
+        &[
+            "-H",
+            "Content-Encoding: zstd",
+            "--data-binary",
+            &format!("@{}", zst_path.display()),
+            &format!("{url}/write"),
+        ],
+    );
+    assert_eq!(code, 204, "{body}");
+    let defl_path = dir.path("body.zlib");
+    std::fs::write(
+        &defl_path,
+        compress(
+            &["python3", "-c", "import sys,zlib;sys.stdout.buffer.write(zlib.compress(sys.stdin.buffer.read()))"],
+            b"defl,src=curl v=2i 1700000000000000300\n",
+        ),
+    )
+    .unwrap();
+    let (code, _, body) = curl_full(
+        &veth,
+        &[
+            "-H",
+            "Content-Encoding: deflate",
+            "--data-binary",
+            &format!("@{}", defl_path.display()),
+            &format!("{url}/api/v2/write?bucket=b"),
+        ],
+    );
+    assert_eq!(code, 204, "{body}");
+    // A zstd bomb (64 MiB of zeros, > max_body_bytes) gets 413.
+    let bomb_path = dir.path("bomb.zst");
+    std::fs::write(&bomb_path, compress(&["zstd", "-q", "-c"], &vec![b'0'; 64 << 20])).unwrap();
+    let (code, _, body) = curl_full(
+        &veth,
+        &[
+            "-H",
+            "Content-Encoding: zstd",
+            "--data-binary",
+            &format!("@{}", bomb_path.display()),
+            &format!("{url}/write"),
+        ],
+    );
+    assert_eq!(code, 413, "{body}");
+
+    // Partial writes (v1, `partial_writes = true`): the valid lines are
+    // written, the 400 names the bad ones and says how many were written.
+    let (code, _, body) = curl_full(
+        &veth,
+        &[
+            "--data-binary",
+            "part v=1i 1700000000000000400\nnot a line\npart v=2i 1700000000000000401\n",
+            &format!("{url}/write?db=p"),
+        ],
+    );
+    assert_eq!(code, 400, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let e = v["error"].as_str().unwrap();
+    assert!(e.contains("1 invalid line(s), 2 written") && e.contains("line 2") && e.contains("'not a line'"), "{e}");
+    // v3 with accept_partial=false: refused whole, InfluxDB 3's shape.
+    let (code, _, body) = curl_full(
+        &veth,
+        &["--data-binary", "v3no v=1i 1700000000\nbad\n", &format!("{url}/api/v3/write_lp?db=d3&accept_partial=false")],
+    );
+    assert_eq!(code, 400, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["error"].as_str(), v["data"]["line_number"].as_u64()),
+        (Some("parsing failed for write_lp endpoint"), Some(2))
+    );
+    // v3 precision=auto: seconds and milliseconds read by magnitude.
+    let (code, _, body) = curl_full(
+        &veth,
+        &[
+            "--data-binary",
+            "auto_s v=1i 1700000000\nauto_ms v=2i 1700000000001\n",
+            &format!("{url}/api/v3/write_lp?db=d3"),
+        ],
+    );
+    assert_eq!(code, 204, "{body}");
+
+    // The other endpoints.
+    let (code, _, body) = curl_full(&veth, &[&format!("{url}/query?q=SELECT+*+FROM+cpu")]);
+    assert_eq!(code, 400);
+    assert!(body.contains("\"error\"") && body.contains("queries are not served"), "{body}");
+    let (code, _, body) = curl_full(&veth, &[&format!("{url}/ping?verbose=true")]);
+    assert_eq!((code, body.as_str()), (200, r#"{"version":"1.8.10"}"#));
+    let (code, _, body) = curl_full(&veth, &[&format!("{url}/health")]);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((code, v["name"].as_str(), v["status"].as_str()), (200, Some("influxdb"), Some("pass")));
+    let (code, _, body) = curl_full(&veth, &[&format!("{url}/ready")]);
+    assert_eq!((code, body.as_str()), (200, r#"{"status":"ready"}"#));
+    let (code, _, _) = curl_full(&veth, &["-I", &format!("{url}/ping")]);
+    assert_eq!(code, 204);
+
+    // The three Python client libraries from PyPI, unchanged.
+    let py = dir.path("clients.py");
+    std::fs::write(
+        &py,
+        r#"
+import influxdb, influxdb_client, influxdb_client_3
+from influxdb_client.client.write_api import SYNCHRONOUS
+
+# InfluxDB 1.x client (PyPI influxdb): /ping, /query CREATE DATABASE and SHOW DATABASES, /write.
+c = influxdb.InfluxDBClient(host='198.18.0.1', port=8080, database='pydb')
+assert c.ping() == '1.8.10', c.ping()
+c.create_database('pydb')
+assert {'name': 'pydb'} in c.get_list_database(), c.get_list_database()
+assert {'name': 'telegraf'} in c.get_list_database(), c.get_list_database()
+assert c.write_points([{'measurement': 'py1', 'tags': {'lib': 'influxdb'}, 'time': 1700000000000,
+                        'fields': {'v': 1.5}}], time_precision='ms')
+try:
+    c.write_points(['py1p,lib=influxdb v=2i 1700000000000000500', 'py1p broken'], protocol='line')
+    raise SystemExit('a partial write must raise')
+except influxdb.exceptions.InfluxDBClientError as e:
+    assert e.code == 400 and 'partial write' in str(e.content) and '1 written' in str(e.content), e.content
+
+# InfluxDB 2.x client (PyPI influxdb-client): /api/v2/write, /ping version, /health, /ready.
+with influxdb_client.InfluxDBClient(url='http://198.18.0.1:8080', token='t', org='o') as c2:
+    assert c2.ping()
+    assert c2.version() == '1.8.10', c2.version()
+    h = c2.health()
+    assert h.status == 'pass' and h.name == 'influxdb', h
+    assert c2.ready().status == 'ready'
+    w = c2.write_api(write_options=SYNCHRONOUS)
+    w.write(bucket='b2', record=influxdb_client.Point('py2').tag('lib', 'influxdb-client').field('v', 2.5)
+            .time(1700000000, influxdb_client.WritePrecision.S), write_precision=influxdb_client.WritePrecision.S)
+
+# InfluxDB 3 client (PyPI influxdb3-python). By default it writes to /api/v2/write;
+# use_v2_api=False picks /api/v3/write_lp, where partial writes are accepted by default.
+c3 = influxdb_client_3.InfluxDBClient3(host='http://198.18.0.1:8080', database='db3', token='t')
+assert c3.get_server_version() == '1.8.10'
+c3.write(record='py3,lib=influxdb3 v=3i 1700000000000000600')
+c3.write(record='py3s,lib=influxdb3 v=4i 1700000001', write_precision='s', use_v2_api=False)
+c3.write(record='py3n,lib=influxdb3 v=6i 1700000000000000800', use_v2_api=False, no_sync=True)
+try:
+    c3.write(record='py3p,lib=influxdb3 v=5i 1700000000000000700\npy3p bad', use_v2_api=False)
+    raise SystemExit('a partial write must raise')
+except influxdb_client_3.InfluxDBError as e:
+    assert 'partial write of line protocol occurred' in str(e), str(e)
+print('clients ok')
+"#,
+    )
+    .unwrap();
+    let out = veth.client("python3").arg(&py).output().unwrap();
+    assert!(out.status.success(), "clients: {} {}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("clients ok"));
+
+    let report = app.stop();
+    let lines = dump(&data);
+    let want = [
+        "tg_cpu,cpu=cpu0,host=edge-1 usage_idle=97.5,usage_user=1.25 1700000000000000100",
+        "zst,src=curl v=1i 1700000000000000200",
+        "defl,src=curl v=2i 1700000000000000300",
+        "part v=1i 1700000000000000400",
+        "part v=2i 1700000000000000401",
+        "auto_s v=1i 1700000000000000000",
+        "auto_ms v=2i 1700000000001000000",
+        "py1,lib=influxdb v=1.5 1700000000000000000",
+        "py1p,lib=influxdb v=2i 1700000000000000500",
+        "py2,lib=influxdb-client v=2.5 1700000000000000000",
+        "py3,lib=influxdb3 v=3i 1700000000000000600",
+        "py3s,lib=influxdb3 v=4i 1700000001000000000",
+        "py3p,lib=influxdb3 v=5i 1700000000000000700",
+        "py3n,lib=influxdb3 v=6i 1700000000000000800",
+    ];
+    for w in want {
+        assert!(lines.iter().any(|l| l == w), "{w} not in the log: {lines:#?}");
+    }
+    // Nothing else: not the refused v3 body, not the bomb, no bad line.
+    assert_eq!(lines.len(), want.len(), "{lines:#?}");
+    assert_eq!(report["records_written"], want.len() as u64, "{report:#}");
+    let http = &report["http"];
+    assert_eq!(http["partial_writes"], 3, "{http:#}");
+    assert_eq!(http["lines_invalid"], 4, "{http:#}");
+    assert_eq!(http["queries_refused"], 1, "{http:#}");
+    assert_http_pools_idle(&report);
 }

@@ -339,6 +339,7 @@ pub(super) fn app_shared(
         metrics,
         unix_offset_ns: clock.unix_at_epoch_ns(),
         body_budget: Arc::new(metricsstream::http::BodyBudget::new(config.http.body_memory_budget_bytes)),
+        databases: Default::default(),
     }
 }
 

@@ -25,6 +25,12 @@ pub struct HttpConfig {
     /// (reserved by Content-Length, per chunk, per inflate step); a request
     /// beyond it is answered 503 with Retry-After. At least `max_body_bytes`.
     pub body_memory_budget_bytes: usize,
+    /// A line-protocol body with bad lines on `/write` and `/api/v2/write`:
+    /// `false` refuses it whole (400, nothing written); `true` writes its
+    /// valid lines and answers 400 naming the bad ones (InfluxDB 1.x's
+    /// behaviour). `/api/v3/write_lp` decides per request (`accept_partial`,
+    /// default true as in InfluxDB 3).
+    pub partial_writes: bool,
 }
 
 impl Default for HttpConfig {
@@ -37,6 +43,7 @@ impl Default for HttpConfig {
             header_timeout_ms: 10_000,
             max_connections_per_worker: 16_384,
             body_memory_budget_bytes: 256 << 20,
+            partial_writes: false,
         }
     }
 }
@@ -99,6 +106,7 @@ mod tests {
         let c: HttpConfig = toml::from_str("port = 9000\nmax_body_bytes = 1048576\nidle_timeout_ms = 5000").unwrap();
         assert_eq!((c.port, c.max_body_bytes, c.idle_timeout_ms), (9000, 1 << 20, 5000));
         assert_eq!(c.max_header_bytes, 16 << 10);
+        assert!(toml::from_str::<HttpConfig>("partial_writes = true").unwrap().partial_writes);
         let c: HttpConfig = toml::from_str("body_memory_budget_bytes = 1073741824").unwrap();
         assert_eq!(c.body_memory_budget_bytes, 1 << 30);
         c.validate().unwrap();

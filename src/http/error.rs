@@ -22,6 +22,10 @@ pub enum HttpError {
     BadChunk,
     #[error("malformed gzip body")]
     BadGzip,
+    #[error("malformed deflate body")]
+    BadDeflate,
+    #[error("malformed zstd body (or a zstd window beyond 8 MiB)")]
+    BadZstd,
     #[error("request body larger than the configured limit")]
     BodyTooLarge,
     #[error("request header fields too large")]
@@ -30,7 +34,7 @@ pub enum HttpError {
     HeaderTimeout,
     #[error("request body stalled")]
     BodyTimeout,
-    #[error("unsupported Content-Encoding (only gzip and identity)")]
+    #[error("unsupported Content-Encoding (only gzip, deflate, zstd and identity)")]
     UnsupportedContentEncoding,
     #[error("unsupported Transfer-Encoding (only chunked)")]
     UnsupportedTransferEncoding,
@@ -49,7 +53,9 @@ impl HttpError {
             | HttpError::BadContentLength
             | HttpError::ConflictingFraming
             | HttpError::BadChunk
-            | HttpError::BadGzip => 400,
+            | HttpError::BadGzip
+            | HttpError::BadDeflate
+            | HttpError::BadZstd => 400,
             HttpError::BodyTooLarge => 413,
             HttpError::HeadersTooLarge => 431,
             HttpError::HeaderTimeout | HttpError::BodyTimeout => 408,

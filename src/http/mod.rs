@@ -48,6 +48,7 @@ mod budget;
 mod config;
 mod connection;
 mod error;
+pub mod influxql;
 mod pool;
 mod response;
 pub mod routes;
@@ -56,7 +57,7 @@ pub use budget::BodyBudget;
 pub use config::{HttpConfig, HttpConfigError};
 pub use connection::{fuzz_connection, Connection, Event, RequestRef};
 pub use error::HttpError;
-pub use pool::{BufferPool, ConnectionPools, InflaterPool, PoolCounters};
+pub use pool::{BufferPool, ConnectionPools, InflaterPool, PoolCounters, ZstdPool};
 pub use response::{reason_phrase, Body, Response};
 
 /// Fuzz entry for the pure helpers: routing, v1/v2 query parsing and
@@ -70,6 +71,12 @@ pub fn fuzz_helpers(data: &[u8]) {
     let v1 = routes::parse_v1(query, &mut scratch).ok();
     let mut scratch = [0u8; routes::QUERY_SCRATCH_BYTES];
     let _ = routes::parse_v2(query, &mut scratch);
+    let mut scratch = [0u8; routes::QUERY_SCRATCH_BYTES];
+    let _ = routes::parse_v3(query, &mut scratch);
+    let mut scratch = [0u8; routes::QUERY_SCRATCH_BYTES];
+    if let Ok(Some(q)) = routes::query_text(query, data, &mut scratch) {
+        let _ = influxql::parse(q);
+    }
     let (user, password) = v1.map_or((None, None), |p| (p.user, p.password));
     let mut scratch = [0u8; auth::BASIC_SCRATCH_BYTES];
     let _ = auth::credentials(Some(data), user, password, &mut scratch);

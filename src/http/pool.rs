@@ -134,13 +134,63 @@ impl InflaterPool {
     }
 }
 
-/// A worker's pools: request buffers (head + body, de-chunked and inflated
-/// bodies), response buffers (output and body formatting) and inflaters.
+/// Recycled zstd decoders. Each holds up to a window's memory
+/// (8 MiB at most: the decoder refuses larger windows) after use, so
+/// few are kept idle.
+pub struct ZstdPool {
+    free: Vec<zstd::zstd_safe::DCtx<'static>>,
+    counters: PoolCounters,
+}
+
+impl std::fmt::Debug for ZstdPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZstdPool").field("counters", &self.counters()).finish_non_exhaustive()
+    }
+}
+
+impl ZstdPool {
+    pub fn new(max_free: usize) -> ZstdPool {
+        ZstdPool { free: Vec::with_capacity(max_free), counters: PoolCounters::default() }
+    }
+
+    pub fn take(&mut self) -> zstd::zstd_safe::DCtx<'static> {
+        let decoder = match self.free.pop() {
+            Some(decoder) => decoder,
+            None => {
+                self.counters.allocations += 1;
+                self.counters.allocated += 1;
+                super::connection::zstd_decoder()
+            }
+        };
+        self.counters.in_use += 1;
+        self.counters.high_water = self.counters.high_water.max(self.counters.in_use);
+        decoder
+    }
+
+    pub fn give(&mut self, decoder: zstd::zstd_safe::DCtx<'static>) {
+        debug_assert!(self.counters.in_use > 0, "a zstd decoder given back that was never taken");
+        self.counters.in_use = self.counters.in_use.saturating_sub(1);
+        if self.free.len() == self.free.capacity() {
+            self.counters.allocated = self.counters.allocated.saturating_sub(1);
+            return;
+        }
+        self.free.push(decoder);
+    }
+
+    pub fn counters(&self) -> PoolCounters {
+        PoolCounters { free: self.free.len() as u64, ..self.counters }
+    }
+}
+
+/// A worker's pools: request buffers (head + body, de-chunked and decoded
+/// bodies), response buffers (output and body formatting), inflaters
+/// (gzip, deflate) and zstd decoders.
 #[derive(Debug)]
 pub struct ConnectionPools {
     pub body: BufferPool,
     pub response: BufferPool,
     pub inflaters: InflaterPool,
+    pub zstd: ZstdPool,
 }
 
 /// Buffers start at 4 KiB (a typical request or response fits) ...
@@ -149,6 +199,8 @@ const INITIAL_CAPACITY: usize = 4 << 10;
 const KEEP_CAPACITY: usize = 64 << 10;
 /// Idle inflaters kept at most (they are large; gzip bodies are rarer).
 const MAX_FREE_INFLATERS: usize = 64;
+/// Idle zstd decoders kept at most (up to 8 MiB each after a large body).
+const MAX_FREE_ZSTD: usize = 4;
 
 impl ConnectionPools {
     /// Pools keeping at most `max_free` idle buffers each.
@@ -157,6 +209,7 @@ impl ConnectionPools {
             body: BufferPool::new(INITIAL_CAPACITY, KEEP_CAPACITY, max_free),
             response: BufferPool::new(INITIAL_CAPACITY, KEEP_CAPACITY, max_free),
             inflaters: InflaterPool::new(max_free.min(MAX_FREE_INFLATERS)),
+            zstd: ZstdPool::new(max_free.min(MAX_FREE_ZSTD)),
         }
     }
 }

@@ -12,8 +12,11 @@ pub enum Body<'a> {
     Empty,
     /// Bytes sent as is, with `content_type`.
     Bytes { content_type: &'a str, bytes: &'a [u8] },
-    /// `{"code":"...","message":"..."}`, JSON-escaped, `application/json`.
+    /// `{"code":"...","message":"..."}`, JSON-escaped, `application/json`:
+    /// InfluxDB 2's error shape.
     Error { code: &'a str, message: &'a str },
+    /// `{"error":"..."}`, JSON-escaped: InfluxDB 1's (and 3's) error shape.
+    ErrorV1 { message: &'a str },
     /// `{"accepted":N}`, `application/json`.
     Accepted(u64),
 }
@@ -63,6 +66,15 @@ impl<'a> Response<'a> {
         Response { body: Body::Error { code, message }, ..Response::new(status) }
     }
 
+    /// The same response with a v1 error body (`{"error":message}`) in place
+    /// of a `{"code","message"}` one: the v1 and v3 endpoints answer so.
+    pub const fn v1_error_shape(self) -> Response<'a> {
+        match self.body {
+            Body::Error { message, .. } => Response { body: Body::ErrorV1 { message }, ..self },
+            _ => self,
+        }
+    }
+
     pub const fn bytes(status: u16, content_type: &'a str, bytes: &'a [u8]) -> Response<'a> {
         Response { body: Body::Bytes { content_type, bytes }, ..Response::new(status) }
     }
@@ -103,6 +115,12 @@ impl<'a> Response<'a> {
                 scratch.extend_from_slice(b"{\"code\":");
                 json_string(scratch, code);
                 scratch.extend_from_slice(b",\"message\":");
+                json_string(scratch, message);
+                scratch.push(b'}');
+                (Some("application/json; charset=utf-8"), &scratch[..])
+            }
+            Body::ErrorV1 { message } => {
+                scratch.extend_from_slice(b"{\"error\":");
                 json_string(scratch, message);
                 scratch.push(b'}');
                 (Some("application/json; charset=utf-8"), &scratch[..])
@@ -230,6 +248,15 @@ mod tests {
         assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())));
         assert!(head.contains("\r\nConnection: close\r\nRetry-After: 1\r\nRateLimit-Policy: \"default\";q=100;w=1"));
         assert!(head.ends_with("\r\nX-RateLimit-Remaining: 0"));
+    }
+
+    #[test]
+    fn v1_error_shape() {
+        let r = Response::error(400, "invalid", "bad \"line\"").v1_error_shape();
+        let s = render(&r, false, None);
+        assert!(s.ends_with("\r\n\r\n{\"error\":\"bad \\\"line\\\"\"}"), "{s}");
+        // Other bodies are left alone.
+        assert_eq!(Response::accepted(1).v1_error_shape(), Response::accepted(1));
     }
 
     #[test]

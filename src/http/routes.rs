@@ -11,10 +11,16 @@ pub enum Route {
     WriteV2,
     /// `POST /api/v1/metrics`: the MetricsStream JSON API.
     JsonMetrics,
-    /// `GET|HEAD /ping`: Influx clients' liveness probe (204).
+    /// `POST /api/v3/write_lp`: InfluxDB 3 line protocol.
+    WriteV3,
+    /// `GET|POST /query`: InfluxQL, only `CREATE DATABASE` and `SHOW DATABASES`.
+    Query,
+    /// `GET|HEAD /ping`: Influx clients' liveness probe (204 with version headers).
     Ping,
-    /// `GET /health`.
+    /// `GET|HEAD /health`: InfluxDB 2's health shape.
     Health,
+    /// `GET|HEAD /ready`: InfluxDB 2's readiness shape.
+    Ready,
     /// `GET /metrics`: Prometheus text.
     Metrics,
 }
@@ -50,12 +56,14 @@ impl RouteError {
         const POST: &[(&str, &str)] = &[("Allow", "POST")];
         const GET: &[(&str, &str)] = &[("Allow", "GET")];
         const GET_HEAD: &[(&str, &str)] = &[("Allow", "GET, HEAD")];
+        const GET_POST: &[(&str, &str)] = &[("Allow", "GET, POST")];
         match self {
             RouteError::NotFound => Response::error(404, "not found", "no such path"),
             RouteError::MethodNotAllowed { allow } => {
                 let headers = match allow {
                     "POST" => POST,
                     "GET" => GET,
+                    "GET, POST" => GET_POST,
                     _ => GET_HEAD,
                 };
                 Response::error(405, "method not allowed", "method not allowed for this path").with_headers(headers)
@@ -70,22 +78,42 @@ pub fn route(method: &str, path: &str) -> Result<Route, RouteError> {
     let (route, allow) = match path {
         "/write" => (Route::WriteV1, "POST"),
         "/api/v2/write" => (Route::WriteV2, "POST"),
+        "/api/v3/write_lp" => (Route::WriteV3, "POST"),
         "/api/v1/metrics" => (Route::JsonMetrics, "POST"),
+        "/query" => (Route::Query, "GET, POST"),
         "/ping" => (Route::Ping, "GET, HEAD"),
-        "/health" => (Route::Health, "GET"),
+        "/health" => (Route::Health, "GET, HEAD"),
+        "/ready" => (Route::Ready, "GET, HEAD"),
         "/metrics" => (Route::Metrics, "GET"),
         _ => return Err(RouteError::NotFound),
     };
     let ok = match route {
-        Route::WriteV1 | Route::WriteV2 | Route::JsonMetrics => method == "POST",
-        Route::Ping => method == "GET" || method == "HEAD",
-        Route::Health | Route::Metrics => method == "GET",
+        Route::WriteV1 | Route::WriteV2 | Route::WriteV3 | Route::JsonMetrics => method == "POST",
+        Route::Query => method == "GET" || method == "POST",
+        Route::Ping | Route::Health | Route::Ready => method == "GET" || method == "HEAD",
+        Route::Metrics => method == "GET",
     };
     if ok {
         Ok(route)
     } else {
         Err(RouteError::MethodNotAllowed { allow })
     }
+}
+
+/// Whether answers on `path` carry errors in InfluxDB 1's `{"error": ...}`
+/// shape (InfluxDB 1.x's `/write` and `/query`, InfluxDB 3's write endpoint)
+/// rather than InfluxDB 2's `{"code","message"}`.
+pub fn v1_error_shape(path: &str) -> bool {
+    matches!(path, "/write" | "/query" | "/api/v3/write_lp")
+}
+
+/// The path of the request line at the start of `head` (up to `?` or the
+/// space before the version), if there is one.
+pub fn request_line_path(head: &[u8]) -> Option<&str> {
+    let line = &head[..head.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(head.len())];
+    let target = line.split(|&b| b == b' ').nth(1)?;
+    let path = target.split(|&b| b == b'?').next()?;
+    std::str::from_utf8(path).ok()
 }
 
 /// Timestamp precision of a write: the parser's own type; the two write APIs
@@ -116,6 +144,29 @@ pub fn precision_v2(s: &str) -> Option<Precision> {
     })
 }
 
+/// InfluxDB 3 `precision=`: `auto` (the default: guessed per timestamp),
+/// `second|millisecond|microsecond|nanosecond`, and the short `s|ms|us|ns`
+/// that later InfluxDB 3 releases accept too.
+pub fn precision_v3(s: &str) -> Option<Precision> {
+    Some(match s {
+        "auto" => Precision::Auto,
+        "nanosecond" | "ns" => Precision::Nanoseconds,
+        "microsecond" | "us" => Precision::Microseconds,
+        "millisecond" | "ms" => Precision::Milliseconds,
+        "second" | "s" => Precision::Seconds,
+        _ => return None,
+    })
+}
+
+/// `true|false` query flags (InfluxDB 3 `accept_partial`, `no_sync`).
+fn flag(s: &str) -> Option<bool> {
+    match s {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
 use super::Response;
 
 /// A query string the write API refuses (answer 400 with the message).
@@ -129,6 +180,12 @@ pub enum QueryError {
     BadEncoding,
     #[error("query string values too long")]
     TooLong,
+    #[error("invalid precision: v3 accepts auto, second, millisecond, microsecond, nanosecond (or s, ms, us, ns)")]
+    PrecisionV3,
+    #[error("invalid accept_partial or no_sync: true or false")]
+    BadFlag,
+    #[error("missing db: /api/v3/write_lp needs ?db=")]
+    MissingDb,
 }
 
 impl QueryError {
@@ -139,6 +196,11 @@ impl QueryError {
             QueryError::PrecisionV2 => "invalid precision: v2 accepts ns, us, ms, s",
             QueryError::BadEncoding => "malformed percent-encoding in query string",
             QueryError::TooLong => "query string values too long",
+            QueryError::PrecisionV3 => {
+                "invalid precision: v3 accepts auto, second, millisecond, microsecond, nanosecond (or s, ms, us, ns)"
+            }
+            QueryError::BadFlag => "invalid accept_partial or no_sync: true or false",
+            QueryError::MissingDb => "missing db: /api/v3/write_lp needs ?db=",
         };
         Response::error(400, "invalid", message)
     }
@@ -161,6 +223,53 @@ pub struct V2Params<'a> {
     pub org: Option<&'a str>,
     pub bucket: Option<&'a str>,
     pub precision: Precision,
+}
+
+/// `POST /api/v3/write_lp` parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V3Params<'a> {
+    pub db: &'a str,
+    /// Default `auto`, as InfluxDB 3.
+    pub precision: Precision,
+    /// `None`: not given (InfluxDB 3's default is `true`).
+    pub accept_partial: Option<bool>,
+    /// Parsed and accepted; the answer still follows `[writer] ack` (see README).
+    pub no_sync: bool,
+}
+
+/// Parses the v3 write query (`db` required, `precision`, `accept_partial`, `no_sync`).
+pub fn parse_v3<'a>(query: &'a str, scratch: &'a mut [u8]) -> Result<V3Params<'a>, QueryError> {
+    let (mut db, mut precision, mut accept_partial, mut no_sync) = (None, Precision::Auto, None, false);
+    let mut decoder = Decoder { rest: scratch };
+    for (key, raw) in pairs(query) {
+        match key {
+            "db" => db = Some(decoder.decode(raw)?),
+            "precision" => precision = precision_v3(decoder.decode(raw)?).ok_or(QueryError::PrecisionV3)?,
+            "accept_partial" => accept_partial = Some(flag(raw).ok_or(QueryError::BadFlag)?),
+            "no_sync" => no_sync = flag(raw).ok_or(QueryError::BadFlag)?,
+            _ => {}
+        }
+    }
+    let db = db.filter(|d| !d.is_empty()).ok_or(QueryError::MissingDb)?;
+    Ok(V3Params { db, precision, accept_partial, no_sync })
+}
+
+/// The InfluxQL text of a `/query` request: `q=` from the query string, or
+/// (POST, as Telegraf sends it) from a form-encoded body. `None`: no `q`.
+pub fn query_text<'a>(query: &'a str, body: &'a [u8], scratch: &'a mut [u8]) -> Result<Option<&'a str>, QueryError> {
+    let mut decoder = Decoder { rest: scratch };
+    let form = std::str::from_utf8(body).unwrap_or("");
+    for (key, raw) in pairs(query).chain(pairs(form)) {
+        if key == "q" {
+            return decoder.decode(raw).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// `/ping?verbose=true`: answer 200 with a JSON body, as InfluxDB 1.8.
+pub fn ping_verbose(query: &str) -> bool {
+    pairs(query).any(|(k, v)| k == "verbose" && flag(v) == Some(true))
 }
 
 /// Scratch space to percent-decode query values into; one per worker is
@@ -257,6 +366,68 @@ mod tests {
         assert_eq!(route("HEAD", "/ping"), Ok(Route::Ping));
         assert_eq!(route("GET", "/health"), Ok(Route::Health));
         assert_eq!(route("GET", "/metrics"), Ok(Route::Metrics));
+        assert_eq!(route("POST", "/api/v3/write_lp"), Ok(Route::WriteV3));
+        assert_eq!(route("GET", "/query"), Ok(Route::Query));
+        assert_eq!(route("POST", "/query"), Ok(Route::Query));
+        assert_eq!(route("HEAD", "/health"), Ok(Route::Health));
+        assert_eq!(route("GET", "/ready"), Ok(Route::Ready));
+        assert_eq!(route("HEAD", "/ready"), Ok(Route::Ready));
+    }
+
+    #[test]
+    fn error_shapes_by_path() {
+        assert!(v1_error_shape("/write") && v1_error_shape("/query") && v1_error_shape("/api/v3/write_lp"));
+        assert!(!v1_error_shape("/api/v2/write") && !v1_error_shape("/api/v1/metrics"));
+        assert_eq!(request_line_path(b"POST /write?db=x HTTP/1.1\r\nHost: a"), Some("/write"));
+        assert_eq!(request_line_path(b"GET /ping HTTP/1.1"), Some("/ping"));
+        assert_eq!(request_line_path(b"garbage"), None);
+        assert_eq!(request_line_path(b""), None);
+    }
+
+    #[test]
+    fn v3_query() {
+        let mut s = [0u8; QUERY_SCRATCH_BYTES];
+        let p = parse_v3("db=my%20db&precision=millisecond&accept_partial=false&no_sync=true", &mut s).unwrap();
+        assert_eq!(
+            p,
+            V3Params { db: "my db", precision: Precision::Milliseconds, accept_partial: Some(false), no_sync: true }
+        );
+        let mut s = [0u8; QUERY_SCRATCH_BYTES];
+        let p = parse_v3("db=x", &mut s).unwrap();
+        assert_eq!((p.precision, p.accept_partial, p.no_sync), (Precision::Auto, None, false));
+        for (v, want) in [
+            ("auto", Precision::Auto),
+            ("second", Precision::Seconds),
+            ("s", Precision::Seconds),
+            ("microsecond", Precision::Microseconds),
+            ("us", Precision::Microseconds),
+            ("nanosecond", Precision::Nanoseconds),
+        ] {
+            let q = format!("db=x&precision={v}");
+            let mut s = [0u8; 64];
+            assert_eq!(parse_v3(&q, &mut s).unwrap().precision, want, "{v}");
+        }
+        let mut s = [0u8; 64];
+        assert_eq!(parse_v3("precision=s", &mut s), Err(QueryError::MissingDb));
+        let mut s = [0u8; 64];
+        assert_eq!(parse_v3("db=x&precision=u", &mut s), Err(QueryError::PrecisionV3));
+        let mut s = [0u8; 64];
+        assert_eq!(parse_v3("db=x&accept_partial=yes", &mut s), Err(QueryError::BadFlag));
+    }
+
+    #[test]
+    fn query_text_from_url_or_form_body() {
+        let mut s = [0u8; QUERY_SCRATCH_BYTES];
+        assert_eq!(query_text("q=SHOW+DATABASES&db=x", b"", &mut s), Ok(Some("SHOW DATABASES")));
+        let mut s = [0u8; QUERY_SCRATCH_BYTES];
+        // Telegraf: POST /query with `q=CREATE+DATABASE+%22telegraf%22` as the form body.
+        assert_eq!(
+            query_text("", b"q=CREATE+DATABASE+%22telegraf%22", &mut s),
+            Ok(Some("CREATE DATABASE \"telegraf\""))
+        );
+        let mut s = [0u8; QUERY_SCRATCH_BYTES];
+        assert_eq!(query_text("db=x", b"", &mut s), Ok(None));
+        assert!(ping_verbose("verbose=true") && !ping_verbose("verbose=false") && !ping_verbose(""));
     }
 
     #[test]
@@ -275,7 +446,8 @@ mod tests {
         assert_eq!(route("PUT", "/api/v2/write").unwrap_err().allow(), Some("POST"));
         assert_eq!(route("GET", "/api/v1/metrics").unwrap_err().allow(), Some("POST"));
         assert_eq!(route("POST", "/ping").unwrap_err().allow(), Some("GET, HEAD"));
-        assert_eq!(route("HEAD", "/health").unwrap_err().allow(), Some("GET"));
+        assert_eq!(route("PUT", "/health").unwrap_err().allow(), Some("GET, HEAD"));
+        assert_eq!(route("DELETE", "/query").unwrap_err().response().headers, &[("Allow", "GET, POST")]);
         assert_eq!(route("DELETE", "/metrics").unwrap_err().allow(), Some("GET"));
         // Methods are case-sensitive.
         assert_eq!(route("post", "/write").unwrap_err().status(), 405);

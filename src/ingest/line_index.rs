@@ -39,7 +39,7 @@
 //! [`LineProtocolLimits`] caps them on any input, so the steady state allocates
 //! nothing.
 
-use super::line_protocol::{BatchError, BodyPosition, LineError, LineProtocolLimits, Precision};
+use super::line_protocol::{BatchError, BodyPosition, LineError, LineErrorReason, LineProtocolLimits, Precision};
 use super::structural::{Classifier, StructuralCursor};
 
 /// The element a span belongs to: decides which bytes a backslash escapes.
@@ -187,6 +187,9 @@ pub struct BodySummary {
     pub bad_lines: usize,
     /// The first bad line.
     pub first_error: Option<LineError>,
+    /// The first [`REPORTED_BAD_LINES`] bad lines, with where they are in the
+    /// body, so a 400 can name them (and quote them) without a second pass.
+    pub reported: [Option<BadLine>; REPORTED_BAD_LINES],
     /// Lines taken that need canonicalising ([`LineFlags::needs_canonical`]).
     pub needs_canonical: usize,
     /// `Some` when the callback refused a line: nothing from there on was taken;
@@ -203,6 +206,28 @@ impl BodySummary {
             bad_lines: self.bad_lines,
             valid_lines: self.lines + self.valid_not_handed,
         })
+    }
+}
+
+/// Bad lines a [`BodySummary`] locates (the rest are only counted): enough
+/// for a client to see what is wrong, bounded so a body of garbage costs
+/// nothing more to report.
+pub const REPORTED_BAD_LINES: usize = 4;
+
+/// One bad line: its number, why, and its bytes in the body
+/// (`start..end`, without the line terminator).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadLine {
+    pub line: usize,
+    pub reason: LineErrorReason,
+    pub start: usize,
+    pub end: usize,
+}
+
+impl BadLine {
+    /// The line's text in `body` (the body it was found in).
+    pub fn text<'b>(&self, body: &'b [u8]) -> &'b [u8] {
+        body.get(self.start..self.end.min(body.len())).unwrap_or(&[])
     }
 }
 
@@ -318,11 +343,19 @@ impl LineIndexer {
                     pos = scan.consume_line_end(parsed.line_end);
                 }
                 Err(fail) => {
-                    summary.bad_lines += 1;
                     if summary.first_error.is_none() {
                         summary.first_error = Some(LineError { line: line_number, reason: fail.reason });
                     }
-                    pos = scan.skip_past_newline(fail.at);
+                    let next = scan.skip_past_newline(fail.at);
+                    if let Some(slot) = summary.reported.get_mut(summary.bad_lines) {
+                        let text = &body[pos..next];
+                        let text = text.strip_suffix(b"\n").unwrap_or(text);
+                        let text = text.strip_suffix(b"\r").unwrap_or(text);
+                        *slot =
+                            Some(BadLine { line: line_number, reason: fail.reason, start: pos, end: pos + text.len() });
+                    }
+                    summary.bad_lines += 1;
+                    pos = next;
                 }
             }
         }

@@ -172,7 +172,7 @@ pub fn assert_balances(report: &serde_json::Value) {
     );
     assert_udp_records_balance(report, &report["udp"]);
     // Every pooled buffer is either lent or free.
-    for pool in ["body_buffers", "response_buffers", "inflaters", "batches"] {
+    for pool in ["body_buffers", "response_buffers", "inflaters", "zstd_decoders", "batches"] {
         let http = &report["http"];
         let n = |k: String| http[&k].as_u64().unwrap_or_else(|| panic!("report.http.{k} missing: {report:#}"));
         let (in_use, free, allocated) =

@@ -428,6 +428,7 @@ impl HttpSim {
             metrics: Arc::new(|out: &mut String| out.push_str("# TYPE sim_up gauge\nsim_up 1\n")),
             unix_offset_ns: 1_700_000_000_000_000_000,
             body_budget,
+            databases: Default::default(),
         };
         let now = Nanos::from_millis(1);
         let stack = NetStack::new(super::stack_config(256), now).unwrap();

@@ -1,13 +1,29 @@
 //! The request body: Content-Length bodies stay in the input, chunked ones are
-//! de-chunked and gzip ones inflated into the body buffer, all capped at the
-//! body limit and reserved from the body budget.
+//! de-chunked and compressed ones (gzip, deflate, zstd) decoded into the body
+//! buffer, all capped at the body limit and reserved from the body budget:
+//! the decoders write into capacity reserved step by step, so a
+//! decompression bomb stops at the limit (413) without holding more.
 
-use super::head::{trim, Framing, Span};
+use super::head::{trim, Coding, Framing, Span};
 use super::{reserve_bounded, BodyAt, Connection};
 use crate::http::{BodyBudget, HttpError};
 
-/// Inflate output grows in steps of this (until the body limit).
+/// Decoder output grows in steps of this (until the body limit).
 const INFLATE_STEP: usize = 32 << 10;
+
+/// Largest zstd window accepted (2^23 = 8 MiB: what zstd's levels up to 19
+/// and Go's klauspost encoder, used by VictoriaMetrics' vmagent, produce).
+/// The decoder holds a window's worth of memory; a frame asking for more is
+/// refused (400) rather than allocated.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 23;
+
+/// A zstd decoder with the window bound set.
+pub fn zstd_decoder() -> zstd::zstd_safe::DCtx<'static> {
+    let mut ctx = zstd::zstd_safe::DCtx::create();
+    // Only fails for an out-of-range value, which this constant is not.
+    let _ = ctx.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(ZSTD_WINDOW_LOG_MAX));
+    ctx
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum ChunkState {
@@ -41,7 +57,7 @@ impl Connection {
     /// and the trailers were read.
     pub(super) fn dechunk(&mut self) -> Result<bool, HttpError> {
         let (max_body, max_line) = (self.max_body, self.max_header);
-        let target = if self.head.gzip { &mut self.compressed } else { &mut self.decoded };
+        let target = if self.head.coding.compressed() { &mut self.compressed } else { &mut self.decoded };
         let mut pos = self.chunk_pos;
         let mut done = false;
         let result = loop {
@@ -118,9 +134,10 @@ impl Connection {
         Ok(done)
     }
 
-    /// The body is complete: locate it, inflating it if gzip.
+    /// The body is complete: locate it, decoding it if compressed.
     pub(super) fn finish_body(&mut self) -> Result<(), HttpError> {
         let start = self.head.len;
+        let coding = self.head.coding;
         let raw = match self.head.framing {
             Framing::Length(n) => {
                 self.req_end = start + n;
@@ -129,13 +146,13 @@ impl Connection {
             Framing::Chunked => {
                 self.req_end = start;
                 self.body_at = BodyAt::Decoded;
-                if !self.head.gzip {
+                if !coding.compressed() {
                     return Ok(());
                 }
                 Span::default()
             }
         };
-        if !self.head.gzip {
+        if !coding.compressed() {
             self.body_at = BodyAt::Input(raw);
             return Ok(());
         }
@@ -143,9 +160,30 @@ impl Connection {
             Framing::Length(_) => raw.get(&self.input),
             Framing::Chunked => &self.compressed[..],
         };
-        let inflater = self.inflater.get_or_insert_with(|| flate2::Decompress::new(false));
         let (budget, reserved) = (self.budget.as_deref(), &mut self.reserved);
-        gunzip(src, &mut self.decoded, inflater, self.max_body, &mut |n| reserve(budget, reserved, n))?;
+        let mut reserve = |n| reserve(budget, reserved, n);
+        match coding {
+            Coding::Zstd => {
+                let decoder = self.zstd.get_or_insert_with(zstd_decoder);
+                unzstd(src, &mut self.decoded, decoder, self.max_body, &mut reserve)?;
+            }
+            Coding::Deflate => {
+                let inflater = self.inflater.get_or_insert_with(|| flate2::Decompress::new(false));
+                // zlib (RFC 1950) if the first two bytes are a zlib header, else raw deflate.
+                let zlib = src.len() >= 2 && src[0] & 0x0f == 8 && u16::from_be_bytes([src[0], src[1]]) % 31 == 0;
+                inflater.reset(zlib);
+                let out = inflate_member(src, &mut self.decoded, inflater, self.max_body, &mut reserve, 0);
+                match out {
+                    Ok((_, used)) if used == src.len() => {}
+                    Ok(_) | Err(HttpError::BadGzip) => return Err(HttpError::BadDeflate),
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => {
+                let inflater = self.inflater.get_or_insert_with(|| flate2::Decompress::new(false));
+                gunzip(src, &mut self.decoded, inflater, self.max_body, &mut reserve)?;
+            }
+        }
         self.body_at = BodyAt::Decoded;
         Ok(())
     }
@@ -216,35 +254,15 @@ fn gunzip(
     max: usize,
     reserve: &mut dyn FnMut(usize) -> Result<(), HttpError>,
 ) -> Result<(), HttpError> {
-    use flate2::{FlushDecompress, Status};
     dst.clear();
     let mut reserved = 0;
     loop {
         src = &src[gzip_header_len(src).ok_or(HttpError::BadGzip)?..];
         inflater.reset(false);
         let member_start = dst.len();
-        loop {
-            if dst.len() > max {
-                return Err(HttpError::BodyTooLarge);
-            }
-            reserve_bounded(dst, INFLATE_STEP.min(max + 1 - dst.len()), max + 1);
-            if dst.capacity() > reserved {
-                reserve(dst.capacity() - reserved)?;
-                reserved = dst.capacity();
-            }
-            let (in_before, out_before) = (inflater.total_in(), dst.len());
-            let status = inflater.decompress_vec(src, dst, FlushDecompress::None).map_err(|_| HttpError::BadGzip)?;
-            let used = (inflater.total_in() - in_before) as usize;
-            src = &src[used.min(src.len())..];
-            if dst.len() > max {
-                return Err(HttpError::BodyTooLarge);
-            }
-            match status {
-                Status::StreamEnd => break,
-                _ if used == 0 && dst.len() == out_before => return Err(HttpError::BadGzip),
-                _ => {}
-            }
-        }
+        let used;
+        (reserved, used) = inflate_member(src, dst, inflater, max, reserve, reserved)?;
+        src = &src[used..];
         let trailer = src.get(..8).ok_or(HttpError::BadGzip)?;
         let mut crc = flate2::Crc::new();
         crc.update(&dst[member_start..]);
@@ -256,6 +274,97 @@ fn gunzip(
         src = &src[8..];
         if src.is_empty() {
             return Ok(());
+        }
+    }
+}
+
+/// Inflates one deflate stream from `src`, appending to `dst` (the inflater
+/// was reset for its format); `reserved` is how much of `dst`'s capacity the
+/// budget already covers. Returns the new `reserved` and the input bytes used.
+fn inflate_member(
+    mut src: &[u8],
+    dst: &mut Vec<u8>,
+    inflater: &mut flate2::Decompress,
+    max: usize,
+    reserve: &mut dyn FnMut(usize) -> Result<(), HttpError>,
+    mut reserved: usize,
+) -> Result<(usize, usize), HttpError> {
+    use flate2::{FlushDecompress, Status};
+    let total = src.len();
+    loop {
+        grow_reserved(dst, max, reserve, &mut reserved)?;
+        let (in_before, out_before) = (inflater.total_in(), dst.len());
+        let status = inflater.decompress_vec(src, dst, FlushDecompress::None).map_err(|_| HttpError::BadGzip)?;
+        let used = (inflater.total_in() - in_before) as usize;
+        src = &src[used.min(src.len())..];
+        if dst.len() > max {
+            return Err(HttpError::BodyTooLarge);
+        }
+        match status {
+            Status::StreamEnd => return Ok((reserved, total - src.len())),
+            _ if used == 0 && dst.len() == out_before => return Err(HttpError::BadGzip),
+            _ => {}
+        }
+    }
+}
+
+/// Gives `dst` room for the next decoder step (at most `max + 1` bytes in
+/// all), reserving every new byte of capacity from the budget first.
+fn grow_reserved(
+    dst: &mut Vec<u8>,
+    max: usize,
+    reserve: &mut dyn FnMut(usize) -> Result<(), HttpError>,
+    reserved: &mut usize,
+) -> Result<(), HttpError> {
+    if dst.len() > max {
+        return Err(HttpError::BodyTooLarge);
+    }
+    reserve_bounded(dst, INFLATE_STEP.min(max + 1 - dst.len()), max + 1);
+    if dst.capacity() > *reserved {
+        reserve(dst.capacity() - *reserved)?;
+        *reserved = dst.capacity();
+    }
+    Ok(())
+}
+
+/// Decodes the zstd frames in `src` into `dst` (cleared first), with the
+/// same bounds as [`gunzip`]; the decoder's window is bounded by
+/// [`ZSTD_WINDOW_LOG_MAX`].
+fn unzstd(
+    src: &[u8],
+    dst: &mut Vec<u8>,
+    decoder: &mut zstd::zstd_safe::DCtx<'static>,
+    max: usize,
+    reserve: &mut dyn FnMut(usize) -> Result<(), HttpError>,
+) -> Result<(), HttpError> {
+    use zstd::zstd_safe::{InBuffer, OutBuffer, ResetDirective};
+    dst.clear();
+    // Whatever a previous body left half-decoded is dropped; the window bound stays.
+    let _ = decoder.reset(ResetDirective::SessionOnly);
+    if src.is_empty() {
+        return Err(HttpError::BadZstd);
+    }
+    let mut input = InBuffer::around(src);
+    let mut reserved = 0;
+    loop {
+        grow_reserved(dst, max, reserve, &mut reserved)?;
+        let (in_before, out_before) = (input.pos(), dst.len());
+        let remaining = {
+            let pos = dst.len();
+            let mut out = OutBuffer::around_pos(dst, pos);
+            decoder.decompress_stream(&mut out, &mut input).map_err(|_| HttpError::BadZstd)?
+        };
+        if dst.len() > max {
+            return Err(HttpError::BodyTooLarge);
+        }
+        // 0: a frame is complete and flushed; the next one (if any) follows.
+        if remaining == 0 && input.pos() == src.len() {
+            return Ok(());
+        }
+        let stalled = input.pos() == in_before && dst.len() == out_before;
+        if stalled && (input.pos() == src.len() || dst.len() < dst.capacity()) {
+            // Truncated (input used up mid-frame) or no progress with room to write.
+            return Err(HttpError::BadZstd);
         }
     }
 }

@@ -15,8 +15,10 @@ const COMPRESSED: u8 = 4;
 const OUTPUT: u8 = 8;
 const SCRATCH: u8 = 16;
 const ALL_BUFFERS: [u8; 5] = [INPUT, DECODED, COMPRESSED, OUTPUT, SCRATCH];
-/// Not a buffer: the gzip inflater, lent by the inflater pool.
+/// Not a buffer: the gzip/deflate inflater, lent by the inflater pool.
 const INFLATER: u8 = 32;
+/// Not a buffer: the zstd decoder, lent by its pool.
+const ZSTD: u8 = 64;
 
 impl Connection {
     /// The buffers the current phase can write to.
@@ -24,14 +26,17 @@ impl Connection {
         let mut wanted = INPUT | OUTPUT | SCRATCH;
         if matches!(self.phase, Phase::Body | Phase::Ready | Phase::Dispatched) {
             let chunked = self.head.framing == Framing::Chunked;
-            if chunked || self.head.gzip {
+            let coding = self.head.coding;
+            if chunked || coding.compressed() {
                 wanted |= DECODED;
             }
-            if chunked && self.head.gzip {
+            if chunked && coding.compressed() {
                 wanted |= COMPRESSED;
             }
-            if self.head.gzip {
+            if coding.inflates() {
                 wanted |= INFLATER;
+            } else if coding.compressed() {
+                wanted |= ZSTD;
             }
         }
         wanted
@@ -43,7 +48,7 @@ impl Connection {
     pub fn needs_buffers(&self) -> bool {
         self.pooled
             && self.phase == Phase::Body
-            && self.wanted_buffers() & !self.lent & (DECODED | COMPRESSED | INFLATER) != 0
+            && self.wanted_buffers() & !self.lent & (DECODED | COMPRESSED | INFLATER | ZSTD) != 0
     }
 
     fn buffer_mut(&mut self, bit: u8) -> &mut Vec<u8> {
@@ -71,6 +76,10 @@ impl Connection {
         if missing & INFLATER != 0 && self.inflater.is_none() {
             self.inflater = Some(pools.inflaters.take());
             self.lent |= INFLATER;
+        }
+        if missing & ZSTD != 0 && self.zstd.is_none() {
+            self.zstd = Some(pools.zstd.take());
+            self.lent |= ZSTD;
         }
         if self.phase == Phase::Body {
             self.advance();
@@ -106,6 +115,12 @@ impl Connection {
                 pools.inflaters.give(inflater);
             }
             self.lent &= !INFLATER;
+        }
+        if self.lent & ZSTD != 0 {
+            if let Some(zstd) = self.zstd.take() {
+                pools.zstd.give(zstd);
+            }
+            self.lent &= !ZSTD;
         }
     }
 
@@ -146,12 +161,16 @@ impl Connection {
         if self.lent & INFLATER == 0 {
             self.inflater = None;
         }
+        if self.lent & ZSTD == 0 {
+            self.zstd = None;
+        }
     }
 
     /// Whether [`Connection::release_memory`] would free something.
     pub(super) fn holds_large_buffers(&self) -> bool {
         let large = |bit: u8, v: &Vec<u8>| self.lent & bit == 0 && v.is_empty() && v.capacity() > SHRINK_ABOVE;
         (self.inflater.is_some() && self.lent & INFLATER == 0)
+            || (self.zstd.is_some() && self.lent & ZSTD == 0)
             || large(INPUT, &self.input)
             || large(OUTPUT, &self.output)
             || large(DECODED, &self.decoded)

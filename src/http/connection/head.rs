@@ -47,9 +47,44 @@ pub(super) struct Head {
     pub(super) n_headers: usize,
     pub(super) keep_alive: bool,
     pub(super) expect_continue: bool,
-    pub(super) gzip: bool,
+    /// `Content-Encoding` of the body.
+    pub(super) coding: Coding,
     pub(super) is_head: bool,
     pub(super) framing: Framing,
+}
+
+/// The body codings served (RFC 9110 §8.4.1): everything else is 415.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Coding {
+    Identity,
+    Gzip,
+    /// HTTP's `deflate` is the zlib format (RFC 1950); raw deflate, which
+    /// some clients send under that name, is accepted too.
+    Deflate,
+    Zstd,
+}
+
+impl Coding {
+    fn of(value: &[u8]) -> Option<Coding> {
+        let is = |name: &[u8]| value.eq_ignore_ascii_case(name);
+        Some(match () {
+            _ if is(b"identity") => Coding::Identity,
+            _ if is(b"gzip") || is(b"x-gzip") => Coding::Gzip,
+            _ if is(b"deflate") => Coding::Deflate,
+            _ if is(b"zstd") => Coding::Zstd,
+            _ => return None,
+        })
+    }
+
+    /// Whether the body must be decoded.
+    pub(super) fn compressed(self) -> bool {
+        self != Coding::Identity
+    }
+
+    /// Decoded with a flate2 inflater (else zstd's decoder).
+    pub(super) fn inflates(self) -> bool {
+        matches!(self, Coding::Gzip | Coding::Deflate)
+    }
 }
 
 impl Head {
@@ -63,7 +98,7 @@ impl Head {
         n_headers: 0,
         keep_alive: true,
         expect_continue: false,
-        gzip: false,
+        coding: Coding::Identity,
         is_head: false,
         framing: Framing::Length(0),
     };
@@ -132,11 +167,11 @@ impl Connection {
                     }
                 }
             } else if h.name.eq_ignore_ascii_case("content-encoding") {
-                if value.eq_ignore_ascii_case(b"gzip") || value.eq_ignore_ascii_case(b"x-gzip") {
-                    bad_encoding |= head.gzip;
-                    head.gzip = true;
-                } else if !value.eq_ignore_ascii_case(b"identity") {
-                    bad_encoding = true;
+                // One coding at most: stacked codings (`gzip, zstd`) are refused.
+                match Coding::of(value) {
+                    Some(Coding::Identity) => {}
+                    Some(coding) if head.coding == Coding::Identity => head.coding = coding,
+                    _ => bad_encoding = true,
                 }
             } else if h.name.eq_ignore_ascii_case("connection") {
                 for token in value.split(|&b| b == b',').map(trim) {

@@ -11,8 +11,8 @@
 //! Memory: the current request (head + body) lives contiguously in one input
 //! `Vec`, plus at most `max_header_bytes` of look-ahead; `receive` accepts
 //! only what fits and the TCP layer keeps the rest in its receive window
-//! (backpressure). Chunked bodies are de-chunked into a body `Vec`, gzip
-//! bodies inflated into it, both capped at `max_body_bytes` (checked on the
+//! (backpressure). Chunked bodies are de-chunked into a body `Vec`, gzip,
+//! deflate and zstd bodies decoded into it, all capped at `max_body_bytes` (checked on the
 //! decompressed size too). All buffers are kept across keep-alive requests and
 //! shrunk after the connection has been idle for a second, if they grew large.
 //!
@@ -27,13 +27,14 @@
 //!
 //! Layout: this file holds [`Connection`], its input and timeout paths and
 //! [`RequestRef`]; `head.rs` parses the request head (limits, framing);
-//! `body.rs` reads Content-Length and chunked bodies, inflates gzip and
+//! `body.rs` reads Content-Length and chunked bodies, decodes gzip/deflate/zstd and
 //! reserves the body budget; `buffers.rs` lends and returns pooled buffers
 //! and shrinks idle ones; `output.rs` answers requests and errors and drains
 //! the output.
 
 use super::{BodyBudget, ConnectionPools, HttpConfig, HttpError, Response};
 use crate::time::Nanos;
+pub(crate) use body::zstd_decoder;
 use std::sync::Arc;
 
 mod body;
@@ -111,13 +112,15 @@ pub struct Connection {
     input: Vec<u8>,
     /// De-chunked and/or inflated body.
     decoded: Vec<u8>,
-    /// De-chunked gzip bytes (chunked + gzip only).
+    /// De-chunked compressed bytes (chunked + a Content-Encoding only).
     compressed: Vec<u8>,
     output: Vec<u8>,
     out_pos: usize,
     /// Formatting space for response bodies.
     scratch: Vec<u8>,
     inflater: Option<flate2::Decompress>,
+    /// zstd decoder (`Content-Encoding: zstd`), window bounded ([`ZstdPool`](crate::http::ZstdPool)).
+    zstd: Option<zstd::zstd_safe::DCtx<'static>>,
     /// Start of the current request head (header timeout).
     head_started: Nanos,
     /// Last input or last response (idle timeout).
@@ -178,6 +181,7 @@ impl Connection {
             out_pos: 0,
             scratch: Vec::new(),
             inflater: None,
+            zstd: None,
             head_started: now,
             last_activity: now,
             restart_clock: false,
@@ -466,7 +470,7 @@ impl<'c> RequestRef<'c> {
         self.header(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 
-    /// The body: de-chunked and gunzipped (`Content-Encoding: gzip`).
+    /// The body: de-chunked and decoded (`Content-Encoding: gzip|deflate|zstd`).
     pub fn body(&self) -> &'c [u8] {
         match self.conn.body_at {
             BodyAt::Input(span) => span.get(&self.conn.input),
@@ -553,6 +557,8 @@ pub fn fuzz_connection(data: &[u8]) {
     assert_eq!((pools.body.counters().in_use, pools.response.counters().in_use), (0, 0));
     assert_eq!(pools.inflaters.counters().in_use, 0);
     assert!(pools.inflaters.counters().balanced());
+    assert_eq!(pools.zstd.counters().in_use, 0);
+    assert!(pools.zstd.counters().balanced());
 }
 
 #[cfg(test)]

@@ -80,6 +80,11 @@ impl Connection {
         if error == HttpError::BodyBudgetExhausted {
             r = r.with_raw_headers(b"Retry-After: 1\r\n");
         }
+        // InfluxDB 1.x (and 3) clients read `{"error"}`: the request line,
+        // still in the input when there is one, says which API was asked.
+        if crate::http::routes::request_line_path(&self.input).is_some_and(crate::http::routes::v1_error_shape) {
+            r = r.v1_error_shape();
+        }
         r.write_to(&mut self.output, &mut self.scratch, false, Some("close"));
         self.input.clear();
         self.release_body();
@@ -98,11 +103,13 @@ fn error_message(error: HttpError) -> &'static str {
         HttpError::ConflictingFraming => "both Content-Length and Transfer-Encoding present",
         HttpError::BadChunk => "malformed chunked encoding",
         HttpError::BadGzip => "malformed gzip body",
+        HttpError::BadDeflate => "malformed deflate body",
+        HttpError::BadZstd => "malformed zstd body, or its window is beyond 8 MiB",
         HttpError::BodyTooLarge => "request body larger than the configured limit",
         HttpError::HeadersTooLarge => "request header fields too large or too many",
         HttpError::HeaderTimeout => "request head not received in time",
         HttpError::BodyTimeout => "request body stalled",
-        HttpError::UnsupportedContentEncoding => "unsupported Content-Encoding: only gzip and identity",
+        HttpError::UnsupportedContentEncoding => "unsupported Content-Encoding: only gzip, deflate, zstd and identity",
         HttpError::UnsupportedTransferEncoding => "unsupported Transfer-Encoding: only chunked",
         HttpError::BodyBudgetExhausted => "the appliance holds too many request bodies right now; retry later",
     }

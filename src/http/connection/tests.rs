@@ -759,7 +759,8 @@ fn budget_reserves_content_length_and_refuses_beyond() {
     let out = drain(&mut b);
     assert!(out.starts_with("HTTP/1.1 503 "), "{out}");
     assert!(out.contains("Retry-After: 1\r\n") && out.contains("Connection: close\r\n"), "{out}");
-    assert!(out.contains(r#""code":"unavailable""#), "{out}");
+    // /write is a v1 endpoint: InfluxDB 1's error shape.
+    assert!(out.contains(r#"{"error":""#) && !out.contains("\"code\""), "{out}");
     assert!(b.wants_close());
     assert_eq!((budget.reserved(), budget.refused()), (60, 1));
     // A body without Content-Length reserves nothing.
@@ -876,4 +877,174 @@ fn shut_down_closes_an_idle_connection_once_and_discards_later_input() {
     assert!(c.poll_request(Nanos::from_ns(1)).is_none());
     assert!(c.take_output().is_empty());
     assert!(c.wants_close());
+}
+
+// ---------------------------------------------------------------- deflate and zstd
+
+fn zlib(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn raw_deflate(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn zstd_frame(data: &[u8]) -> Vec<u8> {
+    zstd::stream::encode_all(data, 3).unwrap()
+}
+
+/// `POST /write` with `coding` and `body` (Content-Length framing, or chunked in two chunks).
+fn encoded_request(coding: &str, body: &[u8], chunked: bool) -> Vec<u8> {
+    if !chunked {
+        let mut req =
+            format!("POST /write HTTP/1.1\r\nContent-Encoding: {coding}\r\nContent-Length: {}\r\n\r\n", body.len())
+                .into_bytes();
+        req.extend_from_slice(body);
+        return req;
+    }
+    let mut req = format!("POST /write HTTP/1.1\r\nContent-Encoding: {coding}\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .into_bytes();
+    let (a, b) = body.split_at(body.len() / 2);
+    for part in [a, b].into_iter().filter(|p| !p.is_empty()) {
+        req.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        req.extend_from_slice(part);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    req
+}
+
+#[test]
+fn deflate_and_zstd_bodies_are_decoded() {
+    let body = b"cpu,host=a v=1 1\nmem,host=a used=2i 2\n".repeat(20);
+    let two_frames = [zstd_frame(&body[..100]), zstd_frame(&body[100..])].concat();
+    let cases: [(&str, Vec<u8>); 5] = [
+        ("deflate", zlib(&body)),
+        ("Deflate", raw_deflate(&body)), // what some clients send under that name
+        ("zstd", zstd_frame(&body)),
+        ("ZSTD", two_frames),
+        ("gzip", gzip(&body)),
+    ];
+    for (coding, encoded) in &cases {
+        for chunked in [false, true] {
+            let mut c = conn();
+            feed(&mut c, &encoded_request(coding, encoded, chunked), 0);
+            assert_eq!(request(&mut c).body, body, "{coding} chunked={chunked}");
+            c.respond(&Response::no_content());
+        }
+    }
+}
+
+#[test]
+fn deflate_and_zstd_bombs_stop_at_the_body_limit() {
+    // 256 KiB of zeros: a few hundred bytes compressed; the limit is 1 KiB.
+    for (coding, bomb) in [("deflate", zlib(&vec![0u8; 256 << 10])), ("zstd", zstd_frame(&vec![0u8; 256 << 10]))] {
+        assert!(bomb.len() < 1024, "{coding}: {}", bomb.len());
+        let mut c = conn();
+        feed(&mut c, &encoded_request(coding, &bomb, false), 0);
+        assert_eq!(error(&mut c, 0), HttpError::BodyTooLarge, "{coding}");
+        assert!(drain(&mut c).starts_with("HTTP/1.1 413 "), "{coding}");
+        assert!(c.decoded.capacity() <= c.body_limit(), "{coding}: {}", c.decoded.capacity());
+    }
+}
+
+#[test]
+fn a_zstd_bomb_gets_413_within_the_budget() {
+    // Within a budget: the decoded bytes are reserved as they are written,
+    // and everything goes back once the connection answered.
+    let budget = Arc::new(BodyBudget::new(1 << 20));
+    let mut c = budgeted(&budget);
+    let bomb = zstd_frame(&vec![0u8; 4 << 20]);
+    feed(&mut c, &encoded_request("zstd", &bomb, false), 0);
+    assert_eq!(error(&mut c, 0), HttpError::BodyTooLarge);
+    assert!(budget.reserved() <= 2048 + bomb.len(), "{}", budget.reserved());
+    drop(c);
+    assert_eq!(budget.reserved(), 0);
+}
+
+#[test]
+fn corrupt_deflate_and_zstd_are_400() {
+    let body = b"cpu v=1 1\n".repeat(10);
+    let mut bad_zlib = zlib(&body);
+    let n = bad_zlib.len();
+    bad_zlib[n - 1] ^= 1; // the Adler-32 trailer
+    let truncated_zstd = zstd_frame(&body)[..10].to_vec();
+    let mut trailing = zlib(&body);
+    trailing.extend_from_slice(b"junk");
+    let cases = [
+        ("deflate", bad_zlib, HttpError::BadDeflate),
+        ("deflate", trailing, HttpError::BadDeflate),
+        ("deflate", b"not deflate at all".to_vec(), HttpError::BadDeflate),
+        ("zstd", truncated_zstd, HttpError::BadZstd),
+        ("zstd", b"not zstd".to_vec(), HttpError::BadZstd),
+    ];
+    for (coding, encoded, want) in cases {
+        let mut c = conn();
+        feed(&mut c, &encoded_request(coding, &encoded, false), 0);
+        assert_eq!(error(&mut c, 0), want, "{coding} {encoded:?}");
+        assert!(drain(&mut c).starts_with("HTTP/1.1 400 "));
+    }
+}
+
+#[test]
+fn a_zstd_window_beyond_the_bound_is_refused() {
+    // A frame declaring a 2^27-byte window (long-distance mode, level 19):
+    // decoding it would need 128 MiB; the decoder refuses it (400).
+    let data = vec![7u8; 64];
+    let mut enc = zstd::stream::Encoder::new(Vec::new(), 19).unwrap();
+    enc.window_log(27).unwrap();
+    enc.long_distance_matching(true).unwrap();
+    // Without a known content size the frame keeps its declared window.
+    enc.include_contentsize(false).unwrap();
+    enc.write_all(&data).unwrap();
+    let frame = enc.finish().unwrap();
+    // The frame is valid: a decoder allowing 2^27 (zstd's default limit) reads it.
+    let mut d = zstd::stream::Decoder::new(&frame[..]).unwrap();
+    d.window_log_max(27).unwrap();
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut d, &mut out).unwrap();
+    assert_eq!(out, data);
+    let mut c = Connection::new(&HttpConfig { max_body_bytes: 1 << 20, ..config() }, Nanos::ZERO);
+    feed(&mut c, &encoded_request("zstd", &frame, false), 0);
+    assert_eq!(error(&mut c, 0), HttpError::BadZstd);
+}
+
+#[test]
+fn stacked_codings_are_415() {
+    let mut c = conn();
+    feed(
+        &mut c,
+        b"POST /write HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Encoding: zstd\r\nContent-Length: 1\r\n\r\nx",
+        0,
+    );
+    assert_eq!(error(&mut c, 0), HttpError::UnsupportedContentEncoding);
+    let mut c = conn();
+    feed(&mut c, b"POST /write HTTP/1.1\r\nContent-Encoding: identity\r\nContent-Length: 1\r\n\r\nx", 0);
+    assert_eq!(request(&mut c).body, b"x");
+}
+
+#[test]
+fn protocol_errors_have_the_endpoints_error_shape() {
+    // 413 from Content-Length: v1 and v3 endpoints get `{"error"}`, v2 `{"code","message"}`.
+    for (path, v1) in [("/write?db=x", true), ("/api/v3/write_lp?db=x", true), ("/api/v2/write", false)] {
+        let mut c = conn();
+        feed(&mut c, format!("POST {path} HTTP/1.1\r\nContent-Length: 5000\r\n\r\n").as_bytes(), 0);
+        assert_eq!(error(&mut c, 0), HttpError::BodyTooLarge);
+        let out = drain(&mut c);
+        let body: serde_json::Value = serde_json::from_str(out.split_once("\r\n\r\n").unwrap().1).unwrap();
+        if v1 {
+            assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()) && body.get("code").is_none(), "{out}");
+        } else {
+            assert_eq!(body["code"], "request too large", "{out}");
+        }
+    }
+    // A corrupt zstd body on /write (decoded after the head was read).
+    let mut c = conn();
+    feed(&mut c, &encoded_request("zstd", b"nope", false), 0);
+    assert_eq!(error(&mut c, 0), HttpError::BadZstd);
+    assert!(drain(&mut c).contains("{\"error\":\"malformed zstd body"));
 }

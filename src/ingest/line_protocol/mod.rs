@@ -78,10 +78,13 @@ pub enum Precision {
     Seconds,
     Minutes,
     Hours,
+    /// InfluxDB 3's `precision=auto`: each timestamp's unit guessed from its
+    /// magnitude ([`Precision::to_nanos`]).
+    Auto,
 }
 
 impl Precision {
-    /// Nanoseconds per unit.
+    /// Nanoseconds per unit (`Auto`: per timestamp, see [`Precision::to_nanos`]; 1 here).
     pub const fn nanos_per_unit(self) -> i64 {
         match self {
             Precision::Nanoseconds => 1,
@@ -90,6 +93,7 @@ impl Precision {
             Precision::Seconds => 1_000_000_000,
             Precision::Minutes => 60 * 1_000_000_000,
             Precision::Hours => 3_600 * 1_000_000_000,
+            Precision::Auto => 1,
         }
     }
 
@@ -108,7 +112,22 @@ impl Precision {
 
     /// Scales a timestamp in this unit to nanoseconds; `None` on overflow.
     pub fn to_nanos(self, timestamp: i64) -> Option<i64> {
-        timestamp.checked_mul(self.nanos_per_unit())
+        match self {
+            Precision::Auto => timestamp.checked_mul(Precision::guess(timestamp).nanos_per_unit()),
+            _ => timestamp.checked_mul(self.nanos_per_unit()),
+        }
+    }
+
+    /// The unit `auto` reads a timestamp in, as InfluxDB 3 guesses it: by
+    /// magnitude, so that a date between 1970-02-27 and 2128 is read right
+    /// whatever unit the client used (|t| < 5e9: s, < 5e12: ms, < 5e15: us, else ns).
+    pub const fn guess(timestamp: i64) -> Precision {
+        match timestamp.unsigned_abs() / 1_000_000_000 {
+            0..=4 => Precision::Seconds,
+            5..=4_999 => Precision::Milliseconds,
+            5_000..=4_999_999 => Precision::Microseconds,
+            _ => Precision::Nanoseconds,
+        }
     }
 }
 
@@ -133,6 +152,7 @@ impl fmt::Display for Precision {
             Precision::Seconds => "s",
             Precision::Minutes => "m",
             Precision::Hours => "h",
+            Precision::Auto => "auto",
         })
     }
 }

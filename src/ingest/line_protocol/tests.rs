@@ -628,3 +628,19 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn auto_precision_reads_each_timestamp_by_magnitude() {
+    // 2023-11-14T22:13:20Z in every unit InfluxDB 3's `auto` tells apart.
+    let ns = 1_700_000_000_000_000_000;
+    for t in [1_700_000_000, 1_700_000_000_000, 1_700_000_000_000_000, ns] {
+        assert_eq!(Precision::Auto.to_nanos(t), Some(ns), "{t}");
+    }
+    assert_eq!(Precision::guess(4_999_999_999), Precision::Seconds);
+    assert_eq!(Precision::guess(5_000_000_000), Precision::Milliseconds);
+    assert_eq!(Precision::guess(4_999_999_999_999_999), Precision::Microseconds);
+    assert_eq!(Precision::guess(5_000_000_000_000_000), Precision::Nanoseconds);
+    assert_eq!(Precision::guess(-1_700_000_000), Precision::Seconds, "before 1970 too");
+    assert_eq!(Precision::Auto.to_nanos(0), Some(0));
+    assert_eq!(Precision::Auto.to_string(), "auto");
+}

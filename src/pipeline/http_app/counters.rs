@@ -31,6 +31,15 @@ pub struct HttpCounters {
     pub client_names_ignored: u64,
     /// Records in batches refused whole for an invalid line.
     pub records_rejected: u64,
+    /// Invalid lines in line-protocol bodies (refused whole or skipped).
+    pub lines_invalid: u64,
+    /// Write requests whose valid lines were written while bad ones were
+    /// skipped (`partial_writes`, v3 `accept_partial`): answered 400 once written.
+    pub partial_writes: u64,
+    /// `/query` requests refused (not `CREATE DATABASE` / `SHOW DATABASES`).
+    pub queries_refused: u64,
+    /// `CREATE DATABASE` names beyond the listed cap (answered 200, not listed).
+    pub databases_not_listed: u64,
     /// Records of requests answered 503 (writer behind) after earlier batches
     /// of their body had been handed to the writer: written, and a retry may
     /// duplicate them (at-least-once). Only bodies spanning batches.
@@ -55,12 +64,18 @@ pub struct HttpCounters {
     pub response_buffers_free: u64,
     pub response_buffers_high_water: u64,
     pub response_buffer_allocations: u64,
-    /// gzip inflaters lent to connections (a body being inflated).
+    /// gzip/deflate inflaters lent to connections (a body being inflated).
     pub inflaters_in_use: u64,
     pub inflaters_allocated: u64,
     pub inflaters_free: u64,
     pub inflaters_high_water: u64,
     pub inflater_allocations: u64,
+    /// zstd decoders lent to connections (a zstd body being decoded).
+    pub zstd_decoders_in_use: u64,
+    pub zstd_decoders_allocated: u64,
+    pub zstd_decoders_free: u64,
+    pub zstd_decoders_high_water: u64,
+    pub zstd_decoder_allocations: u64,
     /// Writer batches held by the application or in flight to the writer.
     pub batches_in_use: u64,
     pub batches_allocated: u64,

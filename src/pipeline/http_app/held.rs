@@ -8,6 +8,7 @@
 //! the held record, the batch numbers submitted so far with their tickets,
 //! the ack mode and the writer's durable sequence.
 
+use super::ingest::{format_bad_lines, Api, BadReport};
 use super::{process, with_buffers, Ctx, HttpApp};
 use crate::http::Response;
 use crate::time::Nanos;
@@ -26,8 +27,10 @@ pub(super) struct Held {
     /// writer (a request stops with 503 when one of those is refused, so
     /// only batch `last` can still be refused).
     pub(super) handed_over: u64,
-    /// 202 `{"accepted":records}` (JSON API) rather than 204.
-    pub(super) json: bool,
+    /// The API asked: 202 `{"accepted":records}` (JSON) or 204, and the shape of errors.
+    pub(super) api: Api,
+    /// Bad lines skipped (partial write): the answer is a 400 naming them.
+    pub(super) bad: BadReport,
 }
 
 /// Where a held response stands.
@@ -174,19 +177,40 @@ impl HttpApp {
                     state.held = None;
                     self.ctx.counters.held -= 1;
                     self.ctx.reset_reply();
-                    let response = match (done, held.json) {
-                        (HeldStatus::Refused, _) => {
-                            self.ctx.counters.records_accepted -= held.records;
-                            self.ctx.counters.records_handed_over_then_refused += held.handed_over;
-                            Response::error(503, "backpressure", "the writer is behind; retry")
-                                .with_raw_headers(b"Retry-After: 1\r\n")
-                        }
-                        (_, true) => Response::accepted(held.records),
-                        (_, false) => Response::no_content(),
-                    };
-                    self.ctx.counters.count_status(response.status);
+                    if done == HeldStatus::Refused {
+                        self.ctx.counters.records_accepted -= held.records;
+                        self.ctx.counters.records_handed_over_then_refused += held.handed_over;
+                    } else if held.bad.lines > 0 {
+                        // A partial write: its valid lines are in; name the bad ones,
+                        // quoted from the body the connection still holds.
+                        let body = state.http.request().map_or(&[][..], |r| r.body());
+                        let reply = &mut self.ctx.reply;
+                        format_bad_lines(
+                            &mut reply.message,
+                            &mut reply.body,
+                            held.api,
+                            body,
+                            &held.bad,
+                            held.records,
+                            true,
+                        );
+                    }
                     let held_list = &mut self.held;
                     with_buffers(state, &mut self.ctx, |state, ctx| {
+                        let response = match (done, held.api) {
+                            (HeldStatus::Refused, _) => {
+                                Response::error(503, "unavailable", "the writer is behind; retry")
+                                    .with_raw_headers(b"Retry-After: 1\r\n")
+                            }
+                            _ if held.bad.lines > 0 => {
+                                Response::bytes(400, "application/json; charset=utf-8", &ctx.reply.body)
+                            }
+                            (_, Api::Json) => Response::accepted(held.records),
+                            _ => Response::no_content(),
+                        };
+                        let response =
+                            if matches!(held.api, Api::V1 | Api::V3) { response.v1_error_shape() } else { response };
+                        ctx.counters.count_status(response.status);
                         state.http.respond(&response);
                         // Pipelined requests waited behind this one.
                         process(state, ctx, held_list, now);
@@ -211,7 +235,7 @@ mod tests {
     use super::*;
 
     fn held(first: u64, last: u64) -> Held {
-        Held { first, last, records: 3, handed_over: 0, json: false }
+        Held { first, last, records: 3, handed_over: 0, api: Api::V1, bad: BadReport::default() }
     }
 
     fn ticket(seq: u64) -> Option<Ticket> {

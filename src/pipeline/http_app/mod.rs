@@ -10,6 +10,8 @@
 //!   routing (`/ping`, `/health`, `/metrics`), shutdown, timeouts and the
 //!   one queue of wake-ups ([`Wakeups`]) the serve step hands to the stack;
 //! - `ingest.rs`: the write routes (credentials, validate/index, limit, batch);
+//! - `influx.rs`: the InfluxDB compatibility endpoints (`/ping`, `/health`,
+//!   `/ready`, `/query`) and the names `CREATE DATABASE` registered;
 //! - `held.rs`: held responses and group commit;
 //! - `counters.rs`: the per-worker [`HttpCounters`].
 //!
@@ -17,9 +19,11 @@
 
 mod counters;
 mod held;
+mod influx;
 mod ingest;
 
 pub use counters::HttpCounters;
+pub use influx::{DatabaseRegistry, INFLUX_BUILD, INFLUX_VERSION};
 
 use crate::http::auth::{self, AuthConfig};
 use crate::http::routes::{self, Route};
@@ -52,6 +56,8 @@ pub struct AppShared {
     pub unix_offset_ns: u64,
     /// The body-memory budget all workers share (`http.body_memory_budget_bytes`).
     pub body_budget: Arc<BodyBudget>,
+    /// Database names `CREATE DATABASE` registered (what `SHOW DATABASES` lists).
+    pub databases: Arc<DatabaseRegistry>,
 }
 
 struct ConnState {
@@ -72,6 +78,10 @@ struct Reply {
     body: Vec<u8>,
     content_type: &'static str,
     accepted: u64,
+    /// Errors in InfluxDB 1's `{"error"}` shape (v1 and v3 routes).
+    v1_errors: bool,
+    /// Extra static headers (the Influx version headers).
+    headers: &'static [(&'static str, &'static str)],
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -180,6 +190,8 @@ impl HttpApp {
                     body: Vec::with_capacity(4096),
                     content_type: "",
                     accepted: 0,
+                    v1_errors: false,
+                    headers: &[],
                 },
                 fixed: None,
                 metrics_text: String::with_capacity(8192),
@@ -205,6 +217,10 @@ impl HttpApp {
         (c.inflaters_in_use, c.inflaters_allocated, c.inflaters_free) =
             (inflaters.in_use, inflaters.allocated, inflaters.free);
         (c.inflaters_high_water, c.inflater_allocations) = (inflaters.high_water, inflaters.allocations);
+        let zstd = self.ctx.pools.zstd.counters();
+        (c.zstd_decoders_in_use, c.zstd_decoders_allocated, c.zstd_decoders_free) =
+            (zstd.in_use, zstd.allocated, zstd.free);
+        (c.zstd_decoders_high_water, c.zstd_decoder_allocations) = (zstd.high_water, zstd.allocations);
         let batches = self.ctx.writer.batch_pool();
         (c.batches_in_use, c.batches_allocated, c.batches_free) = (batches.in_use, batches.allocated, batches.free);
         c.batches_high_water = batches.high_water;
@@ -378,6 +394,13 @@ fn process(state: &mut ConnState, ctx: &mut Ctx, held: &mut Vec<ConnId>, now: Na
                 };
                 let response =
                     if r.raw_headers.is_empty() { response } else { response.with_raw_headers(&r.raw_headers) };
+                // A ready-made response keeps its own headers (Allow, WWW-Authenticate).
+                let response = if r.headers.is_empty() || !response.headers.is_empty() {
+                    response
+                } else {
+                    response.with_headers(r.headers)
+                };
+                let response = if r.v1_errors { response.v1_error_shape() } else { response };
                 ctx.counters.count_status(response.status);
                 state.http.respond(&response);
             }
@@ -392,6 +415,8 @@ impl Ctx {
         self.reply.message.clear();
         self.reply.raw_headers.clear();
         self.reply.body.clear();
+        self.reply.v1_errors = false;
+        self.reply.headers = &[];
         self.fixed = None;
     }
 
@@ -413,19 +438,16 @@ impl Ctx {
 
 fn handle(req: RequestRef<'_>, peer: SocketAddrV4, ctx: &mut Ctx, now: Nanos) -> Outcome {
     ctx.reset_reply();
+    // InfluxDB 1 (and 3) clients read `{"error": ...}`.
+    ctx.reply.v1_errors = routes::v1_error_shape(req.path());
     let route = match routes::route(req.method(), req.path()) {
         Ok(route) => route,
         Err(e) => return ctx.fixed(e.response()),
     };
     match route {
-        Route::Ping => ctx.fixed(Response::no_content()),
-        Route::Health => {
-            ctx.reply.kind = ReplyKind::Body;
-            ctx.reply.status = 200;
-            ctx.reply.content_type = "application/json";
-            ctx.reply.body.extend_from_slice(br#"{"status":"pass","name":"metricsstream"}"#);
+        Route::Ping | Route::Health | Route::Ready | Route::Query => {
             ctx.counters.requests_other += 1;
-            Outcome::Respond
+            influx::handle(req, route, ctx)
         }
         Route::Metrics => {
             // Rendered into a text buffer kept across scrapes (the renderer takes a String).
@@ -438,6 +460,8 @@ fn handle(req: RequestRef<'_>, peer: SocketAddrV4, ctx: &mut Ctx, now: Nanos) ->
             ctx.counters.requests_other += 1;
             Outcome::Respond
         }
-        Route::WriteV1 | Route::WriteV2 | Route::JsonMetrics => ingest::ingest(req, route, peer, ctx, now),
+        Route::WriteV1 | Route::WriteV2 | Route::WriteV3 | Route::JsonMetrics => {
+            ingest::ingest(req, route, peer, ctx, now)
+        }
     }
 }
