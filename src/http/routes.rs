@@ -11,6 +11,8 @@ pub enum Route {
     WriteV2,
     /// `POST /api/v1/metrics`: the MetricsStream JSON API.
     JsonMetrics,
+    /// `POST /api/v1/write`: Prometheus remote_write 1.0 (snappy protobuf).
+    RemoteWrite,
     /// `GET|HEAD /ping`: Influx clients' liveness probe (204).
     Ping,
     /// `GET /health`.
@@ -71,13 +73,14 @@ pub fn route(method: &str, path: &str) -> Result<Route, RouteError> {
         "/write" => (Route::WriteV1, "POST"),
         "/api/v2/write" => (Route::WriteV2, "POST"),
         "/api/v1/metrics" => (Route::JsonMetrics, "POST"),
+        "/api/v1/write" => (Route::RemoteWrite, "POST"),
         "/ping" => (Route::Ping, "GET, HEAD"),
         "/health" => (Route::Health, "GET"),
         "/metrics" => (Route::Metrics, "GET"),
         _ => return Err(RouteError::NotFound),
     };
     let ok = match route {
-        Route::WriteV1 | Route::WriteV2 | Route::JsonMetrics => method == "POST",
+        Route::WriteV1 | Route::WriteV2 | Route::JsonMetrics | Route::RemoteWrite => method == "POST",
         Route::Ping => method == "GET" || method == "HEAD",
         Route::Health | Route::Metrics => method == "GET",
     };

@@ -127,7 +127,10 @@ impl Connection {
                 if value.eq_ignore_ascii_case(b"gzip") || value.eq_ignore_ascii_case(b"x-gzip") {
                     bad_encoding |= head.gzip;
                     head.gzip = true;
-                } else if !value.eq_ignore_ascii_case(b"identity") {
+                } else if !value.eq_ignore_ascii_case(b"identity") && !value.eq_ignore_ascii_case(b"snappy") {
+                    // snappy is left to the application: remote_write's body
+                    // is one snappy block, which only that route decodes (the
+                    // other routes refuse it with 415).
                     bad_encoding = true;
                 }
             } else if h.name.eq_ignore_ascii_case("connection") {
