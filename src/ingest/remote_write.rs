@@ -240,8 +240,12 @@ fn series_tags<'a>(series: &'a TimeSeries, tags: &mut Vec<Tag<'a>>) -> Option<&'
 /// Encodes `request` as a remote_write body (snappy block + protobuf): tests,
 /// fuzz seeds and tools.
 pub fn encode_body(request: &WriteRequest) -> Vec<u8> {
-    let proto = request.encode_to_vec();
-    snap::raw::Encoder::new().compress_vec(&proto).unwrap_or_default()
+    snappy_block(&request.encode_to_vec())
+}
+
+/// `raw` as one snappy block (the fuzz target compresses arbitrary protobuf with it).
+pub fn snappy_block(raw: &[u8]) -> Vec<u8> {
+    snap::raw::Encoder::new().compress_vec(raw).unwrap_or_default()
 }
 
 #[cfg(test)]
