@@ -126,3 +126,53 @@ fn self_chosen_client_names_count_only_from_trusted_sources() {
         "trusted: tiny's 12-record burst can never take 20 (413)"
     );
 }
+
+#[test]
+fn remote_write_samples_are_records_in_the_log_and_bad_requests_get_4xx() {
+    use metricsstream::ingest::remote_write::{encode_body, Label, Sample, TimeSeries, WriteRequest};
+    let ts = 1_700_000_000_000i64;
+    let series = |name: &str, job: &str, values: &[f64]| TimeSeries {
+        labels: vec![
+            Label { name: "__name__".into(), value: name.into() },
+            Label { name: "job".into(), value: job.into() },
+            Label { name: "instance".into(), value: "h:9090".into() },
+        ],
+        samples: values.iter().enumerate().map(|(i, &value)| Sample { value, timestamp: ts + i as i64 }).collect(),
+        exemplars: vec![],
+        histograms: vec![vec![]],
+    };
+    // 10 records over batches of 4 (spills twice); a NaN staleness marker dropped.
+    let request = WriteRequest {
+        timeseries: vec![series("up", "prom", &[1.0, f64::NAN, 0.0]), series("go_goroutines", "a b", &[7.0; 8])],
+    };
+    let rw = "Content-Encoding: snappy\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\n";
+    let good = encode_body(&request);
+    let requests = vec![
+        HttpRequest::new("POST", "/api/v1/write", rw, &good, 204),
+        HttpRequest::new("POST", "/api/v1/write", rw, b"\x0a\x00\x01", 400),
+        HttpRequest::new("POST", "/api/v1/write", "X-Prometheus-Remote-Write-Version: 0.1.0\r\n", &good, 415),
+        HttpRequest::new("POST", "/api/v1/write", "Content-Encoding: snappy\r\n", &good, 400),
+        HttpRequest::new("POST", "/write", rw, &good, 415),
+    ];
+    let limits = LimitsConfig { default_rate: 1 << 30, default_burst: 1 << 30, ..LimitsConfig::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sim, writer) = one_client_sim(dir.path(), requests, limits, |w| w.batch_records = 4);
+    sim.run(5);
+    let c = *sim.core.app.counters();
+    assert_eq!((c.requests_remote_write, c.remote_write_samples, c.records_accepted), (2, 10, 10), "{c:?}");
+    assert_eq!((c.remote_write_dropped_non_finite, c.remote_write_dropped_histograms), (1, 2), "{c:?}");
+    assert_eq!((c.responses_2xx, c.responses_400, c.responses_other), (1, 2, 2), "{c:?}");
+    drop(sim);
+    assert_eq!(writer.shutdown().unwrap().records_written, 10);
+
+    let mut out = Vec::new();
+    dump(&DumpArgs { data_dir: dir.path().to_owned(), format: DumpFormat::Lp, from: 0 }, &mut out).unwrap();
+    let ns = |i: i64| (ts + i) * 1_000_000;
+    let mut expected = vec![
+        format!("up,instance=h:9090,job=prom value=1.0 {}", ns(0)),
+        format!("up,instance=h:9090,job=prom value=0.0 {}", ns(2)),
+    ];
+    expected.extend((0..8).map(|i| format!(r"go_goroutines,instance=h:9090,job=a\ b value=7.0 {}", ns(i))));
+    let got: Vec<String> = String::from_utf8(out).unwrap().lines().map(str::to_string).collect();
+    assert_eq!(got, expected);
+}

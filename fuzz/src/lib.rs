@@ -98,3 +98,23 @@ pub fn http(data: &[u8]) {
     metricsstream::http::fuzz_connection(data);
     metricsstream::http::fuzz_helpers(data);
 }
+
+/// Prometheus remote_write: the input as the body (snappy errors) and, to
+/// reach the protobuf decoder, as the snappy-compressed protobuf. Never a
+/// panic; every pushed record keeps the invariants and is representable as
+/// line protocol; push_into pushes exactly the samples decode counted.
+pub fn remote_write(data: &[u8]) {
+    use metricsstream::ingest::remote_write::{snappy_block, RemoteWriteDecoder, SamplePosition};
+    let mut decoder = RemoteWriteDecoder::new();
+    for body in [data.to_vec(), snappy_block(data)] {
+        let Ok(summary) = decoder.decode(&body) else { continue };
+        let mut sink = CheckingSink::default();
+        let pushed = decoder.push_into(SamplePosition::START, &mut sink);
+        assert_eq!((pushed.pushed, pushed.resume_at), (summary.samples, None));
+        assert_eq!(sink.records.len() as u64, summary.samples);
+        let mut line = Vec::new();
+        for record in &sink.records {
+            write_line_protocol(&record.as_ref(), &mut line).expect("a remote_write record must be encodable");
+        }
+    }
+}

@@ -13,6 +13,8 @@ pub enum Route {
     JsonMetrics,
     /// `POST /api/v3/write_lp`: InfluxDB 3 line protocol.
     WriteV3,
+    /// `POST /api/v1/write`: Prometheus remote_write 1.0 (snappy protobuf).
+    RemoteWrite,
     /// `GET|POST /query`: InfluxQL, only `CREATE DATABASE` and `SHOW DATABASES`.
     Query,
     /// `GET|HEAD /ping`: Influx clients' liveness probe (204 with version headers).
@@ -80,6 +82,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, RouteError> {
         "/api/v2/write" => (Route::WriteV2, "POST"),
         "/api/v3/write_lp" => (Route::WriteV3, "POST"),
         "/api/v1/metrics" => (Route::JsonMetrics, "POST"),
+        "/api/v1/write" => (Route::RemoteWrite, "POST"),
         "/query" => (Route::Query, "GET, POST"),
         "/ping" => (Route::Ping, "GET, HEAD"),
         "/health" => (Route::Health, "GET, HEAD"),
@@ -88,7 +91,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, RouteError> {
         _ => return Err(RouteError::NotFound),
     };
     let ok = match route {
-        Route::WriteV1 | Route::WriteV2 | Route::WriteV3 | Route::JsonMetrics => method == "POST",
+        Route::WriteV1 | Route::WriteV2 | Route::WriteV3 | Route::JsonMetrics | Route::RemoteWrite => method == "POST",
         Route::Query => method == "GET" || method == "POST",
         Route::Ping | Route::Health | Route::Ready => method == "GET" || method == "HEAD",
         Route::Metrics => method == "GET",

@@ -1,10 +1,11 @@
 //! The record model and the sans-IO, zero-copy metric parsers (InfluxDB line
-//! protocol, the MetricsStream JSON API, StatsD). No DPDK, no clock: callers
+//! protocol, the MetricsStream JSON API, StatsD, Prometheus remote_write). No DPDK, no clock: callers
 //! pass byte slices and `now`.
 pub mod json;
 pub mod line_index;
 pub mod line_protocol;
 pub mod record;
+pub mod remote_write;
 pub mod statsd;
 pub mod structural;
 

@@ -12,6 +12,20 @@ pub struct HttpCounters {
     pub requests: u64,
     pub requests_write: u64,
     pub requests_json: u64,
+    /// `POST /api/v1/write` (Prometheus remote_write) requests.
+    pub requests_remote_write: u64,
+    /// remote_write samples stored as records.
+    pub remote_write_samples: u64,
+    /// remote_write native histograms dropped (not stored; counted only).
+    pub remote_write_dropped_histograms: u64,
+    /// remote_write exemplars dropped (not stored; counted only).
+    pub remote_write_dropped_exemplars: u64,
+    /// remote_write NaN/Inf samples dropped (NaN is the staleness marker;
+    /// line protocol has no non-finite floats).
+    pub remote_write_dropped_non_finite: u64,
+    /// remote_write samples of series line protocol cannot represent (no
+    /// `__name__`, control characters, duplicate labels, timestamp overflow).
+    pub remote_write_dropped_unrepresentable: u64,
     pub requests_other: u64,
     /// Protocol errors the connection answered itself (400/408/413/431/...).
     pub protocol_errors: u64,

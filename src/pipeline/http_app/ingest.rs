@@ -27,6 +27,7 @@ use crate::http::routes::{self, Route};
 use crate::http::RequestRef;
 use crate::ingest::line_index::{BadLine, BadLines, BodySummary, REPORTED_BAD_LINES};
 use crate::ingest::line_protocol::{BodyPosition, Precision};
+use crate::ingest::remote_write::SamplePosition;
 use crate::limit::{address_id, Decision, RateLimitHeaders, ADDRESS_ID_BYTES};
 use crate::time::Nanos;
 use crate::writer::{Batch, BatchMark, TenantIndex};
@@ -67,6 +68,28 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
     let wall_ns = now.to_unix_ns(ctx.shared.unix_offset_ns);
     let body = req.body();
     ctx.counters.body_bytes += body.len() as u64;
+    let snappy = req.header("content-encoding").is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"snappy"));
+    if route == Route::RemoteWrite {
+        // remote_write 1.0: the body is one snappy block, and the sender says
+        // which protocol version it speaks (the spec requires both headers).
+        if !snappy {
+            return ctx.error(415, "unsupported media type", format_args!("remote_write needs Content-Encoding: snappy"));
+        }
+        match req.header("x-prometheus-remote-write-version").map(<[u8]>::trim_ascii) {
+            Some(v) if v.starts_with(b"0.1.") => {}
+            _ => {
+                return ctx.error(
+                    400,
+                    "invalid",
+                    format_args!(
+                        "remote_write needs X-Prometheus-Remote-Write-Version: 0.1.0 (1.0; 2.0 is not served)"
+                    ),
+                )
+            }
+        }
+    } else if snappy {
+        return ctx.error(415, "unsupported media type", format_args!("snappy is accepted only on /api/v1/write"));
+    }
     // Query parameters: precision, whether bad lines refuse the body, and v1 credentials.
     let partial_default = ctx.shared.http.partial_writes;
     let (api, precision, partial, user, password) = match route {
@@ -102,7 +125,20 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
     // whole, unless partial writes skip bad lines. Line protocol goes into
     // the open batch on the way (`tentative`).
     let mut bad = BadReport::default();
-    let (records, json_client, tentative) = if route == Route::JsonMetrics {
+    let (records, json_client, tentative) = if route == Route::RemoteWrite {
+        ctx.counters.requests_remote_write += 1;
+        match ctx.remote_write.decode(body) {
+            Ok(s) => {
+                let c = &mut ctx.counters;
+                c.remote_write_dropped_histograms += s.dropped_histograms;
+                c.remote_write_dropped_exemplars += s.dropped_exemplars;
+                c.remote_write_dropped_non_finite += s.dropped_non_finite;
+                c.remote_write_dropped_unrepresentable += s.dropped_unrepresentable;
+                (s.samples, None, None)
+            }
+            Err(e) => return ctx.error(400, "invalid", format_args!("{e}")),
+        }
+    } else if route == Route::JsonMetrics {
         ctx.counters.requests_json += 1;
         match ctx.json.validate(body, wall_ns) {
             Ok(summary) => (summary.records as u64, summary.client_id, None),
@@ -172,7 +208,36 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
     if !ensure_open(ctx) {
         return writer_busy(ctx, records);
     }
-    if route == Route::JsonMetrics {
+    if route == Route::RemoteWrite {
+        // As many samples as fit each batch; the rest spill into the next
+        // ones (the same hand-over rules as a long line-protocol body).
+        let mut position = SamplePosition::START;
+        loop {
+            let batch = ctx.commit.open.as_mut().expect("ensured");
+            let (start, was_empty) = (batch.mark(), batch.is_empty());
+            let pushed = ctx.remote_write.push_into(position, batch);
+            let Some(next) = pushed.resume_at else { break };
+            if was_empty && pushed.pushed == 0 {
+                batch.rollback(start);
+                ctx.counters.records_handed_over_then_refused += handed_over;
+                return ctx.error(413, "request too large", format_args!("a sample does not fit one writer batch"));
+            }
+            let Some(next_batch) = take_batch(ctx) else {
+                ctx.commit.open.as_mut().expect("ensured").rollback(start);
+                ctx.counters.records_handed_over_then_refused += handed_over;
+                return writer_busy(ctx, records);
+            };
+            let handed = ctx.flush_open();
+            ctx.commit.open = Some(next_batch);
+            if !handed {
+                ctx.counters.records_handed_over_then_refused += handed_over;
+                return writer_busy(ctx, records);
+            }
+            handed_over += pushed.pushed;
+            position = next;
+        }
+        ctx.counters.remote_write_samples += records;
+    } else if route == Route::JsonMetrics {
         let batch = ctx.commit.open.as_mut().expect("ensured");
         let mark = batch.mark();
         if ctx.json.parse_into(body, wall_ns, batch).is_err() {

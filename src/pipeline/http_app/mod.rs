@@ -30,6 +30,7 @@ use crate::http::routes::{self, Route};
 use crate::http::{BodyBudget, Connection, ConnectionPools, Event, HttpConfig, HttpError, RequestRef, Response};
 use crate::ingest::json::JsonBatchParser;
 use crate::ingest::line_index::LineIndexer;
+use crate::ingest::remote_write::RemoteWriteDecoder;
 use crate::limit::{HeaderTrust, KeyedLimiter};
 use crate::net::{ConnId, TcpApp};
 use crate::time::Nanos;
@@ -102,6 +103,8 @@ struct Ctx {
     /// Line-protocol bodies: validated and indexed in one pass, straight into the open batch.
     indexer: LineIndexer,
     json: JsonBatchParser,
+    /// Prometheus remote_write bodies: decompression buffer and decoded request, reused.
+    remote_write: RemoteWriteDecoder,
     query_scratch: [u8; routes::QUERY_SCRATCH_BYTES],
     basic_scratch: [u8; auth::BASIC_SCRATCH_BYTES],
     reply: Reply,
@@ -179,6 +182,7 @@ impl HttpApp {
                 ack,
                 indexer: LineIndexer::new(),
                 json: JsonBatchParser::new(),
+                remote_write: RemoteWriteDecoder::new(),
                 query_scratch: [0; routes::QUERY_SCRATCH_BYTES],
                 basic_scratch: [0; auth::BASIC_SCRATCH_BYTES],
                 reply: Reply {
@@ -460,7 +464,7 @@ fn handle(req: RequestRef<'_>, peer: SocketAddrV4, ctx: &mut Ctx, now: Nanos) ->
             ctx.counters.requests_other += 1;
             Outcome::Respond
         }
-        Route::WriteV1 | Route::WriteV2 | Route::WriteV3 | Route::JsonMetrics => {
+        Route::WriteV1 | Route::WriteV2 | Route::WriteV3 | Route::JsonMetrics | Route::RemoteWrite => {
             ingest::ingest(req, route, peer, ctx, now)
         }
     }
