@@ -36,6 +36,13 @@ pub struct HttpCounters {
     /// duplicate them (at-least-once). Only bodies spanning batches.
     pub records_handed_over_then_refused: u64,
     pub body_bytes: u64,
+    /// Write requests answered 2xx once their records were durable (the
+    /// server's `ack = "durable"` or the request's own choice).
+    pub requests_acked_durable: u64,
+    /// Write requests answered 2xx once their records were handed to the
+    /// writer, before any sync (`ack = "enqueued"`, `no_sync=true`, or
+    /// `X-Metricsstream-Ack: enqueued`).
+    pub requests_acked_enqueued: u64,
     /// Responses held for durability right now.
     pub held: u64,
     // Buffer pools (gauges, except `*_allocations`; summed over workers,

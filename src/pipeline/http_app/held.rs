@@ -28,6 +28,8 @@ pub(super) struct Held {
     pub(super) handed_over: u64,
     /// 202 `{"accepted":records}` (JSON API) rather than 204.
     pub(super) json: bool,
+    /// The ack this request gets (its own choice, else the server's).
+    pub(super) ack: AckMode,
 }
 
 /// Where a held response stands.
@@ -67,14 +69,13 @@ impl GroupCommit {
     }
 }
 
-/// Whether every batch of `held` is handed over (and durable), given the
-/// number of the open batch, the submitted batches (consecutive numbers from
-/// the front), the ack mode and the writer's durable sequence.
+/// Whether every batch of `held` is handed over (and durable, if `held.ack`
+/// is), given the number of the open batch, the submitted batches
+/// (consecutive numbers from the front) and the writer's durable sequence.
 pub(super) fn held_status(
     held: &Held,
     open_no: u64,
     submitted: &VecDeque<(u64, Option<Ticket>)>,
-    ack: AckMode,
     durable_seq: u64,
 ) -> HeldStatus {
     if held.last >= open_no {
@@ -86,7 +87,7 @@ pub(super) fn held_status(
     if (held.first..held.last).any(|no| matches!(at(no), Some(None) | None)) {
         return HeldStatus::Refused;
     }
-    match (ack, at(held.last).flatten()) {
+    match (held.ack, at(held.last).flatten()) {
         // Sequence numbers are per handle and monotonic: the last batch
         // durable means the earlier ones are too.
         (AckMode::Durable, Some(t)) if durable_seq < t.seq => HeldStatus::Waiting,
@@ -165,7 +166,7 @@ impl HttpApp {
                 continue;
             };
             let commit = &self.ctx.commit;
-            match held_status(&held, commit.open_no, &commit.submitted, self.ctx.ack, self.ctx.writer.durable_seq()) {
+            match held_status(&held, commit.open_no, &commit.submitted, self.ctx.writer.durable_seq()) {
                 HeldStatus::Waiting => {
                     oldest_needed = oldest_needed.min(held.first);
                     i += 1;
@@ -184,6 +185,12 @@ impl HttpApp {
                         (_, true) => Response::accepted(held.records),
                         (_, false) => Response::no_content(),
                     };
+                    if done == HeldStatus::Done {
+                        match held.ack {
+                            AckMode::Durable => self.ctx.counters.requests_acked_durable += 1,
+                            AckMode::Enqueued => self.ctx.counters.requests_acked_enqueued += 1,
+                        }
+                    }
                     self.ctx.counters.count_status(response.status);
                     let held_list = &mut self.held;
                     with_buffers(state, &mut self.ctx, |state, ctx| {
@@ -210,8 +217,8 @@ impl HttpApp {
 mod tests {
     use super::*;
 
-    fn held(first: u64, last: u64) -> Held {
-        Held { first, last, records: 3, handed_over: 0, json: false }
+    fn held(first: u64, last: u64, ack: AckMode) -> Held {
+        Held { first, last, records: 3, handed_over: 0, json: false, ack }
     }
 
     fn ticket(seq: u64) -> Option<Ticket> {
@@ -230,53 +237,69 @@ mod tests {
     fn a_response_whose_last_batch_is_still_open_waits() {
         let none = VecDeque::new();
         // Batch 4 is the open one: nothing of it is submitted yet, whatever the mode.
-        assert_eq!(held_status(&held(4, 4), 4, &none, Enqueued, 0), Waiting);
-        assert_eq!(held_status(&held(3, 4), 4, &submitted(3, &[ticket(1)]), Durable, 9), Waiting);
+        assert_eq!(held_status(&held(4, 4, Enqueued), 4, &none, 0), Waiting);
+        assert_eq!(held_status(&held(3, 4, Durable), 4, &submitted(3, &[ticket(1)]), 9), Waiting);
     }
 
     #[test]
     fn enqueued_is_done_once_the_writer_took_every_batch() {
         let s = submitted(2, &[ticket(5), ticket(6), ticket(7)]);
-        assert_eq!(held_status(&held(3, 3), 5, &s, Enqueued, 0), Done);
-        assert_eq!(held_status(&held(2, 4), 5, &s, Enqueued, 0), Done);
+        assert_eq!(held_status(&held(3, 3, Enqueued), 5, &s, 0), Done);
+        assert_eq!(held_status(&held(2, 4, Enqueued), 5, &s, 0), Done);
     }
 
     #[test]
     fn durable_waits_for_the_sync_of_the_last_batch() {
         let s = submitted(2, &[ticket(5), ticket(6), ticket(7)]);
         // The last batch's sequence (7) decides: earlier ones are covered by it.
-        assert_eq!(held_status(&held(2, 4), 5, &s, Durable, 6), Waiting);
-        assert_eq!(held_status(&held(2, 4), 5, &s, Durable, 7), Done);
-        assert_eq!(held_status(&held(2, 4), 5, &s, Durable, 100), Done);
-        assert_eq!(held_status(&held(2, 2), 5, &s, Durable, 5), Done);
+        assert_eq!(held_status(&held(2, 4, Durable), 5, &s, 6), Waiting);
+        assert_eq!(held_status(&held(2, 4, Durable), 5, &s, 7), Done);
+        assert_eq!(held_status(&held(2, 4, Durable), 5, &s, 100), Done);
+        assert_eq!(held_status(&held(2, 2, Durable), 5, &s, 5), Done);
+    }
+
+    #[test]
+    fn each_request_of_a_shared_batch_gets_its_own_ack() {
+        // Batch 2 (seq 5) holds a durable and an enqueued request (the
+        // batch is awaited because of the first): the enqueued one is
+        // answered once the writer took it, the durable one after the sync.
+        let s = submitted(2, &[ticket(5)]);
+        assert_eq!(held_status(&held(2, 2, Enqueued), 3, &s, 4), Done);
+        assert_eq!(held_status(&held(2, 2, Durable), 3, &s, 4), Waiting);
+        assert_eq!(held_status(&held(2, 2, Durable), 3, &s, 5), Done);
+        // A durable request is never answered before the sync, even if its
+        // batch went over un-awaited (it then rides a later sync).
+        let s = submitted(2, &[Some(Ticket { seq: 5, records: 1, awaited: false })]);
+        assert_eq!(held_status(&held(2, 2, Durable), 3, &s, 4), Waiting);
+        assert_eq!(held_status(&held(2, 2, Durable), 3, &s, 5), Done);
     }
 
     #[test]
     fn a_refused_last_batch_refuses_the_response() {
         let s = submitted(2, &[ticket(5), None]);
-        assert_eq!(held_status(&held(3, 3), 4, &s, Enqueued, 0), Refused);
-        assert_eq!(held_status(&held(2, 3), 4, &s, Durable, 100), Refused);
+        assert_eq!(held_status(&held(3, 3, Enqueued), 4, &s, 0), Refused);
+        assert_eq!(held_status(&held(2, 3, Durable), 4, &s, 100), Refused);
     }
 
     #[test]
     fn a_refused_earlier_batch_refuses_the_response() {
         let s = submitted(2, &[None, ticket(6)]);
-        assert_eq!(held_status(&held(2, 3), 4, &s, Enqueued, 0), Refused);
-        assert_eq!(held_status(&held(2, 3), 4, &s, Durable, 100), Refused);
+        assert_eq!(held_status(&held(2, 3, Enqueued), 4, &s, 0), Refused);
+        assert_eq!(held_status(&held(2, 3, Durable), 4, &s, 100), Refused);
         // A response of the later batch alone is not affected.
-        assert_eq!(held_status(&held(3, 3), 4, &s, Enqueued, 0), Done);
+        assert_eq!(held_status(&held(3, 3, Enqueued), 4, &s, 0), Done);
     }
 
     #[test]
     fn batches_no_longer_remembered_count_as_refused() {
         // Nothing submitted remembered at all.
-        assert_eq!(held_status(&held(2, 2), 4, &VecDeque::new(), Enqueued, 0), Refused);
+        assert_eq!(held_status(&held(2, 2, Enqueued), 4, &VecDeque::new(), 0), Refused);
         // An earlier batch already forgotten (before the front).
         let s = submitted(3, &[ticket(6)]);
-        assert_eq!(held_status(&held(2, 3), 4, &s, Enqueued, 0), Refused);
+        assert_eq!(held_status(&held(2, 3, Enqueued), 4, &s, 0), Refused);
         // The last batch beyond what is remembered.
         let s = submitted(1, &[ticket(4)]);
-        assert_eq!(held_status(&held(1, 2), 3, &s, Enqueued, 0), Refused);
+        assert_eq!(held_status(&held(1, 2, Enqueued), 3, &s, 0), Refused);
     }
 
     #[test]
@@ -287,7 +310,7 @@ mod tests {
         commit.advance(ticket(2));
         assert_eq!(commit.open_no, 4);
         assert_eq!(commit.submitted, submitted(1, &[ticket(1), None, ticket(2)]));
-        assert_eq!(held_status(&held(3, 3), commit.open_no, &commit.submitted, Enqueued, 0), Done);
-        assert_eq!(held_status(&held(2, 3), commit.open_no, &commit.submitted, Enqueued, 0), Refused);
+        assert_eq!(held_status(&held(3, 3, Enqueued), commit.open_no, &commit.submitted, 0), Done);
+        assert_eq!(held_status(&held(2, 3, Enqueued), commit.open_no, &commit.submitted, 0), Refused);
     }
 }

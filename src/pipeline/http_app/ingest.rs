@@ -22,7 +22,7 @@ use crate::ingest::line_index::{BadLines, BodySummary};
 use crate::ingest::line_protocol::{BatchError, BodyPosition, Precision};
 use crate::limit::{address_id, Decision, RateLimitHeaders, ADDRESS_ID_BYTES};
 use crate::time::Nanos;
-use crate::writer::{Batch, BatchMark, TenantIndex};
+use crate::writer::{AckMode, Batch, BatchMark, TenantIndex};
 use std::net::SocketAddrV4;
 use std::sync::Arc;
 
@@ -33,16 +33,21 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
     let body = req.body();
     ctx.counters.body_bytes += body.len() as u64;
     // Query parameters: precision, and v1 credentials.
-    let (precision, user, password) = match route {
+    let (precision, user, password, no_sync) = match route {
         Route::WriteV1 => match routes::parse_v1(req.query(), &mut ctx.query_scratch) {
-            Ok(p) => (p.precision, p.user, p.password),
+            Ok(p) => (p.precision, p.user, p.password, p.no_sync),
             Err(e) => return ctx.fixed(e.response()),
         },
         Route::WriteV2 => match routes::parse_v2(req.query(), &mut ctx.query_scratch) {
-            Ok(p) => (p.precision, None, None),
+            Ok(p) => (p.precision, None, None, p.no_sync),
             Err(e) => return ctx.fixed(e.response()),
         },
-        _ => (Precision::Nanoseconds, None, None),
+        _ => (Precision::Nanoseconds, None, None, None),
+    };
+    // The ack this request asked for (`X-Metricsstream-Ack`, `no_sync`), else the server's.
+    let ack = match routes::request_ack(req.header(routes::ACK_HEADER), no_sync, ctx.ack) {
+        Ok(ack) => ack,
+        Err(e) => return ctx.fixed(e.response()),
     };
     let credentials = match auth::credentials(req.header("authorization"), user, password, &mut ctx.basic_scratch) {
         Ok(c) => c,
@@ -189,7 +194,20 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
         }
     }
     ctx.counters.records_accepted += records;
-    Outcome::Hold(Held { first, last: ctx.commit.open_no, records, handed_over, json: route == Route::JsonMetrics })
+    if ack == AckMode::Durable {
+        // Its last batch (the open one) now has a client waiting for its
+        // sync: the writer starts one as soon as it is appended. A batch of
+        // `enqueued` requests only rides a sync (or the interval's).
+        ctx.commit.open.as_mut().expect("ensured").set_awaited(true);
+    }
+    Outcome::Hold(Held {
+        first,
+        last: ctx.commit.open_no,
+        records,
+        handed_over,
+        json: route == Route::JsonMetrics,
+        ack,
+    })
 }
 
 /// A line-protocol body's records put into the open batch before the limiter
@@ -266,6 +284,9 @@ fn ensure_open(ctx: &mut Ctx) -> bool {
 fn take_batch(ctx: &mut Ctx) -> Option<Batch> {
     let mut batch = ctx.writer.take_batch()?;
     batch.set_client(HTTP_CLIENT);
+    // Awaited only once a request that asked for the durable ack is in it
+    // (whatever the server's mode), so an `enqueued` request never starts a sync.
+    batch.set_awaited(false);
     Some(batch)
 }
 
