@@ -13,7 +13,7 @@
 //! the next batches after, so that nothing of a refused body is handed to the
 //! writer. JSON is validated whole first (serde), then parsed into the batch.
 
-use super::held::Held;
+use super::held::{storage_refusal, Held};
 use super::{Ctx, Outcome, ReplyKind};
 use crate::http::auth::{self, AuthDecision};
 use crate::http::routes::{self, Route};
@@ -49,6 +49,11 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
         Ok(ack) => ack,
         Err(e) => return ctx.fixed(e.response()),
     };
+    // The writer stopped on a storage fault: nothing is taken until it
+    // writes again (one atomic load per request).
+    if let Some(fault) = ctx.writer.storage_fault() {
+        return ctx.fixed(storage_refusal(Some(fault)));
+    }
     let credentials = match auth::credentials(req.header("authorization"), user, password, &mut ctx.basic_scratch) {
         Ok(c) => c,
         Err(_) => return ctx.fixed(AuthDecision::unauthorized()),
@@ -305,6 +310,10 @@ fn respond_ok(route: Route, records: u64, ctx: &mut Ctx) -> Outcome {
 }
 
 fn writer_busy(ctx: &mut Ctx, records: u64) -> Outcome {
+    if let Some(fault) = ctx.writer.storage_fault() {
+        ctx.reply.raw_headers.clear();
+        return ctx.fixed(storage_refusal(Some(fault)));
+    }
     ctx.reply.raw_headers.clear();
     ctx.reply.raw_headers.extend_from_slice(b"Retry-After: 1\r\n");
     ctx.error(503, "backpressure", format_args!("the writer is behind; {records} records not taken, retry"))

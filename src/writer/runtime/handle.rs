@@ -34,6 +34,9 @@ pub enum BackpressureReason {
     ChannelFull,
     /// The writer thread has stopped (shutdown or I/O error).
     WriterStopped,
+    /// The writer is stopped on a storage fault (disk full, write or fsync
+    /// error) and takes nothing until it can write again.
+    StorageFault,
 }
 
 /// A refused submit: the caller gets its batch back (answer 503 / count a
@@ -71,6 +74,7 @@ pub struct WriterHandle {
     pub(super) batches_high_water: u64,
     pub(super) next_seq: u64,
     pub(super) durable: Arc<[PaddedU64]>,
+    pub(super) lost: Arc<[PaddedU64]>,
     pub(super) stats: Arc<WriterStats>,
 }
 
@@ -103,6 +107,10 @@ impl WriterHandle {
     /// caller did not [`set_awaited`](Batch::set_awaited) is awaited when the
     /// handle's ack mode is `durable`.
     pub fn submit(&mut self, mut batch: Batch) -> Result<Ticket, Backpressure> {
+        if self.storage_fault().is_some() {
+            self.stats.writer_backpressure.fetch_add(1, Ordering::Relaxed);
+            return Err(Backpressure { batch, reason: BackpressureReason::StorageFault });
+        }
         batch.worker = self.worker;
         batch.seq = self.next_seq;
         let awaited = *batch.awaited.get_or_insert(self.ack == AckMode::Durable);
@@ -132,11 +140,31 @@ impl WriterHandle {
         self.durable[self.worker as usize].0.load(Ordering::Acquire)
     }
 
+    /// The highest batch sequence number of this worker that a storage
+    /// fault kept from becoming durable: a ticket not yet acknowledged with
+    /// `seq <= lost_seq()` never will be. (One just made durable as the
+    /// fault struck may count as lost too: answered 507/503 and retried,
+    /// it is written twice, never acknowledged falsely.)
+    pub fn lost_seq(&self) -> u64 {
+        self.lost[self.worker as usize].0.load(Ordering::Acquire)
+    }
+
+    /// Why the writer takes nothing right now, if it does not.
+    pub fn storage_fault(&self) -> Option<super::StorageFault> {
+        super::StorageFault::from_gauge(self.stats.storage_fault.load(Ordering::Acquire))
+    }
+
     /// Whether the client may be answered for `ticket`: at once unless it
     /// was submitted awaited (the handle's `ack = durable`, or the batch's own
-    /// choice), then once it is durable.
+    /// choice), then once it is durable (never if it was lost: see
+    /// [`is_lost`](Self::is_lost)).
     pub fn is_acked(&self, ticket: &Ticket) -> bool {
-        !ticket.awaited || self.durable_seq() >= ticket.seq
+        !ticket.awaited || (self.durable_seq() >= ticket.seq && !self.is_lost(ticket))
+    }
+
+    /// Whether an awaited `ticket`, not yet acknowledged, never will be.
+    pub fn is_lost(&self, ticket: &Ticket) -> bool {
+        ticket.awaited && ticket.seq <= self.lost_seq()
     }
 
     /// This handle's batch pool right now.

@@ -53,8 +53,36 @@ mod writer_loop;
 
 use handle::PaddedU64;
 pub use handle::{Backpressure, BackpressureReason, BatchPoolCounters, Ticket, WriterHandle};
-use sync::{run_syncer, DurablePublisher, SyncGate, SyncJob};
+use sync::{run_syncer, DurablePublisher, SyncDone, SyncGate, SyncJob};
 use writer_loop::WriterLoop;
+
+/// Why the writer stopped acknowledging (`WriterStats::storage_fault`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum StorageFault {
+    /// ENOSPC / EDQUOT: answer 507 until space is freed.
+    NoSpace = 1,
+    /// Any other write or fsync error: 503.
+    Io = 2,
+}
+
+impl StorageFault {
+    pub fn of(e: &std::io::Error) -> StorageFault {
+        match e.raw_os_error() {
+            Some(libc::ENOSPC | libc::EDQUOT) => StorageFault::NoSpace,
+            _ => StorageFault::Io,
+        }
+    }
+
+    /// The `storage_fault` gauge's value back (0: none).
+    pub fn from_gauge(v: u64) -> Option<StorageFault> {
+        match v {
+            0 => None,
+            1 => Some(StorageFault::NoSpace),
+            _ => Some(StorageFault::Io),
+        }
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum WriterError {
@@ -153,6 +181,7 @@ impl Writer {
         let stats = Arc::new(WriterStats::default());
         stats.recovery_truncated_bytes.store(recovery.truncated_bytes, Ordering::Relaxed);
         let durable: Arc<[PaddedU64]> = (0..n_workers).map(|_| PaddedU64::default()).collect();
+        let lost: Arc<[PaddedU64]> = (0..n_workers).map(|_| PaddedU64::default()).collect();
         let durable_record_id = Arc::new(AtomicU64::new(recovery.next_record_id));
         let stop = Arc::new(AtomicBool::new(false));
 
@@ -176,16 +205,21 @@ impl Writer {
                 batches_high_water: 0,
                 next_seq: 1,
                 durable: Arc::clone(&durable),
+                lost: Arc::clone(&lost),
                 stats: Arc::clone(&stats),
             });
             full_rxs.push(full_rx);
             empty_txs.push(empty_tx);
         }
 
-        let publisher =
-            DurablePublisher { durable, durable_record_id: Arc::clone(&durable_record_id), stats: Arc::clone(&stats) };
+        let publisher = DurablePublisher {
+            durable,
+            lost,
+            durable_record_id: Arc::clone(&durable_record_id),
+            stats: Arc::clone(&stats),
+        };
         let (sync_tx, sync_rx) = bounded::<SyncJob>(1);
-        let (done_tx, done_rx) = bounded::<Result<SyncJob, SegmentError>>(1);
+        let (done_tx, done_rx) = bounded::<SyncDone>(1);
         let syncer_publisher = publisher.clone();
         let syncer = std::thread::Builder::new()
             .name("ms-writer-sync".into())
@@ -211,6 +245,7 @@ impl Writer {
             done_rx,
             spare_job: Some(SyncJob {
                 file: None,
+                point: Default::default(),
                 pending: vec![0; n_workers],
                 next_record_id: 0,
                 bytes: 0,
@@ -218,6 +253,7 @@ impl Writer {
             }),
             syncer: Some(syncer),
             stop: Arc::clone(&stop),
+            fault_retry_at: None,
         };
         let thread =
             std::thread::Builder::new().name("ms-writer".into()).spawn(move || lp.run()).map_err(WriterError::Spawn)?;

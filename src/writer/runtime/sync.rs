@@ -2,22 +2,25 @@
 //! publishing the durable sequence numbers and measuring the commit.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::super::segment::SegmentError;
+use super::super::segment::SyncPoint;
 use super::super::stats::{CommitRecorder, CommitReport, WriterStats};
 use super::PaddedU64;
 
 /// Publishes what an fsync covered: per-worker durable batch sequence
-/// numbers and the log-wide durable record id.
+/// numbers and the log-wide durable record id; and (writer thread) the
+/// per-worker highest sequence number a storage fault kept from becoming
+/// durable.
 #[derive(Clone, Debug)]
 pub(super) struct DurablePublisher {
     pub(super) durable: Arc<[PaddedU64]>,
+    pub(super) lost: Arc<[PaddedU64]>,
     pub(super) durable_record_id: Arc<AtomicU64>,
     pub(super) stats: Arc<WriterStats>,
 }
@@ -30,6 +33,11 @@ impl DurablePublisher {
         }
         self.durable_record_id.store(next_record_id, Ordering::Release);
     }
+
+    /// Batches of worker `w` up to `seq` will never be durable.
+    pub(super) fn publish_lost(&self, w: usize, seq: u64) {
+        self.lost[w].0.fetch_max(seq, Ordering::Release);
+    }
 }
 
 /// One fsync request: a dup of the active segment's descriptor, what it
@@ -39,6 +47,8 @@ impl DurablePublisher {
 #[derive(Debug)]
 pub(super) struct SyncJob {
     pub(super) file: Option<File>,
+    /// Where the segment ended when the sync was prepared.
+    pub(super) point: SyncPoint,
     pub(super) pending: Vec<u64>,
     pub(super) next_record_id: u64,
     pub(super) bytes: u64,
@@ -47,19 +57,28 @@ pub(super) struct SyncJob {
 
 /// A hold on the sync thread (tests): before each fdatasync it reports on
 /// `arrived` and waits for a message on `proceed`; a dropped `proceed`
-/// sender lets it run free.
+/// sender lets it run free. An error waiting on `fail` is returned instead
+/// of the next fdatasync's result (the fault-injection seam: real fsync
+/// errors need a failing disk).
 #[derive(Debug)]
 pub(super) struct SyncGate {
     pub(super) arrived: Sender<()>,
     pub(super) proceed: Receiver<()>,
+    pub(super) fail: Receiver<io::Error>,
 }
+
+/// A finished sync: the job back, and what fdatasync said. An error is
+/// never retried on the same descriptor (after a failed fsync the kernel
+/// may have dropped the dirty pages; a second one could "succeed" for data
+/// that is not on disk): the writer abandons the segment.
+pub(super) type SyncDone = (SyncJob, io::Result<()>);
 
 /// The sync thread: fdatasyncs while the writer keeps appending (pipelined
 /// group commit: the writer never waits for the disk), publishes, and
 /// measures; returns what it measured when the writer hangs up.
 pub(super) fn run_syncer(
     jobs: Receiver<SyncJob>,
-    done: Sender<Result<SyncJob, SegmentError>>,
+    done: Sender<SyncDone>,
     publisher: DurablePublisher,
     gate: Option<SyncGate>,
 ) -> CommitReport {
@@ -69,21 +88,19 @@ pub(super) fn run_syncer(
             let _ = gate.arrived.try_send(());
             let _ = gate.proceed.recv();
         }
+        let injected = gate.as_ref().and_then(|g| g.fail.try_recv().ok());
         let t = Instant::now();
-        let result = match job.file.take() {
-            Some(f) => f.sync_data(),
-            None => Ok(()),
+        let result = match (job.file.take(), injected) {
+            (_, Some(e)) => Err(e),
+            (Some(f), None) => f.sync_data(),
+            (None, None) => Ok(()),
         };
-        let reply = match result {
-            Ok(()) => {
-                publisher.publish(&job.pending, job.next_record_id);
-                let published = Instant::now();
-                recorder.synced(published - t, job.bytes, &job.handed_over, published);
-                Ok(job)
-            }
-            Err(source) => Err(SegmentError::Io { path: PathBuf::from("<active segment>"), source }),
-        };
-        if done.send(reply).is_err() {
+        if result.is_ok() {
+            publisher.publish(&job.pending, job.next_record_id);
+            let published = Instant::now();
+            recorder.synced(published - t, job.bytes, &job.handed_over, published);
+        }
+        if done.send((job, result)).is_err() {
             break;
         }
     }

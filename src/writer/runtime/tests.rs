@@ -143,7 +143,7 @@ fn batches_appended_during_a_sync_ride_the_next_one() {
     let config = WriterConfig { sync_interval_ms: 60_000, ..cfg(dir.path(), AckMode::Durable) };
     let (arrived_tx, arrived) = bounded(16);
     let (proceed, proceed_rx) = bounded(16);
-    let gate = SyncGate { arrived: arrived_tx, proceed: proceed_rx };
+    let gate = SyncGate { arrived: arrived_tx, proceed: proceed_rx, fail: bounded(1).1 };
     let (rt, mut hs) = Writer::start_gated(config, 1, Some(gate)).unwrap();
     let stats = Arc::clone(rt.stats());
     let h = &mut hs[0];
@@ -338,4 +338,62 @@ fn full_channel_is_visible_backpressure_and_restart_continues_ids() {
     assert_eq!(rt_summary.records_written, 0);
     let err = hs[0].submit(b).unwrap_err();
     assert_eq!(err.reason, BackpressureReason::WriterStopped);
+}
+
+/// #15 item 4, the fsyncgate lesson: a failed fdatasync is not retried as if
+/// it had succeeded. The batch it covered is published lost (never acked),
+/// the writer refuses submits, cuts the segment back to its last durable
+/// point and goes on in a new one; the log then holds exactly the records
+/// that were durable and those written after, and verifies clean.
+#[test]
+fn a_failed_fsync_abandons_the_segment_and_writing_resumes_in_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = WriterConfig { sync_interval_ms: 60_000, ..cfg(dir.path(), AckMode::Durable) };
+    let (arrived, _arrived_rx) = bounded(16);
+    let (_, proceed) = bounded(1); // sender dropped: the sync thread runs free
+    let (fail_tx, fail) = bounded(1);
+    let (rt, mut hs) = Writer::start_gated(config, 1, Some(SyncGate { arrived, proceed, fail })).unwrap();
+    let stats = Arc::clone(rt.stats());
+    let h = &mut hs[0];
+    let first = one_batch(h, 0);
+    wait_acked(h, &first);
+    fail_tx.send(std::io::Error::from_raw_os_error(libc::EIO)).unwrap();
+    let doomed = one_batch(h, 1);
+    let t0 = Instant::now();
+    while !h.is_lost(&doomed) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "the failed sync was not reported lost");
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    assert!(!h.is_acked(&doomed), "a batch whose fsync failed was acknowledged");
+    assert_eq!(h.durable_seq(), first.seq, "nothing published past the failed sync");
+    let s = stats.snapshot();
+    assert_eq!((s.fsync_errors, s.write_errors, s.no_space_errors, s.records_lost), (1, 0, 0, 1), "{s:?}");
+    // Stopped until the segment is abandoned (FAULT_RETRY later): submits are refused.
+    assert_eq!(h.storage_fault(), Some(StorageFault::Io));
+    let mut b = h.take_batch().unwrap();
+    b.push(&rec(9).as_ref()).unwrap();
+    let refused = h.submit(b).unwrap_err();
+    assert_eq!(refused.reason, BackpressureReason::StorageFault);
+    h.recycle(refused.batch);
+    while h.storage_fault().is_some() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "the writer never resumed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let after = one_batch(h, 2);
+    wait_acked(h, &after);
+    assert!(!h.is_lost(&after));
+    let s = stats.snapshot();
+    assert_eq!((s.segments_abandoned, s.storage_fault, s.fsync_errors), (1, 0, 1), "{s:?}");
+    drop(hs);
+    let summary = rt.shutdown().unwrap();
+    // Record 2 was given up: ids stay dense in the log.
+    assert_eq!(summary.next_record_id, 3);
+    let v = verify_log(dir.path()).unwrap();
+    assert_eq!((v.records, v.corrupt, v.segments), (2, 0, 2), "{v:?}");
+    let mut tail = LogTail::new(dir.path(), 1);
+    let mut seen = Vec::new();
+    while let Ok(f) = tail.poll(u64::MAX).unwrap() {
+        seen.extend(f.records.into_iter().map(|r| r.timestamp_ns));
+    }
+    assert_eq!(seen, [0, 2], "the record whose fsync failed must not stay in the log");
 }

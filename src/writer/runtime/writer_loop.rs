@@ -1,6 +1,15 @@
 //! The writer thread's loop: drains the worker channels, appends each batch
 //! as one frame and decides when a sync starts (leader/follower group commit,
-//! see the module above).
+//! see the module above), and what happens when the disk fails it.
+//!
+//! Storage faults (a failed write, segment creation or fdatasync; ENOSPC
+//! among them): the writer stops acknowledging at once (submits are refused,
+//! the HTTP application answers 507 for a full disk, 503 otherwise),
+//! publishes every batch it holds that is not yet durable as lost (a client
+//! waiting for one gets the same answer), and every `FAULT_RETRY` tries to
+//! cut the active segment back to its last durable point and start a new
+//! segment ([`SegmentWriter::abandon`]); once that works it writes again.
+//! A failed fdatasync is never retried on the same file.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,8 +23,8 @@ use super::super::config::WriterConfig;
 use super::super::segment::{SegmentError, SegmentWriter};
 use super::super::stats::CommitReport;
 use super::handle::Submitted;
-use super::sync::{DurablePublisher, SyncJob};
-use super::{WriterError, WriterSummary};
+use super::sync::{DurablePublisher, SyncDone, SyncJob};
+use super::{StorageFault, WriterError, WriterSummary};
 
 pub(super) struct WriterLoop {
     pub(super) seg: SegmentWriter,
@@ -35,12 +44,19 @@ pub(super) struct WriterLoop {
     pub(super) sync_started_at_bytes: u64,
     pub(super) publisher: DurablePublisher,
     pub(super) sync_tx: Option<Sender<SyncJob>>,
-    pub(super) done_rx: Receiver<Result<SyncJob, SegmentError>>,
+    pub(super) done_rx: Receiver<SyncDone>,
     /// `None` while a sync is in flight.
     pub(super) spare_job: Option<SyncJob>,
     pub(super) syncer: Option<JoinHandle<CommitReport>>,
     pub(super) stop: Arc<AtomicBool>,
+    /// While stopped on a storage fault: when to try abandoning the segment
+    /// (and so resume) next.
+    pub(super) fault_retry_at: Option<Instant>,
 }
+
+/// How often a writer stopped on a storage fault tries to start again (a
+/// freed disk is noticed within this; a still-full one costs one attempt).
+const FAULT_RETRY: Duration = Duration::from_millis(200);
 
 /// How long the writer waits for still-connected handles after a stop request.
 const STOP_GRACE: Duration = Duration::from_millis(200);
@@ -79,8 +95,86 @@ impl WriterLoop {
                 Err(TryRecvError::Disconnected) => return Err(WriterError::Panicked),
             }
         };
-        self.spare_job = Some(r?);
+        let (job, result) = r;
+        let point = job.point;
+        self.spare_job = Some(job);
+        match result {
+            Ok(()) => {
+                self.seg.synced(point);
+                Ok(())
+            }
+            Err(source) => {
+                self.publisher.stats.fsync_errors.fetch_add(1, Ordering::Relaxed);
+                let path = self.seg.active_path().to_owned();
+                self.fault(SegmentError::Io { path, source })
+            }
+        }
+    }
+
+    /// A write or fsync failed (`e`): stop acknowledging, give up what is
+    /// not durable, and try to resume every `FAULT_RETRY`. Errors that are
+    /// not I/O (a corrupt segment header, ...) stop the writer.
+    fn fault(&mut self, e: SegmentError) -> Result<(), WriterError> {
+        let SegmentError::Io { source, .. } = &e else { return Err(e.into()) };
+        let kind = StorageFault::of(source);
+        let stats = &self.publisher.stats;
+        if kind == StorageFault::NoSpace {
+            stats.no_space_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.fault_retry_at.is_none() {
+            log::error!("writer: {e}; not acknowledging until a new segment can be written");
+        }
+        // Refuse submits first, so that fewer batches are accepted only to be lost.
+        stats.storage_fault.store(kind as u64, Ordering::Release);
+        // A sync in flight covers earlier appends: let it finish (it may
+        // still succeed and publish).
+        if self.spare_job.is_none() {
+            let (job, result) = self.done_rx.recv().map_err(|_| WriterError::Panicked)?;
+            if result.is_ok() {
+                self.seg.synced(job.point);
+            } else {
+                stats.fsync_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            self.spare_job = Some(job);
+        }
+        let lost = self.seg.next_record_id() - self.seg.durable_point().next_record_id();
+        stats.records_lost.fetch_add(lost, Ordering::Relaxed);
+        for (w, &seq) in self.pending.iter().enumerate() {
+            self.publisher.publish_lost(w, seq);
+        }
+        self.dirty_since = None;
+        self.awaited_since = None;
+        self.handed_over.clear();
+        self.sync_started_at_bytes = self.seg.appended_bytes();
+        self.fault_retry_at = Some(Instant::now() + FAULT_RETRY);
         Ok(())
+    }
+
+    /// While stopped on a fault, once `FAULT_RETRY` is up: abandon the
+    /// segment at its durable point and, if that worked, write again.
+    fn retry_after_fault(&mut self, now: Instant) -> Result<(), WriterError> {
+        if !self.fault_retry_at.is_some_and(|t| now >= t) {
+            return Ok(());
+        }
+        match self.seg.abandon() {
+            Ok(_) => {
+                let stats = &self.publisher.stats;
+                stats.segments_abandoned.fetch_add(1, Ordering::Relaxed);
+                stats.storage_fault.store(0, Ordering::Release);
+                self.sync_started_at_bytes = self.seg.appended_bytes();
+                self.fault_retry_at = None;
+                log::warn!("writer: writing again in {}", self.seg.active_path().display());
+                Ok(())
+            }
+            Err(SegmentError::Io { source, .. }) => {
+                // Still failing (the disk still full): the gauge stays, try later.
+                let kind = StorageFault::of(&source);
+                self.publisher.stats.storage_fault.store(kind as u64, Ordering::Release);
+                self.fault_retry_at = Some(now + FAULT_RETRY);
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// When what was appended since the last sync started needs a sync:
@@ -96,12 +190,21 @@ impl WriterLoop {
         self.sync_deadline().is_some_and(|d| now >= d || self.seg.unsynced_bytes() >= self.config.fsync_bytes)
     }
 
-    /// Hands everything appended so far to the sync thread.
-    fn start_sync(&mut self) -> Result<(), WriterError> {
+    /// Hands everything appended so far to the sync thread; whether a sync
+    /// started (not when one is in flight, or the flush before it failed).
+    fn start_sync(&mut self) -> Result<bool, WriterError> {
         let Some(mut job) = self.spare_job.take() else {
-            return Ok(());
+            return Ok(false);
         };
-        job.file = Some(self.seg.prepare_sync()?);
+        match self.seg.prepare_sync() {
+            Ok((file, point)) => (job.file, job.point) = (Some(file), point),
+            Err(e) => {
+                self.spare_job = Some(job);
+                self.publisher.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                self.fault(e)?;
+                return Ok(false);
+            }
+        }
         job.pending.copy_from_slice(&self.pending);
         job.next_record_id = self.seg.next_record_id();
         let appended = self.seg.appended_bytes();
@@ -112,7 +215,8 @@ impl WriterLoop {
         self.dirty_since = None;
         self.awaited_since = None;
         let tx = self.sync_tx.as_ref().ok_or(WriterError::Panicked)?;
-        tx.send(job).map_err(|_| WriterError::Panicked)
+        tx.send(job).map_err(|_| WriterError::Panicked)?;
+        Ok(true)
     }
 
     fn run_inner(&mut self) -> Result<WriterSummary, WriterError> {
@@ -165,10 +269,10 @@ impl WriterLoop {
             // ran goes into the next, started as soon as it is due.
             self.reap_sync(false)?;
             let now = Instant::now();
-            if self.spare_job.is_some() && self.sync_due(now) {
-                self.start_sync()?;
+            if self.spare_job.is_some() && self.sync_due(now) && self.start_sync()? {
                 summary.fsyncs += 1;
             }
+            self.retry_after_fault(now)?;
 
             if self.seg.active_path() != active || now.duration_since(last_retention) >= RETENTION_CHECK {
                 active = self.seg.active_path().to_owned();
@@ -188,10 +292,17 @@ impl WriterLoop {
                 // Channels are empty (got == 0): wait for the sync in
                 // flight, sync what came after it, and exit.
                 self.reap_sync(true)?;
-                if self.dirty_since.is_some() {
-                    self.start_sync()?;
+                if self.dirty_since.is_some() && self.start_sync()? {
                     summary.fsyncs += 1;
                     self.reap_sync(true)?;
+                }
+                if self.fault_retry_at.is_some() {
+                    // Cut what is not durable off the log before exiting, so
+                    // a restart does not take it for written; if that fails
+                    // too, recovery cuts a torn tail (and unsynced frames
+                    // that did reach the disk are kept: at-least-once).
+                    self.fault_retry_at = Some(now);
+                    self.retry_after_fault(now)?;
                 }
                 summary.next_record_id = self.seg.next_record_id();
                 return Ok(summary);
@@ -199,9 +310,13 @@ impl WriterLoop {
             // Idle: hand buffered frames to the kernel (a process crash then
             // loses nothing) and wait for work, a finished sync or the next
             // sync's deadline.
-            self.seg.flush()?;
+            if let Err(e) = self.seg.flush() {
+                self.publisher.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                self.fault(e)?;
+            }
             let timeout = match self.sync_deadline() {
                 Some(due) if self.spare_job.is_some() => due.saturating_duration_since(now).min(IDLE_TICK),
+                _ if self.fault_retry_at.is_some() => FAULT_RETRY.min(IDLE_TICK),
                 _ if stop_seen.is_some() => Duration::from_millis(10),
                 _ => IDLE_TICK,
             };
@@ -211,9 +326,30 @@ impl WriterLoop {
 
     fn append(&mut self, w: usize, submitted: Submitted, summary: &mut WriterSummary) -> Result<(), WriterError> {
         let Submitted { batch: mut b, handed_over } = submitted;
+        if self.fault_retry_at.is_some() {
+            // Submitted before the fault was published: lost with the rest.
+            self.publisher.stats.records_lost.fetch_add(b.len() as u64, Ordering::Relaxed);
+            self.pending[w] = b.seq;
+            self.publisher.publish_lost(w, b.seq);
+            b.clear();
+            let _ = self.empty_txs[w].try_send(b);
+            return Ok(());
+        }
         if !b.is_empty() {
             let before = self.seg.appended_bytes();
-            self.seg.append(&b)?;
+            let next_id = self.seg.next_record_id();
+            if let Err(e) = self.seg.append(&b) {
+                let stats = &self.publisher.stats;
+                stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                if self.seg.next_record_id() == next_id {
+                    // Not counted among the appended records `fault` gives up.
+                    stats.records_lost.fetch_add(b.len() as u64, Ordering::Relaxed);
+                }
+                self.pending[w] = b.seq;
+                b.clear();
+                let _ = self.empty_txs[w].try_send(b);
+                return self.fault(e);
+            }
             let bytes = self.seg.appended_bytes() - before;
             let recs = b.len() as u64;
             summary.records_written += recs;
