@@ -176,3 +176,107 @@ fn remote_write_samples_are_records_in_the_log_and_bad_requests_get_4xx() {
     let got: Vec<String> = String::from_utf8(out).unwrap().lines().map(str::to_string).collect();
     assert_eq!(got, expected);
 }
+
+/// Item 3 of #15: a request picks its own ack. On a durable server
+/// `no_sync=true` (InfluxDB 3's spelling, both write APIs) and
+/// `X-Metricsstream-Ack: enqueued` are answered once the writer has the
+/// records and start no fdatasync (the sync interval is a minute here, so
+/// any sync would have been started by them); a request without either waits
+/// for its sync. On an enqueued server the header asks for durability, and
+/// gets a sync of its own. Bad or conflicting choices are 400s with a message.
+#[test]
+fn each_request_may_ask_for_the_other_ack_and_is_counted_by_it() {
+    let line = |i: u32| format!("ack,mode=x v={i}i 1700000000000000000\n").into_bytes();
+    let enqueued = "X-Metricsstream-Ack: enqueued\r\n";
+    let durable = "X-Metricsstream-Ack: DURABLE\r\n";
+    let minute = |w: &mut WriterConfig| w.sync_interval_ms = 60_000;
+    let limits = || LimitsConfig { default_rate: 1 << 30, default_burst: 1 << 30, ..LimitsConfig::default() };
+    let http = HttpConfig::default();
+
+    let dir = tempfile::tempdir().unwrap();
+    let budget = Arc::new(BodyBudget::new(http.body_memory_budget_bytes));
+    let requests = vec![
+        HttpRequest::new("POST", "/write?db=x&no_sync=true", "", &line(1), 204),
+        HttpRequest::new("POST", "/api/v2/write?bucket=b&no_sync=true", "", &line(2), 204),
+        HttpRequest::new("POST", "/api/v1/metrics", enqueued, br#"{"metrics":[{"name":"j","value":1}]}"#, 202),
+        HttpRequest::new("POST", "/write?no_sync=1", "", &line(3), 400),
+        HttpRequest::new("POST", "/write?no_sync=true", durable, &line(4), 400),
+        HttpRequest::new("POST", "/write", "X-Metricsstream-Ack: later\r\n", &line(5), 400),
+    ];
+    let (mut sim, writer) = HttpSim::with_writer_and_limits(
+        AckMode::Durable,
+        dir.path(),
+        http.clone(),
+        budget,
+        (1, 1),
+        requests,
+        minute,
+        limits(),
+    );
+    sim.run(6);
+    let c = *sim.core.app.counters();
+    assert_eq!((c.requests_acked_enqueued, c.requests_acked_durable, c.responses_400), (3, 0, 3), "{c:?}");
+    let conflict = &sim.clients[0].first_of_class[4];
+    assert!(conflict.contains("invalid no_sync: accepts true or false"), "{conflict}");
+    let stats = Arc::clone(writer.stats());
+    // The writer took all three (answered once in its channel: wait until
+    // appended), and nobody waited: no sync started.
+    wait_written(&stats, 3);
+    let s = stats.snapshot();
+    assert_eq!((s.records_written, s.fsyncs), (3, 0), "{s:?}");
+    // The server's own mode, then the header agreeing with no_sync=false.
+    sim.requests = vec![
+        HttpRequest::new("POST", "/write", "", &line(6), 204),
+        HttpRequest::new("POST", "/write?no_sync=false", durable, &line(7), 204),
+    ];
+    sim.run(2);
+    let c = *sim.core.app.counters();
+    assert_eq!((c.requests_acked_enqueued, c.requests_acked_durable), (3, 2), "{c:?}");
+    let s = stats.snapshot();
+    // Each durable request waited for a sync (the first also covered the three before it).
+    assert_eq!((s.records_written, s.fsyncs, s.sync_waiters), (5, 2, 2), "{s:?}");
+    drop(sim);
+    writer.shutdown().unwrap();
+
+    // An enqueued server: the header asks for a sync, and gets one at once.
+    let dir = tempfile::tempdir().unwrap();
+    let budget = Arc::new(BodyBudget::new(http.body_memory_budget_bytes));
+    let requests = vec![
+        HttpRequest::new("POST", "/write", "", &line(1), 204),
+        HttpRequest::new("POST", "/write", durable, &line(2), 204),
+    ];
+    let (mut sim, writer) = HttpSim::with_writer_and_limits(
+        AckMode::Enqueued,
+        dir.path(),
+        http,
+        budget,
+        (1, 1),
+        requests,
+        minute,
+        limits(),
+    );
+    let stats = Arc::clone(writer.stats());
+    sim.run(1);
+    wait_written(&stats, 1);
+    let s = stats.snapshot();
+    assert_eq!((s.records_written, s.fsyncs), (1, 0), "an enqueued request started a sync: {s:?}");
+    sim.run(1);
+    let c = *sim.core.app.counters();
+    assert_eq!((c.requests_acked_enqueued, c.requests_acked_durable), (1, 1), "{c:?}");
+    let s = stats.snapshot();
+    assert_eq!((s.records_written, s.fsyncs, s.sync_waiters), (2, 1, 1), "{s:?}");
+    drop(sim);
+    writer.shutdown().unwrap();
+}
+
+/// Waits until the writer has appended `records` (an enqueued answer comes
+/// once they are in its channel), then a little longer: time for a sync
+/// they might wrongly have started.
+fn wait_written(stats: &metricsstream::writer::WriterStats, records: u64) {
+    let t0 = std::time::Instant::now();
+    while stats.snapshot().records_written < records {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10), "writer never appended {records} records");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+}

@@ -1329,3 +1329,47 @@ print('clients ok')
     assert_eq!(http["queries_refused"], 1, "{http:#}");
     assert_http_pools_idle(&report);
 }
+
+/// #15 item 3 with curl: on a durable server (the sync interval a minute, so
+/// only a waiting client starts a sync) `?no_sync=true` and
+/// `X-Metricsstream-Ack: enqueued` are answered without an fdatasync, a
+/// plain write waits for one; a bad value is a 400 naming what is accepted.
+/// Each answer is counted by the ack it got, in `/metrics` and the report.
+#[test]
+fn curl_picks_the_ack_per_request_with_no_sync_or_the_header() {
+    let dir = TempDir::new("ack");
+    let data = dir.path("data");
+    let config = dir.path("config.toml");
+    std::fs::write(&config, format!("[writer]\ndata_dir = \"{}\"\nsync_interval_ms = 60000\n", data.display()))
+        .unwrap();
+    let _dpdk = dpdk_lock();
+    let veth = Veth::new("a");
+    let app = start(&veth, &config, &dir.path("report.json"));
+    let url = "http://198.18.0.1:8080";
+    let fsyncs = |veth: &Veth| scrape(veth)["metricsstream_writer_fsyncs_total"];
+    let (code, body) = curl(&veth, &["--data-binary", "ack,via=query v=1i 1", &format!("{url}/write?no_sync=true")]);
+    assert_eq!(code, 204, "{body}");
+    let header = ["-H", "X-Metricsstream-Ack: enqueued"];
+    let write_v2 = format!("{url}/api/v2/write?bucket=b");
+    let (code, body) = curl(&veth, &[&header[..], &["--data-binary", "ack,via=header v=2i 2", &write_v2]].concat());
+    assert_eq!(code, 204, "{body}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(fsyncs(&veth), 0.0, "an enqueued ack started a sync");
+    let (code, body) = curl(&veth, &["--data-binary", "ack,via=none v=3i 3", &format!("{url}/write?no_sync=yes")]);
+    assert_eq!((code, body.contains("invalid no_sync: accepts true or false")), (400, true), "{body}");
+    let (code, body) = curl(&veth, &["--data-binary", "ack,via=default v=4i 4", &format!("{url}/write")]);
+    assert_eq!(code, 204, "{body}");
+    // The durable answer came after its sync, which covered the two before.
+    assert_eq!(fsyncs(&veth), 1.0);
+    let m = scrape(&veth);
+    assert_eq!(m["metricsstream_http_requests_acked_enqueued_total"], 2.0);
+    assert_eq!(m["metricsstream_http_requests_acked_durable_total"], 1.0);
+    let report = app.stop();
+    assert_eq!(report["http"]["requests_acked_enqueued"], 2, "{report:#}");
+    assert_eq!(report["http"]["requests_acked_durable"], 1, "{report:#}");
+    assert_eq!(report["commit"]["ack_latency_us"]["count"], 1, "{report:#}");
+    assert_eq!(
+        dump(&data),
+        ["ack,via=query v=1i 1", "ack,via=header v=2i 2", "ack,via=default v=4i 4"].map(String::from).to_vec()
+    );
+}

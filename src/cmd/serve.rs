@@ -249,7 +249,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(s) => Some(s.stop().context("shipper")?),
         None => None,
     };
+    let writer_stats = std::sync::Arc::clone(writer.stats());
     let summary = writer.shutdown().context("writer shutdown")?;
+    let w = writer_stats.snapshot();
     drop(port);
     let process = LifecycleReport { at_start, at_exit: ProcessResources::now() };
     let tx_ring_may_hold =
@@ -282,6 +284,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         "records_written": summary.records_written,
         "fsyncs": summary.fsyncs,
         "commit": summary.commit,
+        "storage": { "write_errors": w.write_errors, "fsync_errors": w.fsync_errors,
+                     "no_space_errors": w.no_space_errors, "segments_abandoned": w.segments_abandoned,
+                     "records_lost": w.records_lost, "storage_fault": w.storage_fault },
         "shipper": shipped.map(|s| format!("{s:?}")),
         "limiter": limiter.stats(),
         "limiter_sweeps": sweeps,

@@ -171,6 +171,7 @@ fn flag(s: &str) -> Option<bool> {
 }
 
 use super::Response;
+use crate::writer::AckMode;
 
 /// A query string the write API refuses (answer 400 with the message).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -189,6 +190,12 @@ pub enum QueryError {
     BadFlag,
     #[error("missing db: /api/v3/write_lp needs ?db=")]
     MissingDb,
+    #[error("invalid no_sync: accepts true or false")]
+    NoSync,
+    #[error("invalid X-Metricsstream-Ack: accepts durable or enqueued")]
+    AckHeader,
+    #[error("no_sync and X-Metricsstream-Ack ask for different acks")]
+    AckConflict,
 }
 
 impl QueryError {
@@ -204,6 +211,9 @@ impl QueryError {
             }
             QueryError::BadFlag => "invalid accept_partial or no_sync: true or false",
             QueryError::MissingDb => "missing db: /api/v3/write_lp needs ?db=",
+            QueryError::NoSync => "invalid no_sync: accepts true or false",
+            QueryError::AckHeader => "invalid X-Metricsstream-Ack: accepts durable or enqueued",
+            QueryError::AckConflict => "no_sync and X-Metricsstream-Ack ask for different acks",
         };
         Response::error(400, "invalid", message)
     }
@@ -218,6 +228,9 @@ pub struct V1Params<'a> {
     pub user: Option<&'a str>,
     /// Password (`p`): the token, for credentials.
     pub password: Option<&'a str>,
+    /// `no_sync` (InfluxDB 3): `Some(true)` asks for the enqueued ack,
+    /// `Some(false)` for the durable one; `None`: the server's `ack`.
+    pub no_sync: Option<bool>,
 }
 
 /// `POST /api/v2/write` parameters.
@@ -226,6 +239,8 @@ pub struct V2Params<'a> {
     pub org: Option<&'a str>,
     pub bucket: Option<&'a str>,
     pub precision: Precision,
+    /// As [`V1Params::no_sync`].
+    pub no_sync: Option<bool>,
 }
 
 /// `POST /api/v3/write_lp` parameters.
@@ -236,20 +251,20 @@ pub struct V3Params<'a> {
     pub precision: Precision,
     /// `None`: not given (InfluxDB 3's default is `true`).
     pub accept_partial: Option<bool>,
-    /// Parsed and accepted; the answer still follows `[writer] ack` (see README).
-    pub no_sync: bool,
+    /// As [`V1Params::no_sync`].
+    pub no_sync: Option<bool>,
 }
 
 /// Parses the v3 write query (`db` required, `precision`, `accept_partial`, `no_sync`).
 pub fn parse_v3<'a>(query: &'a str, scratch: &'a mut [u8]) -> Result<V3Params<'a>, QueryError> {
-    let (mut db, mut precision, mut accept_partial, mut no_sync) = (None, Precision::Auto, None, false);
+    let (mut db, mut precision, mut accept_partial, mut no_sync) = (None, Precision::Auto, None, None);
     let mut decoder = Decoder { rest: scratch };
     for (key, raw) in pairs(query) {
         match key {
             "db" => db = Some(decoder.decode(raw)?),
             "precision" => precision = precision_v3(decoder.decode(raw)?).ok_or(QueryError::PrecisionV3)?,
             "accept_partial" => accept_partial = Some(flag(raw).ok_or(QueryError::BadFlag)?),
-            "no_sync" => no_sync = flag(raw).ok_or(QueryError::BadFlag)?,
+            "no_sync" => no_sync = Some(flag(raw).ok_or(QueryError::NoSync)?),
             _ => {}
         }
     }
@@ -279,7 +294,7 @@ pub fn ping_verbose(query: &str) -> bool {
 /// enough (values borrow it until the request is handled).
 pub const QUERY_SCRATCH_BYTES: usize = 1024;
 
-/// Parses the v1 write query (`db`, `precision`, `u`, `p`; others ignored).
+/// Parses the v1 write query (`db`, `precision`, `u`, `p`, `no_sync`; others ignored).
 /// Values that need no decoding borrow `query`; others are decoded into `scratch`.
 pub fn parse_v1<'a>(query: &'a str, scratch: &'a mut [u8]) -> Result<V1Params<'a>, QueryError> {
     let mut params = V1Params::default();
@@ -290,13 +305,14 @@ pub fn parse_v1<'a>(query: &'a str, scratch: &'a mut [u8]) -> Result<V1Params<'a
             "precision" => params.precision = precision_v1(decoder.decode(raw)?).ok_or(QueryError::PrecisionV1)?,
             "u" => params.user = Some(decoder.decode(raw)?),
             "p" => params.password = Some(decoder.decode(raw)?),
+            "no_sync" => params.no_sync = Some(no_sync(decoder.decode(raw)?)?),
             _ => {}
         }
     }
     Ok(params)
 }
 
-/// Parses the v2 write query (`org`, `bucket`, `precision`; others ignored).
+/// Parses the v2 write query (`org`, `bucket`, `precision`, `no_sync`; others ignored).
 pub fn parse_v2<'a>(query: &'a str, scratch: &'a mut [u8]) -> Result<V2Params<'a>, QueryError> {
     let mut params = V2Params::default();
     let mut decoder = Decoder { rest: scratch };
@@ -305,10 +321,41 @@ pub fn parse_v2<'a>(query: &'a str, scratch: &'a mut [u8]) -> Result<V2Params<'a
             "org" => params.org = Some(decoder.decode(raw)?),
             "bucket" => params.bucket = Some(decoder.decode(raw)?),
             "precision" => params.precision = precision_v2(decoder.decode(raw)?).ok_or(QueryError::PrecisionV2)?,
+            "no_sync" => params.no_sync = Some(no_sync(decoder.decode(raw)?)?),
             _ => {}
         }
     }
     Ok(params)
+}
+
+/// `no_sync=true|false`, as InfluxDB 3 spells it.
+fn no_sync(value: &str) -> Result<bool, QueryError> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(QueryError::NoSync),
+    }
+}
+
+/// The header a client names the ack it wants with, on any write route.
+pub const ACK_HEADER: &str = "x-metricsstream-ack";
+
+/// The ack one write request gets: `X-Metricsstream-Ack: durable|enqueued`
+/// (case-insensitive) or the query's `no_sync`, else the server's `default`.
+/// Both given and disagreeing is an error rather than a silent pick: the
+/// client asked for two different promises.
+pub fn request_ack(header: Option<&[u8]>, no_sync: Option<bool>, default: AckMode) -> Result<AckMode, QueryError> {
+    let from_header = match header {
+        None => None,
+        Some(v) if v.eq_ignore_ascii_case(b"durable") => Some(AckMode::Durable),
+        Some(v) if v.eq_ignore_ascii_case(b"enqueued") => Some(AckMode::Enqueued),
+        Some(_) => return Err(QueryError::AckHeader),
+    };
+    let from_query = no_sync.map(|skip| if skip { AckMode::Enqueued } else { AckMode::Durable });
+    match (from_header, from_query) {
+        (Some(h), Some(q)) if h != q => Err(QueryError::AckConflict),
+        (h, q) => Ok(h.or(q).unwrap_or(default)),
+    }
 }
 
 /// `key=value` pairs of a query string, raw (keys are compared undecoded:
@@ -393,11 +440,16 @@ mod tests {
         let p = parse_v3("db=my%20db&precision=millisecond&accept_partial=false&no_sync=true", &mut s).unwrap();
         assert_eq!(
             p,
-            V3Params { db: "my db", precision: Precision::Milliseconds, accept_partial: Some(false), no_sync: true }
+            V3Params {
+                db: "my db",
+                precision: Precision::Milliseconds,
+                accept_partial: Some(false),
+                no_sync: Some(true)
+            }
         );
         let mut s = [0u8; QUERY_SCRATCH_BYTES];
         let p = parse_v3("db=x", &mut s).unwrap();
-        assert_eq!((p.precision, p.accept_partial, p.no_sync), (Precision::Auto, None, false));
+        assert_eq!((p.precision, p.accept_partial, p.no_sync), (Precision::Auto, None, None));
         for (v, want) in [
             ("auto", Precision::Auto),
             ("second", Precision::Seconds),
@@ -470,7 +522,8 @@ mod tests {
                 db: Some("telegraf"),
                 precision: Precision::Seconds,
                 user: Some("alice"),
-                password: Some("s3cr+t x")
+                password: Some("s3cr+t x"),
+                no_sync: None,
             }
         );
         let mut scratch = [0u8; QUERY_SCRATCH_BYTES];
@@ -494,7 +547,10 @@ mod tests {
     fn v2_query() {
         let mut scratch = [0u8; QUERY_SCRATCH_BYTES];
         let p = parse_v2("org=my+org&bucket=b%2F1&precision=us", &mut scratch).unwrap();
-        assert_eq!(p, V2Params { org: Some("my org"), bucket: Some("b/1"), precision: Precision::Microseconds });
+        assert_eq!(
+            p,
+            V2Params { org: Some("my org"), bucket: Some("b/1"), precision: Precision::Microseconds, no_sync: None }
+        );
         let mut scratch = [0u8; QUERY_SCRATCH_BYTES];
         assert_eq!(parse_v2("bucket=x", &mut scratch).unwrap().precision, Precision::Nanoseconds);
     }
@@ -517,10 +573,54 @@ mod tests {
         let mut s = [0u8; 4];
         assert_eq!(parse_v1("db=%20%20%20%20%20", &mut s), Err(QueryError::TooLong));
         assert!(QueryError::PrecisionV1.to_string().contains("ns, u, ms, s, m, h"));
-        for e in [QueryError::PrecisionV1, QueryError::PrecisionV2, QueryError::BadEncoding, QueryError::TooLong] {
+        for e in [
+            QueryError::PrecisionV1,
+            QueryError::PrecisionV2,
+            QueryError::BadEncoding,
+            QueryError::TooLong,
+            QueryError::NoSync,
+            QueryError::AckHeader,
+            QueryError::AckConflict,
+        ] {
             let r = e.response();
             assert_eq!(r.status, 400);
             assert_eq!(r.body, crate::http::Body::Error { code: "invalid", message: &e.to_string() });
+        }
+    }
+
+    #[test]
+    fn no_sync_in_both_write_queries() {
+        let mut s = [0u8; QUERY_SCRATCH_BYTES];
+        assert_eq!(parse_v1("db=x&no_sync=true", &mut s).unwrap().no_sync, Some(true));
+        let mut s = [0u8; QUERY_SCRATCH_BYTES];
+        assert_eq!(parse_v2("bucket=x&no_sync=false", &mut s).unwrap().no_sync, Some(false));
+        let mut s = [0u8; QUERY_SCRATCH_BYTES];
+        assert_eq!(parse_v2("bucket=x", &mut s).unwrap().no_sync, None);
+        for bad in ["no_sync=1", "no_sync=", "no_sync", "no_sync=TRUE", "no_sync=yes"] {
+            let mut s = [0u8; QUERY_SCRATCH_BYTES];
+            assert_eq!(parse_v1(bad, &mut s), Err(QueryError::NoSync), "{bad}");
+            let mut s = [0u8; QUERY_SCRATCH_BYTES];
+            assert_eq!(parse_v2(bad, &mut s), Err(QueryError::NoSync), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_request_ack_comes_from_the_header_or_no_sync_else_the_server() {
+        use AckMode::{Durable, Enqueued};
+        // Neither: the server's mode.
+        assert_eq!(request_ack(None, None, Durable), Ok(Durable));
+        assert_eq!(request_ack(None, None, Enqueued), Ok(Enqueued));
+        // no_sync either way, on either server.
+        assert_eq!(request_ack(None, Some(true), Durable), Ok(Enqueued));
+        assert_eq!(request_ack(None, Some(false), Enqueued), Ok(Durable));
+        // The header, case-insensitive.
+        assert_eq!(request_ack(Some(b"enqueued"), None, Durable), Ok(Enqueued));
+        assert_eq!(request_ack(Some(b"Durable"), None, Enqueued), Ok(Durable));
+        // Both, agreeing, is fine; disagreeing is refused.
+        assert_eq!(request_ack(Some(b"enqueued"), Some(true), Durable), Ok(Enqueued));
+        assert_eq!(request_ack(Some(b"durable"), Some(true), Durable), Err(QueryError::AckConflict));
+        for bad in [&b""[..], b"sync", b"durable,enqueued", b"fsync"] {
+            assert_eq!(request_ack(Some(bad), None, Durable), Err(QueryError::AckHeader));
         }
     }
 }

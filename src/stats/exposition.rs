@@ -153,7 +153,7 @@ pub fn is_gauge(field: &str) -> bool {
         "_reserved_bytes",
         "_free",
     ];
-    const NAMES: [&str; 4] = ["held", "flows", "free", "slots"];
+    const NAMES: [&str; 5] = ["held", "flows", "free", "slots", "storage_fault"];
     NAMES.contains(&field) || LEVELS.iter().any(|s| field.ends_with(s))
 }
 

@@ -45,8 +45,8 @@ pub mod stats;
 pub use codec::{Batch, BatchMark, DecodeError, StoredLine, StoredRecord, TenantIndex};
 pub use config::{AckMode, ConfigError, VictoriaMetricsConfig, WriterConfig};
 pub use runtime::{
-    Backpressure, BackpressureReason, BatchPoolCounters, Ticket, Writer, WriterError, WriterHandle, WriterRuntime,
-    WriterSummary,
+    Backpressure, BackpressureReason, BatchPoolCounters, StorageFault, Ticket, Writer, WriterError, WriterHandle,
+    WriterRuntime, WriterSummary,
 };
 pub use segment::{verify_log, LogTail, Recovery, SegmentError, SegmentWriter, TailFrame, VerifyReport};
 pub use shipper::{Shipper, ShipperError};

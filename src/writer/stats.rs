@@ -57,6 +57,25 @@ pub struct WriterStats {
     pub shipper_errors: AtomicU64,
     /// Records deleted by retention before they were shipped.
     pub shipper_skipped_records: AtomicU64,
+    /// Appends (write(2) of frames, segment creation) that failed: the
+    /// active segment was abandoned at its last durable point.
+    pub write_errors: AtomicU64,
+    /// fdatasyncs that failed: never retried on the same file (after a
+    /// failed fsync the kernel may have dropped the dirty pages and a second
+    /// fsync would report success for data that is not on disk); the segment
+    /// was abandoned at its last durable point instead.
+    pub fsync_errors: AtomicU64,
+    /// Of those errors, the ones that were ENOSPC/EDQUOT (disk full).
+    pub no_space_errors: AtomicU64,
+    /// Segments abandoned after a write or fsync error (cut back to their
+    /// last durable point; appending went on in a new segment).
+    pub segments_abandoned: AtomicU64,
+    /// Records handed to the writer that a fault kept from becoming durable
+    /// (their durable requests got 507/503; enqueued acks were already sent).
+    pub records_lost: AtomicU64,
+    /// Gauge: 0 writing; 1 stopped on a full disk; 2 stopped on another I/O
+    /// error (retried every `FAULT_RETRY`, writing resumes by itself).
+    pub storage_fault: AtomicU64,
     /// Awaited batch handed over -> the sync covering it published.
     pub ack_latency: LatencyBuckets,
     /// One fdatasync.
@@ -82,6 +101,12 @@ pub struct WriterStatsSnapshot {
     pub shipper_lag_records: u64,
     pub shipper_errors: u64,
     pub shipper_skipped_records: u64,
+    pub write_errors: u64,
+    pub fsync_errors: u64,
+    pub no_space_errors: u64,
+    pub segments_abandoned: u64,
+    pub records_lost: u64,
+    pub storage_fault: u64,
 }
 
 impl WriterStats {
@@ -103,6 +128,12 @@ impl WriterStats {
             shipper_lag_records: self.shipper_lag_records.load(Relaxed),
             shipper_errors: self.shipper_errors.load(Relaxed),
             shipper_skipped_records: self.shipper_skipped_records.load(Relaxed),
+            write_errors: self.write_errors.load(Relaxed),
+            fsync_errors: self.fsync_errors.load(Relaxed),
+            no_space_errors: self.no_space_errors.load(Relaxed),
+            segments_abandoned: self.segments_abandoned.load(Relaxed),
+            records_lost: self.records_lost.load(Relaxed),
+            storage_fault: self.storage_fault.load(Relaxed),
         }
     }
 

@@ -36,6 +36,8 @@ pub struct HttpCounters {
     pub responses_413: u64,
     pub responses_429: u64,
     pub responses_503: u64,
+    /// Insufficient storage: the log's disk is full.
+    pub responses_507: u64,
     pub responses_other: u64,
     pub records_accepted: u64,
     pub records_limited: u64,
@@ -58,7 +60,18 @@ pub struct HttpCounters {
     /// of their body had been handed to the writer: written, and a retry may
     /// duplicate them (at-least-once). Only bodies spanning batches.
     pub records_handed_over_then_refused: u64,
+    /// Records of durable requests answered 507/503 because a storage fault
+    /// kept their batch from becoming durable (they may be in the log: a
+    /// retry may duplicate them, at-least-once; see `writer_records_lost`).
+    pub records_lost_to_storage: u64,
     pub body_bytes: u64,
+    /// Write requests answered 2xx once their records were durable (the
+    /// server's `ack = "durable"` or the request's own choice).
+    pub requests_acked_durable: u64,
+    /// Write requests answered 2xx once their records were handed to the
+    /// writer, before any sync (`ack = "enqueued"`, `no_sync=true`, or
+    /// `X-Metricsstream-Ack: enqueued`).
+    pub requests_acked_enqueued: u64,
     /// Responses held for durability right now.
     pub held: u64,
     // Buffer pools (gauges, except `*_allocations`; summed over workers,
@@ -111,6 +124,7 @@ impl HttpCounters {
             413 => self.responses_413 += 1,
             429 => self.responses_429 += 1,
             503 => self.responses_503 += 1,
+            507 => self.responses_507 += 1,
             _ => self.responses_other += 1,
         }
     }
@@ -123,7 +137,7 @@ mod tests {
     #[test]
     fn each_status_is_counted_in_its_one_class() {
         let mut c = HttpCounters::default();
-        for status in [200, 202, 204, 400, 401, 404, 405, 413, 429, 503, 408, 431, 500] {
+        for status in [200, 202, 204, 400, 401, 404, 405, 413, 429, 503, 507, 408, 431, 500] {
             c.count_status(status);
         }
         let classes = [
@@ -134,8 +148,9 @@ mod tests {
             c.responses_413,
             c.responses_429,
             c.responses_503,
+            c.responses_507,
             c.responses_other,
         ];
-        assert_eq!(classes, [3, 1, 1, 2, 1, 1, 1, 3]);
+        assert_eq!(classes, [3, 1, 1, 2, 1, 1, 1, 1, 3]);
     }
 }

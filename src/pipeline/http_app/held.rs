@@ -12,7 +12,7 @@ use super::ingest::{format_bad_lines, Api, BadReport};
 use super::{process, with_buffers, Ctx, HttpApp};
 use crate::http::Response;
 use crate::time::Nanos;
-use crate::writer::{AckMode, Backpressure, BackpressureReason, Batch, Ticket};
+use crate::writer::{AckMode, Backpressure, BackpressureReason, Batch, StorageFault, Ticket};
 use std::collections::VecDeque;
 
 /// A response waiting for its records to be handed over (and, with
@@ -31,6 +31,8 @@ pub(super) struct Held {
     pub(super) api: Api,
     /// Bad lines skipped (partial write): the answer is a 400 naming them.
     pub(super) bad: BadReport,
+    /// The ack this request gets (its own choice, else the server's).
+    pub(super) ack: AckMode,
 }
 
 /// Where a held response stands.
@@ -40,8 +42,31 @@ pub(super) enum HeldStatus {
     Waiting,
     /// Every batch is handed over (and durable): answer 2xx.
     Done,
-    /// The writer refused one of its batches: answer 503.
+    /// The writer refused one of its batches: answer 503 (507 when it
+    /// refused for a full disk).
     Refused,
+    /// Durable: a storage fault kept its last batch from becoming durable
+    /// (507 for a full disk, else 503).
+    Lost,
+}
+
+/// The answer when the log's disk fails the writer: 507 for a full disk
+/// (RFC 4918: the server cannot store what is needed), 503 for another write
+/// or fsync error, or after the fault cleared; the client retries either.
+pub(super) fn storage_refusal(fault: Option<StorageFault>) -> Response<'static> {
+    let response = match fault {
+        Some(StorageFault::NoSpace) => Response::error(
+            507,
+            "insufficient_storage",
+            "the log's disk is full: records not written; retry once space is freed",
+        ),
+        Some(StorageFault::Io) | None => Response::error(
+            503,
+            "storage_error",
+            "the log's disk failed a write or fsync: records not made durable; retry",
+        ),
+    };
+    response.with_raw_headers(b"Retry-After: 1\r\n")
 }
 
 /// The group-commit batches of one worker's HTTP application.
@@ -70,15 +95,15 @@ impl GroupCommit {
     }
 }
 
-/// Whether every batch of `held` is handed over (and durable), given the
-/// number of the open batch, the submitted batches (consecutive numbers from
-/// the front), the ack mode and the writer's durable sequence.
+/// Whether every batch of `held` is handed over (and durable, if `held.ack`
+/// is), given the number of the open batch, the submitted batches
+/// (consecutive numbers from the front) and the writer's durable and lost
+/// sequences (`WriterHandle::durable_seq`, `lost_seq`).
 pub(super) fn held_status(
     held: &Held,
     open_no: u64,
     submitted: &VecDeque<(u64, Option<Ticket>)>,
-    ack: AckMode,
-    durable_seq: u64,
+    (durable_seq, lost_seq): (u64, u64),
 ) -> HeldStatus {
     if held.last >= open_no {
         return HeldStatus::Waiting; // still in the open batch
@@ -89,7 +114,10 @@ pub(super) fn held_status(
     if (held.first..held.last).any(|no| matches!(at(no), Some(None) | None)) {
         return HeldStatus::Refused;
     }
-    match (ack, at(held.last).flatten()) {
+    match (held.ack, at(held.last).flatten()) {
+        // Lost before durable: a later sync publishes a durable sequence
+        // past batches a fault gave up (see `WriterHandle::lost_seq`).
+        (AckMode::Durable, Some(t)) if t.seq <= lost_seq => HeldStatus::Lost,
         // Sequence numbers are per handle and monotonic: the last batch
         // durable means the earlier ones are too.
         (AckMode::Durable, Some(t)) if durable_seq < t.seq => HeldStatus::Waiting,
@@ -150,7 +178,8 @@ impl HttpApp {
     pub fn release_held(&mut self, now: Nanos) {
         // A held response can only be released by a submit (open_no moves) or
         // an fsync (durable_seq moves): skip the scan while neither changed.
-        let progress = (self.ctx.commit.open_no, self.ctx.writer.durable_seq());
+        let seqs = (self.ctx.writer.durable_seq(), self.ctx.writer.lost_seq());
+        let progress = (self.ctx.commit.open_no, seqs.0, seqs.1);
         if progress == self.last_progress {
             return;
         }
@@ -168,7 +197,7 @@ impl HttpApp {
                 continue;
             };
             let commit = &self.ctx.commit;
-            match held_status(&held, commit.open_no, &commit.submitted, self.ctx.ack, self.ctx.writer.durable_seq()) {
+            match held_status(&held, commit.open_no, &commit.submitted, seqs) {
                 HeldStatus::Waiting => {
                     oldest_needed = oldest_needed.min(held.first);
                     i += 1;
@@ -177,27 +206,43 @@ impl HttpApp {
                     state.held = None;
                     self.ctx.counters.held -= 1;
                     self.ctx.reset_reply();
-                    if done == HeldStatus::Refused {
-                        self.ctx.counters.records_accepted -= held.records;
-                        self.ctx.counters.records_handed_over_then_refused += held.handed_over;
-                    } else if held.bad.lines > 0 {
-                        // A partial write: its valid lines are in; name the bad ones,
-                        // quoted from the body the connection still holds.
-                        let body = state.http.request().map_or(&[][..], |r| r.body());
-                        let reply = &mut self.ctx.reply;
-                        format_bad_lines(
-                            &mut reply.message,
-                            &mut reply.body,
-                            held.api,
-                            body,
-                            &held.bad,
-                            held.records,
-                            true,
-                        );
+                    let fault = self.ctx.writer.storage_fault();
+                    match done {
+                        HeldStatus::Lost => {
+                            self.ctx.counters.records_accepted -= held.records;
+                            self.ctx.counters.records_lost_to_storage += held.records;
+                        }
+                        HeldStatus::Refused => {
+                            self.ctx.counters.records_accepted -= held.records;
+                            self.ctx.counters.records_handed_over_then_refused += held.handed_over;
+                        }
+                        _ => {
+                            match held.ack {
+                                AckMode::Durable => self.ctx.counters.requests_acked_durable += 1,
+                                AckMode::Enqueued => self.ctx.counters.requests_acked_enqueued += 1,
+                            }
+                            if held.bad.lines > 0 {
+                                // A partial write: its valid lines are in; name the bad ones,
+                                // quoted from the body the connection still holds.
+                                let body = state.http.request().map_or(&[][..], |r| r.body());
+                                let reply = &mut self.ctx.reply;
+                                format_bad_lines(
+                                    &mut reply.message,
+                                    &mut reply.body,
+                                    held.api,
+                                    body,
+                                    &held.bad,
+                                    held.records,
+                                    true,
+                                );
+                            }
+                        }
                     }
                     let held_list = &mut self.held;
                     with_buffers(state, &mut self.ctx, |state, ctx| {
                         let response = match (done, held.api) {
+                            (HeldStatus::Lost, _) => storage_refusal(fault),
+                            (HeldStatus::Refused, _) if fault.is_some() => storage_refusal(fault),
                             (HeldStatus::Refused, _) => {
                                 Response::error(503, "unavailable", "the writer is behind; retry")
                                     .with_raw_headers(b"Retry-After: 1\r\n")
@@ -234,8 +279,8 @@ impl HttpApp {
 mod tests {
     use super::*;
 
-    fn held(first: u64, last: u64) -> Held {
-        Held { first, last, records: 3, handed_over: 0, api: Api::V1, bad: BadReport::default() }
+    fn held(first: u64, last: u64, ack: AckMode) -> Held {
+        Held { first, last, records: 3, handed_over: 0, api: Api::V1, bad: BadReport::default(), ack }
     }
 
     fn ticket(seq: u64) -> Option<Ticket> {
@@ -248,59 +293,92 @@ mod tests {
     }
 
     use AckMode::{Durable, Enqueued};
-    use HeldStatus::{Done, Refused, Waiting};
+    use HeldStatus::{Done, Lost, Refused, Waiting};
 
     #[test]
     fn a_response_whose_last_batch_is_still_open_waits() {
         let none = VecDeque::new();
         // Batch 4 is the open one: nothing of it is submitted yet, whatever the mode.
-        assert_eq!(held_status(&held(4, 4), 4, &none, Enqueued, 0), Waiting);
-        assert_eq!(held_status(&held(3, 4), 4, &submitted(3, &[ticket(1)]), Durable, 9), Waiting);
+        assert_eq!(held_status(&held(4, 4, Enqueued), 4, &none, (0, 0)), Waiting);
+        assert_eq!(held_status(&held(3, 4, Durable), 4, &submitted(3, &[ticket(1)]), (9, 0)), Waiting);
     }
 
     #[test]
     fn enqueued_is_done_once_the_writer_took_every_batch() {
         let s = submitted(2, &[ticket(5), ticket(6), ticket(7)]);
-        assert_eq!(held_status(&held(3, 3), 5, &s, Enqueued, 0), Done);
-        assert_eq!(held_status(&held(2, 4), 5, &s, Enqueued, 0), Done);
+        assert_eq!(held_status(&held(3, 3, Enqueued), 5, &s, (0, 0)), Done);
+        assert_eq!(held_status(&held(2, 4, Enqueued), 5, &s, (0, 0)), Done);
     }
 
     #[test]
     fn durable_waits_for_the_sync_of_the_last_batch() {
         let s = submitted(2, &[ticket(5), ticket(6), ticket(7)]);
         // The last batch's sequence (7) decides: earlier ones are covered by it.
-        assert_eq!(held_status(&held(2, 4), 5, &s, Durable, 6), Waiting);
-        assert_eq!(held_status(&held(2, 4), 5, &s, Durable, 7), Done);
-        assert_eq!(held_status(&held(2, 4), 5, &s, Durable, 100), Done);
-        assert_eq!(held_status(&held(2, 2), 5, &s, Durable, 5), Done);
+        assert_eq!(held_status(&held(2, 4, Durable), 5, &s, (6, 0)), Waiting);
+        assert_eq!(held_status(&held(2, 4, Durable), 5, &s, (7, 0)), Done);
+        assert_eq!(held_status(&held(2, 4, Durable), 5, &s, (100, 0)), Done);
+        assert_eq!(held_status(&held(2, 2, Durable), 5, &s, (5, 0)), Done);
+    }
+
+    #[test]
+    fn each_request_of_a_shared_batch_gets_its_own_ack() {
+        // Batch 2 (seq 5) holds a durable and an enqueued request (the
+        // batch is awaited because of the first): the enqueued one is
+        // answered once the writer took it, the durable one after the sync.
+        let s = submitted(2, &[ticket(5)]);
+        assert_eq!(held_status(&held(2, 2, Enqueued), 3, &s, (4, 0)), Done);
+        assert_eq!(held_status(&held(2, 2, Durable), 3, &s, (4, 0)), Waiting);
+        assert_eq!(held_status(&held(2, 2, Durable), 3, &s, (5, 0)), Done);
+        // A durable request is never answered before the sync, even if its
+        // batch went over un-awaited (it then rides a later sync).
+        let s = submitted(2, &[Some(Ticket { seq: 5, records: 1, awaited: false })]);
+        assert_eq!(held_status(&held(2, 2, Durable), 3, &s, (4, 0)), Waiting);
+        assert_eq!(held_status(&held(2, 2, Durable), 3, &s, (5, 0)), Done);
+    }
+
+    #[test]
+    fn a_durable_response_whose_batch_a_fault_gave_up_is_lost() {
+        let s = submitted(2, &[ticket(5), ticket(6)]);
+        // Seq 6 given up: lost, even once a later sync publishes past it.
+        assert_eq!(held_status(&held(3, 3, Durable), 4, &s, (4, 6)), Lost);
+        assert_eq!(held_status(&held(3, 3, Durable), 4, &s, (9, 6)), Lost);
+        assert_eq!(held_status(&held(2, 3, Durable), 4, &s, (9, 6)), Lost);
+        // Beyond the lost ones: durable as usual.
+        assert_eq!(held_status(&held(3, 3, Durable), 4, &s, (9, 5)), Done);
+        // An enqueued response was answered at hand-over: a fault does not change it.
+        assert_eq!(held_status(&held(3, 3, Enqueued), 4, &s, (0, 6)), Done);
+        let r = storage_refusal(Some(StorageFault::NoSpace));
+        assert_eq!(r.status, 507);
+        assert_eq!(storage_refusal(Some(StorageFault::Io)).status, 503);
+        assert_eq!(storage_refusal(None).status, 503);
     }
 
     #[test]
     fn a_refused_last_batch_refuses_the_response() {
         let s = submitted(2, &[ticket(5), None]);
-        assert_eq!(held_status(&held(3, 3), 4, &s, Enqueued, 0), Refused);
-        assert_eq!(held_status(&held(2, 3), 4, &s, Durable, 100), Refused);
+        assert_eq!(held_status(&held(3, 3, Enqueued), 4, &s, (0, 0)), Refused);
+        assert_eq!(held_status(&held(2, 3, Durable), 4, &s, (100, 0)), Refused);
     }
 
     #[test]
     fn a_refused_earlier_batch_refuses_the_response() {
         let s = submitted(2, &[None, ticket(6)]);
-        assert_eq!(held_status(&held(2, 3), 4, &s, Enqueued, 0), Refused);
-        assert_eq!(held_status(&held(2, 3), 4, &s, Durable, 100), Refused);
+        assert_eq!(held_status(&held(2, 3, Enqueued), 4, &s, (0, 0)), Refused);
+        assert_eq!(held_status(&held(2, 3, Durable), 4, &s, (100, 0)), Refused);
         // A response of the later batch alone is not affected.
-        assert_eq!(held_status(&held(3, 3), 4, &s, Enqueued, 0), Done);
+        assert_eq!(held_status(&held(3, 3, Enqueued), 4, &s, (0, 0)), Done);
     }
 
     #[test]
     fn batches_no_longer_remembered_count_as_refused() {
         // Nothing submitted remembered at all.
-        assert_eq!(held_status(&held(2, 2), 4, &VecDeque::new(), Enqueued, 0), Refused);
+        assert_eq!(held_status(&held(2, 2, Enqueued), 4, &VecDeque::new(), (0, 0)), Refused);
         // An earlier batch already forgotten (before the front).
         let s = submitted(3, &[ticket(6)]);
-        assert_eq!(held_status(&held(2, 3), 4, &s, Enqueued, 0), Refused);
+        assert_eq!(held_status(&held(2, 3, Enqueued), 4, &s, (0, 0)), Refused);
         // The last batch beyond what is remembered.
         let s = submitted(1, &[ticket(4)]);
-        assert_eq!(held_status(&held(1, 2), 3, &s, Enqueued, 0), Refused);
+        assert_eq!(held_status(&held(1, 2, Enqueued), 3, &s, (0, 0)), Refused);
     }
 
     #[test]
@@ -311,7 +389,7 @@ mod tests {
         commit.advance(ticket(2));
         assert_eq!(commit.open_no, 4);
         assert_eq!(commit.submitted, submitted(1, &[ticket(1), None, ticket(2)]));
-        assert_eq!(held_status(&held(3, 3), commit.open_no, &commit.submitted, Enqueued, 0), Done);
-        assert_eq!(held_status(&held(2, 3), commit.open_no, &commit.submitted, Enqueued, 0), Refused);
+        assert_eq!(held_status(&held(3, 3, Enqueued), commit.open_no, &commit.submitted, (0, 0)), Done);
+        assert_eq!(held_status(&held(2, 3, Enqueued), commit.open_no, &commit.submitted, (0, 0)), Refused);
     }
 }

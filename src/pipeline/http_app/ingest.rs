@@ -20,7 +20,7 @@
 //! answer, held like any write, is a 400 that names the bad lines and says
 //! how many were written.
 
-use super::held::Held;
+use super::held::{storage_refusal, Held};
 use super::{Ctx, Outcome, ReplyKind};
 use crate::http::auth::{self, AuthDecision};
 use crate::http::routes::{self, Route};
@@ -30,7 +30,7 @@ use crate::ingest::line_protocol::{BodyPosition, Precision};
 use crate::ingest::remote_write::SamplePosition;
 use crate::limit::{address_id, Decision, RateLimitHeaders, ADDRESS_ID_BYTES};
 use crate::time::Nanos;
-use crate::writer::{Batch, BatchMark, TenantIndex};
+use crate::writer::{AckMode, Batch, BatchMark, TenantIndex};
 use std::net::SocketAddrV4;
 use std::sync::Arc;
 
@@ -42,6 +42,8 @@ pub(super) enum Api {
     V2,
     V3,
     Json,
+    /// Prometheus remote_write: 204, errors as v2 (senders read only the status).
+    RemoteWrite,
 }
 
 /// A body's bad lines: how many, and the first few located.
@@ -73,7 +75,11 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
         // remote_write 1.0: the body is one snappy block, and the sender says
         // which protocol version it speaks (the spec requires both headers).
         if !snappy {
-            return ctx.error(415, "unsupported media type", format_args!("remote_write needs Content-Encoding: snappy"));
+            return ctx.error(
+                415,
+                "unsupported media type",
+                format_args!("remote_write needs Content-Encoding: snappy"),
+            );
         }
         match req.header("x-prometheus-remote-write-version").map(<[u8]>::trim_ascii) {
             Some(v) if v.starts_with(b"0.1.") => {}
@@ -90,25 +96,37 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
     } else if snappy {
         return ctx.error(415, "unsupported media type", format_args!("snappy is accepted only on /api/v1/write"));
     }
-    // Query parameters: precision, whether bad lines refuse the body, and v1 credentials.
+    // Query parameters: precision, whether bad lines refuse the body, v1
+    // credentials and the ack asked for.
     let partial_default = ctx.shared.http.partial_writes;
-    let (api, precision, partial, user, password) = match route {
+    let (api, precision, partial, user, password, no_sync) = match route {
         Route::WriteV1 => match routes::parse_v1(req.query(), &mut ctx.query_scratch) {
-            Ok(p) => (Api::V1, p.precision, partial_default, p.user, p.password),
+            Ok(p) => (Api::V1, p.precision, partial_default, p.user, p.password, p.no_sync),
             Err(e) => return ctx.fixed(e.response()),
         },
         Route::WriteV2 => match routes::parse_v2(req.query(), &mut ctx.query_scratch) {
-            Ok(p) => (Api::V2, p.precision, partial_default, None, None),
+            Ok(p) => (Api::V2, p.precision, partial_default, None, None, p.no_sync),
             Err(e) => return ctx.fixed(e.response()),
         },
         Route::WriteV3 => match routes::parse_v3(req.query(), &mut ctx.query_scratch) {
             // InfluxDB 3 accepts partial writes unless told not to.
-            Ok(p) => (Api::V3, p.precision, p.accept_partial.unwrap_or(true), None, None),
+            Ok(p) => (Api::V3, p.precision, p.accept_partial.unwrap_or(true), None, None, p.no_sync),
             Err(e) => return ctx.fixed(e.response()),
         },
-        _ => (Api::Json, Precision::Nanoseconds, false, None, None),
+        Route::RemoteWrite => (Api::RemoteWrite, Precision::Nanoseconds, false, None, None, None),
+        _ => (Api::Json, Precision::Nanoseconds, false, None, None, None),
     };
     let mode = if partial { BadLines::Skip } else { BadLines::RejectBatch };
+    // The ack this request asked for (`X-Metricsstream-Ack`, `no_sync`), else the server's.
+    let ack = match routes::request_ack(req.header(routes::ACK_HEADER), no_sync, ctx.ack) {
+        Ok(ack) => ack,
+        Err(e) => return ctx.fixed(e.response()),
+    };
+    // The writer stopped on a storage fault: nothing is taken until it
+    // writes again (one atomic load per request).
+    if let Some(fault) = ctx.writer.storage_fault() {
+        return ctx.fixed(storage_refusal(Some(fault)));
+    }
     let credentials = match auth::credentials(req.header("authorization"), user, password, &mut ctx.basic_scratch) {
         Ok(c) => c,
         Err(_) => return ctx.fixed(AuthDecision::unauthorized()),
@@ -297,7 +315,13 @@ pub(super) fn ingest(req: RequestRef<'_>, route: Route, peer: SocketAddrV4, ctx:
         }
     }
     ctx.counters.records_accepted += records;
-    Outcome::Hold(Held { first, last: ctx.commit.open_no, records, handed_over, api, bad })
+    if ack == AckMode::Durable {
+        // Its last batch (the open one) now has a client waiting for its
+        // sync: the writer starts one as soon as it is appended. A batch of
+        // `enqueued` requests only rides a sync (or the interval's).
+        ctx.commit.open.as_mut().expect("ensured").set_awaited(true);
+    }
+    Outcome::Hold(Held { first, last: ctx.commit.open_no, records, handed_over, api, bad, ack })
 }
 
 /// A line-protocol body's records put into the open batch before the limiter
@@ -497,6 +521,9 @@ fn ensure_open(ctx: &mut Ctx) -> bool {
 fn take_batch(ctx: &mut Ctx) -> Option<Batch> {
     let mut batch = ctx.writer.take_batch()?;
     batch.set_client(HTTP_CLIENT);
+    // Awaited only once a request that asked for the durable ack is in it
+    // (whatever the server's mode), so an `enqueued` request never starts a sync.
+    batch.set_awaited(false);
     Some(batch)
 }
 
@@ -515,6 +542,10 @@ fn respond_ok(route: Route, records: u64, ctx: &mut Ctx) -> Outcome {
 }
 
 fn writer_busy(ctx: &mut Ctx, records: u64) -> Outcome {
+    if let Some(fault) = ctx.writer.storage_fault() {
+        ctx.reply.raw_headers.clear();
+        return ctx.fixed(storage_refusal(Some(fault)));
+    }
     ctx.reply.raw_headers.clear();
     ctx.reply.raw_headers.extend_from_slice(b"Retry-After: 1\r\n");
     ctx.error(503, "unavailable", format_args!("the writer is behind; {records} records not taken, retry"))

@@ -159,8 +159,8 @@ pub struct HttpApp {
     held: Vec<ConnId>,
     /// Connections with new output the stack must service.
     wakeups: Wakeups,
-    /// (open batch number, durable sequence) at the last `release_held` scan.
-    last_progress: (u64, u64),
+    /// (open batch number, durable and lost sequences) at the last `release_held` scan.
+    last_progress: (u64, u64, u64),
     /// After `shut_down`: connections close after their current request.
     shutting_down: bool,
     ctx: Ctx,
@@ -174,7 +174,7 @@ impl HttpApp {
             conns: (0..slots).map(|_| None).collect(),
             held: Vec::with_capacity(slots.min(65_536)),
             wakeups: Wakeups::with_capacity(slots.min(65_536)),
-            last_progress: (0, 0),
+            last_progress: (0, 0, 0),
             shutting_down: false,
             ctx: Ctx {
                 shared,

@@ -54,7 +54,7 @@ mod writer;
 pub use reader::{DecodedFrame, FrameRead, LogTail, SegmentReader, TailFrame, TailIdle};
 pub use recovery::Recovery;
 pub use verify::{verify_log, VerifyReport};
-pub use writer::SegmentWriter;
+pub use writer::{SegmentWriter, SyncPoint};
 
 pub const SEGMENT_MAGIC: [u8; 8] = *b"MSSEGLOG";
 /// Every token re-encoded (releases up to 2026-12): read, no longer written.

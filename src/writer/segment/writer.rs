@@ -46,6 +46,22 @@ fn sync_dir(dir: &Path) -> Result<(), SegmentError> {
     File::open(dir).at(dir)?.sync_all().at(dir)
 }
 
+/// A point of the active segment up to which everything is on disk: its
+/// length and the id of the next record after it. `segment` numbers the
+/// active segments of this writer (a point of an earlier one is stale).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncPoint {
+    segment: u64,
+    len: u64,
+    next_record_id: u64,
+}
+
+impl SyncPoint {
+    pub fn next_record_id(&self) -> u64 {
+        self.next_record_id
+    }
+}
+
 /// Appends frames to the active segment, rotating by size. Frames are
 /// buffered and written in large chunks; [`SegmentWriter::sync`] makes
 /// everything appended so far durable.
@@ -64,6 +80,12 @@ pub struct SegmentWriter {
     written_bytes: u64,
     /// Frame bytes appended since creation (monotonic, for stats).
     appended_bytes: u64,
+    /// Counts the active segments (rotation and abandoning start a new one).
+    segment_no: u64,
+    /// The last point of the active segment known durable: what
+    /// [`abandon`](Self::abandon) cuts back to. Always in the active segment:
+    /// rotation syncs the old segment whole before a new one becomes active.
+    durable: SyncPoint,
 }
 
 impl SegmentWriter {
@@ -105,6 +127,10 @@ impl SegmentWriter {
             unsynced_bytes: 0,
             written_bytes: 0,
             appended_bytes: 0,
+            segment_no: 0,
+            // What recovery left is what the file holds; abandoning never
+            // cuts below it.
+            durable: SyncPoint { segment: 0, len, next_record_id: rec.next_record_id },
         };
         Ok((w, rec))
     }
@@ -189,17 +215,74 @@ impl SegmentWriter {
         self.flush()?;
         self.file.sync_data().at(&self.path)?;
         self.unsynced_bytes = 0;
+        self.durable = self.point();
         Ok(())
+    }
+
+    /// Where the active segment ends now (buffered bytes included).
+    fn point(&self) -> SyncPoint {
+        SyncPoint { segment: self.segment_no, len: self.len, next_record_id: self.next_record_id }
+    }
+
+    /// A sync of what [`prepare_sync`](Self::prepare_sync) returned with
+    /// `point` succeeded: abandoning will not cut below it. A point of an
+    /// earlier segment is ignored (rotation synced that one whole).
+    pub fn synced(&mut self, point: SyncPoint) {
+        if point.segment == self.segment_no && point.len > self.durable.len {
+            self.durable = point;
+        }
+    }
+
+    /// The last point known durable.
+    pub fn durable_point(&self) -> SyncPoint {
+        self.durable
+    }
+
+    /// After a failed write or fsync: gives up everything appended after the
+    /// last durable point and goes on in a new segment. The active file is
+    /// cut back to that point (a partial frame or frames whose fsync failed
+    /// must not stay in the middle of the log) and synced; a segment named by
+    /// the next record id (a half-created one, or the active one when it held
+    /// no durable frame) is removed and created afresh. After a failed
+    /// fdatasync the old file is never trusted again, only truncated. Safe to
+    /// call again when it fails (e.g. the disk is still full): every step is
+    /// idempotent. Returns the records given up.
+    pub fn abandon(&mut self) -> Result<u64, SegmentError> {
+        self.buf.clear();
+        let d = self.durable;
+        let given_up = self.next_record_id - d.next_record_id;
+        self.next_record_id = d.next_record_id;
+        self.len = d.len;
+        self.unsynced_bytes = 0;
+        let next = self.dir.join(segment_file_name(d.next_record_id));
+        if d.len > SEGMENT_HEADER_BYTES && self.path != next {
+            self.file.set_len(d.len).at(&self.path)?;
+            self.file.sync_all().at(&self.path)?;
+        }
+        match fs::remove_file(&next) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).at(&next),
+        }
+        // On failure a half-written header is removed by the next attempt.
+        let (path, file) = Self::create_segment(&self.dir, d.next_record_id)?;
+        self.path = path;
+        self.file = file;
+        self.len = SEGMENT_HEADER_BYTES;
+        self.segment_no += 1;
+        self.durable = self.point();
+        Ok(given_up)
     }
 
     /// For a sync on another thread: flushes, and returns a duplicate of
     /// the active file's descriptor whose `sync_data` makes everything
     /// appended so far durable (earlier segments were synced on rotation).
-    pub fn prepare_sync(&mut self) -> Result<File, SegmentError> {
+    /// The point is what the sync covers (for [`synced`](Self::synced)).
+    pub fn prepare_sync(&mut self) -> Result<(File, SyncPoint), SegmentError> {
         self.flush()?;
         let f = self.file.try_clone().at(&self.path)?;
         self.unsynced_bytes = 0;
-        Ok(f)
+        Ok((f, self.point()))
     }
 
     fn rotate(&mut self) -> Result<(), SegmentError> {
@@ -208,6 +291,8 @@ impl SegmentWriter {
         self.path = path;
         self.file = file;
         self.len = SEGMENT_HEADER_BYTES;
+        self.segment_no += 1;
+        self.durable = self.point();
         Ok(())
     }
 
