@@ -139,7 +139,7 @@ pub struct NetConfig {
     pub tcp_tx_buffer: usize,
     /// Half-open (SYN-RECEIVED) connections per worker at most, within
     /// `http.max_connections_per_worker`; a SYN beyond evicts the oldest.
-    /// Default: a quarter of the connections, at most 4,096.
+    /// Default: all of them (see `NetStackConfig::default_max_half_open`).
     pub max_half_open: Option<usize>,
     /// A half-open connection is freed this long after its SYN.
     pub syn_received_timeout_ms: u64,
