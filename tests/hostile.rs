@@ -4,8 +4,7 @@
 //! get 204 within 1 s during and right after the burst.
 //!
 //! Needs root (namespaces), curl, ethtool and python3 (scripts/setup.sh).
-//! The veth set-up is a trimmed copy of `tests/serve_veth.rs`'s (names
-//! unique to this test).
+//! The veth set-up is `tests/common/veth.rs`, shared with `tests/serve_veth.rs`.
 
 mod common;
 
@@ -14,58 +13,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SYNS: u32 = 30_000;
-
-struct Veth {
-    app_ns: String,
-    cli_ns: String,
-    app_if: String,
-}
-
-impl Veth {
-    fn new() -> Veth {
-        let id = std::process::id() % 100_000;
-        let v = Veth { app_ns: format!("msa-host-{id}"), cli_ns: format!("msc-host-{id}"), app_if: format!("vha{id}") };
-        let cli_if = format!("vhc{id}");
-        let sh = |args: &[&str]| {
-            let st = Command::new("ip").args(args).status().expect("ip (iproute2)");
-            assert!(st.success(), "ip {args:?} failed (are we root?)");
-        };
-        sh(&["netns", "add", &v.app_ns]);
-        sh(&["netns", "add", &v.cli_ns]);
-        sh(&["link", "add", &v.app_if, "type", "veth", "peer", "name", &cli_if]);
-        sh(&["link", "set", &v.app_if, "netns", &v.app_ns]);
-        sh(&["link", "set", &cli_if, "netns", &v.cli_ns]);
-        let sysctl = format!("net.ipv6.conf.{}.disable_ipv6=1", v.app_if);
-        let st = Command::new("ip").args(["netns", "exec", &v.app_ns, "sysctl", "-qw", &sysctl]).status().unwrap();
-        assert!(st.success());
-        sh(&["-n", &v.app_ns, "link", "set", &v.app_if, "up"]);
-        sh(&["-n", &v.cli_ns, "link", "set", &cli_if, "up"]);
-        sh(&["-n", &v.cli_ns, "link", "set", "lo", "up"]);
-        sh(&["-n", &v.cli_ns, "addr", "add", "198.18.0.2/24", "dev", &cli_if]);
-        // veth leaves TCP checksums to "offload": fill them on the client side.
-        let st = Command::new("ip")
-            .args(["netns", "exec", &v.cli_ns, "ethtool", "-K", &cli_if, "tx", "off"])
-            .stdout(Stdio::null())
-            .status()
-            .expect("ethtool");
-        assert!(st.success());
-        v
-    }
-
-    fn client(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.cli_ns, program]);
-        c
-    }
-}
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        for ns in [&self.app_ns, &self.cli_ns] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
 
 /// One legitimate write: (status, seconds curl took).
 fn write_once(veth: &Veth) -> (u16, f64) {
@@ -127,7 +74,7 @@ fn legitimate_writes_get_204_within_a_second_during_and_after_a_spoofed_syn_burs
     std::fs::write(&spoofer, SPOOFER).unwrap();
     let report_path = dir.path("report.json");
     let _dpdk = dpdk_lock();
-    let veth = Veth::new();
+    let veth = Veth::new("host");
     let child = Command::new("ip")
         .args(["netns", "exec", &veth.app_ns, BIN, "serve", "--config", config.to_str().unwrap()])
         .args(["--report", report_path.to_str().unwrap(), "--duration", "50", "--stats-interval", "0", "--"])

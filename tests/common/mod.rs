@@ -8,6 +8,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+pub mod veth;
+#[allow(unused_imports)] // only the veth tests use it
+pub use veth::Veth;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_metricsstream");
 
 /// DPDK runs busy-poll a core each: run them one at a time.
