@@ -1293,7 +1293,14 @@ fn curl_picks_the_ack_per_request_with_no_sync_or_the_header() {
     assert_eq!(code, 204, "{body}");
     // The durable answer came after its sync, which covered the two before.
     assert_eq!(fsyncs(&veth), 1.0);
-    let m = scrape(&veth);
+    // The worker publishes its counters to /metrics a moment after it
+    // answers: give the durable answer's count up to a second to show.
+    let t0 = Instant::now();
+    let mut m = scrape(&veth);
+    while m["metricsstream_http_requests_acked_durable_total"] < 1.0 && t0.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(20));
+        m = scrape(&veth);
+    }
     assert_eq!(m["metricsstream_http_requests_acked_enqueued_total"], 2.0);
     assert_eq!(m["metricsstream_http_requests_acked_durable_total"], 1.0);
     let report = app.stop();
