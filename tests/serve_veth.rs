@@ -3,7 +3,8 @@
 //! in another namespace. Everything a 2xx acknowledged must come back from
 //! `dump`; every refusal has its status and JSON body.
 //!
-//! Needs root (namespaces), curl, wrk, ethtool, zstd and the PyPI Influx clients (scripts/setup.sh).
+//! Needs root (namespaces), curl, wrk, ethtool, zstd, prometheus, victoria-metrics and the PyPI Influx
+//! clients (scripts/setup.sh --tests installs them).
 
 mod common;
 
@@ -1311,4 +1312,190 @@ fn curl_picks_the_ack_per_request_with_no_sync_or_the_header() {
         dump(&data),
         ["ack,via=query v=1i 1", "ack,via=header v=2i 2", "ack,via=default v=4i 4"].map(String::from).to_vec()
     );
+}
+
+/// #17 with real parts end to end: a real Prometheus (Debian's package) in
+/// the client namespace scrapes a static file target and the appliance's own
+/// `/metrics`, and remote-writes what it scraped to `/api/v1/write`; the
+/// appliance's shipper forwards the records to a real VictoriaMetrics
+/// (`-influxSkipSingleField`, see docs/prometheus-otlp.md). The static
+/// series must come back from `dump` with their names, labels and values, and
+/// from VictoriaMetrics' `/api/v1/export` under their original names.
+#[test]
+fn a_real_prometheus_remote_writes_and_victoriametrics_gets_the_series_back() {
+    let dir = TempDir::new("rw");
+    let data = dir.path("data");
+    let _dpdk = dpdk_lock();
+    let veth = Veth::new("rw");
+    // VictoriaMetrics runs in the appliance's namespace, where the shipper's
+    // kernel socket reaches it on loopback.
+    let st = Command::new("ip").args(["-n", &veth.app_ns, "link", "set", "lo", "up"]).status().unwrap();
+    assert!(st.success());
+    let vm_port = 18428;
+    let vm = Command::new("ip")
+        .args(["netns", "exec", &veth.app_ns, "victoria-metrics"])
+        .arg(format!("-storageDataPath={}", dir.path("vm").display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{vm_port}"))
+        .args(["-influxSkipSingleField", "-search.latencyOffset=0s", "-loggerLevel=ERROR"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("victoria-metrics (Debian package victoria-metrics)");
+    let _vm = ChildGuard(Some(vm));
+    let vm_get = |path_and_query: &[&str]| -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &veth.app_ns, "curl", "-s", "-m", "2", "-G"])
+            .args(path_and_query)
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+    let t0 = Instant::now();
+    while vm_get(&[&format!("http://127.0.0.1:{vm_port}/health")]) != "OK" {
+        assert!(t0.elapsed() < Duration::from_secs(30), "VictoriaMetrics did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let config = dir.path("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[writer]\ndata_dir = \"{}\"\n[sink.victoriametrics]\nurl = \"http://127.0.0.1:{vm_port}\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let app = start(&veth, &config, &dir.path("report.json"));
+
+    // The static target: a file served by Python's http.server in the client namespace.
+    let site = dir.path("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(
+        site.join("metrics"),
+        "# TYPE rw_room_temperature_celsius gauge\n\
+         rw_room_temperature_celsius{room=\"kitchen\"} 21.5\n\
+         rw_room_temperature_celsius{room=\"hall\"} -3.25\n\
+         # TYPE rw_doors_opened_total counter\n\
+         rw_doors_opened_total{door=\"front\",floor=\"0\"} 1027\n",
+    )
+    .unwrap();
+    let http_server = veth
+        .client("python3")
+        .args(["-m", "http.server", "19100", "--bind", "127.0.0.1", "--directory", site.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _http_server = ChildGuard(Some(http_server));
+    let prom_config = dir.path("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        "global:\n  scrape_interval: 1s\n\
+         scrape_configs:\n\
+         \x20 - job_name: static\n    static_configs:\n      - targets: ['127.0.0.1:19100']\n\
+         \x20 - job_name: metricsstream\n    static_configs:\n      - targets: ['198.18.0.1:8080']\n\
+         remote_write:\n\
+         \x20 - url: http://198.18.0.1:8080/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s\n",
+    )
+    .unwrap();
+    let started_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let prometheus = veth
+        .client("prometheus")
+        .arg(format!("--config.file={}", prom_config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path("tsdb").display()))
+        .args(["--web.listen-address=127.0.0.1:19091", "--log.level=warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian package prometheus)");
+    let mut prometheus = ChildGuard(Some(prometheus));
+
+    // Wait until VictoriaMetrics has the static series from the shipper.
+    let export = |vm_get: &dyn Fn(&[&str]) -> String| -> Vec<serde_json::Value> {
+        vm_get(&[
+            &format!("http://127.0.0.1:{vm_port}/api/v1/export"),
+            "--data-urlencode",
+            "match[]={__name__=~\"rw_.*\"}",
+        ])
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+    };
+    let t0 = Instant::now();
+    let series = loop {
+        let s = export(&vm_get);
+        if s.len() == 3 && s.iter().all(|v| v["values"].as_array().is_some_and(|a| a.len() >= 2)) {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "VictoriaMetrics did not get the static series twice each: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    drop(prometheus.0.take().map(|mut c| {
+        let _ = c.kill();
+        c.wait()
+    }));
+    let report = app.stop();
+    assert!(report["http"]["remote_write_samples"].as_u64().unwrap() > 0, "{report:#}");
+
+    // The log: each scraped sample as a record named after the metric, its
+    // labels (plus Prometheus' job and instance) as sorted tags, one float
+    // field `value`, the scrape's timestamp in ns.
+    let lines = dump(&data);
+    let mut seen = std::collections::BTreeMap::<String, Vec<(String, i64)>>::new();
+    for line in &lines {
+        let (series_key, rest) = line.split_once(' ').unwrap();
+        if !series_key.starts_with("rw_") {
+            continue;
+        }
+        let (field, ts) = rest.split_once(' ').expect(line);
+        let ts: i64 = ts.parse().expect(line);
+        assert!(ts % 1_000_000 == 0 && ts / 1_000_000 >= started_ms - 1000, "{line}");
+        seen.entry(series_key.to_string()).or_default().push((field.to_string(), ts));
+    }
+    let want = [
+        ("rw_doors_opened_total,door=front,floor=0,instance=127.0.0.1:19100,job=static", "value=1027.0"),
+        ("rw_room_temperature_celsius,instance=127.0.0.1:19100,job=static,room=hall", "value=-3.25"),
+        ("rw_room_temperature_celsius,instance=127.0.0.1:19100,job=static,room=kitchen", "value=21.5"),
+    ];
+    assert_eq!(seen.keys().map(String::as_str).collect::<Vec<_>>(), want.map(|w| w.0).to_vec(), "{lines:#?}");
+    for (key, field) in want {
+        assert!(seen[key].iter().all(|(f, _)| f == field), "{key}: {:?}", seen[key]);
+    }
+    // Prometheus' own series about the appliance's /metrics came through too.
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "metricsstream_http_records_accepted_total,instance=198.18.0.1:8080,job=metricsstream value="
+        )),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("up,instance=198.18.0.1:8080,job=metricsstream value=1.0 ")),
+        "{lines:#?}"
+    );
+
+    // VictoriaMetrics: the original names and labels, the same values.
+    for v in &series {
+        let m = &v["metric"];
+        let name = m["__name__"].as_str().unwrap();
+        assert_eq!((m["job"].as_str(), m["instance"].as_str()), (Some("static"), Some("127.0.0.1:19100")), "{v}");
+        let key = match (name, m["room"].as_str(), m["door"].as_str()) {
+            ("rw_room_temperature_celsius", Some(room), None) => {
+                format!("rw_room_temperature_celsius,instance=127.0.0.1:19100,job=static,room={room}")
+            }
+            ("rw_doors_opened_total", None, Some("front")) if m["floor"] == "0" => want[0].0.to_string(),
+            _ => panic!("unexpected series in VictoriaMetrics: {v}"),
+        };
+        // No label lost or added on the way (name, job, instance + the target's own).
+        assert_eq!(m.as_object().unwrap().len(), key.split(',').count(), "{v}");
+        let logged: Vec<i64> = seen[&key].iter().map(|(_, ts)| ts / 1_000_000).collect();
+        let values = v["values"].as_array().unwrap();
+        let timestamps = v["timestamps"].as_array().unwrap();
+        let want_value = want.iter().find(|w| w.0 == key).unwrap().1.trim_start_matches("value=");
+        for (value, ts) in values.iter().zip(timestamps) {
+            assert_eq!(value.as_f64().unwrap(), want_value.parse::<f64>().unwrap(), "{v}");
+            assert!(logged.contains(&ts.as_i64().unwrap()), "{v}: timestamp not in the log {logged:?}");
+        }
+    }
 }
