@@ -45,16 +45,9 @@ while [ $# -gt 0 ]; do
 done
 case "$SECONDS_PER_RUN$CONNS" in *[!0-9]*) echo "--seconds and --connections take integers" >&2; exit 2 ;; esac
 [ "$(id -u)" -eq 0 ] || { echo "needs root (network namespaces)" >&2; exit 1; }
-missing=""
-for pair in wrk:wrk curl:curl ethtool:ethtool jq:jq ip:iproute2 victoria-metrics:victoria-metrics nginx:nginx-light; do
-    command -v "${pair%%:*}" >/dev/null || missing+=" ${pair#*:}"
-done
-if [ -n "$missing" ]; then
-    echo "installing:$missing" >&2
-    # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >&2 ||
-        { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >&2; }
-fi
+# shellcheck source=scripts/lib/veth-bench.sh
+. scripts/lib/veth-bench.sh
+install_missing wrk:wrk curl:curl ethtool:ethtool jq:jq ip:iproute2 victoria-metrics:victoria-metrics nginx:nginx-light
 # 10,000 connections need more than the default 1024 open files (wrk and nginx).
 ulimit -n 20000 || { echo "cannot raise the open-files limit to 20000" >&2; exit 1; }
 SCALE_CONNS=10000
@@ -71,100 +64,15 @@ FRAMES=65536
 BIN=target/release/metricsstream
 [ -x "$BIN" ] || cargo build --release --bin metricsstream >&2
 
-ID=$(( $$ % 100000 ))
-APP_NS="msa-bh-$ID" CLI_NS="msc-bh-$ID" APP_IF="vba$ID" CLI_IF="vbc$ID"
-ADDR=198.18.0.1
-TMP=$(mktemp -d /tmp/bench-http.XXXXXX)
-VM_PID="" APP_PID="" NGINX_PID=""
-
-stop_pid() {  # stop_pid PID: SIGTERM, wait up to 30 s, then SIGKILL
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 300); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && { echo "PID $pid ignored SIGTERM, killing" >&2; kill -KILL "$pid" 2>/dev/null || true; }
-    wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-    [ -n "$VM_PID" ] && stop_pid "$VM_PID"
-    [ -n "$NGINX_PID" ] && stop_pid "$NGINX_PID"
-    [ -n "$APP_PID" ] && stop_pid "$APP_PID"
-    ip netns del "$APP_NS" 2>/dev/null || true
-    ip netns del "$CLI_NS" 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+veth_bench_setup bh  # namespaces, veth, $TMP: removed on exit
 LOAD_START=$(uptime | sed 's/.*load average: //')
-
-# --- namespaces and veth (removed on exit) ---------------------------------
-ip netns add "$APP_NS"
-ip netns add "$CLI_NS"
-ip link add "$APP_IF" type veth peer name "$CLI_IF"
-ip link set "$APP_IF" netns "$APP_NS"
-ip link set "$CLI_IF" netns "$CLI_NS"
-# No IPv6 on the app end: the kernel then sends nothing there on its own, so
-# veth RX packets - DPDK rx_packets = frames lost in the AF_PACKET ring.
-ip netns exec "$APP_NS" sysctl -qw "net.ipv6.conf.$APP_IF.disable_ipv6=1"
-ip -n "$APP_NS" link set "$APP_IF" up
-ip -n "$APP_NS" link set lo up
-ip -n "$CLI_NS" link set "$CLI_IF" up
-ip -n "$CLI_NS" link set lo up
-ip -n "$CLI_NS" addr add 198.18.0.2/24 dev "$CLI_IF"
-# veth leaves TCP checksums to "offload"; af_packet would receive them unfilled.
-ip netns exec "$CLI_NS" ethtool -K "$CLI_IF" tx off >/dev/null
 
 # --- the load: one 100-line body, a Lua script that reports in one line -----
 now=$(date +%s)
 for i in $(seq 0 99); do
     printf 'cpu,host=h%d,cpu=c%d usage=%d.5,idle=%di %d%09d\n' $((i % 10)) $((i % 4)) "$i" "$i" "$now" "$i"
 done >"$TMP/body.lp"
-{
-    printf 'wrk.method = "POST"\n'
-    printf 'wrk.headers["Content-Type"] = "text/plain"\n'
-    printf 'local f = assert(io.open("%s", "rb"))\nwrk.body = f:read("*a")\nf:close()\n' "$TMP/body.lp"
-    cat <<'EOF'
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT requests=%d duration_us=%d p50_us=%d p99_us=%d connect=%d read=%d write=%d timeout=%d non2xx=%d\n",
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect, e.read, e.write, e.timeout, e.status))
-end
-EOF
-} >"$TMP/post.lua"
-
-RESULTS="$TMP/results"
-: >"$RESULTS"
-field() { sed -n "s/.* $2=\([0-9]*\).*/\1/p" <<<"$1"; }  # field LINE KEY
-# run_wrk SYSTEM CONNS URL: one wrk run; appends "system conns rps p50_us p99_us sockerr non2xx requests".
-run_wrk() {
-    local system=$1 c=$2 url=$3 out line
-    # Let the previous run's connections close first.
-    sleep 2
-    out=$(ip netns exec "$CLI_NS" timeout $((SECONDS_PER_RUN + 120)) \
-        wrk -t 2 -c "$c" -d "${SECONDS_PER_RUN}s" --latency -s "$TMP/post.lua" "$url" 2>&1) || {
-        echo "wrk failed for $system c=$c: $out" >&2; return 1; }
-    echo "--- $system, $c connections" >&2
-    echo "$out" >&2
-    line=$(grep '^RESULT ' <<<"$out") || { echo "no RESULT line from wrk" >&2; return 1; }
-    awk -v s="$system" -v c="$c" -v n="$(field "$line" requests)" -v d="$(field "$line" duration_us)" \
-        -v p50="$(field "$line" p50_us)" -v p99="$(field "$line" p99_us)" \
-        -v se="$(( $(field "$line" connect) + $(field "$line" read) + $(field "$line" write) + $(field "$line" timeout) ))" -v bad="$(field "$line" non2xx)" \
-        'BEGIN { printf "%s %s %.0f %d %d %d %d %d\n", s, c, n / (d / 1e6), p50, p99, se, bad, n }' >>"$RESULTS"
-}
-
-wait_http() {  # wait_http URL CODE: poll from the client namespace, up to 30 s
-    local i code
-    for i in $(seq 1 150); do
-        code=$(ip netns exec "$CLI_NS" curl -s -o /dev/null -w '%{http_code}' -m 1 "$1" || true)
-        [ "$code" = "$2" ] && return 0
-        sleep 0.2
-    done
-    echo "no $2 from $1 after 30 s (last: $code)" >&2
-    return 1
-}
+post_lua "$TMP/body.lp" "Content-Type: text/plain" >"$TMP/post.lua"
 
 # --- 1. VictoriaMetrics on the kernel stack ---------------------------------
 ip -n "$APP_NS" addr add "$ADDR/24" dev "$APP_IF"

@@ -35,6 +35,8 @@ enum Command {
     BenchReport(cmd::bench_report::BenchReportArgs),
     /// Write synthetic metric traffic (UDP line protocol, StatsD, HTTP conversations) to a pcap.
     GenPcap(cmd::gen_pcap::GenPcapArgs),
+    /// Write one request body of synthetic samples (Prometheus remote_write) to a file.
+    GenBody(cmd::gen_body::GenBodyArgs),
     /// Print the log's records (line protocol or JSON), in log order.
     Dump(cli::DumpArgs),
     /// Check every frame of the log; exit non-zero on corruption.
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => cmd::bench::run(args),
         Command::BenchReport(args) => cmd::bench_report::run(args),
         Command::GenPcap(args) => cmd::gen_pcap::run(args),
+        Command::GenBody(args) => cmd::gen_body::run(args),
         Command::Dump(args) => cli::dump(&args, &mut std::io::stdout().lock()).map(drop).map_err(Into::into),
         Command::Verify(args) => cli::verify(&args, &mut std::io::stdout().lock()).map_err(Into::into),
         Command::WriteLoad(args) => cli::write_load(&args, &mut std::io::stdout().lock()).map(drop).map_err(Into::into),

@@ -2,6 +2,7 @@
 //! Binary-only code: errors are `anyhow` here and typed in the library.
 pub mod bench;
 pub mod bench_report;
+pub mod gen_body;
 pub mod gen_pcap;
 pub mod housekeeping;
 pub mod loadgen;
