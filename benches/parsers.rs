@@ -107,6 +107,31 @@ fn statsd_datagram() -> Vec<u8> {
     datagram
 }
 
+/// A Prometheus remote_write body as a scrape of node_exporter-like targets
+/// sends it: 200 series of 6 labels, one sample each.
+fn remote_write_request() -> metricsstream::ingest::remote_write::WriteRequest {
+    use metricsstream::ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest};
+    let label = |name: &str, value: String| Label { name: name.into(), value };
+    let names = ["node_cpu_seconds_total", "node_memory_MemFree_bytes", "node_network_receive_bytes_total"];
+    WriteRequest {
+        timeseries: (0..200)
+            .map(|i| TimeSeries {
+                labels: vec![
+                    label("__name__", names[i % 3].into()),
+                    label("cpu", format!("{}", i % 8)),
+                    label("instance", format!("node{:02}.example.com:9100", i % 25)),
+                    label("job", "node".into()),
+                    label("mode", ["idle", "user", "system", "iowait"][i % 4].into()),
+                    label("region", "eu-west-1".into()),
+                ],
+                samples: vec![Sample { value: i as f64 * 1.25, timestamp: 1_700_000_000_000 + i as i64 }],
+                exemplars: vec![],
+                histograms: vec![],
+            })
+            .collect(),
+    }
+}
+
 fn measure(name: &str, body: &[u8], mut parse_once: impl FnMut(&mut TouchingSink) -> usize) {
     // `PARSERS_ONLY=name` runs one measurement (prefix match), e.g. under callgrind.
     if std::env::var("PARSERS_ONLY").is_ok_and(|only| !name.starts_with(&only)) {
@@ -241,6 +266,32 @@ fn main() {
     let json = json_body();
     let mut js = JsonBatchParser::new();
     measure("json", &json, |sink| js.parse_into(black_box(&json), NOW_NS, sink).map_or(0, |summary| summary.records));
+
+    // remote_write: the in-place decoder (decode + push) against prost's
+    // derived decoder on the same decompressed bytes (decode alone, which is
+    // less work than ours: no label check, no records).
+    {
+        use metricsstream::ingest::remote_write::{encode_body, RemoteWriteDecoder, SamplePosition, WriteRequest};
+        use prost::Message;
+        let request = remote_write_request();
+        let body = encode_body(&request);
+        let raw = request.encode_to_vec();
+        let mut decoder = RemoteWriteDecoder::new();
+        measure("remote_write", &raw, |sink| {
+            let summary = decoder.decode(black_box(&body)).expect("valid body");
+            let pushed = decoder.push_into(SamplePosition::START, sink).pushed;
+            assert_eq!(pushed, summary.samples);
+            pushed as usize
+        });
+        let mut snappy = snap::raw::Decoder::new();
+        let mut decompressed = vec![0; raw.len()];
+        measure("rw prost", &raw, |_| {
+            snappy.decompress(black_box(&body), &mut decompressed).expect("valid snappy");
+            let request = WriteRequest::decode(decompressed.as_slice()).expect("valid protobuf");
+            black_box(&request);
+            request.timeseries.len()
+        });
+    }
 
     let datagram = statsd_datagram();
     let mut sd = StatsdParser::new();

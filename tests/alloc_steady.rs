@@ -120,7 +120,36 @@ cpu v=2 1700000001
         ),
         HttpRequest::new("GET", "/query?q=SHOW+DATABASES", "", b"", 200),
         HttpRequest::new("GET", "/query?q=SELECT+*+FROM+cpu", "", b"", 400),
+        HttpRequest::new(
+            "POST",
+            "/api/v1/write",
+            "Content-Encoding: snappy\r\nContent-Type: application/x-protobuf\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\n",
+            &remote_write_body(),
+            204,
+        ),
     ]
+}
+
+/// A remote_write body: 20 series of 3 samples, labels as Prometheus sends them.
+fn remote_write_body() -> Vec<u8> {
+    use metricsstream::ingest::remote_write::{encode_body, Label, Sample, TimeSeries, WriteRequest};
+    let label = |name: &str, value: String| Label { name: name.into(), value };
+    let timeseries = (0..20)
+        .map(|i| TimeSeries {
+            labels: vec![
+                label("__name__", "http_requests_total".into()),
+                label("code", format!("{}", 200 + i % 3)),
+                label("instance", format!("host{i}:9100")),
+                label("job", "node".into()),
+            ],
+            samples: (0..3)
+                .map(|j| Sample { value: f64::from(i * j), timestamp: 1_700_000_000_000 + i64::from(j) })
+                .collect(),
+            exemplars: vec![],
+            histograms: vec![],
+        })
+        .collect();
+    encode_body(&WriteRequest { timeseries })
 }
 
 /// Allocations (and reallocations) while `f` runs.

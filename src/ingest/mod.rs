@@ -4,6 +4,7 @@
 pub mod json;
 pub mod line_index;
 pub mod line_protocol;
+pub mod protowire;
 pub mod record;
 pub mod remote_write;
 pub mod statsd;
