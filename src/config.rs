@@ -143,6 +143,11 @@ pub struct NetConfig {
     pub max_half_open: Option<usize>,
     /// A half-open connection is freed this long after its SYN.
     pub syn_received_timeout_ms: u64,
+    /// Socket buffer memory per worker at most, MiB: `tcp_rx_buffer +
+    /// tcp_tx_buffer` per connection, allocated as connections open (none
+    /// at start) and reused; a SYN beyond evicts the oldest half-open
+    /// connection or is dropped (`drop_syn_full`).
+    pub socket_buffer_budget_mb: u64,
 }
 
 impl Default for NetConfig {
@@ -157,6 +162,7 @@ impl Default for NetConfig {
             tcp_tx_buffer: 8 * 1024,
             max_half_open: None,
             syn_received_timeout_ms: 3_000,
+            socket_buffer_budget_mb: 1024,
         }
     }
 }

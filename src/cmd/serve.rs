@@ -382,6 +382,8 @@ impl WorkerSetup<'_> {
             stack_config.max_half_open = n;
         }
         stack_config.syn_received_timeout_ms = config.net.syn_received_timeout_ms;
+        stack_config.socket_buffer_budget =
+            usize::try_from(config.net.socket_buffer_budget_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         stack_config.seed ^= q as u64;
         let now = clock.now();
         let mut stack = NetStack::new(stack_config, now).context("TCP stack configuration")?;

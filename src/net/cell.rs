@@ -101,18 +101,15 @@ impl Cell {
         tx_buffer: usize,
         timeout: Option<smoltcp::time::Duration>,
     ) -> Cell {
+        Cell::with_sockets(iface, sockets, || new_socket(rx_buffer, tx_buffer, timeout))
+    }
+
+    /// A cell of `sockets` CLOSED sockets made by `make`.
+    pub fn with_sockets(iface: Interface, sockets: usize, mut make: impl FnMut() -> tcp::Socket<'static>) -> Cell {
         let mut set = SocketSet::new(Vec::with_capacity(sockets));
         let mut handles = Vec::with_capacity(sockets);
         for _ in 0..sockets {
-            let mut s = tcp::Socket::new(
-                tcp::SocketBuffer::new(vec![0; rx_buffer]),
-                tcp::SocketBuffer::new(vec![0; tx_buffer]),
-            );
-            // Requests and responses are written whole; do not hold the tail back for an ACK.
-            s.set_nagle_enabled(false);
-            s.set_timeout(timeout);
-            s.set_keep_alive(timeout.map(|t| t / 2));
-            handles.push(set.add(s));
+            handles.push(set.add(make()));
         }
         Cell { iface, sockets: set, handles }
     }
@@ -145,6 +142,155 @@ impl Cell {
     /// sink refused output (`blocked`: smoltcp kept it), else at smoltcp's timer.
     pub fn next_service(&mut self, now: Instant, blocked: bool) -> Option<Instant> {
         self.iface.poll_at(now, &self.sockets).map(|t| if blocked { now } else { t })
+    }
+}
+
+/// A CLOSED TCP socket with `rx`/`tx` bytes of buffers (0 for a bare one)
+/// and the options every connection gets.
+fn new_socket(rx: usize, tx: usize, timeout: Option<smoltcp::time::Duration>) -> tcp::Socket<'static> {
+    socket_with(tcp::SocketBuffer::new(vec![0; rx]), tcp::SocketBuffer::new(vec![0; tx]), timeout)
+}
+
+fn socket_with(
+    rx: tcp::SocketBuffer<'static>,
+    tx: tcp::SocketBuffer<'static>,
+    timeout: Option<smoltcp::time::Duration>,
+) -> tcp::Socket<'static> {
+    let mut s = tcp::Socket::new(rx, tx);
+    // Requests and responses are written whole; do not hold the tail back for an ACK.
+    s.set_nagle_enabled(false);
+    s.set_timeout(timeout);
+    s.set_keep_alive(timeout.map(|t| t / 2));
+    s
+}
+
+/// Sockets' buffers per slab of the [`SocketPool`] (64 × (64 + 8) KiB = 4.5 MiB
+/// with the appliance's defaults; well above glibc's 128 KiB mmap threshold).
+const SLAB_SOCKETS: usize = 64;
+
+/// The server stack's socket buffers, lent to a slot for one connection.
+///
+/// smoltcp 0.12 cannot swap a socket's `SocketBuffer`s after `Socket::new`
+/// (and gives them back only by dropping the socket), so the unit lent is a
+/// whole CLOSED socket *with* its buffers: when a SYN is accepted, the
+/// listener slot's bare socket (0-byte buffers, ~500 bytes) is swapped out
+/// for a buffered one, and when the slot is recycled the buffered socket
+/// (reset to CLOSED) is swapped back into the pool. Buffered sockets are
+/// allocated lazily, at most `max` of them (the configured budget), and
+/// never freed: growth stops at the budget and a recycled socket is reused,
+/// so steady state allocates nothing. The buffers are cut from slabs of
+/// [`SLAB_SOCKETS`] sockets' worth, leaked on purpose (the pool lives as long
+/// as the worker and never gives memory back): one allocation per slab, and a
+/// slab is large enough for the allocator to map it fresh from the kernel, so
+/// its pages are committed only when a connection first writes to them. A
+/// spoofed SYN's half-open socket then costs no resident memory, and a flood
+/// that allocates the whole budget does not stall the worker on page faults.
+/// Swapping whole sockets also keeps
+/// smoltcp's window scale, computed from the rx capacity in `Socket::new`,
+/// right.
+pub(crate) struct SocketPool {
+    /// The unused rest of the newest slab.
+    slab: &'static mut [u8],
+    /// CLOSED sockets with buffers, ready to lend.
+    buffered: Vec<tcp::Socket<'static>>,
+    /// CLOSED bare sockets that lent buffered ones displaced (one per socket in use).
+    bare: Vec<tcp::Socket<'static>>,
+    rx: usize,
+    tx: usize,
+    timeout: Option<smoltcp::time::Duration>,
+    /// Buffered sockets that exist (lent or free).
+    allocated: usize,
+    /// Buffered sockets lent to slots.
+    in_use: usize,
+    /// Buffered sockets at most (the budget).
+    max: usize,
+}
+
+impl SocketPool {
+    /// A pool of at most `max` buffered sockets of `rx + tx` bytes; none allocated yet.
+    pub fn new(max: usize, rx: usize, tx: usize, timeout: Option<smoltcp::time::Duration>) -> SocketPool {
+        SocketPool {
+            slab: &mut [],
+            buffered: Vec::with_capacity(max),
+            bare: Vec::with_capacity(max),
+            rx,
+            tx,
+            timeout,
+            allocated: 0,
+            in_use: 0,
+            max,
+        }
+    }
+
+    /// A bare socket (0-byte buffers) for a slot without a connection.
+    pub fn bare_socket(&self) -> tcp::Socket<'static> {
+        new_socket(0, 0, self.timeout)
+    }
+
+    /// Whether a buffered socket can be lent now (a free one, or room to allocate).
+    pub fn available(&self) -> bool {
+        !self.buffered.is_empty() || self.allocated < self.max
+    }
+
+    /// Buffer bytes allocated and lent out: (allocated, in_use).
+    pub fn bytes(&self) -> (u64, u64) {
+        let per = (self.rx + self.tx) as u64;
+        (self.allocated as u64 * per, self.in_use as u64 * per)
+    }
+
+    /// Whether `sock` holds buffers from this pool.
+    pub fn is_buffered(sock: &tcp::Socket<'_>) -> bool {
+        sock.recv_capacity() > 0
+    }
+
+    /// Gives the listener `sock` (a bare socket in LISTEN on `port`) buffers:
+    /// swaps in a buffered socket, listening on `port`. False if the budget
+    /// is spent and none is free (`sock` is left as it was).
+    pub fn attach(&mut self, sock: &mut tcp::Socket<'static>, port: u16) -> bool {
+        debug_assert!(!Self::is_buffered(sock));
+        let mut lent = match self.buffered.pop() {
+            Some(s) => s,
+            None if self.allocated < self.max => self.new_buffered(),
+            None => return false,
+        };
+        let listening = lent.listen(port).is_ok();
+        debug_assert!(listening, "pooled sockets are CLOSED");
+        std::mem::swap(sock, &mut lent);
+        // `lent` is now the bare listener: back to CLOSED (close() on LISTEN sends nothing).
+        lent.close();
+        self.bare.push(lent);
+        self.in_use += 1;
+        true
+    }
+
+    /// A new buffered socket, cut from the slab (a new slab if it is used up).
+    fn new_buffered(&mut self) -> tcp::Socket<'static> {
+        let per = self.rx + self.tx;
+        if self.slab.len() < per {
+            let sockets = SLAB_SOCKETS.min(self.max - self.allocated);
+            self.slab = Vec::leak(vec![0u8; sockets * per]);
+        }
+        self.allocated += 1;
+        let (rx, rest) = std::mem::take(&mut self.slab).split_at_mut(self.rx);
+        let (tx, rest) = rest.split_at_mut(self.tx);
+        self.slab = rest;
+        socket_with(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx), self.timeout)
+    }
+
+    /// Takes the buffers back from `sock` (CLOSED, no tuple), leaving a bare
+    /// CLOSED socket in its place. Nothing happens to a bare socket.
+    pub fn detach(&mut self, sock: &mut tcp::Socket<'static>) {
+        if !Self::is_buffered(sock) {
+            return;
+        }
+        debug_assert_eq!(sock.state(), tcp::State::Closed);
+        let Some(mut bare) = self.bare.pop() else {
+            debug_assert!(false, "one bare socket per lent one");
+            return;
+        };
+        std::mem::swap(sock, &mut bare);
+        self.buffered.push(bare);
+        self.in_use -= 1;
     }
 }
 
@@ -181,8 +327,10 @@ impl ServerCell {
     /// Returns a socket that left the connection (CLOSED, TIME-WAIT, or back
     /// in LISTEN after an RST in SYN-RECEIVED) to CLOSED with no tuple, so it
     /// neither answers nor sends anything, and makes it idle.
-    pub fn recycle(&mut self, slot: u16, port: u16) {
+    /// Its buffers go back to `pool`.
+    pub fn recycle(&mut self, slot: u16, port: u16, pool: &mut SocketPool) {
         self.cell.reset_socket(usize::from(slot), port);
+        pool.detach(self.socket(slot));
         self.idle.push(slot);
     }
 }

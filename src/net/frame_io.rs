@@ -92,6 +92,11 @@ pub struct NetCounters {
     pub tx_drop_no_route: u64,
     /// Times a cell stopped sending because the sink was full.
     pub tx_backpressure: u64,
+    /// Socket buffer bytes allocated (lazily, up to `[net]
+    /// socket_buffer_budget_mb`; never freed, reused), a gauge.
+    pub socket_buffer_bytes_allocated: u64,
+    /// Socket buffer bytes lent to connections now, a gauge.
+    pub socket_buffer_bytes_in_use: u64,
 }
 
 impl NetCounters {

@@ -50,13 +50,17 @@
 //! - with `idle_timeout_ms`, smoltcp's keep-alive (every half timeout) and
 //!   timeout abort a connection whose peer stopped answering.
 //!
-//! Memory, all allocated in [`NetStack::new`]: per connection slot
-//! `rx_buffer + tx_buffer` plus ~550 bytes (smoltcp socket storage 480,
-//! slot 24, flow-table share ~40); per cell ~600 bytes (the `Interface`);
-//! slots = `max_connections` rounded up to whole cells. For 10,000
-//! connections with 16 KiB rx + 8 KiB tx that is ~246 MB per worker; with
-//! 64 KiB + 16 KiB, ~825 MB. The rx buffer bounds the TCP window a client
-//! can use, so size it to request bodies × RTT.
+//! Memory: allocated in [`NetStack::new`] per connection slot ~550 bytes
+//! (a bare smoltcp socket with 0-byte buffers, slot 24, flow-table share
+//! ~40); per cell ~600 bytes (the `Interface`); slots = `max_connections`
+//! rounded up to whole cells. Socket buffers (`rx_buffer + tx_buffer` per
+//! connection) are not committed per slot: a [`SocketPool`] lends them from
+//! a connection's SYN to its recycling, allocating lazily up to
+//! `socket_buffer_budget` and reusing them after that (gauges
+//! `socket_buffer_bytes_allocated` / `_in_use`). 10,000 connections with
+//! 64 KiB rx + 8 KiB tx hold ~703 MiB of buffers; an idle stack, none. The
+//! rx buffer bounds the TCP window a client can use, so size it to request
+//! bodies × RTT.
 //!
 //! One worker iteration (the DPDK worker does the same with an RX burst and
 //! a sink over its TX burst):
@@ -100,6 +104,7 @@
 
 use super::cell::{
     deliver_received, interface, nanos_of, peer_sent_fin, smol_instant, Cell, CellIo, CellScheduler, ServerCell,
+    SocketPool,
 };
 use super::classify::{classify, Frame, Malformed};
 use super::flow::{FlowKey, FlowTable};
@@ -189,6 +194,11 @@ pub struct NetStackConfig {
     pub max_half_open: usize,
     /// A half-open connection is freed this long after its SYN.
     pub syn_received_timeout_ms: u64,
+    /// Socket buffer bytes (`rx_buffer + tx_buffer` per connection) the
+    /// stack may allocate, lazily as connections open; a SYN that finds the
+    /// budget spent evicts the oldest half-open entry or is dropped
+    /// (`drop_syn_full`). Default: every slot (`usize::MAX`).
+    pub socket_buffer_budget: usize,
 }
 
 impl NetStackConfig {
@@ -210,6 +220,7 @@ impl NetStackConfig {
             seed: 0x5eed,
             max_half_open: NetStackConfig::default_max_half_open(max_connections),
             syn_received_timeout_ms: 3_000,
+            socket_buffer_budget: usize::MAX,
         }
     }
 
@@ -224,9 +235,14 @@ impl NetStackConfig {
         max_connections.max(1)
     }
 
-    /// Socket buffer bytes the stack allocates.
+    /// Socket buffer bytes the stack allocates at most (under load; none at start).
     pub fn buffer_memory(&self) -> usize {
-        self.cells() * self.sockets_per_cell * (self.rx_buffer + self.tx_buffer)
+        self.buffered_sockets() * (self.rx_buffer + self.tx_buffer)
+    }
+
+    /// Connections that can hold buffers at once: the budget's worth, at most every slot.
+    pub fn buffered_sockets(&self) -> usize {
+        (self.socket_buffer_budget / (self.rx_buffer + self.tx_buffer).max(1)).min(self.cells() * self.sockets_per_cell)
     }
 
     fn cells(&self) -> usize {
@@ -241,6 +257,8 @@ pub enum NetStackError {
     BadSizes,
     #[error("buffers must hold at least one MTU-sized segment and the MTU must be 576..=9000")]
     BadBuffers,
+    #[error("the socket buffer budget must hold at least one connection's rx_buffer + tx_buffer")]
+    BadBudget,
 }
 
 /// What `receive` did with a frame (each frame counted in exactly one outcome).
@@ -334,6 +352,8 @@ pub struct NetStack {
     /// False after `stop_accepting`: new SYNs are refused.
     accepting: bool,
     half_open: HalfOpen,
+    /// Socket buffers, lent to a slot from its SYN to its recycling.
+    pool: SocketPool,
 }
 
 impl NetStack {
@@ -347,18 +367,18 @@ impl NetStack {
         if !(576..=9000).contains(&c.mtu) || c.rx_buffer < c.mtu || c.tx_buffer < c.mtu {
             return Err(NetStackError::BadBuffers);
         }
+        if c.buffered_sockets() == 0 {
+            return Err(NetStackError::BadBudget);
+        }
+        let timeout = c.idle_timeout_ms.map(Duration::from_millis);
+        let pool = SocketPool::new(c.buffered_sockets(), c.rx_buffer, c.tx_buffer, timeout);
         let ncells = c.cells();
         let l = c.link;
         let mut cells = Vec::with_capacity(ncells);
         for i in 0..ncells {
             let iface = interface(l.ip, l.prefix_len, l.gateway, c.mtu, c.seed ^ (i as u64 + 1) << 17, now);
-            cells.push(ServerCell::new(Cell::new(
-                iface,
-                c.sockets_per_cell,
-                c.rx_buffer,
-                c.tx_buffer,
-                c.idle_timeout_ms.map(Duration::from_millis),
-            )));
+            // Bare sockets: buffers come from `pool` when a SYN is accepted.
+            cells.push(ServerCell::new(Cell::with_sockets(iface, c.sockets_per_cell, || pool.bare_socket())));
         }
         let mut accept = Vec::with_capacity(ncells);
         for (i, cell) in cells.iter_mut().enumerate().rev() {
@@ -396,6 +416,7 @@ impl NetStack {
                 max: c.max_half_open.clamp(1, c.max_connections),
                 lifetime: Duration::from_millis(c.syn_received_timeout_ms.max(1)),
             },
+            pool,
             cells,
         })
     }
@@ -494,6 +515,11 @@ impl NetStack {
         }
     }
 
+    /// Publishes the pool's buffer bytes in the counters.
+    fn sync_pool_counters(&mut self) {
+        (self.counters.socket_buffer_bytes_allocated, self.counters.socket_buffer_bytes_in_use) = self.pool.bytes();
+    }
+
     /// Half-open connections now (also `connections_half_open`).
     pub fn half_open(&self) -> usize {
         self.half_open.len
@@ -574,12 +600,13 @@ impl NetStack {
         s.app_open = false;
         s.generation = s.generation.wrapping_add(1);
         let cell = &mut self.cells[cell_ix];
-        cell.recycle(slot, self.port);
-        self.counters.connections_closed += 1;
-        self.counters.connections_open -= 1;
+        cell.recycle(slot, self.port, &mut self.pool);
         if cell.listener.is_none() && cell.arm_listener(self.port) {
             self.accept.push(cell_ix as u32);
         }
+        self.sync_pool_counters();
+        self.counters.connections_closed += 1;
+        self.counters.connections_open -= 1;
         was_half_open
     }
 
@@ -763,7 +790,11 @@ impl NetStack {
         // half-open entry. It evicts before smoltcp checks the SYN: an
         // invalid SYN costs an attacker no more than a valid spoofed one.
         self.expire_half_open(now);
-        if self.half_open.len >= self.half_open.max || self.counters.connections_open as usize >= self.max_connections {
+        // A spent buffer budget counts as every slot taken.
+        if self.half_open.len >= self.half_open.max
+            || self.counters.connections_open as usize >= self.max_connections
+            || !self.pool.available()
+        {
             self.evict_oldest_half_open();
         }
         if self.counters.connections_open as usize >= self.max_connections {
@@ -776,6 +807,15 @@ impl NetStack {
             return Received::Dropped(DropReason::SynFull);
         };
         let index = cell_ix * self.per_cell + usize::from(slot);
+        // The listener takes buffers for this SYN (it keeps them if smoltcp rejects the SYN).
+        let listener = self.cells[cell_ix].socket(slot);
+        if !SocketPool::is_buffered(listener) {
+            if !self.pool.attach(listener, self.port) {
+                // Budget spent and no half-open entry to evict: every buffer is in an established connection.
+                return Received::Dropped(DropReason::SynFull);
+            }
+            self.sync_pool_counters();
+        }
         self.feed(now, cell_ix, ip, sink);
         let cell = &mut self.cells[cell_ix];
         let sock = cell.socket(slot);
@@ -788,8 +828,9 @@ impl NetStack {
             // Cannot happen (the table holds max_connections), but never leak a socket.
             cell.socket(slot).abort();
             cell.listener = None;
-            cell.recycle(slot, self.port);
+            cell.recycle(slot, self.port, &mut self.pool);
             cell.arm_listener(self.port);
+            self.sync_pool_counters();
             return Received::Dropped(DropReason::SynFull);
         }
         cell.listener = None;
